@@ -1,0 +1,594 @@
+//! The sans-IO core of the handshake (challenges, responses, verdicts) and
+//! the two drivers, `deliver_challenge` and `answer_challenge`, that run it
+//! over any [`MessageChannel`].
+//!
+//! One direction of the handshake, as bytes (every message is one frame of
+//! the channel, which for `mp-conn` is a 4-byte big-endian length prefix):
+//!
+//! ```text
+//! verifier -> answerer   b"#CHALLENGE#" + b"{sha256}" + 40 random bytes   (modern)
+//!                        b"#CHALLENGE#" + 20 random bytes                 (legacy <= 3.11)
+//! answerer -> verifier   b"{sha256}" + HMAC-SHA256(key, b"{sha256}" + random)
+//!                        HMAC-MD5(key, whole challenge message)           (16 bytes, legacy)
+//! verifier -> answerer   b"#WELCOME#" | b"#FAILURE#"
+//! ```
+//!
+//! The MAC covers the `{digest}` prefix too, so an answerer cannot downgrade
+//! a prefixed challenge. Every read is capped at [`MAX_HANDSHAKE_MESSAGE`].
+
+use std::io;
+
+use crate::digest::{Digest, LEGACY_CHALLENGE_LEN, parse_digest_prefix};
+use crate::{AuthenticationError, HandshakeError};
+
+/// The token that starts a challenge message.
+pub const CHALLENGE: &[u8] = b"#CHALLENGE#";
+/// The verdict for a correct reply.
+pub const WELCOME: &[u8] = b"#WELCOME#";
+/// The verdict for a wrong reply.
+pub const FAILURE: &[u8] = b"#FAILURE#";
+/// The number of random bytes in a modern challenge (CPython 3.12's
+/// `MESSAGE_LENGTH`; 3.11 used 20, which now marks a legacy peer).
+pub const CHALLENGE_RANDOM_LEN: usize = 40;
+/// Every handshake read refuses a longer message, so that a peer that has
+/// not authenticated cannot make us allocate (CPython's `recv_bytes(256)`).
+pub const MAX_HANDSHAKE_MESSAGE: usize = 256;
+
+/// What a handshake accepts beyond CPython's rules.
+///
+/// The default is CPython's behaviour. [`Policy::refuse_md5`] forbids
+/// HMAC-MD5 in both roles, as a FIPS-mode CPython has to: legacy
+/// (<= 3.11) peers then fail to authenticate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Policy {
+    allow_md5: bool,
+}
+
+impl Policy {
+    /// CPython's rules: MD5 is accepted (legacy peers work).
+    pub const CPYTHON: Policy = Policy { allow_md5: true };
+
+    /// A policy that refuses HMAC-MD5 altogether. An answerer given a legacy
+    /// challenge replies with `{sha256}` (which a legacy server rejects), as
+    /// CPython does when MD5 is unavailable.
+    pub const fn refuse_md5() -> Policy {
+        Policy { allow_md5: false }
+    }
+
+    /// Whether HMAC-MD5 may be used.
+    pub const fn allows_md5(self) -> bool {
+        self.allow_md5
+    }
+
+    fn check(self, digest: Digest) -> Result<Digest, AuthenticationError> {
+        if digest == Digest::Md5 && !self.allow_md5 {
+            Err(AuthenticationError::DigestRefused { digest })
+        } else {
+            Ok(digest)
+        }
+    }
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy::CPYTHON
+    }
+}
+
+/// A challenge a verifier sends: the `{digest}` prefix and random bytes.
+///
+/// # Examples
+///
+/// The whole handshake with no I/O at all:
+///
+/// ```
+/// use mp_auth::{Challenge, Digest, Policy, create_response, parse_challenge};
+///
+/// let key = b"secret key";
+/// let challenge = Challenge::new(Digest::Sha256)?;
+/// // ... challenge.to_wire() travels to the answerer ...
+/// let wire = challenge.to_wire();
+/// let message = parse_challenge(&wire)?;
+/// let reply = create_response(key, message, Policy::CPYTHON)?;
+/// // ... the reply travels back ...
+/// challenge.verify(key, &reply, Policy::CPYTHON)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Challenge {
+    /// `b"{name}"` followed by the random bytes; what the MAC covers.
+    message: Vec<u8>,
+}
+
+impl Challenge {
+    /// A fresh challenge for `digest` with [`CHALLENGE_RANDOM_LEN`] bytes
+    /// from the operating system's random source.
+    ///
+    /// # Errors
+    ///
+    /// The random source failing (`getrandom`), as an `io::Error`.
+    pub fn new(digest: Digest) -> io::Result<Challenge> {
+        let mut random = [0u8; CHALLENGE_RANDOM_LEN];
+        getrandom::fill(&mut random).map_err(io::Error::from)?;
+        Ok(Challenge::from_random(digest, &random))
+    }
+
+    /// A challenge with the given random bytes (for tests and replays).
+    pub fn from_random(digest: Digest, random: &[u8]) -> Challenge {
+        let mut message = Vec::with_capacity(2 + digest.name().len() + random.len());
+        message.push(b'{');
+        message.extend_from_slice(digest.name().as_bytes());
+        message.push(b'}');
+        message.extend_from_slice(random);
+        Challenge { message }
+    }
+
+    /// The message the MAC covers: `{digest}` plus the random bytes.
+    pub fn message(&self) -> &[u8] {
+        &self.message
+    }
+
+    /// The whole challenge as sent: `#CHALLENGE#` plus [`Self::message`].
+    pub fn to_wire(&self) -> Vec<u8> {
+        [CHALLENGE, &self.message].concat()
+    }
+
+    /// Checks a reply to this challenge (CPython's `_verify_challenge`).
+    ///
+    /// # Errors
+    ///
+    /// See [`verify_response`].
+    pub fn verify(
+        &self,
+        key: &[u8],
+        response: &[u8],
+        policy: Policy,
+    ) -> Result<(), AuthenticationError> {
+        verify_response(key, &self.message, response, policy)
+    }
+}
+
+/// Takes the challenge message out of a received `#CHALLENGE#` frame.
+///
+/// # Errors
+///
+/// [`AuthenticationError::Protocol`] if the frame does not start with
+/// `#CHALLENGE#`; [`AuthenticationError::ChallengeTooShort`] if fewer than 20
+/// bytes follow it.
+pub fn parse_challenge(frame: &[u8]) -> Result<&[u8], AuthenticationError> {
+    let Some(message) = frame.strip_prefix(CHALLENGE) else {
+        return Err(AuthenticationError::Protocol {
+            message: frame.to_vec(),
+        });
+    };
+    if message.len() < LEGACY_CHALLENGE_LEN {
+        return Err(AuthenticationError::ChallengeTooShort { len: message.len() });
+    }
+    Ok(message)
+}
+
+/// The reply to a challenge message (CPython's `_create_response`).
+///
+/// A prefixed challenge gets `{name}` + HMAC-name over the whole message; a
+/// legacy 20-byte challenge gets a bare 16-byte HMAC-MD5, or `{sha256}` +
+/// HMAC-SHA256 when the policy refuses MD5.
+///
+/// # Errors
+///
+/// [`AuthenticationError::UnsupportedDigest`] for a message with no usable
+/// prefix; [`AuthenticationError::DigestRefused`] for `{md5}` under a policy
+/// that refuses MD5.
+pub fn create_response(
+    key: &[u8],
+    message: &[u8],
+    policy: Policy,
+) -> Result<Vec<u8>, AuthenticationError> {
+    let digest = match parse_digest_prefix(message)?.0 {
+        None if policy.allows_md5() => return Ok(Digest::Md5.mac(key, message)),
+        None => Digest::Sha256,
+        Some(digest) => policy.check(digest)?,
+    };
+    let mac = digest.mac(key, message);
+    let mut reply = Vec::with_capacity(2 + digest.name().len() + mac.len());
+    reply.push(b'{');
+    reply.extend_from_slice(digest.name().as_bytes());
+    reply.push(b'}');
+    reply.extend_from_slice(&mac);
+    Ok(reply)
+}
+
+/// Checks `response` against the challenge `message` we sent (CPython's
+/// `_verify_challenge`). An unprefixed 16-byte reply is a legacy HMAC-MD5.
+/// The comparison takes the same time wherever the bytes differ.
+///
+/// # Errors
+///
+/// - [`AuthenticationError::UnsupportedDigest`]: no usable prefix;
+/// - [`AuthenticationError::DigestRefused`]: MD5 under a refusing policy;
+/// - [`AuthenticationError::WrongLength`]: a MAC of the wrong length for its
+///   digest (checked before comparing);
+/// - [`AuthenticationError::DigestReceivedWrong`]: the MAC does not match.
+pub fn verify_response(
+    key: &[u8],
+    message: &[u8],
+    response: &[u8],
+    policy: Policy,
+) -> Result<(), AuthenticationError> {
+    let (digest, mac) = parse_digest_prefix(response)?;
+    let digest = policy.check(digest.unwrap_or(Digest::Md5))?;
+    let expected = digest.mac(key, message);
+    if expected.len() != mac.len() {
+        return Err(AuthenticationError::WrongLength {
+            digest,
+            expected: expected.len(),
+            got: mac.len(),
+        });
+    }
+    if constant_time_eq(&expected, mac) {
+        Ok(())
+    } else {
+        Err(AuthenticationError::DigestReceivedWrong)
+    }
+}
+
+/// Equality of two equal-length slices whose running time does not depend
+/// on where they differ (the role of Python's `hmac.compare_digest`).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    // `black_box` keeps the optimiser from turning the fold into an early exit.
+    std::hint::black_box(diff) == 0 && a.len() == b.len()
+}
+
+/// A channel that carries whole messages: what the handshake needs from a
+/// connection. `mp-conn`'s `Connection` implements it.
+pub trait MessageChannel {
+    /// Sends one message.
+    ///
+    /// # Errors
+    ///
+    /// Any transport error.
+    fn send_message(&mut self, message: &[u8]) -> io::Result<()>;
+
+    /// Receives one message of at most `max_len` bytes. A longer message
+    /// must be refused with an error, without reading or allocating it.
+    ///
+    /// # Errors
+    ///
+    /// Any transport error, end of file, or a message over `max_len`.
+    fn recv_message(&mut self, max_len: usize) -> io::Result<Vec<u8>>;
+}
+
+impl<C: MessageChannel + ?Sized> MessageChannel for &mut C {
+    fn send_message(&mut self, message: &[u8]) -> io::Result<()> {
+        (**self).send_message(message)
+    }
+    fn recv_message(&mut self, max_len: usize) -> io::Result<Vec<u8>> {
+        (**self).recv_message(max_len)
+    }
+}
+
+/// The verifier's side (CPython's `deliver_challenge`): sends a challenge
+/// for `digest`, checks the reply, and sends `#WELCOME#` or `#FAILURE#`.
+///
+/// # Errors
+///
+/// [`HandshakeError::Authentication`] if the reply is wrong (after
+/// `#FAILURE#` has been sent); [`HandshakeError::Io`] for transport errors,
+/// end of file, or a reply over 256 bytes.
+pub fn deliver_challenge<C: MessageChannel>(
+    channel: C,
+    key: &[u8],
+    digest: Digest,
+) -> Result<(), HandshakeError> {
+    deliver_challenge_with(channel, key, digest, Policy::CPYTHON)
+}
+
+/// [`deliver_challenge`] under an explicit [`Policy`].
+///
+/// # Errors
+///
+/// As [`deliver_challenge`]; also [`AuthenticationError::DigestRefused`]
+/// (before anything is sent) for MD5 under a refusing policy.
+pub fn deliver_challenge_with<C: MessageChannel>(
+    mut channel: C,
+    key: &[u8],
+    digest: Digest,
+    policy: Policy,
+) -> Result<(), HandshakeError> {
+    policy.check(digest)?;
+    let challenge = Challenge::new(digest)?;
+    channel.send_message(&challenge.to_wire())?;
+    let response = channel.recv_message(MAX_HANDSHAKE_MESSAGE)?;
+    match challenge.verify(key, &response, policy) {
+        Ok(()) => {
+            channel.send_message(WELCOME)?;
+            Ok(())
+        }
+        Err(err) => {
+            // Tell the peer, as CPython does; if that fails too, the
+            // authentication failure is still the error that matters.
+            let _ = channel.send_message(FAILURE);
+            Err(err.into())
+        }
+    }
+}
+
+/// The answerer's side (CPython's `answer_challenge`): receives a
+/// challenge, sends the reply, and expects `#WELCOME#`.
+///
+/// # Errors
+///
+/// [`HandshakeError::Authentication`] for a malformed challenge or any
+/// verdict other than `#WELCOME#`; [`HandshakeError::Io`] for transport
+/// errors, end of file, or a message over 256 bytes.
+pub fn answer_challenge<C: MessageChannel>(channel: C, key: &[u8]) -> Result<(), HandshakeError> {
+    answer_challenge_with(channel, key, Policy::CPYTHON)
+}
+
+/// [`answer_challenge`] under an explicit [`Policy`].
+///
+/// # Errors
+///
+/// As [`answer_challenge`].
+pub fn answer_challenge_with<C: MessageChannel>(
+    mut channel: C,
+    key: &[u8],
+    policy: Policy,
+) -> Result<(), HandshakeError> {
+    let frame = channel.recv_message(MAX_HANDSHAKE_MESSAGE)?;
+    let message = parse_challenge(&frame)?;
+    let reply = create_response(key, message, policy)?;
+    channel.send_message(&reply)?;
+    let verdict = channel.recv_message(MAX_HANDSHAKE_MESSAGE)?;
+    if verdict == WELCOME {
+        Ok(())
+    } else {
+        Err(AuthenticationError::DigestSentRejected.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+    use std::sync::mpsc;
+
+    /// One end of an in-memory message channel.
+    struct End {
+        tx: mpsc::Sender<Vec<u8>>,
+        rx: mpsc::Receiver<Vec<u8>>,
+    }
+
+    impl MessageChannel for End {
+        fn send_message(&mut self, message: &[u8]) -> io::Result<()> {
+            self.tx
+                .send(message.to_vec())
+                .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))
+        }
+        fn recv_message(&mut self, max_len: usize) -> io::Result<Vec<u8>> {
+            let m = self
+                .rx
+                .recv()
+                .map_err(|_| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+            if m.len() > max_len {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "bad message length",
+                ));
+            }
+            Ok(m)
+        }
+    }
+
+    fn pair() -> (End, End) {
+        let (a_tx, b_rx) = mpsc::channel();
+        let (b_tx, a_rx) = mpsc::channel();
+        (End { tx: a_tx, rx: a_rx }, End { tx: b_tx, rx: b_rx })
+    }
+
+    fn run(
+        server_key: &'static [u8],
+        client_key: &'static [u8],
+        digest: Digest,
+        server_policy: Policy,
+        client_policy: Policy,
+    ) -> (Result<(), HandshakeError>, Result<(), HandshakeError>) {
+        let (mut s, mut c) = pair();
+        let t =
+            std::thread::spawn(move || answer_challenge_with(&mut c, client_key, client_policy));
+        let server = deliver_challenge_with(&mut s, server_key, digest, server_policy);
+        (server, t.join().unwrap())
+    }
+
+    #[test]
+    fn every_digest_authenticates() {
+        for d in Digest::ALL {
+            let (s, c) = run(b"k", b"k", d, Policy::CPYTHON, Policy::CPYTHON);
+            assert!(s.is_ok() && c.is_ok(), "{d}: {s:?} {c:?}");
+        }
+    }
+
+    #[test]
+    fn empty_key_is_a_key() {
+        let (s, c) = run(b"", b"", Digest::Sha256, Policy::CPYTHON, Policy::CPYTHON);
+        assert!(s.is_ok() && c.is_ok());
+        let (s, c) = run(b"", b"x", Digest::Sha256, Policy::CPYTHON, Policy::CPYTHON);
+        assert!(matches!(
+            s,
+            Err(HandshakeError::Authentication(
+                AuthenticationError::DigestReceivedWrong
+            ))
+        ));
+        assert!(matches!(
+            c,
+            Err(HandshakeError::Authentication(
+                AuthenticationError::DigestSentRejected
+            ))
+        ));
+    }
+
+    #[test]
+    fn wrong_key_fails_on_both_sides() {
+        let (s, c) = run(
+            b"right",
+            b"wrong",
+            Digest::Sha3_384,
+            Policy::CPYTHON,
+            Policy::CPYTHON,
+        );
+        assert_eq!(s.unwrap_err().to_string(), "digest received was wrong");
+        assert_eq!(c.unwrap_err().to_string(), "digest sent was rejected");
+    }
+
+    #[test]
+    fn md5_refusing_policy() {
+        // Server refuses to even offer MD5.
+        let (mut s, _c) = pair();
+        assert!(matches!(
+            deliver_challenge_with(&mut s, b"k", Digest::Md5, Policy::refuse_md5()),
+            Err(HandshakeError::Authentication(
+                AuthenticationError::DigestRefused { .. }
+            ))
+        ));
+        // A refusing server rejects a bare 16-byte (legacy) reply.
+        let ch = Challenge::from_random(Digest::Sha256, &[1; 40]);
+        let legacy_reply = Digest::Md5.mac(b"k", ch.message());
+        assert!(ch.verify(b"k", &legacy_reply, Policy::CPYTHON).is_ok());
+        assert!(matches!(
+            ch.verify(b"k", &legacy_reply, Policy::refuse_md5()),
+            Err(AuthenticationError::DigestRefused { .. })
+        ));
+        // A refusing client answers a legacy challenge with {sha256}.
+        let reply = create_response(b"k", &[9; 20], Policy::refuse_md5()).unwrap();
+        assert!(reply.starts_with(b"{sha256}"));
+        assert_eq!(reply.len(), 8 + 32);
+    }
+
+    /// What a CPython 3.11 client does: a bare HMAC-MD5 over the whole
+    /// prefixed message, which a modern server must accept.
+    #[test]
+    fn legacy_client_against_modern_server() {
+        let ch = Challenge::from_random(Digest::Sha256, &[3; 40]);
+        let reply = Digest::Md5.mac(b"key", ch.message());
+        assert_eq!(reply.len(), 16);
+        ch.verify(b"key", &reply, Policy::CPYTHON).unwrap();
+    }
+
+    /// What a modern client does with a CPython 3.11 server's challenge.
+    #[test]
+    fn modern_client_against_legacy_server() {
+        let legacy = [5u8; 20];
+        let reply = create_response(b"key", &legacy, Policy::CPYTHON).unwrap();
+        assert_eq!(reply, Digest::Md5.mac(b"key", &legacy));
+    }
+
+    /// Frame 1 and 2 of section A of `wire_conn.txt` (CPython 3.11 <->
+    /// 3.11, key `b'secret key'`): our reply is byte-for-byte CPython's.
+    #[test]
+    fn reproduces_captured_legacy_reply() {
+        let frame = unhex("234348414c4c454e47452363af9c54be1f0c7531330290273d161bb294c72e");
+        let message = parse_challenge(&frame).unwrap();
+        let reply = create_response(b"secret key", message, Policy::CPYTHON).unwrap();
+        assert_eq!(reply, unhex("2471b3ab88bd32bfab7a53c4ecc8a0bf"));
+    }
+
+    /// Section B of `wire_conn.txt` (CPython 3.13 <-> 3.13).
+    #[test]
+    fn reproduces_captured_sha256_reply() {
+        let frame = unhex(
+            "234348414c4c454e4745237b7368613235367d0a12d0b30f8578fd18b8501847\
+             9481a8cf77168205cfc1e4c3e28837c7fcbb4405222814cbce03e9",
+        );
+        let message = parse_challenge(&frame).unwrap();
+        let reply = create_response(b"secret key", message, Policy::CPYTHON).unwrap();
+        let expected = unhex(
+            "7b7368613235367d843549a9b42eadba66bce1667776efc5240eac2a071eea65\
+             ad3e183e7fc225ac",
+        );
+        assert_eq!(reply, expected);
+        verify_response(b"secret key", message, &expected, Policy::CPYTHON).unwrap();
+    }
+
+    #[test]
+    fn malformed_challenges() {
+        assert!(matches!(
+            parse_challenge(b"#CHALLENGE#"),
+            Err(AuthenticationError::ChallengeTooShort { len: 0 })
+        ));
+        assert!(matches!(
+            parse_challenge(b"hello there, this is not it"),
+            Err(AuthenticationError::Protocol { .. })
+        ));
+        // A prefixed challenge with an unknown digest.
+        assert!(matches!(
+            create_response(
+                b"k",
+                b"{sha1}0123456789012345678901234567890123456789",
+                Policy::CPYTHON
+            ),
+            Err(AuthenticationError::UnsupportedDigest { .. })
+        ));
+    }
+
+    #[test]
+    fn wrong_length_reply_is_rejected_before_comparing() {
+        let ch = Challenge::from_random(Digest::Sha256, &[0; 40]);
+        let mut reply = create_response(b"k", ch.message(), Policy::CPYTHON).unwrap();
+        reply.pop();
+        assert!(matches!(
+            ch.verify(b"k", &reply, Policy::CPYTHON),
+            Err(AuthenticationError::WrongLength {
+                expected: 32,
+                got: 31,
+                ..
+            })
+        ));
+    }
+
+    /// A scripted peer: replays canned messages and records what we sent.
+    struct Script {
+        incoming: VecDeque<Vec<u8>>,
+        sent: Vec<Vec<u8>>,
+    }
+    impl MessageChannel for Script {
+        fn send_message(&mut self, message: &[u8]) -> io::Result<()> {
+            self.sent.push(message.to_vec());
+            Ok(())
+        }
+        fn recv_message(&mut self, _max: usize) -> io::Result<Vec<u8>> {
+            self.incoming
+                .pop_front()
+                .ok_or_else(|| io::ErrorKind::UnexpectedEof.into())
+        }
+    }
+
+    #[test]
+    fn failure_verdict_is_sent_on_bogus_reply() {
+        let mut peer = Script {
+            incoming: VecDeque::from([b"something bogus".to_vec()]),
+            sent: vec![],
+        };
+        let err = deliver_challenge(&mut peer, b"abc", Digest::Sha256).unwrap_err();
+        assert!(matches!(err, HandshakeError::Authentication(_)));
+        assert_eq!(peer.sent.last().unwrap(), FAILURE);
+    }
+
+    #[test]
+    fn eof_is_an_io_error() {
+        let mut peer = Script {
+            incoming: VecDeque::new(),
+            sent: vec![],
+        };
+        assert!(matches!(
+            answer_challenge(&mut peer, b"k"),
+            Err(HandshakeError::Io(_))
+        ));
+    }
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+}
