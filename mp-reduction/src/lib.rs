@@ -160,9 +160,9 @@ impl fmt::Display for SlotError {
                 "an fd can only be serialized inside mp_reduction::collect_fds \
                  (pass it as a process argument or send it with its fds)",
             ),
-            SlotError::NotProviding => f.write_str(
-                "an fd can only be deserialized inside mp_reduction::provide_fds",
-            ),
+            SlotError::NotProviding => {
+                f.write_str("an fd can only be deserialized inside mp_reduction::provide_fds")
+            }
             SlotError::OutOfRange { slot, len } => {
                 write!(f, "fd slot {slot} out of range: {len} fds were received")
             }
@@ -342,7 +342,11 @@ mod tests {
     fn round_trip_keeps_order_and_identity() {
         let (a, mut a_peer) = UnixStream::pair().unwrap();
         let (b, mut b_peer) = UnixStream::pair().unwrap();
-        let value = Two { name: "x".into(), first: a.into(), second: Fd::from(OwnedFd::from(b)) };
+        let value = Two {
+            name: "x".into(),
+            first: a.into(),
+            second: Fd::from(OwnedFd::from(b)),
+        };
         let (bytes, fds) = collect_fds(|| postcard::to_allocvec(&value));
         let bytes = bytes.unwrap();
         assert_eq!(fds.len(), 2);
@@ -401,6 +405,9 @@ mod tests {
         assert_eq!(outer_bytes, vec![0, 1]);
         let caught = std::panic::catch_unwind(|| collect_fds(|| panic!("boom")));
         assert!(caught.is_err());
-        assert!(!collecting(), "a panicking closure must not leave its table behind");
+        assert!(
+            !collecting(),
+            "a panicking closure must not leave its table behind"
+        );
     }
 }
