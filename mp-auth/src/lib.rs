@@ -18,6 +18,8 @@
 //! capped at 256 bytes, comparisons are constant-time, and the empty key is
 //! a real key.
 //!
+//! See the README for the guarantees and the differences from CPython.
+//!
 //! # Examples
 //!
 //! Both roles over an in-memory channel:
