@@ -42,18 +42,29 @@
 
 #![deny(unsafe_code)]
 
+mod address;
+mod client;
 mod connection;
 mod error;
 mod fds;
 pub mod frame;
+mod handshake;
+mod listener;
 mod pipe;
 mod sys;
 mod wait;
 
+pub use address::{Address, Family, arbitrary_address};
+pub use client::{ClientBuilder, client};
 pub use connection::Connection;
 pub use error::{Error, Result};
 pub use frame::{
     FrameDecoder, HEADER_LEN, Header, decode_header, decode_long_length, encode_header,
 };
+pub use listener::{
+    DEFAULT_BACKLOG, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_PENDING_HANDSHAKES, Listener,
+    ListenerBuilder,
+};
+pub use mp_auth::{Digest, Policy};
 pub use pipe::pipe;
 pub use wait::{Waitable, Waiter, wait};
