@@ -203,6 +203,14 @@ impl AsFd for Sentinel {
     }
 }
 
+/// `mp_conn::wait(&[&conn, &sentinel], timeout)` works as CPython's
+/// `wait([conn, p.sentinel])`.
+impl mp_conn::Waitable for Sentinel {
+    fn wait_fd(&self) -> BorrowedFd<'_> {
+        self.0.sentinel()
+    }
+}
+
 enum State {
     New(Box<dyn ErasedTarget>),
     Started(Arc<Popen>),

@@ -464,6 +464,36 @@ fn daemon_flag() {
     }
 }
 
+/// Echoes what arrives on `conn`, doubled, then exits.
+fn echo_doubled(mut conn: mp_conn::Connection) {
+    let n: u64 = conn.recv().unwrap();
+    conn.send(&(n * 2)).unwrap();
+}
+
+fn connection_as_argument() {
+    for m in METHODS {
+        let (mut ours, theirs) = mp_conn::pipe(true).unwrap();
+        let p = ctx(m).process(echo_doubled, theirs);
+        p.start().unwrap();
+        ours.send(&21u64).unwrap();
+        let sentinel = p.sentinel().unwrap();
+        let ready = mp_conn::wait(&[&ours, &sentinel], Some(Duration::from_secs(60))).unwrap();
+        assert!(ready.contains(&0), "{m}: {ready:?}");
+        assert_eq!(ours.recv::<u64>().unwrap(), 42, "{m}");
+        p.join(LONG).unwrap();
+        assert_eq!(p.exitcode().unwrap(), Some(0), "{m}");
+        assert!(
+            !mp_conn::wait(&[&sentinel], LONG).unwrap().is_empty(),
+            "{m}: sentinel not ready after join"
+        );
+        // The parent's copy went with the process: the peer sees EOF.
+        assert!(
+            matches!(ours.recv::<u64>(), Err(mp_conn::Error::Eof)),
+            "{m}"
+        );
+    }
+}
+
 fn main() {
     mp_context::init();
     if std::env::var("MP_CONTEXT_TEST_ROLE").as_deref() == Ok("forkserver-parent") {
@@ -489,6 +519,7 @@ fn main() {
         ("forkserver_preload_and_auth", forkserver_preload_and_auth),
         ("identity_and_contexts", identity_and_contexts),
         ("daemon_flag", daemon_flag),
+        ("connection_as_argument", connection_as_argument),
     ];
     let filter: Vec<String> = std::env::args()
         .skip(1)
