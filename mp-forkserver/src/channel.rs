@@ -92,7 +92,9 @@ fn recvmsg_fds(
             fds.extend(received);
         }
     }
-    if msg.flags.contains(ReturnFlags::CTRUNC) {
+    // The control buffer is rounded up for alignment, so more than
+    // `max_fds` may fit in it: the limit is checked here as well.
+    if msg.flags.contains(ReturnFlags::CTRUNC) || fds.len() > max_fds {
         // The fds that did fit were taken above and close when `fds` drops.
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,

@@ -125,20 +125,15 @@ fn run(hooks: ServerHooks) -> io::Result<()> {
                     break;
                 }
             }
-            loop {
-                match waitpid(None, WaitOptions::NOHANG) {
-                    Ok(Some((pid, status))) => {
-                        let code = match (status.exit_status(), status.terminating_signal()) {
-                            (Some(code), _) => code as i64,
-                            (None, Some(sig)) => -(sig as i64),
-                            _ => continue,
-                        };
-                        if let Some(child_w) = pid_to_fd.remove(&pid.as_raw_nonzero().get()) {
-                            // A vanished client (EPIPE) is no concern of ours.
-                            let _ = write_signed(child_w.as_fd(), code);
-                        }
-                    }
-                    Ok(None) | Err(_) => break,
+            while let Ok(Some((pid, status))) = waitpid(None, WaitOptions::NOHANG) {
+                let code = match (status.exit_status(), status.terminating_signal()) {
+                    (Some(code), _) => code as i64,
+                    (None, Some(sig)) => -(sig as i64),
+                    _ => continue,
+                };
+                if let Some(child_w) = pid_to_fd.remove(&pid.as_raw_nonzero().get()) {
+                    // A vanished client (EPIPE) is no concern of ours.
+                    let _ = write_signed(child_w.as_fd(), code);
                 }
             }
         }
