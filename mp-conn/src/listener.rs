@@ -267,7 +267,13 @@ impl Listener {
                     };
                     let mut handshake = Handshake::new(fd, auth.clone(), Role::Listener, None);
                     // Sending the challenge never blocks on a fresh socket.
-                    handshake.advance()?;
+                    // A quick client on another CPU may even answer every
+                    // step while this first call runs: then the handshake
+                    // is complete and must not be left pending.
+                    if handshake.advance()? {
+                        self.last_accepted = peer;
+                        return Ok(handshake.into_fd());
+                    }
                     self.pending.push(Pending { handshake, peer });
                 }
             }

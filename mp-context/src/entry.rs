@@ -3,7 +3,7 @@
 
 use std::cell::Cell;
 use std::io::Write;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -31,6 +31,9 @@ pub(crate) struct ChildData {
     pub(crate) parent_name: String,
     pub(crate) start_method: StartMethod,
     pub(crate) args: Vec<u8>,
+    /// How many fds follow the data (spawn: `send_fds` on the same
+    /// socket; forkserver: they come with the fork server's request).
+    pub(crate) nfds: u32,
 }
 
 thread_local! {
@@ -136,23 +139,38 @@ fn fail(msg: std::fmt::Arguments<'_>) -> ! {
     std::process::exit(1)
 }
 
+/// Reads the process data, then `nfds` fds if `fds_follow`, from `fd` (a
+/// socket or pipe the parent writes with `mp-conn`'s framing); gives `fd`
+/// back to serve as the parent sentinel (EOF once the parent is gone).
+fn read_child_data(
+    fd: OwnedFd,
+    fds_follow: bool,
+) -> Result<(ChildData, Vec<OwnedFd>, OwnedFd), String> {
+    let mut conn = mp_conn::Connection::new(fd, true, false).map_err(|e| e.to_string())?;
+    let bytes = conn
+        .recv_bytes_max(MAX_CHILD_DATA)
+        .map_err(|e| format!("could not read its process data: {e}"))?;
+    let data: ChildData = postcard::from_bytes(&bytes)
+        .map_err(|e| format!("could not decode its process data: {e}"))?;
+    let fds = if fds_follow && data.nfds > 0 {
+        conn.recv_fds(data.nfds as usize)
+            .map_err(|e| format!("could not receive the fds of its arguments: {e}"))?
+    } else {
+        Vec::new()
+    };
+    // Nothing else is sent, so nothing is read ahead and the fd comes back.
+    let fd = conn.into_fd().map_err(|(_, e)| e.to_string())?;
+    Ok((data, fds, fd))
+}
+
 /// The spawned child: process data and fds arrive on stdin (a unix
 /// socket), which is then replaced by the null device.
 fn spawn_main() -> ! {
-    let stdin = rustix::stdio::stdin();
-    let (bytes, fds) = mp_forkserver::channel::recv_message(
-        stdin,
-        MAX_CHILD_DATA,
-        mp_forkserver::channel::SCM_MAX_FD,
-    )
-    .unwrap_or_else(|e| {
-        fail(format_args!(
-            "spawned child could not read its process data: {e}"
-        ))
-    });
-    let sentinel = stdin
+    let stdin = rustix::stdio::stdin()
         .try_clone_to_owned()
         .unwrap_or_else(|e| fail(format_args!("dup of stdin failed: {e}")));
+    let (data, fds, sentinel) =
+        read_child_data(stdin, true).unwrap_or_else(|e| fail(format_args!("spawned child {e}")));
     if let Ok(null) = rustix::fs::open(
         "/dev/null",
         rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
@@ -160,52 +178,28 @@ fn spawn_main() -> ! {
     ) {
         let _ = rustix::stdio::dup2_stdin(&null);
     }
-    let data: ChildData = postcard::from_bytes(&bytes).unwrap_or_else(|e| {
-        fail(format_args!(
-            "spawned child could not decode its process data: {e}"
-        ))
-    });
     let code = run_child(data, fds, sentinel);
     crate::shutdown();
     std::process::exit(code)
 }
 
 /// A child forked by the fork server: the process data arrives on the data
-/// pipe as a 4-byte big-endian length and the bytes.
+/// pipe, one `mp-conn` message; the argument fds came with the request.
 fn forkserver_child_main(child: mp_forkserver::ForkedChild) -> i32 {
     let mp_forkserver::ForkedChild { data, alive, fds } = child;
     // Holding the "alive" pipe keeps the server up while this child lives.
     std::mem::forget(alive);
-    let mut len = [0u8; 4];
-    let read = mp_forkserver::channel::read_exact_fd(data.as_fd(), &mut len).and_then(|()| {
-        let len = u32::from_be_bytes(len) as usize;
-        if len > MAX_CHILD_DATA {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "process data too long",
-            ));
+    match read_child_data(data, false) {
+        Ok((data, _, sentinel)) => {
+            let code = run_child(data, fds, sentinel);
+            crate::shutdown();
+            code
         }
-        let mut bytes = vec![0u8; len];
-        mp_forkserver::channel::read_exact_fd(data.as_fd(), &mut bytes)?;
-        Ok(bytes)
-    });
-    let bytes = match read {
-        Ok(b) => b,
         Err(e) => {
-            eprintln!("mp-context: forkserver child could not read its process data: {e}");
-            return 1;
+            eprintln!("mp-context: forkserver child {e}");
+            1
         }
-    };
-    let data_msg: ChildData = match postcard::from_bytes(&bytes) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("mp-context: forkserver child could not decode its process data: {e}");
-            return 1;
-        }
-    };
-    let code = run_child(data_msg, fds, data);
-    crate::shutdown();
-    code
+    }
 }
 
 /// Preload data: the check value and the hook's offset.

@@ -658,20 +658,28 @@ fn start_exec(
         parent_name: parent_name.to_owned(),
         start_method: method,
         args: encoded.args,
+        nfds: fds.len() as u32,
     };
     let payload = postcard::to_allocvec(&data).map_err(Error::Encode)?;
-    let borrowed = mp_forkserver::channel::borrow_all(&fds);
+    let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
     match method {
         StartMethod::Spawn => spawn(&payload, &borrowed),
         _ => forkserver(&payload, &borrowed),
     }
 }
 
+/// Gives back the fd of a connection we only wrote to (nothing was read
+/// ahead, so this cannot fail in practice).
+fn writer_fd(conn: mp_conn::Connection) -> Result<OwnedFd> {
+    conn.into_fd()
+        .map_err(|(_, e)| Error::Io(std::io::Error::from(e)))
+}
+
 fn spawn(payload: &[u8], fds: &[BorrowedFd<'_>]) -> Result<Popen> {
-    if fds.len() > mp_forkserver::channel::SCM_MAX_FD {
+    if fds.len() > mp_forkserver::SCM_MAX_FD {
         return Err(Error::TooManyFds {
             count: fds.len(),
-            max: mp_forkserver::channel::SCM_MAX_FD,
+            max: mp_forkserver::SCM_MAX_FD,
         });
     }
     let (parent_sock, child_sock) = UnixStream::pair()?;
@@ -686,30 +694,38 @@ fn spawn(payload: &[u8], fds: &[BorrowedFd<'_>]) -> Result<Popen> {
     let pid = child.id() as i32;
     let pid_t = Pid::from_raw(pid).expect("positive pid");
     let pidfd = pidfd_open(pid_t, PidfdFlags::empty())?;
-    if let Err(e) = mp_forkserver::channel::send_message(parent_sock.as_fd(), payload, fds) {
-        // The child is gone or never read its data: do not leave it behind.
-        let _ = pidfd_send_signal(&pidfd, Signal::KILL);
-        let _ = waitpid(Some(pid_t), WaitOptions::empty());
-        return Err(e.into());
-    }
+    // The data, then the fds (the child knows how many from the data).
+    let send = || -> mp_conn::Result<mp_conn::Connection> {
+        let conn = mp_conn::Connection::new(parent_sock.into(), false, true)?;
+        conn.send_bytes(payload)?;
+        if !fds.is_empty() {
+            conn.send_fds(fds)?;
+        }
+        Ok(conn)
+    };
+    let conn = match send() {
+        Ok(conn) => conn,
+        Err(e) => {
+            // The child is gone or never read its data: do not leave it behind.
+            let _ = pidfd_send_signal(&pidfd, Signal::KILL);
+            let _ = waitpid(Some(pid_t), WaitOptions::empty());
+            return Err(Error::Io(e.into()));
+        }
+    };
     Ok(Popen {
         pid,
         method: StartMethod::Spawn,
         handle: Handle::Child { pidfd },
-        _keep: Some(parent_sock.into()),
+        _keep: Some(writer_fd(conn)?),
         exit: Mutex::new(None),
     })
 }
 
 fn forkserver(payload: &[u8], fds: &[BorrowedFd<'_>]) -> Result<Popen> {
     let (status_r, data_w) = mp_forkserver::ForkServer::global().connect_to_new_process(fds)?;
-    let len = u32::try_from(payload.len())
-        .map_err(|_| Error::Io(std::io::Error::other("process data over 4 GiB")))?;
-    let mut framed = Vec::with_capacity(4 + payload.len());
-    framed.extend_from_slice(&len.to_be_bytes());
-    framed.extend_from_slice(payload);
     let died = |e: std::io::Error| Error::ForkServer(mp_forkserver::Error::ServerDied(e));
-    mp_forkserver::channel::write_all_fd(data_w.as_fd(), &framed).map_err(died)?;
+    let data = mp_conn::Connection::new(data_w, false, true).map_err(|e| died(e.into()))?;
+    data.send_bytes(payload).map_err(|e| died(e.into()))?;
     let pid = mp_forkserver::read_signed(status_r.as_fd()).map_err(died)?;
     let pid = i32::try_from(pid)
         .ok()
@@ -719,7 +735,7 @@ fn forkserver(payload: &[u8], fds: &[BorrowedFd<'_>]) -> Result<Popen> {
         pid,
         method: StartMethod::ForkServer,
         handle: Handle::Status { status_r },
-        _keep: Some(data_w),
+        _keep: Some(writer_fd(data)?),
         exit: Mutex::new(None),
     })
 }

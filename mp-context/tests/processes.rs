@@ -329,18 +329,15 @@ fn forkserver_preload_and_auth() {
     assert_eq!(key.len(), 32);
     let mut bad = key;
     bad[0] ^= 1;
-    let s = std::os::unix::net::UnixStream::connect(&address).unwrap();
-    let err = mp_auth::answer_challenge(mp_forkserver::channel::Framed(&s), &bad).unwrap_err();
-    assert!(err.is_authentication(), "{err:?}");
-    let s = std::os::unix::net::UnixStream::connect(&address).unwrap();
-    mp_auth::answer_challenge(mp_forkserver::channel::Framed(&s), &key).unwrap();
-    mp_auth::deliver_challenge(
-        mp_forkserver::channel::Framed(&s),
-        &key,
-        mp_auth::Digest::Sha256,
-    )
-    .unwrap();
-    drop(s);
+    let connect = |key: &[u8]| {
+        mp_conn::ClientBuilder::new()
+            .authkey(key.to_vec())
+            .connect(&mp_conn::Address::Unix(address.clone()))
+    };
+    let err = connect(&bad).unwrap_err();
+    assert!(matches!(err, mp_conn::Error::Authentication(_)), "{err:?}");
+    // The right key passes; a client that then sends no request is dropped.
+    drop(connect(&key).unwrap());
     let mode = std::fs::metadata(&address).unwrap();
     assert_eq!(
         std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,

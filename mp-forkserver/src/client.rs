@@ -2,18 +2,25 @@
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
+use std::time::Duration;
 
+use mp_conn::{Address, ClientBuilder, Connection, Family};
 use rustix::pipe::{PipeFlags, pipe_with};
-use rustix::process::{Pid, WaitOptions, waitpid};
+use rustix::process::{Pid, Signal, WaitOptions, kill_process, waitpid};
 
-use crate::channel::{Framed, send_fds, send_message};
-use crate::{AUTHKEY_LEN, Error, MAXFDS_TO_SEND, ROLE_ENV, Result};
+use crate::server::{CLIENT_TIMEOUT, Config};
+use crate::{AUTHKEY_LEN, Error, MAXFDS_TO_SEND, ROLE_ENV, Result, SCM_MAX_FD};
+
+/// How long a new server may take to start and bind its socket before it
+/// is given up on (killed). Generous: it covers an `exec` of a large
+/// binary on a loaded machine.
+const LAUNCH_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A running server, as this process knows it.
 #[derive(Debug)]
@@ -105,14 +112,19 @@ impl ForkServer {
     ///
     /// # Errors
     ///
-    /// [`Error::TooManyFds`] if `fds.len() + 4 >= MAXFDS_TO_SEND`;
+    /// [`Error::TooManyFds`] if `fds.len() + 4 >= MAXFDS_TO_SEND`, or if
+    /// the request would not fit in one `SCM_RIGHTS` message
+    /// (`fds.len() + 3 > SCM_MAX_FD`, Linux's 253);
     /// [`Error::Authentication`] if the server refuses our key;
     /// [`Error::ServerDied`] or [`Error::Io`] if the request fails.
     pub fn connect_to_new_process(&self, fds: &[BorrowedFd<'_>]) -> Result<(OwnedFd, OwnedFd)> {
-        if fds.len() + 4 >= MAXFDS_TO_SEND {
+        // CPython's check, and the kernel's limit on one message (which
+        // CPython leaves to `sendmsg` to report).
+        let max = (MAXFDS_TO_SEND - 5).min(SCM_MAX_FD - 3);
+        if fds.len() > max {
             return Err(Error::TooManyFds {
                 count: fds.len(),
-                max: MAXFDS_TO_SEND - 5,
+                max,
             });
         }
         let mut inner = self.lock();
@@ -223,19 +235,38 @@ pub fn self_exe() -> PathBuf {
     }
 }
 
+/// Starts a server: it receives its [`Config`] and the "alive" pipe's read
+/// end over its stdin, binds its listener, and answers with an empty
+/// message once it accepts connections (or with the reason it cannot).
 fn launch(preload: &[u8]) -> io::Result<Running> {
-    let dir = tempfile::Builder::new().prefix("pymp-").tempdir()?;
-    let mut suffix = [0u8; 6];
-    getrandom::fill(&mut suffix).map_err(io::Error::other)?;
-    let name: String = suffix.iter().map(|b| format!("{b:02x}")).collect();
-    let address = dir.path().join(format!("sock-{name}"));
-    let listener = UnixListener::bind(&address)?;
-    std::fs::set_permissions(&address, std::fs::Permissions::from_mode(0o600))?;
-    let (alive_r, alive_w) = pipe_with(PipeFlags::CLOEXEC).map_err(io::Error::from)?;
-    let (config_parent, config_child) = UnixStream::pair()?;
+    let Address::Unix(address) = mp_conn::arbitrary_address(Family::Unix)? else {
+        unreachable!("a unix address was asked for");
+    };
     let mut authkey = [0u8; AUTHKEY_LEN];
     getrandom::fill(&mut authkey).map_err(io::Error::other)?;
+    let result = start_server(&address, &authkey, preload);
+    if result.is_err() {
+        remove_socket(&address);
+    }
+    let (pid, alive_w) = result?;
+    Ok(Running {
+        pid,
+        is_child: true,
+        address,
+        alive_w,
+        authkey,
+    })
+}
 
+/// The process part of [`launch`]: the server's pid and the "alive" pipe's
+/// write end.
+fn start_server(
+    address: &Path,
+    authkey: &[u8; AUTHKEY_LEN],
+    preload: &[u8],
+) -> io::Result<(i32, OwnedFd)> {
+    let (alive_r, alive_w) = pipe_with(PipeFlags::CLOEXEC).map_err(io::Error::from)?;
+    let (config_parent, config_child) = UnixStream::pair()?;
     let mut cmd = Command::new(self_exe());
     if let Ok(exe) = std::env::current_exe() {
         cmd.arg0(exe);
@@ -246,42 +277,51 @@ fn launch(preload: &[u8]) -> io::Result<Running> {
     let pid = child.id() as i32;
     drop(cmd);
 
-    let mut config = Vec::with_capacity(AUTHKEY_LEN + preload.len());
-    config.extend_from_slice(&authkey);
-    config.extend_from_slice(preload);
-    if let Err(e) = send_message(
-        config_parent.as_fd(),
-        &config,
-        &[listener.as_fd(), alive_r.as_fd()],
-    ) {
-        // The new process could not take its configuration: it exits on
-        // EOF; reap it so no zombie is left.
-        drop(config_parent);
-        let _ = waitpid(Pid::from_raw(pid), WaitOptions::empty());
-        return Err(e);
+    let configure = || -> mp_conn::Result<()> {
+        let mut conn = Connection::new(config_parent.into(), true, true)?;
+        conn.send(&Config {
+            authkey: authkey.to_vec(),
+            address: address.as_os_str().as_bytes().to_vec(),
+            preload: preload.to_vec(),
+        })?;
+        conn.send_fds(&[alive_r.as_fd()])?;
+        if !conn.poll(Some(LAUNCH_TIMEOUT))? {
+            return Err(mp_conn::Error::Timeout);
+        }
+        let reply = conn.recv_bytes_max(4096)?;
+        if reply.is_empty() {
+            Ok(())
+        } else {
+            Err(io::Error::other(String::from_utf8_lossy(&reply).into_owned()).into())
+        }
+    };
+    if let Err(e) = configure() {
+        // The new process could not take its configuration or failed to
+        // bind: make sure it is gone, and reap it so no zombie is left.
+        let pid_t = Pid::from_raw(pid).expect("spawned pids are positive");
+        let _ = kill_process(pid_t, Signal::KILL);
+        let _ = waitpid(Some(pid_t), WaitOptions::empty());
+        return Err(e.into());
     }
-    // The temp dir is removed by `stop` (or left to the system's cleaner
-    // if this process is killed), not when this guard drops.
-    let _ = dir.keep();
-    Ok(Running {
-        pid,
-        is_child: true,
-        address,
-        alive_w,
-        authkey,
-    })
+    Ok((pid, alive_w))
 }
 
 /// One request to a running server.
 fn request(running: &Running, fds: &[BorrowedFd<'_>]) -> Result<(OwnedFd, OwnedFd)> {
-    let client = UnixStream::connect(&running.address).map_err(Error::ServerDied)?;
-    mp_auth::answer_challenge(Framed(&client), &running.authkey)?;
-    mp_auth::deliver_challenge(Framed(&client), &running.authkey, mp_auth::Digest::Sha256)?;
+    let died = |e: mp_conn::Error| match e {
+        mp_conn::Error::Authentication(a) => Error::Authentication(a),
+        other => Error::ServerDied(other.into()),
+    };
+    let conn = ClientBuilder::new()
+        .authkey(running.authkey.to_vec())
+        .timeout(CLIENT_TIMEOUT)
+        .connect(&Address::Unix(running.address.clone()))
+        .map_err(died)?;
     let (parent_r, child_w) = pipe_with(PipeFlags::CLOEXEC).map_err(io::Error::from)?;
     let (child_r, parent_w) = pipe_with(PipeFlags::CLOEXEC).map_err(io::Error::from)?;
     let mut all = Vec::with_capacity(fds.len() + 3);
     all.extend([child_r.as_fd(), child_w.as_fd(), running.alive_w.as_fd()]);
     all.extend_from_slice(fds);
-    send_fds(client.as_fd(), &all).map_err(Error::ServerDied)?;
+    conn.send_fds(&all).map_err(died)?;
     Ok((parent_r, parent_w))
 }

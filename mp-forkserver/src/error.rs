@@ -21,7 +21,8 @@ pub enum Error {
     #[error("fork server authentication failed")]
     Authentication(#[source] mp_auth::AuthenticationError),
     /// The server went away in the middle of a request, or never reported
-    /// the child's pid ("Forkserver process may have crashed").
+    /// the child's pid ("Forkserver process may have crashed"). The source
+    /// is what failed: the connect, the handshake, or the request.
     #[error("fork server process may have crashed")]
     ServerDied(#[source] io::Error),
     /// Starting the server process failed.
@@ -30,15 +31,6 @@ pub enum Error {
     /// Any other I/O error.
     #[error(transparent)]
     Io(#[from] io::Error),
-}
-
-impl From<mp_auth::HandshakeError> for Error {
-    fn from(e: mp_auth::HandshakeError) -> Error {
-        match e {
-            mp_auth::HandshakeError::Authentication(a) => Error::Authentication(a),
-            mp_auth::HandshakeError::Io(io) => Error::ServerDied(io),
-        }
-    }
 }
 
 /// The crate's result type.

@@ -7,18 +7,23 @@
 //! since the server is small and has done its initialisation already.
 //!
 //! The protocol follows `forkserver.py` (CPython 3.14, with the
-//! authenticated control socket):
+//! authenticated control socket), over `mp-conn`:
 //!
-//! 1. [`ForkServer::ensure_running`] binds a unix socket (mode 0600, in a
-//!    private `pymp-*` temp dir), makes the "alive" pipe, and starts the
-//!    current executable with `MP_RS_ROLE=forkserver`. The listener, the
-//!    pipe's read end, a fresh 32-byte key and the preload data travel to
-//!    the server over its stdin, a one-shot socket: never argv or the
-//!    environment.
-//! 2. [`ForkServer::connect_to_new_process`] connects, runs the `mp-auth`
-//!    handshake (the client answers first, then challenges the server),
-//!    and sends `[child_r, child_w, alive_w, *fds]` as `SCM_RIGHTS`. The
-//!    server forks; the child reads the process data from `child_r`.
+//! 1. [`ForkServer::ensure_running`] picks a socket path in a private
+//!    `pymp-*` temp dir ([`mp_conn::arbitrary_address`]), makes the "alive"
+//!    pipe, and starts the current executable with
+//!    `MP_RS_ROLE=forkserver`. A fresh 32-byte key, the path, the preload
+//!    data and the pipe's read end travel to the server over its stdin, a
+//!    one-shot socket wrapped in an [`mp_conn::Connection`]: never argv or
+//!    the environment. The server binds an authenticating
+//!    [`mp_conn::Listener`] there (mode 0600) and says it is ready.
+//! 2. [`ForkServer::connect_to_new_process`] connects with
+//!    [`mp_conn::ClientBuilder`], which runs the `mp-auth` handshake (the
+//!    client answers first, then challenges the server), and sends
+//!    `[child_r, child_w, alive_w, *fds]` with
+//!    [`Connection::send_fds`](mp_conn::Connection::send_fds) (CPython's
+//!    `reduction.sendfds` format). The server forks; the child reads the
+//!    process data from `child_r`.
 //! 3. The server writes the child's pid, and later its exit code (negative
 //!    for a signal), to the status pipe as signed 64-bit native-endian
 //!    integers ([`read_signed`]). EOF there means the server died.
@@ -53,7 +58,6 @@
 
 #![deny(unsafe_code)]
 
-pub mod channel;
 mod client;
 mod error;
 mod server;
@@ -70,6 +74,12 @@ pub use server::{ForkedChild, ServerHooks, serve};
 /// (CPython's `MAXFDS_TO_SEND`). A client refuses to send
 /// `fds.len() + 4 >= MAXFDS_TO_SEND` user fds, as CPython does.
 pub const MAXFDS_TO_SEND: usize = 256;
+
+/// The most fds one `SCM_RIGHTS` message may carry on Linux (`SCM_MAX_FD`
+/// in the kernel's `include/net/scm.h`); [`mp_conn::Connection::send_fds`]
+/// refuses more. With the 3 fds of the protocol, a fork server request
+/// carries at most `SCM_MAX_FD - 3` user fds.
+pub const SCM_MAX_FD: usize = 253;
 
 /// The length of the control socket's key (`os.urandom(32)` in CPython).
 pub const AUTHKEY_LEN: usize = 32;
@@ -93,6 +103,11 @@ pub fn take_role() -> Option<String> {
     Some(role)
 }
 
+// The status pipe is not an `mp_conn::Connection`: CPython's forkserver
+// writes bare 8-byte native-endian integers there (`write_signed`), with no
+// length prefix, and mp-conn frames every message it sends. These two
+// functions are the whole of that format.
+
 /// Reads one signed 64-bit native-endian integer from a status pipe
 /// (CPython's `forkserver.read_signed`).
 ///
@@ -102,7 +117,15 @@ pub fn take_role() -> Option<String> {
 /// error.
 pub fn read_signed(fd: BorrowedFd<'_>) -> io::Result<i64> {
     let mut buf = [0u8; 8];
-    channel::read_exact_fd(fd, &mut buf)?;
+    let mut got = 0;
+    while got < buf.len() {
+        match rustix::io::read(fd, &mut buf[got..]) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => got += n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
     Ok(i64::from_ne_bytes(buf))
 }
 
@@ -113,5 +136,15 @@ pub fn read_signed(fd: BorrowedFd<'_>) -> io::Result<i64> {
 ///
 /// Any write error (`BrokenPipe` once the reader is gone).
 pub fn write_signed(fd: BorrowedFd<'_>, n: i64) -> io::Result<()> {
-    channel::write_all_fd(fd, &n.to_ne_bytes())
+    let buf = n.to_ne_bytes();
+    let mut done = 0;
+    while done < buf.len() {
+        match rustix::io::write(fd, &buf[done..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => done += n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }

@@ -1,24 +1,39 @@
 //! The server side: `forkserver.main`, as a loop over three fds.
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::net::UnixListener;
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use rustix::event::{PollFd, PollFlags, poll};
+use mp_conn::{Address, Connection, Listener};
+use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::process::{WaitOptions, waitpid};
 
-use crate::channel::{Framed, recv_fds, recv_message};
 use crate::{AUTHKEY_LEN, MAXFDS_TO_SEND, sys, write_signed};
 
-/// How long one client may take over its handshake and request before the
-/// single-threaded server gives up on it (a stalled client must not stall
-/// every other one).
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one client may take over its handshake, and then over its
+/// request, before the single-threaded server gives up on it (a stalled
+/// client must not stall every other one for long).
+pub(crate) const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The largest configuration message (key plus preload data) accepted.
-const MAX_CONFIG: usize = 1 << 20;
+/// CPython's `listener.listen()` backlog on Linux (`SOMAXCONN`, capped).
+const BACKLOG: i32 = 128;
+
+/// What the launching process sends the new server over its stdin (with
+/// the "alive" pipe's read end following as an fd).
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct Config {
+    /// The control socket's key ([`AUTHKEY_LEN`] bytes).
+    pub(crate) authkey: Vec<u8>,
+    /// The path to bind, as bytes (paths need not be UTF-8).
+    pub(crate) address: Vec<u8>,
+    /// The data for the preload hook.
+    pub(crate) preload: Vec<u8>,
+}
 
 /// What the embedding program does inside the server: `mp-context` passes
 /// its preload runner and its child entry point.
@@ -66,18 +81,53 @@ pub fn serve(hooks: ServerHooks) -> ! {
     sys::exit_immediately(code)
 }
 
-fn run(hooks: ServerHooks) -> io::Result<()> {
-    let stdin = rustix::stdio::stdin();
-    let (config, mut fds) = recv_message(stdin, MAX_CONFIG, 2)?;
-    if fds.len() != 2 || config.len() < AUTHKEY_LEN {
-        return Err(io::Error::new(
+/// Reads the configuration from stdin, binds the listener and says so.
+fn configure() -> io::Result<(Config, OwnedFd, Listener)> {
+    let stdin = rustix::io::fcntl_dupfd_cloexec(rustix::stdio::stdin(), 3)?;
+    let mut conn = Connection::new(stdin, true, true)?;
+    let config: Config = conn.recv()?;
+    let alive_r = conn.recv_fds(1)?.pop().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "no alive pipe in the configuration",
+        )
+    })?;
+    let bound = if config.authkey.len() == AUTHKEY_LEN {
+        bind(&config)
+    } else {
+        Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "bad fork server configuration",
-        ));
+        ))
+    };
+    match bound {
+        Ok(listener) => {
+            conn.send_bytes(b"")?;
+            Ok((config, alive_r, listener))
+        }
+        Err(e) => {
+            let _ = conn.send_bytes(e.to_string().as_bytes());
+            Err(e)
+        }
     }
-    let alive_r = fds.pop().expect("two fds");
-    let listener = UnixListener::from(fds.pop().expect("two fds"));
-    let (authkey, preload) = config.split_at(AUTHKEY_LEN);
+}
+
+fn bind(config: &Config) -> io::Result<Listener> {
+    let path = PathBuf::from(OsString::from_vec(config.address.clone()));
+    let listener = Listener::builder()
+        .address(Address::Unix(path.clone()))
+        .backlog(BACKLOG)
+        .authkey(config.authkey.clone())
+        .handshake_timeout(CLIENT_TIMEOUT)
+        .bind()?;
+    // The directory is private (0700) already; the socket is 0600 as
+    // CPython makes it.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+fn run(hooks: ServerHooks) -> io::Result<()> {
+    let (config, alive_r, mut listener) = configure()?;
     // stdin no longer carries anything; children get the null device
     // (CPython's `util._close_stdin`).
     let null = rustix::fs::open(
@@ -88,8 +138,8 @@ fn run(hooks: ServerHooks) -> io::Result<()> {
     rustix::stdio::dup2_stdin(&null)?;
     drop(null);
 
-    if !preload.is_empty() {
-        (hooks.preload)(preload);
+    if !config.preload.is_empty() {
+        (hooks.preload)(&config.preload);
     }
 
     let (sig_r, sig_w) = rustix::pipe::pipe_with(
@@ -100,12 +150,19 @@ fn run(hooks: ServerHooks) -> io::Result<()> {
     // Child pid -> the write end of its status pipe.
     let mut pid_to_fd: HashMap<i32, OwnedFd> = HashMap::new();
     loop {
+        // Handshakes the listener has in progress are not in this poll
+        // set: with any pending, only look, and let `accept` finish them.
+        let pending = listener.pending_handshakes() > 0;
         let mut pollfds = [
             PollFd::new(&listener, PollFlags::IN),
             PollFd::new(&alive_r, PollFlags::IN),
             PollFd::new(&sig_r, PollFlags::IN),
         ];
-        match poll(&mut pollfds, None) {
+        let timeout = pending.then_some(Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        });
+        match poll(&mut pollfds, timeout.as_ref()) {
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(e.into()),
@@ -138,64 +195,70 @@ fn run(hooks: ServerHooks) -> io::Result<()> {
             }
         }
 
-        if listener_ready {
-            let Ok((stream, _)) = listener.accept() else {
-                continue;
-            };
-            let _ = stream.set_read_timeout(Some(CLIENT_TIMEOUT));
-            let _ = stream.set_write_timeout(Some(CLIENT_TIMEOUT));
-            // The client answers first, then challenges us (CPython 3.14).
-            if mp_auth::deliver_challenge(Framed(&stream), authkey, mp_auth::Digest::Sha256)
-                .is_err()
-                || mp_auth::answer_challenge(Framed(&stream), authkey).is_err()
-            {
-                continue;
+        if !(listener_ready || pending) {
+            continue;
+        }
+        // The listener runs the handshake (it challenges first, then
+        // answers, as CPython 3.14's server) with a deadline; a client that
+        // fails it is dropped.
+        let Ok(mut conn) = listener.accept() else {
+            continue;
+        };
+        let Some((child_r, child_w, alive_w, fds)) = receive_request(&mut conn) else {
+            continue;
+        };
+        drop(conn);
+        match sys::fork_server_child() {
+            Ok(None) => {
+                let child = ForkedChild {
+                    data: child_r,
+                    alive: alive_w,
+                    fds,
+                };
+                // Close what belongs to the server and to other clients,
+                // as `_serve_one` does.
+                drop((listener, alive_r, sig_r, sig_w, pid_to_fd, child_w));
+                let _ = sys::restore_child_signals();
+                let code = (hooks.child_main)(child);
+                let _ = io::stdout().flush();
+                sys::exit_immediately(code)
             }
-            let fds = match recv_fds(stream.as_fd(), MAXFDS_TO_SEND + 1) {
-                Ok(fds) => fds,
-                Err(e) => {
-                    if e.kind() == io::ErrorKind::InvalidData {
-                        eprintln!("mp-forkserver: refused a request: {e}");
-                    }
-                    continue;
-                }
-            };
-            drop(stream);
-            if fds.len() > MAXFDS_TO_SEND || fds.len() < 3 {
-                eprintln!("mp-forkserver: refused a request with {} fds", fds.len());
-                continue;
+            Ok(Some(pid)) => {
+                let _ = write_signed(child_w.as_fd(), pid as i64);
+                pid_to_fd.insert(pid, child_w);
+                drop((child_r, alive_w, fds));
             }
-            let mut fds = fds.into_iter();
-            let (child_r, child_w, alive_w) = (
-                fds.next().unwrap(),
-                fds.next().unwrap(),
-                fds.next().unwrap(),
-            );
-            let fds: Vec<OwnedFd> = fds.collect();
-            match sys::fork_server_child() {
-                Ok(None) => {
-                    let child = ForkedChild {
-                        data: child_r,
-                        alive: alive_w,
-                        fds,
-                    };
-                    // Close what belongs to the server and to other clients,
-                    // as `_serve_one` does.
-                    drop((listener, alive_r, sig_r, sig_w, pid_to_fd, child_w));
-                    let _ = sys::restore_child_signals();
-                    let code = (hooks.child_main)(child);
-                    let _ = io::stdout().flush();
-                    sys::exit_immediately(code)
-                }
-                Ok(Some(pid)) => {
-                    let _ = write_signed(child_w.as_fd(), pid as i64);
-                    pid_to_fd.insert(pid, child_w);
-                    drop((child_r, alive_w, fds));
-                }
-                Err(e) => {
-                    eprintln!("mp-forkserver: fork failed: {e}");
-                }
+            Err(e) => {
+                eprintln!("mp-forkserver: fork failed: {e}");
             }
         }
     }
+}
+
+/// Receives one request's fds (CPython's `recvfds(s, MAXFDS_TO_SEND + 1)`),
+/// within [`CLIENT_TIMEOUT`]: `[child_r, child_w, alive_w, *fds]`. `None`
+/// (with a message on stderr for a malformed request) if the client sent
+/// nothing usable.
+fn receive_request(conn: &mut Connection) -> Option<(OwnedFd, OwnedFd, OwnedFd, Vec<OwnedFd>)> {
+    // The request is one byte (its fds ride on it): once anything is
+    // readable, `recv_fds` does not block.
+    if !conn.poll(Some(CLIENT_TIMEOUT)).unwrap_or(false) {
+        return None;
+    }
+    let fds = match conn.recv_fds(MAXFDS_TO_SEND + 1) {
+        Ok(fds) => fds,
+        Err(mp_conn::Error::Eof) => return None,
+        Err(e) => {
+            eprintln!("mp-forkserver: refused a request: {e}");
+            return None;
+        }
+    };
+    if fds.len() > MAXFDS_TO_SEND || fds.len() < 3 {
+        eprintln!("mp-forkserver: refused a request with {} fds", fds.len());
+        return None;
+    }
+    let mut fds = fds.into_iter();
+    let mut next = || fds.next().expect("at least 3 fds");
+    let (child_r, child_w, alive_w) = (next(), next(), next());
+    Some((child_r, child_w, alive_w, fds.collect()))
 }
