@@ -507,7 +507,26 @@ impl Hasher for BlockHasher {
     }
 }
 
-type BlockMap = HashMap<(u32, usize), u32, BuildHasherDefault<BlockHasher>>;
+/// `(arena, offset)`, hashed as one word: offsets are multiples of 8 and
+/// arena ids small, so moving the id to the top bits keeps keys apart
+/// before the multiply mixes them (equality still compares both fields).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Key {
+    arena: u32,
+    offset: usize,
+}
+
+impl std::hash::Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64((self.offset as u64) ^ u64::from(self.arena).rotate_right(16));
+    }
+}
+
+fn key(arena: u32, offset: usize) -> Key {
+    Key { arena, offset }
+}
+
+type BlockMap = HashMap<Key, u32, BuildHasherDefault<BlockHasher>>;
 
 const NIL: u32 = u32::MAX;
 
@@ -637,8 +656,8 @@ impl State {
         let node = self.nodes[head as usize];
         self.unlink(head);
         self.release_node(head);
-        self.start_to_block.remove(&(node.arena, node.start));
-        self.stop_to_block.remove(&(node.arena, node.stop));
+        self.start_to_block.remove(&key(node.arena, node.start));
+        self.stop_to_block.remove(&key(node.arena, node.stop));
         self.free_bytes -= node.stop - node.start;
         Some((node.arena, node.start, node.stop))
     }
@@ -678,7 +697,7 @@ impl State {
         if length < threshold {
             return;
         }
-        let Some(&whole) = self.start_to_block.get(&(arena, 0)) else {
+        let Some(&whole) = self.start_to_block.get(&key(arena, 0)) else {
             unreachable!("a wholly free arena is one free block");
         };
         debug_assert_eq!(self.nodes[whole as usize].stop, length);
@@ -691,10 +710,10 @@ impl State {
 
     /// heap.py's `_add_free_block`: merge with both neighbours, then file.
     fn add_free_block(&mut self, arena: u32, mut start: usize, mut stop: usize) {
-        if let Some(&prev) = self.stop_to_block.get(&(arena, start)) {
+        if let Some(&prev) = self.stop_to_block.get(&key(arena, start)) {
             start = self.absorb(prev).0;
         }
-        if let Some(&next) = self.start_to_block.get(&(arena, stop)) {
+        if let Some(&next) = self.start_to_block.get(&key(arena, stop)) {
             stop = self.absorb(next).1;
         }
         let idx = match self.vacant_nodes.pop() {
@@ -730,15 +749,15 @@ impl State {
             }
             Err(i) => self.lengths.insert(i, (len, idx)),
         }
-        self.start_to_block.insert((arena, start), idx);
-        self.stop_to_block.insert((arena, stop), idx);
+        self.start_to_block.insert(key(arena, start), idx);
+        self.stop_to_block.insert(key(arena, stop), idx);
     }
 
     /// heap.py's `_absorb`: takes a free block off every list and map.
     fn absorb(&mut self, idx: u32) -> (usize, usize) {
         let node = self.nodes[idx as usize];
-        self.start_to_block.remove(&(node.arena, node.start));
-        self.stop_to_block.remove(&(node.arena, node.stop));
+        self.start_to_block.remove(&key(node.arena, node.start));
+        self.stop_to_block.remove(&key(node.arena, node.stop));
         self.unlink(idx);
         self.release_node(idx);
         self.free_bytes -= node.stop - node.start;
