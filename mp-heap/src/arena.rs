@@ -219,3 +219,17 @@ fn choose_dir(size: usize) -> PathBuf {
     }
     std::env::temp_dir()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_shm_is_chosen_only_when_it_has_room() {
+        if Path::new("/dev/shm").is_dir() {
+            assert_eq!(choose_dir(4096), Path::new("/dev/shm"));
+        }
+        // No file system has 8 EiB free: the temp dir it is.
+        assert_eq!(choose_dir(isize::MAX as usize), std::env::temp_dir());
+    }
+}

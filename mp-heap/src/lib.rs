@@ -65,3 +65,8 @@ pub use heap::{
 };
 pub use lock::{ProcessLock, ProcessLockGuard};
 pub use typed::{Array, ArrayGuard, Pod, RawArray, RawValue, Value, ValueGuard};
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
