@@ -117,6 +117,12 @@ impl Arena {
     /// Maps the first `size` bytes of a descriptor received from another
     /// process (CPython's `rebuild_arena`), seeing the same bytes.
     ///
+    /// The size is checked against the file now. A memfd arena made by
+    /// [`Arena::new`] is sealed against shrinking, so that check holds for
+    /// good; a plain file could be truncated later by its sender, and
+    /// touching the lost pages would then raise `SIGBUS`
+    /// ([`Arena::is_sealed`] tells which).
+    ///
     /// # Errors
     ///
     /// `size` is zero, the file is shorter than `size` (mapping it would
@@ -136,6 +142,12 @@ impl Arena {
             fd,
             backing: ArenaBacking::Received,
         })
+    }
+
+    /// Whether the file is sealed against shrinking (`F_SEAL_SHRINK`), so
+    /// that no process can make the mapping fault by truncating it.
+    pub fn is_sealed(&self) -> bool {
+        rustix::fs::fcntl_get_seals(&self.fd).is_ok_and(|s| s.contains(SealFlags::SHRINK))
     }
 
     /// The arena's size in bytes.

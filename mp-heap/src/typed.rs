@@ -334,6 +334,10 @@ impl<T: Pod> Value<T> {
     /// Views a buffer made by [`Value::into_buffer`] (perhaps in another
     /// process) as a `Value`, sharing its lock.
     ///
+    /// The lock word is taken as found: if the sender never releases it,
+    /// [`Value::lock`] waits forever, so code that cannot trust its peer
+    /// should use [`ProcessLock::acquire_timeout`] on [`Value::get_lock`].
+    ///
     /// # Errors
     ///
     /// [`HeapError::BadLayout`] when the size or alignment is wrong.
@@ -489,7 +493,8 @@ impl<T: Pod> Array<T> {
     }
 
     /// Views a buffer made by [`Array::into_buffer`] (perhaps in another
-    /// process) as an `Array`, sharing its lock.
+    /// process) as an `Array`, sharing its lock (taken as found; see
+    /// [`Value::from_buffer`]).
     ///
     /// # Errors
     ///

@@ -26,6 +26,8 @@ const SOCKET: &str = "MP_HEAP_TEST_SOCKET";
 fn memfd_arena_is_sealed_zeroed_and_cloexec() {
     let a = Arena::new(3 * 4096).unwrap();
     assert_eq!(*a.backing(), ArenaBacking::Memfd);
+    assert!(a.is_sealed());
+    assert!(!Arena::new_file_backed(4096).unwrap().is_sealed());
     assert_eq!(a.size(), 3 * 4096);
     let seals = rustix::fs::fcntl_get_seals(&a).unwrap();
     assert!(seals.contains(rustix::fs::SealFlags::SHRINK | rustix::fs::SealFlags::GROW));
