@@ -168,6 +168,10 @@ impl ProcessLock {
         {
             return true;
         }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            // `try_acquire`: one attempt, without marking the word contended.
+            return false;
+        }
         for _ in 0..SPIN_LIMIT {
             std::hint::spin_loop();
             if self.state.load(Ordering::Relaxed) == UNLOCKED
