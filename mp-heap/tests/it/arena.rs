@@ -196,3 +196,107 @@ fn an_arena_sent_by_fd_maps_the_same_bytes() {
         "the child's write is visible here"
     );
 }
+
+fn send_buffer(sock: &UnixStream, buf: &SharedBuffer) {
+    let mut header = Vec::new();
+    for v in [buf.arena().size(), buf.offset(), buf.len()] {
+        header.extend_from_slice(&(v as u64).to_le_bytes());
+    }
+    let fd = buf.arena().as_fd().try_clone_to_owned().unwrap();
+    send_fd(sock, &fd, &header);
+}
+
+fn recv_buffer(sock: &UnixStream) -> SharedBuffer {
+    let mut header = [0u8; 24];
+    let fd = recv_fd(sock, &mut header);
+    let word = |i: usize| u64::from_le_bytes(header[i * 8..i * 8 + 8].try_into().unwrap()) as usize;
+    let arena = Arc::new(Arena::from_fd(fd, word(0)).unwrap());
+    // SAFETY: this process rebuilds each block once.
+    unsafe { SharedBuffer::from_parts(arena, word(1), word(2)) }.unwrap()
+}
+
+const ROUNDS: u64 = 5000;
+
+/// The child's side of `locked_increments_across_separate_mappings`.
+#[test]
+fn child_role_increment() {
+    if std::env::var(ROLE).as_deref() != Ok("increment") {
+        return;
+    }
+    let sock = UnixStream::connect(std::env::var(SOCKET).unwrap()).unwrap();
+    let v = mp_heap::Value::<u64>::from_buffer(recv_buffer(&sock)).unwrap();
+    let a = mp_heap::Array::<u64>::from_buffer(recv_buffer(&sock)).unwrap();
+    for _ in 0..ROUNDS {
+        v.lock().update(|n| n + 1);
+        a.lock()[1] += 1;
+    }
+    std::io::Write::write_all(&mut &sock, b"k").unwrap();
+}
+
+#[test]
+fn locked_increments_across_separate_mappings() {
+    // Unlike fork, a re-executed child maps the arena at its own address:
+    // the futex must be a shared one, keyed by the memory, not the address.
+    const CHILDREN: usize = 2;
+    let v = mp_heap::Value::new(0_u64).unwrap();
+    let a = mp_heap::Array::<u64>::zeroed(2).unwrap();
+    let (v_buf, a_buf) = (v.into_buffer(), a.into_buffer());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let mut children: Vec<_> = (0..CHILDREN)
+        .map(|_| {
+            Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "arena::child_role_increment",
+                    "--test-threads=1",
+                    "--nocapture",
+                ])
+                .env(ROLE, "increment")
+                .env(SOCKET, &path)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let socks: Vec<_> = (0..CHILDREN)
+        .map(|_| {
+            let (sock, _) = listener.accept().unwrap();
+            sock.set_read_timeout(Some(Duration::from_secs(120)))
+                .unwrap();
+            send_buffer(&sock, &v_buf);
+            send_buffer(&sock, &a_buf);
+            sock
+        })
+        .collect();
+    let v = mp_heap::Value::<u64>::from_buffer(v_buf).unwrap();
+    let a = mp_heap::Array::<u64>::from_buffer(a_buf).unwrap();
+    for _ in 0..ROUNDS {
+        v.lock().update(|n| n + 1);
+        a.lock()[0] += 1;
+    }
+    for sock in &socks {
+        let mut ack = [0u8; 1];
+        let _ = std::io::Read::read(&mut &*sock, &mut ack);
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for child in &mut children {
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("child did not exit in time");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+        assert!(status.success(), "child failed: {status}\n{err}");
+    }
+    assert_eq!(v.get(), (CHILDREN as u64 + 1) * ROUNDS);
+    assert_eq!(a.to_vec(), [ROUNDS, CHILDREN as u64 * ROUNDS]);
+}
