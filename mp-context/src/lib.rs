@@ -30,6 +30,17 @@
 //! through a wrong pointer. Targets must live in the executable itself, not
 //! in a dynamically loaded library.
 //!
+//! ## Arguments that hold fds or shared memory
+//!
+//! Under fork the arguments are moved into the child as they are. Under
+//! spawn and forkserver they are serialized with postcard inside
+//! `mp_reduction::collect_fds`: an `mp_conn::Connection`, an
+//! `mp_reduction::Fd`, or an `mp_heap::SharedBuffer`, `Arena`, `Value` or
+//! `Array` puts its fd in the table, and the fds travel with `SCM_RIGHTS`
+//! (the child maps a received arena again and never frees a received
+//! block). To keep seeing what a child writes, keep the buffer and pass
+//! `buf.share()`, or clones of an `Arc<mp_heap::Value<T>>`.
+//!
 //! ## Calling [`init`]
 //!
 //! `mp_context::init()` must be the first thing `main` does. Forgetting it

@@ -8,6 +8,7 @@
 //! summary line so the workspace's test driver counts it.
 
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mp_context::{Error, Process, StartMethod, get_context};
@@ -491,6 +492,58 @@ fn connection_as_argument() {
     }
 }
 
+/// Writes a pattern the parent checks into the bytes it was given.
+fn fill_buffer(mut buf: mp_heap::SharedBuffer) {
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = (i % 251) as u8 ^ 0x5a;
+    }
+}
+
+fn shared_buffer_as_argument() {
+    for m in METHODS {
+        // The parent keeps its buffer and gives the child a second view of
+        // the same bytes (what a received buffer is anyway).
+        let buf = mp_heap::SharedBuffer::zeroed(10_000).unwrap();
+        let p = ctx(m).process(fill_buffer, buf.share().unwrap());
+        assert_eq!(run(&p), Some(0), "{m}");
+        let ok = buf
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b == (i % 251) as u8 ^ 0x5a);
+        assert!(ok, "{m}: the parent does not see what the child wrote");
+    }
+}
+
+const INCREMENTS: u64 = 200;
+
+/// Counts up a shared total under its lock, and its own slot of an array.
+fn count_up((total, slots, me): (Arc<mp_heap::Value<u64>>, Arc<mp_heap::Array<u64>>, usize)) {
+    for _ in 0..INCREMENTS {
+        total.lock().update(|n| n + 1);
+        slots.lock()[me] += 1;
+    }
+}
+
+fn values_and_arrays_add_up() {
+    const CHILDREN: usize = 4;
+    for m in METHODS {
+        let total = Arc::new(mp_heap::Value::new(0_u64).unwrap());
+        let slots = Arc::new(mp_heap::Array::<u64>::zeroed(CHILDREN).unwrap());
+        let procs: Vec<_> = (0..CHILDREN)
+            .map(|me| ctx(m).process(count_up, (total.clone(), slots.clone(), me)))
+            .collect();
+        for p in &procs {
+            p.start().unwrap();
+        }
+        for p in &procs {
+            p.join(LONG).unwrap();
+            assert_eq!(p.exitcode().unwrap(), Some(0), "{m}");
+        }
+        assert_eq!(total.get(), CHILDREN as u64 * INCREMENTS, "{m}");
+        assert_eq!(slots.to_vec(), vec![INCREMENTS; CHILDREN], "{m}");
+    }
+}
+
 fn main() {
     mp_context::init();
     if std::env::var("MP_CONTEXT_TEST_ROLE").as_deref() == Ok("forkserver-parent") {
@@ -517,6 +570,8 @@ fn main() {
         ("identity_and_contexts", identity_and_contexts),
         ("daemon_flag", daemon_flag),
         ("connection_as_argument", connection_as_argument),
+        ("shared_buffer_as_argument", shared_buffer_as_argument),
+        ("values_and_arrays_add_up", values_and_arrays_add_up),
     ];
     let filter: Vec<String> = std::env::args()
         .skip(1)

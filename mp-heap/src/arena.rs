@@ -194,6 +194,32 @@ impl fmt::Debug for Arena {
     }
 }
 
+// ----- serde: an Arena as a process argument (mp-reduction) -----
+
+/// Serializable only inside `mp_reduction::collect_fds` (for example as a
+/// process argument of `mp-context`): the fd is duplicated into the fd
+/// table and the size written beside its slot.
+impl serde::Serialize for Arena {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error as _;
+        let slot = mp_reduction::FdSlot::collect(self.fd.as_fd()).map_err(S::Error::custom)?;
+        (slot, self.size() as u64).serialize(serializer)
+    }
+}
+
+/// Deserializable only inside `mp_reduction::provide_fds`: maps the
+/// received fd with [`Arena::from_fd`], so a size the file does not have is
+/// an error, never a mapping that faults.
+impl<'de> serde::Deserialize<'de> for Arena {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let (slot, size) = <(mp_reduction::FdSlot, u64)>::deserialize(deserializer)?;
+        let fd = slot.take().map_err(D::Error::custom)?;
+        let size = usize::try_from(size).map_err(D::Error::custom)?;
+        Arena::from_fd(fd, size).map_err(D::Error::custom)
+    }
+}
+
 fn check_size(size: usize) -> io::Result<()> {
     if size == 0 || size > isize::MAX as usize {
         return Err(io::Error::new(

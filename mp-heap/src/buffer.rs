@@ -13,6 +13,11 @@
 //! - within a process, each block belongs to exactly one `SharedBuffer`
 //!   (the heap hands a range out once until it is freed, and `from_parts`
 //!   makes its caller promise the same), so `&mut self` is exclusive.
+//!   [`SharedBuffer::share`] and deserialization keep that promise by
+//!   mapping the arena again for each buffer they make: the new buffer's
+//!   addresses belong to it alone, and what it shares with another buffer
+//!   in this process is the memory behind a separate mapping, exactly what
+//!   it shares with a buffer in another process.
 //!
 //! Other processes may write the same bytes at any time; that is the point
 //! of shared memory, and as in CPython, synchronising them is the user's
@@ -23,6 +28,7 @@
 use std::{
     fmt,
     ops::{Deref, DerefMut},
+    os::fd::AsFd,
     ptr::NonNull,
     sync::Arc,
 };
@@ -49,8 +55,17 @@ use crate::{
 ///   drops its hold on the arena.
 ///
 /// These four values (fd, arena size, offset, len) are all a serializer
-/// needs: a process-starting crate can put the fd in its fd table and the
-/// three numbers in the message, and rebuild on the other side.
+/// needs, and `SharedBuffer` is a serde type built on them: serialized
+/// inside `mp_reduction::collect_fds` (as `mp-context` does with process
+/// arguments under spawn and forkserver), the arena's fd goes into the fd
+/// table and the three numbers into the bytes; deserialized inside
+/// `mp_reduction::provide_fds`, the arena is mapped again
+/// ([`Arena::from_fd`]) and the buffer rebuilt over the same bytes. A
+/// buffer received this way is never freed by the receiver's heap. Under
+/// `fork` nothing is serialized: the child gets the buffer itself.
+///
+/// To keep a handle while another process writes, [`share`](Self::share)
+/// makes a second buffer over the same bytes.
 ///
 /// # Examples
 ///
@@ -169,6 +184,32 @@ impl SharedBuffer {
             len,
             owner: Owner::Foreign { arena, offset },
         })
+    }
+
+    /// Another buffer over the same bytes, through a separate mapping of
+    /// the arena (as another process would see them): what a receiver of a
+    /// serialized buffer gets, made in this process. It frees nothing when
+    /// dropped; the block stays this buffer's (or its owner's) to free.
+    ///
+    /// Writes through either are seen by the other, as with another
+    /// process; synchronising them is the user's job.
+    ///
+    /// ```
+    /// let mut buf = mp_heap::SharedBuffer::zeroed(8)?;
+    /// let view = buf.share()?;
+    /// buf[0] = 7;
+    /// assert_eq!(view[0], 7);
+    /// # Ok::<(), mp_heap::HeapError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`HeapError::Io`] if the arena's fd cannot be duplicated or mapped.
+    pub fn share(&self) -> Result<SharedBuffer, HeapError> {
+        let arena = self.arena();
+        let fd = arena.as_fd().try_clone_to_owned()?;
+        let arena = Arena::from_fd(fd, arena.size())?;
+        rebuild_in_own_mapping(arena, self.offset(), self.len)
     }
 
     /// The number of bytes asked for.
@@ -291,6 +332,42 @@ impl Drop for SharedBuffer {
         // In a forked child this is `WrongProcess`: the parent's block is
         // the parent's to free, so the error is the intended no-op.
         let _ = self.release();
+    }
+}
+
+/// A buffer over `offset..offset + len` of `arena`, a mapping made for it
+/// alone.
+fn rebuild_in_own_mapping(
+    arena: Arena,
+    offset: usize,
+    len: usize,
+) -> Result<SharedBuffer, HeapError> {
+    // SAFETY: `arena` is a fresh mapping that no other buffer uses, so no
+    // other `SharedBuffer` in this process covers these addresses (the
+    // module's Safety notes); `from_parts` checks the bounds.
+    unsafe { SharedBuffer::from_parts(Arc::new(arena), offset, len) }
+}
+
+// ----- serde: a SharedBuffer as a process argument (mp-reduction) -----
+
+/// Serializable only inside `mp_reduction::collect_fds`: the arena (its fd
+/// in the fd table, its size), the offset and the length.
+impl serde::Serialize for SharedBuffer {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (self.arena(), self.offset() as u64, self.len as u64).serialize(serializer)
+    }
+}
+
+/// Deserializable only inside `mp_reduction::provide_fds`: maps the arena
+/// again and rebuilds the buffer over the same bytes; it frees nothing when
+/// dropped. Bounds that do not fit the arena are an error.
+impl<'de> serde::Deserialize<'de> for SharedBuffer {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let (arena, offset, len) = <(Arena, u64, u64)>::deserialize(deserializer)?;
+        let offset = usize::try_from(offset).map_err(D::Error::custom)?;
+        let len = usize::try_from(len).map_err(D::Error::custom)?;
+        rebuild_in_own_mapping(arena, offset, len).map_err(D::Error::custom)
     }
 }
 

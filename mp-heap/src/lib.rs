@@ -14,7 +14,10 @@
 //!   (deferred while the lock is held), a fresh heap in a forked child.
 //!   [`Heap::global`] is the process-wide one.
 //! - [`SharedBuffer`]: an owned block (CPython's `BufferWrapper`) that derefs
-//!   to `[u8]`, frees itself on drop, and can reach another process.
+//!   to `[u8]`, frees itself on drop, and can reach another process: it is
+//!   a serde type whose arena fd travels beside the bytes (`mp-reduction`),
+//!   as are [`Arena`] and the typed wrappers, so all of them can be process
+//!   arguments of `mp-context` under every start method.
 //! - [`RawValue`], [`RawArray`], [`Value`], [`Array`]: [`Pod`] data in shared
 //!   memory, zero-filled; the last two guarded by a [`ProcessLock`] that
 //!   lives in the block and works across processes.
@@ -38,7 +41,8 @@
 //! let squares = Array::from_slice(&[1_i32, 4, 9])?;
 //! assert_eq!(squares.to_vec(), [1, 4, 9]);
 //!
-//! // Raw bytes, and what another process needs to map them.
+//! // Raw bytes, and what another process needs to map them (serializing
+//! // the buffer inside `mp_reduction::collect_fds` does this).
 //! let mut buf = SharedBuffer::new(64)?;
 //! buf[0] = 42;
 //! let (size, offset, len) = (buf.arena().size(), buf.offset(), buf.len());

@@ -602,3 +602,28 @@ impl<T: Pod + fmt::Debug> fmt::Debug for ArrayGuard<'_, T> {
         f.debug_tuple("ArrayGuard").field(&&**self).finish()
     }
 }
+
+// ----- serde: typed shared memory as process arguments -----
+
+/// `Serialize`/`Deserialize` through the block: the value travels as its
+/// [`SharedBuffer`] (arena fd beside the bytes) and is rebuilt with
+/// `from_buffer`, which checks the layout. A `Value`'s or `Array`'s lock is
+/// in the block, so the receiver shares it.
+macro_rules! serde_through_buffer {
+    ($($ty:ident),*) => { $(
+        impl<T: Pod> serde::Serialize for $ty<T> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                self.buf.serialize(serializer)
+            }
+        }
+
+        impl<'de, T: Pod> serde::Deserialize<'de> for $ty<T> {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                use serde::de::Error as _;
+                let buf = <SharedBuffer as serde::Deserialize>::deserialize(deserializer)?;
+                Self::from_buffer(buf).map_err(D::Error::custom)
+            }
+        }
+    )* };
+}
+serde_through_buffer!(RawValue, RawArray, Value, Array);

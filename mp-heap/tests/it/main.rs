@@ -6,4 +6,5 @@ mod common;
 mod deferred;
 mod heap_test;
 mod props;
+mod serde_args;
 mod typed;
