@@ -125,12 +125,12 @@ fn run_child(data: ChildData, fds: Vec<OwnedFd>, parent_sentinel: OwnedFd) -> i3
     })
 }
 
-/// A forked child's end: join its own children, flush, `_exit` (never the
-/// parent's exit handlers).
+/// A forked child's end: join its own children, flush stdout, `_exit`
+/// (never the parent's exit handlers). Stderr is unbuffered: nothing to
+/// flush there.
 pub(crate) fn finish_forked_child(code: i32) -> ! {
     crate::shutdown();
     let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
     sys::exit_immediately(code)
 }
 

@@ -25,8 +25,8 @@ use crate::{Error, Result, sys};
 
 /// A target and its arguments with the type erased.
 pub(crate) trait ErasedTarget: Send {
-    /// Runs the target here (the fork start method, in the child).
-    fn run(self: Box<Self>);
+    /// Starts the target with the fork start method ([`start_fork`]).
+    fn fork(self: Box<Self>, info: ProcessInfo, parent_name: String) -> Result<Popen>;
     /// The entry point, the serialized arguments and the fds they hold.
     fn encode(&self) -> Result<(Encoded, Vec<OwnedFd>)>;
 }
@@ -45,8 +45,20 @@ struct Typed<A> {
 }
 
 impl<A: Serialize + DeserializeOwned + Send + 'static> ErasedTarget for Typed<A> {
-    fn run(self: Box<Self>) {
-        (self.f)(self.args)
+    fn fork(self: Box<Self>, info: ProcessInfo, parent_name: String) -> Result<Popen> {
+        // Out of the box and onto this stack before the fork, so that the
+        // child neither writes nor frees heap memory to run the target.
+        let Typed { f, args } = *self;
+        let mut call = Some((f, args));
+        start_fork(
+            &mut || {
+                if let Some((f, args)) = call.take() {
+                    f(args)
+                }
+            },
+            info,
+            parent_name,
+        )
     }
 
     fn encode(&self) -> Result<(Encoded, Vec<OwnedFd>)> {
@@ -429,7 +441,7 @@ impl Process {
             daemon: inner.daemon,
         };
         let result = match method {
-            StartMethod::Fork => start_fork(target, info, me.name.clone()),
+            StartMethod::Fork => target.fork(info, me.name.clone()),
             StartMethod::Spawn | StartMethod::ForkServer => {
                 match start_exec(&*target, info, &me.name, method) {
                     Ok(popen) => Ok(popen),
@@ -586,43 +598,59 @@ impl Process {
     }
 }
 
-/// The fork start method.
-fn start_fork(
-    target: Box<dyn ErasedTarget>,
-    info: ProcessInfo,
-    parent_name: String,
-) -> Result<Popen> {
+/// The fork start method: the child calls `run` (which runs the target
+/// once).
+///
+/// Every page the child writes is copied from the parent (and every page
+/// the parent writes afterwards faults once more), so the child's side is
+/// kept to a few writes: what it needs is built before the fork, nothing is
+/// freed there (it ends with `_exit`), and only its own few statics change.
+fn start_fork(run: &mut dyn FnMut(), info: ProcessInfo, parent_name: String) -> Result<Popen> {
     // Buffered output must not be written twice, by parent and child.
     let _ = std::io::stdout().flush();
-    let mut target = Some(target);
+    let parent_pid = std::process::id() as i32;
+    let mut child_state = Some((
+        info,
+        Arc::new(current::parent_from_ppid(parent_name, parent_pid)),
+    ));
     // Hold our locks across the fork: the child's copies are then
     // consistent and held by the one thread it has, which releases them.
     let mut children = current::lock_children();
     let mut current_guard = current::lock_current();
     let mut parent_guard = current::lock_parent();
     let mut context_guard = crate::context::lock_for_fork();
-    let parent_pid = std::process::id() as i32;
     match sys::fork()? {
         None => {
             // The child.
+            let (info, parent) = child_state.take().expect("moved only here");
             let old_children = std::mem::take(&mut *children);
-            *current_guard = Some(info);
+            let old_current = current_guard.replace(info);
+            let old_parent = parent_guard.replace(parent);
             // The child adopts the method it was started with, as
             // CPython's `_bootstrap` does.
             *context_guard = Some(StartMethod::Fork);
-            *parent_guard = Some(Arc::new(current::parent_from_ppid(parent_name, parent_pid)));
             drop((children, current_guard, parent_guard, context_guard));
             // Sibling handles: their fds close here, nothing else happens.
-            drop(old_children);
+            if !old_children.is_empty() {
+                drop(old_children);
+            } else {
+                std::mem::forget(old_children);
+            }
+            // Plain data, left to `_exit` rather than freed (which would
+            // write to the allocator's pages). A parent sentinel holds an
+            // fd: that one is closed.
+            std::mem::forget(old_current);
+            if let Some(old) = old_parent {
+                drop(old);
+            }
             current::COUNTER.store(1, Ordering::Relaxed);
             mp_forkserver::ForkServer::global().after_fork_in_child();
-            let target = target.take().expect("the target is moved only here");
-            let code = entry::run_target(move || target.run());
+            let code = entry::run_target(run);
             entry::finish_forked_child(code)
         }
         Some(pid) => {
             drop((children, current_guard, parent_guard, context_guard));
-            drop(target);
+            drop(child_state);
             let pid_t = Pid::from_raw(pid).expect("fork returns a positive pid");
             let pidfd = pidfd_open(pid_t, PidfdFlags::empty())?;
             Ok(Popen {

@@ -8,6 +8,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use mp_conn::{Address, ClientBuilder, Connection, Family};
@@ -46,6 +47,9 @@ struct Inner {
 #[derive(Debug)]
 pub struct ForkServer {
     inner: Mutex<Inner>,
+    /// Whether a server was ever started (here or in an ancestor we were
+    /// forked from).
+    started: AtomicBool,
 }
 
 static GLOBAL: ForkServer = ForkServer {
@@ -53,6 +57,7 @@ static GLOBAL: ForkServer = ForkServer {
         running: None,
         preload: Vec::new(),
     }),
+    started: AtomicBool::new(false),
 };
 
 impl ForkServer {
@@ -99,6 +104,7 @@ impl ForkServer {
     /// created.
     pub fn ensure_running(&self) -> Result<()> {
         let mut inner = self.lock();
+        self.started.store(true, Ordering::Relaxed);
         ensure_running_locked(&mut inner)
     }
 
@@ -128,6 +134,7 @@ impl ForkServer {
             });
         }
         let mut inner = self.lock();
+        self.started.store(true, Ordering::Relaxed);
         ensure_running_locked(&mut inner)?;
         match request(inner.running.as_ref().expect("ensured"), fds) {
             Err(Error::ServerDied(_)) => {
@@ -173,6 +180,11 @@ impl ForkServer {
     /// the time of the fork, the child leaves the state alone rather than
     /// wait forever.
     pub fn after_fork_in_child(&self) {
+        // Reading first: a fork child that never saw a server writes
+        // nothing here (every page it writes is copied from its parent).
+        if !self.started.load(Ordering::Relaxed) {
+            return;
+        }
         let mut inner = match self.inner.try_lock() {
             Ok(inner) => inner,
             Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
