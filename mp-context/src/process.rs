@@ -8,12 +8,13 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard, Once};
+use std::sync::{Arc, Mutex, MutexGuard, Once, OnceLock};
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags};
 use rustix::process::{
-    Pid, PidfdFlags, Signal, WaitOptions, pidfd_open, pidfd_send_signal, waitpid,
+    Pid, PidfdFlags, Signal, WaitId, WaitIdOptions, WaitOptions, pidfd_open, pidfd_send_signal,
+    waitid, waitpid,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -80,8 +81,11 @@ impl<A: Serialize + DeserializeOwned + Send + 'static> ErasedTarget for Typed<A>
 /// How this process waits for and signals one child.
 #[derive(Debug)]
 enum Handle {
-    /// Our own child (fork, spawn): a pidfd, readable once it has exited.
-    Child { pidfd: OwnedFd },
+    /// Our own child (fork, spawn). Its sentinel, a pidfd (readable once
+    /// the child has exited), is made on first use: `pidfd_open` and its
+    /// `close` cost about as much as a tenth of a fork start, and most
+    /// children are simply joined.
+    Child { pidfd: OnceLock<OwnedFd> },
     /// A fork server's child: its exit code arrives on the status pipe.
     Status { status_r: OwnedFd },
 }
@@ -96,6 +100,10 @@ pub(crate) struct Popen {
     /// EOF when this closes (spawn: our socket end; forkserver: the data
     /// pipe's write end).
     _keep: Option<OwnedFd>,
+    /// The exit code once known. For our own children, reaping happens
+    /// only with this lock held and never blocks while holding it, so
+    /// under the lock `None` means the pid is still ours (running, or a
+    /// zombie): a pidfd opened or a signal sent then reaches our child.
     exit: Mutex<Option<i32>>,
 }
 
@@ -126,45 +134,70 @@ fn exit_code(status: rustix::process::WaitStatus) -> Option<i32> {
 }
 
 impl Popen {
+    fn new(pid: i32, method: StartMethod, handle: Handle, keep: Option<OwnedFd>) -> Popen {
+        Popen {
+            pid,
+            method,
+            handle,
+            _keep: keep,
+            exit: Mutex::new(None),
+        }
+    }
+
+    fn lock_exit(&self) -> MutexGuard<'_, Option<i32>> {
+        self.exit.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn pid_t(&self) -> Pid {
+        Pid::from_raw(self.pid).expect("child pids are positive")
+    }
+
+    /// Makes sure the sentinel exists (a pidfd for our own children; an fd
+    /// that is always readable if the child was already reaped) and
+    /// returns it.
+    fn ensure_sentinel(&self) -> Result<BorrowedFd<'_>> {
+        let pidfd = match &self.handle {
+            Handle::Status { status_r } => return Ok(status_r.as_fd()),
+            Handle::Child { pidfd } => pidfd,
+        };
+        if let Some(fd) = pidfd.get() {
+            return Ok(fd.as_fd());
+        }
+        let exit = self.lock_exit();
+        if pidfd.get().is_none() {
+            let fd = if exit.is_some() {
+                // Reaped: the pid may belong to someone else by now.
+                rustix::event::eventfd(1, rustix::event::EventfdFlags::CLOEXEC)?
+            } else {
+                pidfd_open(self.pid_t(), PidfdFlags::empty())?
+            };
+            let _ = pidfd.set(fd);
+        }
+        drop(exit);
+        Ok(pidfd.get().expect("set above").as_fd())
+    }
+
+    /// The sentinel; [`Popen::ensure_sentinel`] must have made it.
     fn sentinel(&self) -> BorrowedFd<'_> {
         match &self.handle {
-            Handle::Child { pidfd } => pidfd.as_fd(),
+            Handle::Child { pidfd } => pidfd
+                .get()
+                .expect("a Sentinel is only made after ensure_sentinel")
+                .as_fd(),
             Handle::Status { status_r } => status_r.as_fd(),
         }
     }
 
     /// The exit code if the child has ended; with `block`, waits for it.
     fn poll(&self, block: bool) -> Result<Option<i32>> {
-        let mut exit = self.exit.lock().unwrap_or_else(|e| e.into_inner());
-        if exit.is_some() {
-            return Ok(*exit);
-        }
-        let code = match &self.handle {
-            Handle::Child { .. } => {
-                let pid = Pid::from_raw(self.pid).expect("child pids are positive");
-                let opts = if block {
-                    WaitOptions::empty()
-                } else {
-                    WaitOptions::NOHANG
-                };
-                loop {
-                    match waitpid(Some(pid), opts) {
-                        Ok(Some((_, status))) => match exit_code(status) {
-                            Some(code) => break Some(code),
-                            None => continue,
-                        },
-                        Ok(None) => break None,
-                        Err(rustix::io::Errno::INTR) => continue,
-                        // Someone else reaped it (a `waitpid(-1)` elsewhere
-                        // in the program): the status is lost, as CPython's
-                        // 255 for a lost status.
-                        Err(rustix::io::Errno::CHILD) => break Some(255),
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-            }
+        match &self.handle {
+            Handle::Child { .. } => self.poll_child(block),
             Handle::Status { status_r } => {
-                if !block && !poll_readable(status_r.as_fd(), Some(Duration::ZERO))? {
+                let mut exit = self.lock_exit();
+                if exit.is_some() {
+                    return Ok(*exit);
+                }
+                let code = if !block && !poll_readable(status_r.as_fd(), Some(Duration::ZERO))? {
                     None
                 } else {
                     match mp_forkserver::read_signed(status_r.as_fd()) {
@@ -173,25 +206,85 @@ impl Popen {
                         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Some(255),
                         Err(e) => return Err(e.into()),
                     }
+                };
+                *exit = code;
+                Ok(code)
+            }
+        }
+    }
+
+    /// [`Popen::poll`] for our own child: reaps only under the exit lock
+    /// and with `WNOHANG`; a blocking wait happens without the lock and
+    /// without reaping (`waitid(WNOWAIT)`), so that `terminate` from
+    /// another thread never waits for a `join`.
+    fn poll_child(&self, block: bool) -> Result<Option<i32>> {
+        // A blocking poll waits first (the child has rarely ended yet).
+        let mut waited = !block;
+        loop {
+            {
+                let mut exit = self.lock_exit();
+                if exit.is_some() {
+                    return Ok(*exit);
+                }
+                let code = if !waited { None } else { self.reap()? };
+                if code.is_some() || !block {
+                    *exit = code;
+                    return Ok(code);
                 }
             }
-        };
-        *exit = code;
-        Ok(code)
+            match waitid(
+                WaitId::Pid(self.pid_t()),
+                WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
+            ) {
+                // Exited (still a zombie), interrupted, or already reaped
+                // by someone else: the next round under the lock tells.
+                Ok(_) | Err(rustix::io::Errno::INTR | rustix::io::Errno::CHILD) => waited = true,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// `waitpid(WNOHANG)`: the exit code if the child has exited (reaping
+    /// it). Call with the exit lock held.
+    fn reap(&self) -> Result<Option<i32>> {
+        loop {
+            return match waitpid(Some(self.pid_t()), WaitOptions::NOHANG) {
+                // `None` from `exit_code`: stopped or continued, not an exit.
+                Ok(Some((_, status))) => Ok(exit_code(status)),
+                Ok(None) => Ok(None),
+                Err(rustix::io::Errno::INTR) => continue,
+                // Someone else reaped it (a `waitpid(-1)` elsewhere in the
+                // program): the status is lost, as CPython's 255 for a lost
+                // status.
+                Err(rustix::io::Errno::CHILD) => Ok(Some(255)),
+                Err(e) => Err(e.into()),
+            };
+        }
     }
 
     fn send_signal(&self, sig: Signal) -> Result<()> {
-        // Skip when the exit is known; if another thread is waiting right
-        // now, signal anyway (a pidfd never reaches a recycled pid).
-        if let Ok(exit) = self.exit.try_lock() {
-            if exit.is_some() {
-                return Ok(());
-            }
-        }
         let res = match &self.handle {
-            Handle::Child { pidfd } => pidfd_send_signal(pidfd, sig),
+            Handle::Child { pidfd } => {
+                // Under the exit lock the child is not reaped yet (see
+                // `exit`), so its pid cannot have been recycled.
+                let exit = self.lock_exit();
+                if exit.is_some() {
+                    return Ok(());
+                }
+                match pidfd.get() {
+                    Some(fd) => pidfd_send_signal(fd, sig),
+                    None => rustix::process::kill_process(self.pid_t(), sig),
+                }
+            }
             Handle::Status { .. } => {
-                rustix::process::kill_process(Pid::from_raw(self.pid).expect("positive"), sig)
+                // A blocking `poll` holds the lock while it reads the status
+                // pipe: skip only when the exit is known for sure.
+                if let Ok(exit) = self.exit.try_lock() {
+                    if exit.is_some() {
+                        return Ok(());
+                    }
+                }
+                rustix::process::kill_process(self.pid_t(), sig)
             }
         };
         match res {
@@ -470,7 +563,7 @@ impl Process {
     pub fn join(&self, timeout: Option<Duration>) -> Result<()> {
         let popen = self.popen("join")?;
         if let Some(t) = timeout {
-            if !poll_readable(popen.sentinel(), Some(t))? {
+            if !poll_readable(popen.ensure_sentinel()?, Some(t))? {
                 return Ok(());
             }
         }
@@ -573,7 +666,9 @@ impl Process {
     ///
     /// [`Error::NotStarted`] before start, [`Error::Closed`] after close.
     pub fn sentinel(&self) -> Result<Sentinel> {
-        Ok(Sentinel(self.popen("get the sentinel of")?))
+        let popen = self.popen("get the sentinel of")?;
+        popen.ensure_sentinel()?;
+        Ok(Sentinel(popen))
     }
 
     /// Releases the process's resources (its pidfd or status pipe). Closing
@@ -651,15 +746,13 @@ fn start_fork(run: &mut dyn FnMut(), info: ProcessInfo, parent_name: String) -> 
         Some(pid) => {
             drop((children, current_guard, parent_guard, context_guard));
             drop(child_state);
-            let pid_t = Pid::from_raw(pid).expect("fork returns a positive pid");
-            let pidfd = pidfd_open(pid_t, PidfdFlags::empty())?;
-            Ok(Popen {
+            let pidfd = OnceLock::new();
+            Ok(Popen::new(
                 pid,
-                method: StartMethod::Fork,
-                handle: Handle::Child { pidfd },
-                _keep: None,
-                exit: Mutex::new(None),
-            })
+                StartMethod::Fork,
+                Handle::Child { pidfd },
+                None,
+            ))
         }
     }
 }
@@ -740,13 +833,16 @@ fn spawn(payload: &[u8], fds: &[BorrowedFd<'_>]) -> Result<Popen> {
             return Err(Error::Io(e.into()));
         }
     };
-    Ok(Popen {
+    // An exec costs far more than the pidfd: made at once here.
+    let handle = Handle::Child {
+        pidfd: OnceLock::from(pidfd),
+    };
+    Ok(Popen::new(
         pid,
-        method: StartMethod::Spawn,
-        handle: Handle::Child { pidfd },
-        _keep: Some(writer_fd(conn)?),
-        exit: Mutex::new(None),
-    })
+        StartMethod::Spawn,
+        handle,
+        Some(writer_fd(conn)?),
+    ))
 }
 
 fn forkserver(payload: &[u8], fds: &[BorrowedFd<'_>]) -> Result<Popen> {
@@ -759,11 +855,10 @@ fn forkserver(payload: &[u8], fds: &[BorrowedFd<'_>]) -> Result<Popen> {
         .ok()
         .filter(|&p| p > 0)
         .ok_or_else(|| died(std::io::Error::other("bad pid")))?;
-    Ok(Popen {
+    Ok(Popen::new(
         pid,
-        method: StartMethod::ForkServer,
-        handle: Handle::Status { status_r },
-        _keep: Some(writer_fd(data)?),
-        exit: Mutex::new(None),
-    })
+        StartMethod::ForkServer,
+        Handle::Status { status_r },
+        Some(writer_fd(data)?),
+    ))
 }

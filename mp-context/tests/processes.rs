@@ -108,6 +108,32 @@ fn join_timeout_and_lifecycle() {
     }
 }
 
+/// A join blocked in one thread does not hold up a terminate from another,
+/// and a sentinel asked for after the child was reaped is ready at once.
+fn terminate_during_join_and_late_sentinel() {
+    for m in METHODS {
+        let p = ctx(m).process(sleep_ms, 60_000);
+        p.start().unwrap();
+        let joiner = {
+            let p = p.clone();
+            std::thread::spawn(move || p.join(None))
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        let t0 = Instant::now();
+        p.terminate().unwrap();
+        joiner.join().unwrap().unwrap();
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "{m}: terminate waited for join"
+        );
+        assert_eq!(p.exitcode().unwrap(), Some(-15), "{m}");
+        let s = p.sentinel().unwrap();
+        assert!(readable(&s, Duration::ZERO), "{m}: late sentinel not ready");
+        // Signals to a reaped child are no-ops, not errors.
+        p.kill().unwrap();
+    }
+}
+
 fn readable(fd: &impl AsFd, t: Duration) -> bool {
     let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
     let ts = rustix::time::Timespec {
@@ -556,6 +582,10 @@ fn main() {
         ("exit_codes", exit_codes),
         ("join_timeout_and_lifecycle", join_timeout_and_lifecycle),
         ("many_children", many_children),
+        (
+            "terminate_during_join_and_late_sentinel",
+            terminate_during_join_and_late_sentinel,
+        ),
         ("child_sees_exactly_its_fds", child_sees_exactly_its_fds),
         ("too_many_fds", too_many_fds),
         (
