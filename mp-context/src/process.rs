@@ -295,8 +295,9 @@ impl Popen {
 }
 
 /// A readiness handle that becomes readable when the process ends
-/// (CPython's `Process.sentinel`): a pidfd for fork and spawn children, the
-/// status pipe for forkserver children. Use it with `poll`, `epoll` or
+/// (CPython's `Process.sentinel`): a pidfd for fork and spawn children
+/// (made on first use; an fd that is always readable if the child had
+/// already been reaped by then), the status pipe for forkserver children. Use it with `poll`, `epoll` or
 /// `mp_conn::wait`; it stays valid while the value lives, even after
 /// `close`.
 #[derive(Debug, Clone)]
