@@ -15,7 +15,10 @@ fn ipc_err(e: impl std::fmt::Debug) -> io::Error {
     io::Error::other(format!("ipc-channel: {e:?}"))
 }
 
-type Ends = ((IpcBytesSender, IpcBytesReceiver), (IpcBytesReceiver, IpcBytesSender));
+type Ends = (
+    (IpcBytesSender, IpcBytesReceiver),
+    (IpcBytesReceiver, IpcBytesSender),
+);
 
 /// Two byte channels, one each way: (parent's (tx, rx), child's (rx, tx)).
 fn two_channels() -> io::Result<Ends> {
@@ -25,7 +28,11 @@ fn two_channels() -> io::Result<Ends> {
 }
 
 /// 64-byte round trips over ipc-channel's byte channels.
-pub(crate) fn pingpong(placement: Placement, allowed: &[usize], plan: &Plan) -> Result<Vec<Rep>, String> {
+pub(crate) fn pingpong(
+    placement: Placement,
+    allowed: &[usize],
+    plan: &Plan,
+) -> Result<Vec<Rep>, String> {
     forked_pair(
         placement,
         allowed,

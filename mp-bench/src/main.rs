@@ -95,7 +95,11 @@ impl Examples {
     fn build(no_build: bool) -> Examples {
         let exe = match std::env::current_exe() {
             Ok(e) => e,
-            Err(e) => return Examples { dir: Err(format!("error: {e}")) },
+            Err(e) => {
+                return Examples {
+                    dir: Err(format!("error: {e}")),
+                };
+            }
         };
         // target/<profile>/mp-bench -> target/release/examples
         let Some(target) = exe.parent().and_then(Path::parent) else {
@@ -110,19 +114,32 @@ impl Examples {
             eprintln!("mp-bench: cargo build --release --examples -p mp-heap -p mp-context");
             let status = Command::new(cargo)
                 .current_dir(&workspace)
-                .args(["build", "--release", "--quiet", "--examples", "-p", "mp-heap", "-p", "mp-context"])
+                .args([
+                    "build",
+                    "--release",
+                    "--quiet",
+                    "--examples",
+                    "-p",
+                    "mp-heap",
+                    "-p",
+                    "mp-context",
+                ])
                 .env("CARGO_TARGET_DIR", target)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .status();
             match status {
                 Ok(s) if s.success() => {}
-                Ok(s) => return Examples {
-                    dir: Err(format!("n/a (examples failed to build: {s})")),
-                },
-                Err(e) => return Examples {
-                    dir: Err(format!("n/a (cannot run cargo: {e})")),
-                },
+                Ok(s) => {
+                    return Examples {
+                        dir: Err(format!("n/a (examples failed to build: {s})")),
+                    };
+                }
+                Err(e) => {
+                    return Examples {
+                        dir: Err(format!("n/a (cannot run cargo: {e})")),
+                    };
+                }
             }
         }
         Examples { dir: Ok(dir) }
@@ -135,7 +152,9 @@ impl Examples {
         if path.is_file() {
             Ok(path)
         } else {
-            Err(format!("n/a (not built: {krate} has no example {name} yet)"))
+            Err(format!(
+                "n/a (not built: {krate} has no example {name} yet)"
+            ))
         }
     }
 }
@@ -164,7 +183,11 @@ enum Who {
 impl Ctx {
     /// A plan of `n_full` operations per repetition (a tenth with --quick).
     fn plan(&self, n_full: u64) -> Plan {
-        let n = if self.opts.quick { (n_full / 10).max(1) } else { n_full };
+        let n = if self.opts.quick {
+            (n_full / 10).max(1)
+        } else {
+            n_full
+        };
         Plan {
             warmup: (n / 10).max(1),
             n,
@@ -173,7 +196,13 @@ impl Ctx {
     }
 
     /// Measures (once per `key`) and summarises in `unit`.
-    fn cell(&mut self, who: Who, key: &str, unit: Unit, f: impl FnOnce(&mut Ctx) -> Result<Vec<table::Rep>, String>) -> Cell {
+    fn cell(
+        &mut self,
+        who: Who,
+        key: &str,
+        unit: Unit,
+        f: impl FnOnce(&mut Ctx) -> Result<Vec<table::Rep>, String>,
+    ) -> Cell {
         if self.opts.raw_only && who != Who::Raw {
             return Err("skipped (--raw-only)".into());
         }
@@ -184,19 +213,58 @@ impl Ctx {
         eprint!("mp-bench: [{}] {key} ... ", self.taken);
         let t0 = Instant::now();
         let cell = f(self).and_then(|reps| Measured::from_reps(unit, &reps));
-        match &cell {
-            Ok(m) => eprintln!(
-                "{} {} ({:.0}%), cpu {} us/op [{:.1}s]",
-                table::fmt_num(m.median()),
-                unit.label(),
-                m.spread_pct(),
-                table::fmt_num(m.cpu_median()),
-                t0.elapsed().as_secs_f64()
-            ),
-            Err(why) => eprintln!("{why}"),
-        }
+        progress(&cell, unit, t0);
         self.memo.insert(key.to_string(), cell.clone());
         cell
+    }
+
+    /// Measures several contenders of one row turn about: each repetition
+    /// is a fresh run (new processes, warm-up included) of every contender
+    /// in turn, so that they share the machine's moods (other load, and
+    /// the scheduler's choice of one CPU or two for unpinned peers, which
+    /// is made per pair of processes). Returns one cell per contender.
+    fn interleaved(&mut self, unit: Unit, plan: &Plan, contenders: Vec<Contender>) -> Vec<Cell> {
+        let one = Plan { reps: 1, ..*plan };
+        let mut runs: Vec<Option<Result<Vec<table::Rep>, String>>> = contenders
+            .iter()
+            .map(|c| {
+                if self.opts.raw_only && c.who != Who::Raw {
+                    Some(Err("skipped (--raw-only)".into()))
+                } else if self.memo.contains_key(&c.key) {
+                    None
+                } else {
+                    Some(Ok(Vec::new()))
+                }
+            })
+            .collect();
+        let t0 = Instant::now();
+        for _ in 0..plan.reps {
+            for (c, run) in contenders.iter().zip(runs.iter_mut()) {
+                if let Some(Ok(reps)) = run {
+                    match (c.run)(self, &one) {
+                        Ok(r) => reps.extend(r),
+                        Err(e) => *run = Some(Err(e)),
+                    }
+                }
+            }
+        }
+        let mut cells = Vec::new();
+        for (c, run) in contenders.iter().zip(runs) {
+            let cell = match run {
+                None => self.memo[&c.key].clone(),
+                Some(Err(why)) if why.starts_with("skipped") => Err(why),
+                Some(result) => {
+                    let cell = result.and_then(|reps| Measured::from_reps(unit, &reps));
+                    self.taken += 1;
+                    eprint!("mp-bench: [{}] {} ... ", self.taken, c.key);
+                    progress(&cell, unit, t0);
+                    self.memo.insert(c.key.clone(), cell.clone());
+                    cell
+                }
+            };
+            cells.push(cell);
+        }
+        cells
     }
 
     fn python(&self) -> Result<&Python, String> {
@@ -211,11 +279,21 @@ impl Ctx {
         })
     }
 
-    fn example(&mut self, key: &str, unit: Unit, krate: &str, name: &str, args: Vec<String>, n: u64) -> Cell {
+    fn example(
+        &mut self,
+        key: &str,
+        unit: Unit,
+        krate: &str,
+        name: &str,
+        args: Vec<String>,
+        n: u64,
+    ) -> Cell {
         let plan = self.plan(n);
         self.cell(Who::Ours, key, unit, |ctx| {
             let no_build = ctx.opts.no_build;
-            let examples = ctx.examples.get_or_insert_with(|| Examples::build(no_build));
+            let examples = ctx
+                .examples
+                .get_or_insert_with(|| Examples::build(no_build));
             let exe = examples.get(krate, name)?;
             measure::run_rate_example(
                 &exe,
@@ -228,13 +306,55 @@ impl Ctx {
     }
 }
 
+fn progress(cell: &Cell, unit: Unit, t0: Instant) {
+    match cell {
+        Ok(m) => eprintln!(
+            "{} {} ({:.0}%), cpu {} us/op [{:.1}s]",
+            table::fmt_num(m.median()),
+            unit.label(),
+            m.spread_pct(),
+            table::fmt_num(m.cpu_median()),
+            t0.elapsed().as_secs_f64()
+        ),
+        Err(why) => eprintln!("{why}"),
+    }
+}
+
+/// How a contender measures: given the context and a plan, its repetitions.
+type RunFn = dyn Fn(&Ctx, &Plan) -> Result<Vec<table::Rep>, String>;
+
+/// How a row is made: measures its contenders (adding raw reference rows).
+type MakeFn = dyn FnOnce(&mut Ctx, &mut Vec<RefRow>) -> Row;
+
+/// One contender of an [`Ctx::interleaved`] row.
+struct Contender {
+    who: Who,
+    key: String,
+    run: Box<RunFn>,
+}
+
+fn contender(
+    who: Who,
+    key: impl Into<String>,
+    run: impl Fn(&Ctx, &Plan) -> Result<Vec<table::Rep>, String> + 'static,
+) -> Contender {
+    Contender {
+        who,
+        key: key.into(),
+        run: Box::new(run),
+    }
+}
+
 /// A row's name and how to measure it; evaluated only when selected.
 struct Spec {
     name: String,
-    make: Box<dyn FnOnce(&mut Ctx, &mut Vec<RefRow>) -> Row>,
+    make: Box<MakeFn>,
 }
 
-fn spec(name: impl Into<String>, make: impl FnOnce(&mut Ctx, &mut Vec<RefRow>) -> Row + 'static) -> Spec {
+fn spec(
+    name: impl Into<String>,
+    make: impl FnOnce(&mut Ctx, &mut Vec<RefRow>) -> Row + 'static,
+) -> Spec {
     Spec {
         name: name.into(),
         make: Box::new(make),
@@ -250,12 +370,16 @@ fn rtt_count(p: Placement) -> u64 {
     }
 }
 
-fn py_pipe(ctx: &mut Ctx, p: Placement) -> Cell {
-    let cpus = python::cpus_arg(p, &ctx.allowed);
-    match cpus {
-        Ok(cpus) => ctx.py(&format!("py.pipe_rtt_64B{}", p.tag()), RTT, "pipe_rtt.py", cpus, rtt_count(p)),
-        Err(why) => Err(why),
-    }
+fn py_pipe_key(p: Placement) -> String {
+    format!("py.pipe_rtt_64B{}", p.tag())
+}
+
+fn py_pipe(p: Placement) -> Contender {
+    contender(Who::Py, py_pipe_key(p), move |ctx, plan| {
+        let cpus = python::cpus_arg(p, &ctx.allowed)?;
+        ctx.python()?
+            .run("pipe_rtt.py", &cpus, plan, Duration::from_secs(300))
+    })
 }
 
 const RTT: Unit = Unit::Rate("rt/s");
@@ -267,19 +391,33 @@ fn specs() -> Vec<Spec> {
         v.push(spec(name.clone(), move |ctx, refs| {
             let plan = ctx.plan(rtt_count(p));
             let raw_name = format!("raw.pingpong_64B{}", p.tag());
-            let raw = ctx.cell(Who::Raw, &raw_name, RTT, |ctx| raw::pingpong(raw::PingPong::Plain, p, &ctx.allowed, &plan));
             let framed_name = format!("raw.pingpong_64B_framed{}", p.tag());
-            let framed = ctx.cell(Who::Raw, &framed_name, RTT, |ctx| {
-                raw::pingpong(raw::PingPong::Framed, p, &ctx.allowed, &plan)
-            });
+            let cells = ctx.interleaved(
+                RTT,
+                &plan,
+                vec![
+                    contender(Who::Raw, &raw_name, move |ctx, plan| {
+                        raw::pingpong(raw::PingPong::Plain, p, &ctx.allowed, plan)
+                    }),
+                    contender(Who::Raw, &framed_name, move |ctx, plan| {
+                        raw::pingpong(raw::PingPong::Framed, p, &ctx.allowed, plan)
+                    }),
+                    contender(Who::Ours, format!("ours.{name}"), move |ctx, plan| {
+                        ours::pingpong(p, &ctx.allowed, plan, None)
+                    }),
+                    py_pipe(p),
+                    contender(Who::Crate, format!("ipc.{name}"), move |ctx, plan| {
+                        crates::pingpong(p, &ctx.allowed, plan)
+                    }),
+                ],
+            );
+            let [raw, framed, ours, cpython, krate] =
+                <[Cell; 5]>::try_from(cells).expect("five cells");
             refs.push(RefRow {
                 name: framed_name,
                 unit: RTT,
                 cell: framed,
             });
-            let ours = ctx.cell(Who::Ours, &format!("ours.{name}"), RTT, |ctx| ours::pingpong(p, &ctx.allowed, &plan, None));
-            let cpython = py_pipe(ctx, p);
-            let krate = ctx.cell(Who::Crate, &format!("ipc.{name}"), RTT, |ctx| crates::pingpong(p, &ctx.allowed, &plan));
             Row {
                 name,
                 unit: RTT,
@@ -288,19 +426,42 @@ fn specs() -> Vec<Spec> {
                 raw_name,
                 raw,
                 krate: Some(("ipc-channel".into(), krate)),
-                goals: vec![Goal::Raw(0.9), Goal::Crate(1.0), Goal::CpuRaw(1.2), Goal::CpuPy(1.0 / 3.0)],
+                goals: vec![
+                    Goal::Raw(0.9),
+                    Goal::Crate(1.0),
+                    Goal::CpuRaw(1.2),
+                    Goal::CpuPy(1.0 / 3.0),
+                ],
             }
         }));
     }
     v.push(spec("pipe_rtt_64B_lowlat@split", |ctx, _| {
-        let plan = ctx.plan(50_000);
         let p = Placement::Split;
         let raw_name = "raw.pingpong_64B_spin@split".to_string();
-        let raw = ctx.cell(Who::Raw, &raw_name, RTT, |ctx| raw::pingpong(raw::PingPong::Spin(SPIN), p, &ctx.allowed, &plan));
-        let ours = ctx.cell(Who::Ours, "ours.pipe_rtt_64B_lowlat@split", RTT, |ctx| {
-            ours::pingpong(p, &ctx.allowed, &plan, Some(SPIN))
-        });
-        let cpython = py_pipe(ctx, p);
+        // CPython has no such mode: its figure is its ordinary round trip
+        // @split, measured with the pipe_rtt_64B@split row.
+        let cpython = if ctx.memo.contains_key(&py_pipe_key(p)) {
+            ctx.memo[&py_pipe_key(p)].clone()
+        } else {
+            let plan = ctx.plan(rtt_count(p));
+            ctx.interleaved(RTT, &plan, vec![py_pipe(p)]).remove(0)
+        };
+        let plan = ctx.plan(50_000);
+        let cells = ctx.interleaved(
+            RTT,
+            &plan,
+            vec![
+                contender(Who::Raw, &raw_name, move |ctx, plan| {
+                    raw::pingpong(raw::PingPong::Spin(SPIN), p, &ctx.allowed, plan)
+                }),
+                contender(
+                    Who::Ours,
+                    "ours.pipe_rtt_64B_lowlat@split",
+                    move |ctx, plan| ours::pingpong(p, &ctx.allowed, plan, Some(SPIN)),
+                ),
+            ],
+        );
+        let [raw, ours] = <[Cell; 2]>::try_from(cells).expect("two cells");
         Row {
             name: "pipe_rtt_64B_lowlat@split".into(),
             unit: RTT,
@@ -318,10 +479,27 @@ fn specs() -> Vec<Spec> {
             let unit = Unit::GBps(size as u64);
             let plan = ctx.plan(n);
             let raw_name = format!("raw.stream_{label}");
-            let raw = ctx.cell(Who::Raw, &raw_name, unit, |ctx| raw::stream(size, &ctx.allowed, &plan));
-            let ours = ctx.cell(Who::Ours, &format!("ours.{name}"), unit, |ctx| ours::stream(size, &ctx.allowed, &plan));
-            let cpython = ctx.py(&format!("py.{name}"), unit, "stream.py", vec!["--size".into(), size.to_string()], n);
-            let krate = ctx.cell(Who::Crate, &format!("ipc.{name}"), unit, |ctx| crates::stream(size, &ctx.allowed, &plan));
+            let size_args = vec!["--size".to_string(), size.to_string()];
+            let cells = ctx.interleaved(
+                unit,
+                &plan,
+                vec![
+                    contender(Who::Raw, &raw_name, move |ctx, plan| {
+                        raw::stream(size, &ctx.allowed, plan)
+                    }),
+                    contender(Who::Ours, format!("ours.{name}"), move |ctx, plan| {
+                        ours::stream(size, &ctx.allowed, plan)
+                    }),
+                    contender(Who::Py, format!("py.{name}"), move |ctx, plan| {
+                        ctx.python()?
+                            .run("stream.py", &size_args, plan, Duration::from_secs(300))
+                    }),
+                    contender(Who::Crate, format!("ipc.{name}"), move |ctx, plan| {
+                        crates::stream(size, &ctx.allowed, plan)
+                    }),
+                ],
+            );
+            let [raw, ours, cpython, krate] = <[Cell; 4]>::try_from(cells).expect("four cells");
             Row {
                 name,
                 unit,
@@ -334,16 +512,29 @@ fn specs() -> Vec<Spec> {
             }
         }));
     }
-    for (family, fam, raw_label) in [(raw::Family::Unix, "unix", "unix"), (raw::Family::Inet, "inet", "tcp")] {
+    for (family, fam, raw_label) in [
+        (raw::Family::Unix, "unix", "unix"),
+        (raw::Family::Inet, "inet", "tcp"),
+    ] {
         let name = format!("conn_auth_{fam}");
         v.push(spec(name.clone(), move |ctx, _| {
             let unit = Unit::Rate("conn/s");
             let raw_name = format!("raw.connect_{raw_label}");
             let raw_plan = ctx.plan(3000);
-            let raw = ctx.cell(Who::Raw, &raw_name, unit, |ctx| raw::connect(family, &ctx.allowed, &raw_plan));
+            let raw = ctx.cell(Who::Raw, &raw_name, unit, |ctx| {
+                raw::connect(family, &ctx.allowed, &raw_plan)
+            });
             let plan = ctx.plan(1500);
-            let ours = ctx.cell(Who::Ours, &format!("ours.{name}"), unit, |ctx| ours::connect(family, &ctx.allowed, &plan));
-            let cpython = ctx.py(&format!("py.{name}"), unit, "conn_auth.py", vec!["--family".into(), fam.into()], 1500);
+            let ours = ctx.cell(Who::Ours, &format!("ours.{name}"), unit, |ctx| {
+                ours::connect(family, &ctx.allowed, &plan)
+            });
+            let cpython = ctx.py(
+                &format!("py.{name}"),
+                unit,
+                "conn_auth.py",
+                vec!["--family".into(), fam.into()],
+                1500,
+            );
             Row {
                 name,
                 unit,
@@ -356,15 +547,27 @@ fn specs() -> Vec<Spec> {
             }
         }));
     }
-    for (k, n_fast, n_py) in [(1usize, 200_000u64, 20_000u64), (100, 20_000, 2_000), (1000, 2_000, 200)] {
+    for (k, n_fast, n_py) in [
+        (1usize, 200_000u64, 20_000u64),
+        (100, 20_000, 2_000),
+        (1000, 2_000, 200),
+    ] {
         let name = format!("wait_{k}idle");
         v.push(spec(name.clone(), move |ctx, _| {
             let unit = Unit::MicrosPerCall;
             let plan = ctx.plan(n_fast);
             let raw_name = format!("raw.poll_{k}idle");
             let raw = ctx.cell(Who::Raw, &raw_name, unit, |_| raw::poll(k, &plan));
-            let ours = ctx.cell(Who::Ours, &format!("ours.{name}"), unit, |_| ours::wait(k, &plan));
-            let cpython = ctx.py(&format!("py.{name}"), unit, "wait.py", vec!["--idle".into(), k.to_string()], n_py);
+            let ours = ctx.cell(Who::Ours, &format!("ours.{name}"), unit, |_| {
+                ours::wait(k, &plan)
+            });
+            let cpython = ctx.py(
+                &format!("py.{name}"),
+                unit,
+                "wait.py",
+                vec!["--idle".into(), k.to_string()],
+                n_py,
+            );
             Row {
                 name,
                 unit,
@@ -382,8 +585,16 @@ fn specs() -> Vec<Spec> {
         let plan = ctx.plan(200_000);
         let raw_name = "raw.epoll_1000idle".to_string();
         let raw = ctx.cell(Who::Raw, &raw_name, unit, |_| raw::epoll(1000, &plan));
-        let ours = ctx.cell(Who::Ours, "ours.waiter_1000idle", unit, |_| ours::waiter(1000, &plan));
-        let cpython = ctx.py("py.wait_1000idle", unit, "wait.py", vec!["--idle".into(), "1000".into()], 200);
+        let ours = ctx.cell(Who::Ours, "ours.waiter_1000idle", unit, |_| {
+            ours::waiter(1000, &plan)
+        });
+        let cpython = ctx.py(
+            "py.wait_1000idle",
+            unit,
+            "wait.py",
+            vec!["--idle".into(), "1000".into()],
+            200,
+        );
         Row {
             name: "waiter_1000idle".into(),
             unit,
@@ -401,9 +612,18 @@ fn specs() -> Vec<Spec> {
             let unit = Unit::Rate("pairs/s");
             let raw_name = format!("raw.malloc_free_{label}");
             let raw_plan = ctx.plan(2_000_000);
-            let raw = ctx.cell(Who::Raw, &raw_name, unit, |_| raw::malloc_free(size, &raw_plan));
+            let raw = ctx.cell(Who::Raw, &raw_name, unit, |_| {
+                raw::malloc_free(size, &raw_plan)
+            });
             let size_args = vec!["--size".to_string(), size.to_string()];
-            let ours = ctx.example(&format!("ours.{name}"), unit, "mp-heap", "heap_bench", size_args.clone(), 500_000);
+            let ours = ctx.example(
+                &format!("ours.{name}"),
+                unit,
+                "mp-heap",
+                "heap_bench",
+                size_args.clone(),
+                500_000,
+            );
             let cpython = ctx.py(&format!("py.{name}"), unit, "heap.py", size_args, 50_000);
             Row {
                 name,
@@ -438,13 +658,28 @@ fn specs() -> Vec<Spec> {
                 "spawn" => (100, 10),
                 _ => (300, 60),
             };
-            let ours = ctx.example(&format!("ours.{name}"), unit, "mp-context", "procstart", method_args.clone(), n_ours);
-            let cpython = ctx.py(&format!("py.{name}"), unit, "procstart.py", method_args, n_py);
+            let ours = ctx.example(
+                &format!("ours.{name}"),
+                unit,
+                "mp-context",
+                "procstart",
+                method_args.clone(),
+                n_ours,
+            );
+            let cpython = ctx.py(
+                &format!("py.{name}"),
+                unit,
+                "procstart.py",
+                method_args,
+                n_py,
+            );
             let (krate, goals) = match method {
                 "fork" => (None, vec![Goal::Raw(1.0 / 1.5)]),
                 "spawn" => {
                     let plan = ctx.plan(200);
-                    let c = ctx.cell(Who::Crate, "procspawn.spawn_join", unit, |_| crates::procspawn(&plan));
+                    let c = ctx.cell(Who::Crate, "procspawn.spawn_join", unit, |_| {
+                        crates::procspawn(&plan)
+                    });
                     (Some(("procspawn".to_string(), c)), vec![Goal::Crate(1.0)])
                 }
                 _ => (None, vec![Goal::Py(15.0)]),
@@ -469,8 +704,10 @@ fn preamble(ctx: &Ctx) -> Vec<String> {
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("model name").map(|m| m.trim_start_matches([' ', '\t', ':']).to_string()))
+            s.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+            })
         })
         .unwrap_or_default();
     let py = match &ctx.python {
@@ -488,7 +725,11 @@ fn preamble(ctx: &Ctx) -> Vec<String> {
         ),
         format!(
             "{py}; mp-conn rows {}; low-latency spin bound {} us.",
-            if ours::BUILT { "built" } else { "not built (feature conn off)" },
+            if ours::BUILT {
+                "built"
+            } else {
+                "not built (feature conn off)"
+            },
             SPIN.as_micros()
         ),
     ]
@@ -511,7 +752,9 @@ fn run(args: &[String]) -> Result<(), String> {
     let all = specs();
     let selected: Vec<Spec> = all
         .into_iter()
-        .filter(|s| opts.filters.is_empty() || opts.filters.iter().any(|f| s.name.contains(f.as_str())))
+        .filter(|s| {
+            opts.filters.is_empty() || opts.filters.iter().any(|f| s.name.contains(f.as_str()))
+        })
         .collect();
     if opts.list {
         for s in &selected {
@@ -520,7 +763,10 @@ fn run(args: &[String]) -> Result<(), String> {
         return Ok(());
     }
     if selected.is_empty() {
-        return Err(format!("no benchmark matches {:?} (try --list)", opts.filters));
+        return Err(format!(
+            "no benchmark matches {:?} (try --list)",
+            opts.filters
+        ));
     }
     sys::raise_nofile_limit();
     let reps = opts.reps.unwrap_or(if opts.quick { 3 } else { 5 });
@@ -563,7 +809,11 @@ fn run(args: &[String]) -> Result<(), String> {
 /// Internal roles, run in a fresh copy of this executable.
 fn run_role(args: &[String]) -> Result<(), String> {
     let (role, rest) = args.split_first().ok_or("--role needs a name")?;
-    let mut plan = Plan { warmup: 1, n: 1, reps: 1 };
+    let mut plan = Plan {
+        warmup: 1,
+        n: 1,
+        reps: 1,
+    };
     let mut it = rest.iter();
     while let Some(a) = it.next() {
         let v: u64 = it

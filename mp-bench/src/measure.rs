@@ -37,7 +37,10 @@ impl Plan {
 /// Runs `op` `plan.warmup` times, then `plan.reps` blocks of `plan.n`
 /// times; returns each block's wall and CPU time (this process and its
 /// waited-for children).
-pub(crate) fn run_blocks(plan: &Plan, mut op: impl FnMut() -> io::Result<()>) -> io::Result<Vec<Rep>> {
+pub(crate) fn run_blocks(
+    plan: &Plan,
+    mut op: impl FnMut() -> io::Result<()>,
+) -> io::Result<Vec<Rep>> {
     for _ in 0..plan.warmup {
         op()?;
     }
@@ -166,18 +169,38 @@ pub(crate) fn forked_pair<P, C>(
     let result = pin(parent_cpu).and_then(|()| parent(p_end, plan));
     // Back to every allowed CPU for whatever runs next.
     let _ = sys::set_cpus(allowed);
+    let mut reaped = None;
     if result.is_err() {
-        sys::kill(pid);
+        // Give the peer a moment to fail on its own (its error is the
+        // interesting one), then make sure it ends.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while reaped.is_none() && Instant::now() < deadline {
+            reaped = sys::try_wait_pid(pid).ok().flatten();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if reaped.is_none() {
+            sys::kill(pid);
+        }
     }
     let mut report = Vec::new();
     let read = std::fs::File::from(report_r).read_to_end(&mut report);
-    let status = sys::wait_pid(pid).map_err(|e| err("waitpid", e))?;
-    let mut reps = result.map_err(|e| err("parent", e))?;
-    if let Some(problem) = sys::status_problem(status) {
-        return Err(format!("error: {problem}"));
+    let status = match reaped {
+        Some(status) => status,
+        None => sys::wait_pid(pid).map_err(|e| err("waitpid", e))?,
+    };
+    // The peer's failure explains the parent's (a broken pipe, ...): name it first.
+    match (sys::status_problem(status), result) {
+        (Some(problem), Err(e)) => Err(format!("error: {problem}; parent: {e}")),
+        (Some(problem), Ok(_)) => Err(format!("error: {problem}")),
+        (None, Err(e)) => Err(err("parent", e)),
+        (None, Ok(reps)) => finish(reps, read, &report),
     }
+}
+
+fn finish(mut reps: Vec<Rep>, read: io::Result<usize>, report: &[u8]) -> Result<Vec<Rep>, String> {
+    let err = |what: &str, e: io::Error| format!("error: {what}: {e}");
     read.map_err(|e| err("report", e))?;
-    let child_cpus = decode_f64s(&report);
+    let child_cpus = decode_f64s(report);
     if child_cpus.len() != reps.len() {
         return Err(format!(
             "error: peer reported {} blocks, expected {}",
@@ -276,7 +299,11 @@ pub(crate) fn run_program(cmd: &mut Command, timeout: Duration) -> Result<Finish
 }
 
 /// Runs a program that prints `rep` lines and returns them.
-pub(crate) fn run_reps(cmd: &mut Command, timeout: Duration, plan: &Plan) -> Result<Vec<Rep>, String> {
+pub(crate) fn run_reps(
+    cmd: &mut Command,
+    timeout: Duration,
+    plan: &Plan,
+) -> Result<Vec<Rep>, String> {
     let done = run_program(cmd, timeout)?;
     let reps = parse_reps(&done.stdout);
     if reps.len() != plan.reps {
@@ -303,10 +330,17 @@ pub(crate) fn run_rate_example(
     let (warm, count) = count_flag_value;
     let run = |n: u64| -> Result<(f64, f64), String> {
         let done = run_program(
-            Command::new(exe).args(args).args(["--count", &n.to_string()]),
+            Command::new(exe)
+                .args(args)
+                .args(["--count", &n.to_string()]),
             timeout,
         )?;
-        let last = done.stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+        let last = done
+            .stdout
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
         let rate: f64 = last
             .trim()
             .parse()
@@ -317,7 +351,7 @@ pub(crate) fn run_rate_example(
     let mut out = Vec::with_capacity(reps);
     for _ in 0..reps {
         let (rate, cpu) = run(count)?;
-        if !(rate > 0.0) {
+        if rate.is_nan() || rate <= 0.0 {
             return Err(format!("error: example printed rate {rate}"));
         }
         out.push(Rep {
@@ -338,7 +372,14 @@ mod tests {
         let text = "info python 3.13\nrep 100 0.5 0.25\nrep 100 0.25 0.125\nbogus\n";
         let reps = parse_reps(text);
         assert_eq!(reps.len(), 2);
-        assert_eq!(reps[0], Rep { ops: 100.0, wall: 0.5, cpu: 0.25 });
+        assert_eq!(
+            reps[0],
+            Rep {
+                ops: 100.0,
+                wall: 0.5,
+                cpu: 0.25
+            }
+        );
         assert_eq!(decode_f64s(&encode_f64s(&[1.5, -2.0])), vec![1.5, -2.0]);
     }
 

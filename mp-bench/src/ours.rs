@@ -93,7 +93,11 @@ fn read_line(fd: OwnedFd) -> io::Result<String> {
 /// Authenticated connect + handshake: a forked child binds a `Listener`
 /// with an authkey, tells the parent its address and accepts (handshake
 /// included) and closes; the parent runs `client` with the key each time.
-pub(crate) fn connect(family: raw::Family, allowed: &[usize], plan: &Plan) -> Result<Vec<Rep>, String> {
+pub(crate) fn connect(
+    family: raw::Family,
+    allowed: &[usize],
+    plan: &Plan,
+) -> Result<Vec<Rep>, String> {
     let dir = raw::SockDir::new("ours").map_err(|e| format!("error: {e}"))?;
     let bind_to: Address = match family {
         raw::Family::Unix => Address::Unix(dir.0.join("sock")),
@@ -132,7 +136,9 @@ pub(crate) fn connect(family: raw::Family, allowed: &[usize], plan: &Plan) -> Re
 }
 
 /// `k` idle connections plus one with a message waiting (last).
-fn idle_and_ready(k: usize) -> io::Result<(Vec<(Connection, Connection)>, (Connection, Connection))> {
+fn idle_and_ready(
+    k: usize,
+) -> io::Result<(Vec<(Connection, Connection)>, (Connection, Connection))> {
     let mut idle = Vec::with_capacity(k);
     for _ in 0..k {
         idle.push(mp_conn::pipe(true).map_err(io)?);
@@ -146,7 +152,8 @@ fn idle_and_ready(k: usize) -> io::Result<(Vec<(Connection, Connection)>, (Conne
 pub(crate) fn wait(k: usize, plan: &Plan) -> Result<Vec<Rep>, String> {
     let run = || -> io::Result<Vec<Rep>> {
         let (idle, ready) = idle_and_ready(k)?;
-        let mut objects: Vec<&dyn Waitable> = idle.iter().map(|(r, _)| r as &dyn Waitable).collect();
+        let mut objects: Vec<&dyn Waitable> =
+            idle.iter().map(|(r, _)| r as &dyn Waitable).collect();
         objects.push(&ready.0);
         run_blocks(plan, || {
             let got = mp_conn::wait(&objects, None).map_err(io)?;
@@ -174,7 +181,10 @@ pub(crate) fn waiter(k: usize, plan: &Plan) -> Result<Vec<Rep>, String> {
             got.clear();
             waiter.wait(None, &mut got).map_err(io)?;
             if got.len() != 1 {
-                return Err(io::Error::other(format!("Waiter found {} ready", got.len())));
+                return Err(io::Error::other(format!(
+                    "Waiter found {} ready",
+                    got.len()
+                )));
             }
             Ok(())
         })

@@ -14,7 +14,12 @@ fn not_built() -> Result<Vec<Rep>, String> {
     Err("n/a (not built: mp-bench without feature conn)".into())
 }
 
-pub(crate) fn pingpong(_: Placement, _: &[usize], _: &Plan, _: Option<Duration>) -> Result<Vec<Rep>, String> {
+pub(crate) fn pingpong(
+    _: Placement,
+    _: &[usize],
+    _: &Plan,
+    _: Option<Duration>,
+) -> Result<Vec<Rep>, String> {
     not_built()
 }
 

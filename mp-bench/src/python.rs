@@ -25,7 +25,11 @@ impl Python {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("/root/.pyenv"));
             let pyenv = root.join("versions/3.13.0/bin/python3");
-            if pyenv.exists() { pyenv } else { PathBuf::from("python3") }
+            if pyenv.exists() {
+                pyenv
+            } else {
+                PathBuf::from("python3")
+            }
         };
         let done = run_program(
             Command::new(&exe).args(["-c", "import sys; print(sys.version.split()[0])"]),
@@ -40,7 +44,13 @@ impl Python {
 
     /// Runs `script` (a file of `mp-bench/python/`) with the plan's
     /// arguments and `extra`, returning its `rep` lines.
-    pub(crate) fn run(&self, script: &str, extra: &[String], plan: &Plan, timeout: Duration) -> Result<Vec<Rep>, String> {
+    pub(crate) fn run(
+        &self,
+        script: &str,
+        extra: &[String],
+        plan: &Plan,
+        timeout: Duration,
+    ) -> Result<Vec<Rep>, String> {
         let path = scripts_dir().join(script);
         let mut cmd = Command::new(&self.exe);
         cmd.arg(path).args(plan.args()).args(extra);
@@ -58,5 +68,6 @@ pub(crate) fn scripts_dir() -> PathBuf {
 pub(crate) fn cpus_arg(placement: Placement, allowed: &[usize]) -> Result<Vec<String>, String> {
     let (p, c) = placement.cpus(allowed)?;
     let f = |c: Option<usize>| c.map_or("-1".to_string(), |c| c.to_string());
-    Ok(vec!["--cpus".into(), format!("{},{}", f(p), f(c))])
+    // One `--cpus=P,C` word: argparse would take a separate "-1,-1" for an option.
+    Ok(vec![format!("--cpus={},{}", f(p), f(c))])
 }

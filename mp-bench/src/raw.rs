@@ -3,10 +3,10 @@
 
 use std::ffi::CString;
 use std::io;
+use std::io::Read as _;
+use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::net::{TcpListener, TcpStream};
-use std::io::Read as _;
 use std::time::{Duration, Instant};
 
 use crate::measure::{Placement, Plan, forked_pair, run_blocks};
@@ -29,7 +29,11 @@ pub(crate) enum PingPong {
     Spin(Duration),
 }
 
-fn spin_read_exact(fd: std::os::fd::BorrowedFd<'_>, buf: &mut [u8], spin: Duration) -> io::Result<()> {
+fn spin_read_exact(
+    fd: std::os::fd::BorrowedFd<'_>,
+    buf: &mut [u8],
+    spin: Duration,
+) -> io::Result<()> {
     let mut got = 0;
     let t0 = Instant::now();
     while got < buf.len() {
@@ -44,7 +48,11 @@ fn spin_read_exact(fd: std::os::fd::BorrowedFd<'_>, buf: &mut [u8], spin: Durati
 }
 
 /// One side's receive of a 64-byte message in the given style.
-fn recv_msg(fd: std::os::fd::BorrowedFd<'_>, style: PingPong, buf: &mut [u8; 4 + MSG_LEN]) -> io::Result<()> {
+fn recv_msg(
+    fd: std::os::fd::BorrowedFd<'_>,
+    style: PingPong,
+    buf: &mut [u8; 4 + MSG_LEN],
+) -> io::Result<()> {
     match style {
         PingPong::Plain => sys::read_exact(fd, &mut buf[4..]),
         PingPong::Framed => {
@@ -59,7 +67,11 @@ fn recv_msg(fd: std::os::fd::BorrowedFd<'_>, style: PingPong, buf: &mut [u8; 4 +
     }
 }
 
-fn send_msg(fd: std::os::fd::BorrowedFd<'_>, style: PingPong, buf: &[u8; 4 + MSG_LEN]) -> io::Result<()> {
+fn send_msg(
+    fd: std::os::fd::BorrowedFd<'_>,
+    style: PingPong,
+    buf: &[u8; 4 + MSG_LEN],
+) -> io::Result<()> {
     match style {
         PingPong::Framed => sys::write_all(fd, buf),
         PingPong::Plain | PingPong::Spin(_) => sys::write_all(fd, &buf[4..]),

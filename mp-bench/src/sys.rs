@@ -149,6 +149,18 @@ pub(crate) fn wait_pid(pid: libc::pid_t) -> io::Result<libc::c_int> {
     }
 }
 
+/// `waitpid(pid, WNOHANG)`: `Ok(None)` while the child runs. The child is
+/// reaped when it has ended, and [`wait_pid`] must then not be called: use
+/// the status returned here.
+pub(crate) fn try_wait_pid(pid: libc::pid_t) -> io::Result<Option<libc::c_int>> {
+    let mut status = 0;
+    // SAFETY: `status` is a valid, writable int.
+    match cvt(unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) })? {
+        0 => Ok(None),
+        _ => Ok(Some(status)),
+    }
+}
+
 /// Describes a wait status that is not a clean `exit(0)`, or `None`.
 pub(crate) fn status_problem(status: libc::c_int) -> Option<String> {
     if libc::WIFEXITED(status) {

@@ -136,7 +136,11 @@ pub(crate) struct Row {
 /// How many times better `a` performs than `b` (>1: `a` is better).
 fn perf_ratio(unit: Unit, a: &Cell, b: &Cell) -> Option<f64> {
     let (a, b) = (a.as_ref().ok()?.median(), b.as_ref().ok()?.median());
-    Some(if unit.higher_is_better() { a / b } else { b / a })
+    Some(if unit.higher_is_better() {
+        a / b
+    } else {
+        b / a
+    })
 }
 
 fn cpu_ratio(a: &Cell, b: &Cell) -> Option<f64> {
@@ -156,16 +160,22 @@ pub(crate) fn fmt_num(v: f64) -> String {
         format!("{v:.1}")
     } else if a >= 10.0 {
         format!("{v:.2}")
-    } else if a >= 1.0 {
-        format!("{v:.3}")
     } else {
         format!("{v:.3}")
     }
 }
 
+/// Longest reason shown in a cell; the whole text is on stderr as the run
+/// goes.
+const MAX_REASON: usize = 60;
+
 fn fmt_cell(cell: &Cell) -> String {
     match cell {
         Ok(m) => format!("{} ({:.0}%)", fmt_num(m.median()), m.spread_pct()),
+        Err(why) if why.chars().count() > MAX_REASON => {
+            let cut: String = why.chars().take(MAX_REASON - 3).collect();
+            format!("{cut}...")
+        }
         Err(why) => why.clone(),
     }
 }
@@ -348,7 +358,12 @@ impl Report {
     /// The aligned text table for the terminal.
     pub(crate) fn to_text(&self) -> String {
         let mut out = String::new();
-        for line in self.preamble.iter().map(String::as_str).chain(LEGEND.iter().copied()) {
+        for line in self
+            .preamble
+            .iter()
+            .map(String::as_str)
+            .chain(LEGEND.iter().copied())
+        {
             let _ = writeln!(out, "{line}");
         }
         out.push('\n');
@@ -364,7 +379,12 @@ impl Report {
     /// The same table as Markdown, for the README.
     pub(crate) fn to_markdown(&self) -> String {
         let mut out = String::new();
-        for line in self.preamble.iter().map(String::as_str).chain(LEGEND.iter().copied()) {
+        for line in self
+            .preamble
+            .iter()
+            .map(String::as_str)
+            .chain(LEGEND.iter().copied())
+        {
             let _ = writeln!(out, "{}  ", md_escape(line));
         }
         out.push('\n');

@@ -18,9 +18,16 @@ fn raw_rows_fill_the_table_and_the_markdown_file() {
         .expect("run mp-bench");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "mp-bench failed:\n{stdout}\n{stderr}");
+    assert!(
+        output.status.success(),
+        "mp-bench failed:\n{stdout}\n{stderr}"
+    );
     // An upper bound on "returns in time", not a speed check.
-    assert!(t0.elapsed() < Duration::from_secs(120), "took {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_secs(120),
+        "took {:?}",
+        t0.elapsed()
+    );
 
     let list = Command::new(env!("CARGO_BIN_EXE_mp-bench"))
         .arg("--list")
@@ -48,7 +55,10 @@ fn raw_rows_fill_the_table_and_the_markdown_file() {
             .parse()
             .unwrap_or_else(|_| panic!("raw cell not a number in {line}"));
         assert!(figure > 0.0, "{line}");
-        assert!(md.contains(&format!("| {name} |")), "{name} missing from markdown");
+        assert!(
+            md.contains(&format!("| {name} |")),
+            "{name} missing from markdown"
+        );
         // Everything but the raw limit was skipped, and said so.
         assert!(line.contains("skipped (--raw-only)"), "{line}");
     }
@@ -62,7 +72,10 @@ fn a_filter_selects_rows_and_a_bad_option_fails() {
         .output()
         .expect("run mp-bench");
     let names = String::from_utf8_lossy(&list.stdout);
-    assert!(!names.is_empty() && names.lines().all(|n| n.contains("wait")), "{names}");
+    assert!(
+        !names.is_empty() && names.lines().all(|n| n.contains("wait")),
+        "{names}"
+    );
     let bad = Command::new(env!("CARGO_BIN_EXE_mp-bench"))
         .arg("--no-such-option")
         .output()
