@@ -18,6 +18,8 @@
 //! capped at 256 bytes, comparisons are constant-time, and the empty key is
 //! a real key.
 //!
+//! See the README for the guarantees and the differences from CPython.
+//!
 //! # Examples
 //!
 //! Both roles over an in-memory channel:
@@ -59,3 +61,9 @@ pub use handshake::{
     Policy, WELCOME, answer_challenge, answer_challenge_with, create_response, deliver_challenge,
     deliver_challenge_with, parse_challenge, verify_response,
 };
+
+/// The README's examples, compiled and run as doc tests so that it cannot
+/// drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -15,6 +15,9 @@ mod fuzz;
 mod test;
 mod util;
 
+#[cfg(test)]
+mod tidy;
+
 use std::process::ExitCode;
 
 const USAGE: &str = "\

@@ -1,0 +1,202 @@
+//! `client`: connects to a listener and, with a key, runs the mutual
+//! handshake in CPython's client order (answer, then deliver).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mp_auth::{Digest, Policy};
+use rustix::event::PollFlags;
+use rustix::io::Errno;
+use rustix::net::{SocketFlags, SocketType};
+
+use crate::address::Address;
+use crate::handshake::{Auth, Handshake, Role, run_to_completion};
+use crate::listener::{DEFAULT_HANDSHAKE_TIMEOUT, address_family, connection_from, poll_one};
+use crate::{Connection, Error, Result};
+
+/// Connects to a listener at `address` (CPython's
+/// `multiprocessing.connection.Client(address, authkey=...)`).
+///
+/// With a key, the client first answers the listener's challenge, then
+/// challenges it (sha256). `None` means no authentication; an empty key is
+/// a real key. The family comes from the address. For more control (digest,
+/// policy, timeouts) use [`ClientBuilder`].
+///
+/// # Errors
+///
+/// As [`ClientBuilder::connect`].
+///
+/// # Examples
+///
+/// ```
+/// use mp_conn::{Family, Listener, client};
+///
+/// let mut listener = Listener::builder().family(Family::Inet).authkey(*b"key").bind()?;
+/// let address = listener.address().clone();
+/// let server = std::thread::spawn(move || -> mp_conn::Result<()> {
+///     let mut conn = listener.accept()?;
+///     let n: u32 = conn.recv()?;
+///     conn.send(&(n + 1))
+/// });
+/// let mut conn = client(&address, Some(b"key"))?;
+/// conn.send(&41u32)?;
+/// assert_eq!(conn.recv::<u32>()?, 42);
+/// server.join().unwrap()?;
+/// # Ok::<(), mp_conn::Error>(())
+/// ```
+pub fn client(address: &Address, authkey: Option<&[u8]>) -> Result<Connection> {
+    let mut builder = ClientBuilder::new();
+    builder.authkey = authkey.map(<[u8]>::to_vec);
+    builder.connect(address)
+}
+
+/// Builds a client connection: `ClientBuilder::new().authkey(key)
+/// .digest(d).policy(p).timeout(t).connect(&address)`.
+///
+/// Two timeouts bound the handshake. The listener may call `accept` long
+/// after the connect (a busy server that accepts one client at a time), so
+/// by default the client waits for the listener's first message as long as
+/// CPython does, forever; [`ClientBuilder::accept_timeout`] bounds that
+/// wait. Once the listener has started, the rest of the handshake must
+/// finish within [`ClientBuilder::timeout`] (default 5 s), so a listener
+/// that stalls mid-handshake cannot hang the client. Neither timeout stays
+/// on the connection: it is blocking, with no timeouts, once returned.
+#[derive(Clone)]
+pub struct ClientBuilder {
+    authkey: Option<Vec<u8>>,
+    digest: Digest,
+    policy: Policy,
+    timeout: Duration,
+    accept_timeout: Option<Duration>,
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        ClientBuilder {
+            authkey: None,
+            digest: Digest::default(),
+            policy: Policy::CPYTHON,
+            timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            accept_timeout: None,
+        }
+    }
+}
+
+impl ClientBuilder {
+    /// A builder with CPython's defaults: no key, sha256 challenges.
+    pub fn new() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// The key to prove and to check the listener against. An empty key is
+    /// a real key.
+    pub fn authkey(mut self, key: impl Into<Vec<u8>>) -> Self {
+        self.authkey = Some(key.into());
+        self
+    }
+
+    /// The digest of the challenge this client sends (default sha256). A
+    /// legacy (CPython 3.11) listener answers it with HMAC-MD5, which the
+    /// default policy accepts.
+    pub fn digest(mut self, digest: Digest) -> Self {
+        self.digest = digest;
+        self
+    }
+
+    /// What the handshake accepts; under [`Policy::refuse_md5`] a legacy
+    /// listener rejects this client, and this client rejects it.
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// How long the handshake may take once the listener has sent its first
+    /// byte (default 5 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How long to wait for the listener to start the handshake, that is,
+    /// to accept this client; `None` (the default) waits forever, as CPython.
+    pub fn accept_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.accept_timeout = timeout;
+        self
+    }
+
+    /// Connects and, with a key, authenticates (answer, then deliver).
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::BadAddress`]: a unix path that does not fit `sun_path`;
+    /// - [`Error::Io`]: the connect failed (`ECONNREFUSED`, `ENOENT`, ...);
+    /// - [`Error::Authentication`]: the listener rejected our key
+    ///   (`digest sent was rejected`), its reply to our challenge was wrong
+    ///   (`digest received was wrong`), or it sent a malformed challenge;
+    /// - [`Error::Timeout`]: a handshake timeout passed;
+    /// - [`Error::Eof`] and the framing errors when the listener hung up or
+    ///   sent something that is not a handshake message.
+    pub fn connect(&self, address: &Address) -> Result<Connection> {
+        if self.digest == Digest::Md5 && !self.policy.allows_md5() {
+            return Err(Error::Authentication(
+                mp_auth::AuthenticationError::DigestRefused {
+                    digest: Digest::Md5,
+                },
+            ));
+        }
+        let sockaddr = address.to_sockaddr()?;
+        let socket = rustix::net::socket_with(
+            address_family(address),
+            SocketType::STREAM,
+            SocketFlags::CLOEXEC,
+            None,
+        )?;
+        loop {
+            match rustix::net::connect(&socket, &sockaddr) {
+                Ok(()) | Err(Errno::ISCONN) => break,
+                // A signal: a unix connect can simply be retried; a TCP one
+                // goes on in the background (EALREADY on the retry).
+                Err(Errno::INTR) => continue,
+                Err(Errno::ALREADY | Errno::INPROGRESS) => {
+                    poll_one(rustix::fd::AsFd::as_fd(&socket), PollFlags::OUT, None)?;
+                    rustix::net::sockopt::socket_error(&socket)??;
+                    break;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let socket = match &self.authkey {
+            None => socket,
+            Some(key) => {
+                rustix::io::ioctl_fionbio(&socket, true)?;
+                let auth = Arc::new(Auth {
+                    key: key.clone(),
+                    digest: self.digest,
+                    policy: self.policy,
+                    timeout: self.timeout,
+                });
+                let handshake = Handshake::new(socket, auth, Role::Client, self.accept_timeout);
+                run_to_completion(handshake)?
+            }
+        };
+        connection_from(socket, address.family())
+    }
+}
+
+impl std::fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field(
+                "authkey",
+                &self
+                    .authkey
+                    .as_ref()
+                    .map(|k| format!("<{} bytes>", k.len())),
+            )
+            .field("digest", &self.digest)
+            .field("policy", &self.policy)
+            .field("timeout", &self.timeout)
+            .field("accept_timeout", &self.accept_timeout)
+            .finish()
+    }
+}

@@ -1,0 +1,827 @@
+//! `Connection`: CPython's `multiprocessing.connection.Connection` over an
+//! owned socket or pipe fd.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rustix::event::PollFlags;
+use rustix::io::Errno;
+
+use crate::error::{Error, Result};
+use crate::frame::{self, HEADER_LEN, Header, LONG_LEN};
+use crate::sys::{self, FdBatch, Kind};
+
+/// Size of the read-ahead buffer. 16 KiB holds CPython's "small" messages
+/// (it writes header and payload together up to 16 KiB) in one read.
+pub(crate) const READ_AHEAD: usize = 16 * 1024;
+
+/// Payload remainders at least this long are read straight into the
+/// destination instead of through the read-ahead buffer.
+const DIRECT_READ: usize = READ_AHEAD / 2;
+
+/// How much a `Vec` destination may grow before the bytes to fill it have
+/// arrived: a lying length header costs at most this much memory up front.
+const FIRST_CHUNK: usize = 64 * 1024;
+
+/// Adaptive spinning state of the low-latency mode.
+#[derive(Debug, Clone, Copy)]
+struct Spin {
+    /// The configured upper bound.
+    max: Duration,
+    /// The current budget: doubles (up to `max`) when spinning found data,
+    /// halves (down to `max / 64`) when it did not.
+    cur: Duration,
+}
+
+impl Spin {
+    fn hit(&mut self) {
+        self.cur = (self.cur * 2).min(self.max);
+    }
+    fn miss(&mut self) {
+        self.cur = (self.cur / 2).max(self.max / 64);
+    }
+}
+
+/// The open fd and everything tied to reading it.
+#[derive(Debug)]
+struct Io {
+    fd: OwnedFd,
+    kind: Kind,
+    /// Bytes read from the fd so far (stream offset of the next byte).
+    pos: u64,
+    /// Fds that arrived with `SCM_RIGHTS`, by stream position.
+    batches: VecDeque<FdBatch>,
+    spin: Option<Spin>,
+    /// Whether we set `O_NONBLOCK` on a pipe for spinning (undone later).
+    set_nonblocking: bool,
+}
+
+impl Io {
+    /// One read into `buf` (never empty), blocking until at least one byte
+    /// or end of file: spins first in low-latency mode, retries `EINTR`,
+    /// waits with `poll` on `EAGAIN`. Returns 0 at end of file.
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize> {
+        if let Some(mut spin) = self.spin {
+            let started = Instant::now();
+            loop {
+                match sys::read(
+                    self.fd.as_fd(),
+                    self.kind,
+                    buf,
+                    true,
+                    self.pos,
+                    &mut self.batches,
+                ) {
+                    Ok(n) => {
+                        spin.hit();
+                        self.spin = Some(spin);
+                        self.pos += n as u64;
+                        return Ok(n);
+                    }
+                    Err(Errno::AGAIN) => {
+                        if started.elapsed() >= spin.cur {
+                            spin.miss();
+                            self.spin = Some(spin);
+                            break;
+                        }
+                        std::hint::spin_loop();
+                    }
+                    Err(Errno::INTR) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        loop {
+            match sys::read(
+                self.fd.as_fd(),
+                self.kind,
+                buf,
+                false,
+                self.pos,
+                &mut self.batches,
+            ) {
+                Ok(n) => {
+                    self.pos += n as u64;
+                    return Ok(n);
+                }
+                Err(Errno::INTR) => {}
+                Err(Errno::AGAIN) => {
+                    sys::wait_fd(self.fd.as_fd(), PollFlags::IN, None)?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Reads exactly `buf.len()` bytes; `Ok(false)` if end of file came first.
+    fn read_exact(&mut self, mut buf: &mut [u8]) -> Result<bool> {
+        while !buf.is_empty() {
+            let n = self.read(buf)?;
+            if n == 0 {
+                return Ok(false);
+            }
+            buf = &mut buf[n..];
+        }
+        Ok(true)
+    }
+}
+
+/// A connection to a peer speaking CPython's message framing, over an
+/// owned socket or pipe fd; CPython's `multiprocessing.connection.Connection`.
+///
+/// Messages are byte strings (`send_bytes`/`recv_bytes` and friends) or any
+/// serde type encoded with postcard (`send`/`recv`). Each end is readable,
+/// writable or both; a receive or send in the wrong direction is an error,
+/// as is any use after [`close`](Connection::close).
+///
+/// # Read-ahead
+///
+/// A receive may read past the end of the current message into an
+/// internal 16 KiB buffer, so that a small message costs one system call.
+/// [`poll`](Connection::poll) and [`wait`](crate::wait) count the buffered
+/// bytes. When another reader shares the fd (after
+/// [`try_clone`](Connection::try_clone), or an fd you duplicated yourself),
+/// switch to exact reads with [`set_exact_reads`](Connection::set_exact_reads),
+/// so that no receive ever takes bytes past its message.
+///
+/// # Examples
+///
+/// ```
+/// let (mut a, b) = mp_conn::pipe(true)?;
+/// b.send_bytes(b"hello")?;
+/// assert!(a.poll(Some(std::time::Duration::ZERO))?);
+/// assert_eq!(a.recv_bytes()?, b"hello");
+/// # Ok::<(), mp_conn::Error>(())
+/// ```
+pub struct Connection {
+    io: Option<Io>,
+    readable: bool,
+    writable: bool,
+    exact: AtomicBool,
+    /// The read-ahead buffer (allocated on first use); `rbuf[start..end]`
+    /// holds bytes read from the fd but not consumed yet.
+    rbuf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Connection");
+        match &self.io {
+            Some(io) => d.field("fd", &io.fd.as_raw_fd()).field("kind", &io.kind),
+            None => d.field("closed", &true),
+        };
+        d.field("readable", &self.readable)
+            .field("writable", &self.writable)
+            .field("exact_reads", &self.exact.load(Ordering::Relaxed))
+            .field("buffered", &(self.end - self.start))
+            .finish()
+    }
+}
+
+impl Connection {
+    /// Wraps `fd`, readable and/or writable. The fd should be in blocking
+    /// mode (a nonblocking fd works too, through `poll`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] if neither `readable` nor `writable`
+    /// (CPython's `ValueError`); [`Error::Io`] if `fd` cannot be inspected
+    /// with `fstat`.
+    pub fn new(fd: OwnedFd, readable: bool, writable: bool) -> Result<Connection> {
+        if !readable && !writable {
+            return Err(Error::InvalidArgument(
+                "at least one of `readable` and `writable` must be true",
+            ));
+        }
+        let kind = Kind::of(fd.as_fd())?;
+        Ok(Connection {
+            io: Some(Io {
+                fd,
+                kind,
+                pos: 0,
+                batches: VecDeque::new(),
+                spin: None,
+                set_nonblocking: false,
+            }),
+            readable,
+            writable,
+            exact: AtomicBool::new(false),
+            rbuf: Vec::new(),
+            start: 0,
+            end: 0,
+        })
+    }
+
+    /// Whether this end can receive (unchanged by closing, as in CPython).
+    pub fn readable(&self) -> bool {
+        self.readable
+    }
+
+    /// Whether this end can send (unchanged by closing, as in CPython).
+    pub fn writable(&self) -> bool {
+        self.writable
+    }
+
+    /// Whether [`close`](Connection::close) was called (or a too-long
+    /// message closed a read-only connection).
+    pub fn is_closed(&self) -> bool {
+        self.io.is_none()
+    }
+
+    /// Whether the fd is an `AF_UNIX` socket, which can carry fds.
+    pub fn is_unix_socket(&self) -> bool {
+        self.io
+            .as_ref()
+            .is_some_and(|io| io.kind == Kind::UnixSocket)
+    }
+
+    /// The number of bytes read ahead and not yet consumed.
+    pub fn buffered_len(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// Closes the fd. Idempotent; buffered bytes and fds that arrived but
+    /// were not received are dropped (the fds closed).
+    pub fn close(&mut self) {
+        if let Some(io) = self.io.take() {
+            restore_blocking(&io);
+        }
+        self.rbuf = Vec::new();
+        self.start = 0;
+        self.end = 0;
+    }
+
+    fn io(&self) -> Result<&Io> {
+        self.io.as_ref().ok_or(Error::Closed)
+    }
+
+    fn check_writable(&self) -> Result<&Io> {
+        let io = self.io()?;
+        if !self.writable {
+            return Err(Error::NotWritable);
+        }
+        Ok(io)
+    }
+
+    fn check_readable(&self) -> Result<()> {
+        self.io()?;
+        if !self.readable {
+            return Err(Error::NotReadable);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn fd(&self) -> Result<BorrowedFd<'_>> {
+        Ok(self.io()?.fd.as_fd())
+    }
+
+    // ----- sending -----
+
+    /// Sends `buf` as one message. Header and payload go out in one
+    /// `writev`/`sendmsg` (no copy of the payload); partial writes are
+    /// continued and signals never interrupt the send.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`], [`Error::NotWritable`], or the OS error (for
+    /// example `BrokenPipe` when the peer is gone).
+    pub fn send_bytes(&self, buf: &[u8]) -> Result<()> {
+        let io = self.check_writable()?;
+        let mut header = [0; 12];
+        let header = frame::encode_header(buf.len() as u64, &mut header);
+        sys::write_all2(io.fd.as_fd(), io.kind, header, buf)?;
+        Ok(())
+    }
+
+    /// Sends `buf[offset..offset + size]` (to the end when `size` is
+    /// `None`) as one message, with CPython's checks.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] if `offset > buf.len()` or
+    /// `offset + size > buf.len()`; nothing is sent then. Otherwise as
+    /// [`send_bytes`](Connection::send_bytes).
+    pub fn send_bytes_range(&self, buf: &[u8], offset: usize, size: Option<usize>) -> Result<()> {
+        self.check_writable()?;
+        if offset > buf.len() {
+            return Err(Error::InvalidArgument("buffer length < offset"));
+        }
+        let size = size.unwrap_or(buf.len() - offset);
+        match offset.checked_add(size) {
+            Some(end) if end <= buf.len() => self.send_bytes(&buf[offset..end]),
+            _ => Err(Error::InvalidArgument("buffer length < offset + size")),
+        }
+    }
+
+    /// Sends `value` encoded with postcard, as one message.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Encode`] if serialization fails; otherwise as
+    /// [`send_bytes`](Connection::send_bytes).
+    pub fn send<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<()> {
+        let io = self.check_writable()?;
+        // Room for the longest header in front, so that header and payload
+        // are one contiguous buffer and one write.
+        let buf = postcard::to_extend(value, vec![0u8; 12]).map_err(Error::Encode)?;
+        let len = (buf.len() - 12) as u64;
+        let mut header = [0; 12];
+        let header = frame::encode_header(len, &mut header);
+        let at = 12 - header.len();
+        let mut buf = buf;
+        buf[at..12].copy_from_slice(header);
+        sys::write_all2(io.fd.as_fd(), io.kind, &[], &buf[at..])?;
+        Ok(())
+    }
+
+    // ----- receiving: the read-ahead buffer -----
+
+    fn is_exact(&self) -> bool {
+        self.exact.load(Ordering::Relaxed)
+    }
+
+    /// Makes sure at least `need` (<= `READ_AHEAD`) bytes are buffered.
+    /// Returns `Ok(false)` if end of file came first (what did arrive
+    /// stays buffered). In exact mode it reads no byte beyond `need`.
+    fn fill(&mut self, need: usize) -> Result<bool> {
+        debug_assert!(need <= READ_AHEAD);
+        if self.end - self.start >= need {
+            return Ok(true);
+        }
+        if self.rbuf.is_empty() {
+            self.rbuf = vec![0; READ_AHEAD];
+        }
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        } else if READ_AHEAD - self.start < need {
+            self.rbuf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        let exact = self.is_exact();
+        let io = self.io.as_mut().ok_or(Error::Closed)?;
+        while self.end - self.start < need {
+            let limit = if exact { self.start + need } else { READ_AHEAD };
+            let n = io.read(&mut self.rbuf[self.end..limit])?;
+            if n == 0 {
+                return Ok(false);
+            }
+            self.end += n;
+        }
+        Ok(true)
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Reads and decodes a message header; `max` is the receiver's limit.
+    fn read_header(&mut self, max: usize) -> Result<u64> {
+        self.check_readable()?;
+        if !self.fill(HEADER_LEN)? {
+            return Err(if self.start == self.end {
+                Error::Eof
+            } else {
+                Error::TruncatedMessage
+            });
+        }
+        let mut h = [0; HEADER_LEN];
+        h.copy_from_slice(&self.rbuf[self.start..self.start + HEADER_LEN]);
+        self.consume(HEADER_LEN);
+        let len = match frame::decode_header(h) {
+            Ok(Header::Short(n)) => u64::from(n),
+            Ok(Header::Long) => {
+                if !self.fill(LONG_LEN)? {
+                    return Err(Error::TruncatedMessage);
+                }
+                let mut l = [0; LONG_LEN];
+                l.copy_from_slice(&self.rbuf[self.start..self.start + LONG_LEN]);
+                self.consume(LONG_LEN);
+                match frame::decode_long_length(l) {
+                    Ok(len) => len,
+                    Err(e) => return Err(self.lose_boundaries(e)),
+                }
+            }
+            Err(e) => return Err(self.lose_boundaries(e)),
+        };
+        if len > max as u64 {
+            return Err(self.lose_boundaries(Error::MessageTooLong { len, max }));
+        }
+        Ok(len)
+    }
+
+    /// After a refused header the message boundaries are lost: the
+    /// connection is no longer readable, and is closed if it cannot write
+    /// either (CPython's `recv_bytes(maxlength)`).
+    fn lose_boundaries(&mut self, e: Error) -> Error {
+        self.readable = false;
+        if !self.writable {
+            self.close();
+        }
+        e
+    }
+
+    /// Reads exactly `dst.len()` payload bytes: buffered ones first, then
+    /// small remainders through the buffer (reading ahead), large ones
+    /// straight into `dst`.
+    fn read_payload(&mut self, dst: &mut [u8]) -> Result<()> {
+        let have = (self.end - self.start).min(dst.len());
+        dst[..have].copy_from_slice(&self.rbuf[self.start..self.start + have]);
+        self.consume(have);
+        let rest = &mut dst[have..];
+        if rest.is_empty() {
+            return Ok(());
+        }
+        if rest.len() < DIRECT_READ && !self.is_exact() {
+            if !self.fill(rest.len())? {
+                return Err(Error::TruncatedMessage);
+            }
+            let n = rest.len();
+            rest.copy_from_slice(&self.rbuf[self.start..self.start + n]);
+            self.consume(n);
+            return Ok(());
+        }
+        let io = self.io.as_mut().ok_or(Error::Closed)?;
+        if !io.read_exact(rest)? {
+            return Err(Error::TruncatedMessage);
+        }
+        Ok(())
+    }
+
+    /// Reads a `len`-byte payload into `out`, reusing its initialized
+    /// length and capacity; grows it only as fast as bytes arrive.
+    fn read_payload_vec(&mut self, len: u64, out: &mut Vec<u8>) -> Result<()> {
+        let len = usize::try_from(len).map_err(|_| Error::MessageTooLong {
+            len,
+            max: usize::MAX,
+        })?;
+        let mut filled = 0;
+        while filled < len {
+            let target = if len <= out.len() {
+                len
+            } else {
+                let allowed = out
+                    .capacity()
+                    .max(filled.saturating_mul(2))
+                    .max(FIRST_CHUNK);
+                len.min(allowed)
+            };
+            if out.len() < target {
+                out.resize(target, 0);
+            }
+            self.read_payload(&mut out[filled..target])?;
+            filled = target;
+        }
+        out.truncate(len);
+        self.prune_batches();
+        Ok(())
+    }
+
+    /// Closes fds that arrived with bytes already consumed as message data.
+    fn prune_batches(&mut self) {
+        let consumed = self.consumed_pos();
+        if let Some(io) = self.io.as_mut() {
+            while io.batches.front().is_some_and(|b| b.pos < consumed) {
+                io.batches.pop_front();
+            }
+        }
+    }
+
+    /// Stream offset of the next unconsumed byte.
+    fn consumed_pos(&self) -> u64 {
+        self.io
+            .as_ref()
+            .map_or(0, |io| io.pos - (self.end - self.start) as u64)
+    }
+
+    /// Receives one message.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Eof`] if the peer closed at a message boundary,
+    /// [`Error::TruncatedMessage`] inside one, [`Error::Closed`],
+    /// [`Error::NotReadable`], [`Error::BadLength`] for a header CPython
+    /// never sends, or the OS error.
+    pub fn recv_bytes(&mut self) -> Result<Vec<u8>> {
+        self.recv_bytes_max(usize::MAX)
+    }
+
+    /// Receives one message of at most `maxlength` bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MessageTooLong`] for a longer message, which is neither
+    /// read nor allocated; the connection is then no longer readable (and
+    /// closed if it is not writable either). Otherwise as
+    /// [`recv_bytes`](Connection::recv_bytes).
+    pub fn recv_bytes_max(&mut self, maxlength: usize) -> Result<Vec<u8>> {
+        let len = self.read_header(maxlength)?;
+        let buffered = self.end - self.start;
+        if len <= buffered as u64 {
+            let len = len as usize;
+            let v = self.rbuf[self.start..self.start + len].to_vec();
+            self.consume(len);
+            self.prune_batches();
+            return Ok(v);
+        }
+        let mut out = Vec::new();
+        self.read_payload_vec(len, &mut out)?;
+        Ok(out)
+    }
+
+    /// Receives one message into `buf` from its start; returns its length.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BufferTooShort`] holding the whole message if it does not
+    /// fit (the message is consumed). Otherwise as
+    /// [`recv_bytes`](Connection::recv_bytes).
+    pub fn recv_bytes_into(&mut self, buf: &mut [u8]) -> Result<usize> {
+        self.recv_bytes_into_at(buf, 0)
+    }
+
+    /// Receives one message into `buf[offset..]`; returns its length.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] if `offset > buf.len()` (nothing is
+    /// read); otherwise as [`recv_bytes_into`](Connection::recv_bytes_into).
+    pub fn recv_bytes_into_at(&mut self, buf: &mut [u8], offset: usize) -> Result<usize> {
+        self.check_readable()?;
+        if offset > buf.len() {
+            return Err(Error::InvalidArgument("offset too large"));
+        }
+        let len = self.read_header(usize::MAX)?;
+        let room = buf.len() - offset;
+        if len > room as u64 {
+            let mut whole = Vec::new();
+            self.read_payload_vec(len, &mut whole)?;
+            return Err(Error::BufferTooShort(whole));
+        }
+        let len = len as usize;
+        self.read_payload(&mut buf[offset..offset + len])?;
+        self.prune_batches();
+        Ok(len)
+    }
+
+    /// Receives one message into `buf`, replacing its contents, and
+    /// returns the length (`buf.len()` afterwards). `buf`'s capacity and
+    /// initialized length are reused: no reallocation when it is big
+    /// enough, and no fresh pages to fault in when it is passed again.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv_bytes`](Connection::recv_bytes); `buf`'s contents are
+    /// unspecified after an error.
+    pub fn recv_bytes_into_vec(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
+        let len = self.read_header(usize::MAX)?;
+        self.read_payload_vec(len, buf)?;
+        Ok(buf.len())
+    }
+
+    /// Receives one message and decodes it with postcard. A message that
+    /// fits in the read-ahead buffer is decoded in place, without
+    /// allocating.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Decode`] if the message is not a valid encoding of `T`
+    /// (including trailing bytes); otherwise as
+    /// [`recv_bytes`](Connection::recv_bytes).
+    pub fn recv<T: serde::de::DeserializeOwned>(&mut self) -> Result<T> {
+        let len = self.read_header(usize::MAX)?;
+        if len <= (self.end - self.start) as u64 {
+            let len = len as usize;
+            let value = decode_exact(&self.rbuf[self.start..self.start + len]);
+            self.consume(len);
+            self.prune_batches();
+            return value;
+        }
+        let mut out = Vec::new();
+        self.read_payload_vec(len, &mut out)?;
+        decode_exact(&out)
+    }
+
+    /// Whether a message (or end of file) is ready to receive, waiting up
+    /// to `timeout`: `Some(Duration::ZERO)` never blocks (CPython's
+    /// `poll()` and `poll(-1)`), `None` waits forever. Never consumes
+    /// anything; buffered read-ahead bytes count as ready.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`], [`Error::NotReadable`], or the OS error (for
+    /// example `EBADF` for a bogus fd).
+    pub fn poll(&mut self, timeout: Option<Duration>) -> Result<bool> {
+        self.check_readable()?;
+        if self.end > self.start {
+            return Ok(true);
+        }
+        Ok(sys::wait_fd(self.fd()?, PollFlags::IN, timeout)?)
+    }
+
+    // ----- fd-level operations -----
+
+    /// Duplicates the fd (close-on-exec) into a second `Connection` with
+    /// the same directions. Both switch to exact reads, since they now
+    /// share one stream; bytes already read ahead stay with `self`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] or the OS error of `fcntl(F_DUPFD_CLOEXEC)`.
+    pub fn try_clone(&mut self) -> Result<Connection> {
+        let fd = sys::dup(self.fd()?)?;
+        let clone = Connection::new(fd, self.readable, self.writable)?;
+        clone.exact.store(true, Ordering::Relaxed);
+        self.exact.store(true, Ordering::Relaxed);
+        Ok(clone)
+    }
+
+    /// Chooses exact reads (never read past the current message; two
+    /// system calls per small message) or read-ahead (the default).
+    /// Needed when another reader shares the fd.
+    pub fn set_exact_reads(&mut self, exact: bool) {
+        self.exact.store(exact, Ordering::Relaxed);
+    }
+
+    /// Exact reads, through a shared reference (for `Waiter::add`).
+    pub(crate) fn force_exact_reads(&self) {
+        self.exact.store(true, Ordering::Relaxed);
+    }
+
+    /// Opt-in low-latency mode: before blocking in a receive, spin with
+    /// nonblocking reads for up to `spin` (adapting the budget to how
+    /// often spinning pays off), then block. `None` turns it off. Costs
+    /// CPU while waiting; meant for peers on separate CPUs.
+    ///
+    /// On a pipe this sets `O_NONBLOCK` on the fd (and clears it when the
+    /// mode is turned off, or the connection is closed, sent or turned
+    /// back into an fd). Errors of `fcntl` leave the mode off.
+    pub fn set_low_latency(&mut self, spin: Option<Duration>) {
+        let Some(io) = self.io.as_mut() else { return };
+        match spin {
+            Some(max) if !max.is_zero() => {
+                if io.kind == Kind::Other && !io.set_nonblocking {
+                    match sys::is_nonblocking(io.fd.as_fd()) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            if sys::set_nonblocking(io.fd.as_fd(), true).is_err() {
+                                return;
+                            }
+                            io.set_nonblocking = true;
+                        }
+                        Err(_) => return,
+                    }
+                }
+                io.spin = Some(Spin { max, cur: max });
+            }
+            _ => {
+                io.spin = None;
+                restore_blocking(io);
+                io.set_nonblocking = false;
+            }
+        }
+    }
+
+    /// Gives the fd back.
+    ///
+    /// # Errors
+    ///
+    /// Refuses (handing `self` back) if the connection is closed, or holds
+    /// read-ahead bytes or received fds that would be lost with it.
+    pub fn into_fd(mut self) -> Result<OwnedFd, (Self, Error)> {
+        if self.io.is_none() {
+            return Err((self, Error::Closed));
+        }
+        if self.end > self.start || self.io.as_ref().is_some_and(|io| !io.batches.is_empty()) {
+            return Err((
+                self,
+                Error::InvalidArgument("the connection holds read-ahead data"),
+            ));
+        }
+        match self.io.take() {
+            Some(io) => {
+                restore_blocking(&io);
+                Ok(io.fd)
+            }
+            None => Err((self, Error::Closed)),
+        }
+    }
+
+    // ----- used by fds.rs -----
+
+    /// Takes the next byte of the stream and the fds that came with it.
+    /// Reads exactly one byte if nothing is buffered.
+    pub(crate) fn take_fd_byte(&mut self) -> Result<(u8, Option<FdBatch>)> {
+        self.check_readable()?;
+        if self.start == self.end {
+            let io = self.io.as_mut().ok_or(Error::Closed)?;
+            let mut byte = [0u8; 1];
+            if io.read(&mut byte)? == 0 {
+                return Err(Error::Eof);
+            }
+            let pos = io.pos - 1;
+            return Ok((byte[0], take_batch(&mut io.batches, pos)));
+        }
+        let pos = self.consumed_pos();
+        let byte = self.rbuf[self.start];
+        self.consume(1);
+        let io = self.io.as_mut().ok_or(Error::Closed)?;
+        Ok((byte, take_batch(&mut io.batches, pos)))
+    }
+
+    pub(crate) fn check_fd_passing_writable(&self) -> Result<BorrowedFd<'_>> {
+        let io = self.check_writable()?;
+        if io.kind != Kind::UnixSocket {
+            return Err(Error::InvalidArgument(
+                "fd passing needs a unix-socket connection",
+            ));
+        }
+        Ok(io.fd.as_fd())
+    }
+
+    pub(crate) fn check_fd_passing_readable(&self) -> Result<()> {
+        self.check_readable()?;
+        if self.io()?.kind != Kind::UnixSocket {
+            return Err(Error::InvalidArgument(
+                "fd passing needs a unix-socket connection",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Turns `self` into its fd for sending, with its direction flags.
+    pub(crate) fn into_parts(self) -> Result<(OwnedFd, bool, bool)> {
+        let (readable, writable) = (self.readable, self.writable);
+        match self.into_fd() {
+            Ok(fd) => Ok((fd, readable, writable)),
+            Err((_, e)) => Err(e),
+        }
+    }
+}
+
+/// Removes the batch at stream position `pos` (closing older ones).
+fn take_batch(batches: &mut VecDeque<FdBatch>, pos: u64) -> Option<FdBatch> {
+    while batches.front().is_some_and(|b| b.pos < pos) {
+        batches.pop_front();
+    }
+    if batches.front().is_some_and(|b| b.pos == pos) {
+        return batches.pop_front();
+    }
+    None
+}
+
+/// Clears `O_NONBLOCK` if the low-latency mode set it on a pipe.
+fn restore_blocking(io: &Io) {
+    if io.set_nonblocking {
+        // Best effort: the fd may be going away anyway.
+        let _ = sys::set_nonblocking(io.fd.as_fd(), false);
+    }
+}
+
+/// postcard decoding that refuses trailing bytes.
+fn decode_exact<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    match postcard::take_from_bytes(bytes) {
+        Ok((value, [])) => Ok(value),
+        Ok(_) => Err(Error::Decode(postcard::Error::DeserializeBadEncoding)),
+        Err(e) => Err(Error::Decode(e)),
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl AsFd for Connection {
+    /// The fd. On a closed connection this is a placeholder (standard
+    /// input): use [`Connection::is_closed`] first, or the fallible
+    /// [`Waitable::try_wait_fd`](crate::Waitable::try_wait_fd).
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match &self.io {
+            Some(io) => io.fd.as_fd(),
+            None => rustix::stdio::stdin(),
+        }
+    }
+}
+
+impl mp_auth::MessageChannel for Connection {
+    fn send_message(&mut self, message: &[u8]) -> io::Result<()> {
+        Ok(self.send_bytes(message)?)
+    }
+
+    fn recv_message(&mut self, max_len: usize) -> io::Result<Vec<u8>> {
+        Ok(self.recv_bytes_max(max_len)?)
+    }
+}

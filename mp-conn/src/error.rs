@@ -1,0 +1,192 @@
+//! The errors of `mp-conn`, named after the exceptions CPython raises.
+
+use std::io;
+
+/// Everything that can go wrong on a connection.
+///
+/// The variants map onto CPython's exceptions: [`Error::Eof`] is
+/// `EOFError`, [`Error::BufferTooShort`] is `multiprocessing.BufferTooShort`,
+/// [`Error::InvalidArgument`] is `ValueError`, [`Error::Authentication`] is
+/// `multiprocessing.AuthenticationError`, and the rest are `OSError`s.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The peer closed its end at a message boundary (CPython's `EOFError`).
+    #[error("end of file: the peer closed the connection")]
+    Eof,
+    /// The peer closed its end in the middle of a message.
+    #[error("got end of file during message")]
+    TruncatedMessage,
+    /// A message longer than the receiver's limit, or a malformed length
+    /// header. The connection is no longer readable afterwards (CPython's
+    /// "bad message length").
+    #[error("bad message length: {len} bytes, limit {max}")]
+    MessageTooLong {
+        /// The length the peer announced.
+        len: u64,
+        /// The receiver's limit.
+        max: usize,
+    },
+    /// A length header that no CPython peer sends: a negative length other
+    /// than -1, or a long length that would have fit in the short header.
+    #[error("bad message length: {0}")]
+    BadLength(&'static str),
+    /// The destination buffer was too small; the whole message is handed
+    /// back (CPython's `BufferTooShort`, whose `args[0]` is the message).
+    #[error("buffer too short for a {}-byte message", .0.len())]
+    BufferTooShort(Vec<u8>),
+    /// The connection was closed by this side (CPython's "handle is closed").
+    #[error("handle is closed")]
+    Closed,
+    /// A receive on a write-only connection.
+    #[error("connection is write-only")]
+    NotReadable,
+    /// A send on a read-only connection.
+    #[error("connection is read-only")]
+    NotWritable,
+    /// A bad argument (CPython's `ValueError`).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(&'static str),
+    /// File descriptors were expected but did not arrive, arrived
+    /// truncated, or did not match the count byte (CPython's
+    /// `RuntimeError('Invalid data received')` and friends).
+    #[error("fd transfer failed: {0}")]
+    FdTransfer(&'static str),
+    /// A value could not be serialized with postcard.
+    #[error("could not encode the value")]
+    Encode(#[source] postcard::Error),
+    /// A message could not be deserialized with postcard.
+    #[error("could not decode the message")]
+    Decode(#[source] postcard::Error),
+    /// The handshake failed to authenticate.
+    #[error(transparent)]
+    Authentication(mp_auth::AuthenticationError),
+    /// An operating-system error.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// An address that cannot be used: a Windows named pipe, a host that
+    /// does not resolve, a unix path too long for `sun_path`, or a family
+    /// that disagrees with the address (CPython's `ValueError`).
+    #[error("bad address: {0}")]
+    BadAddress(String),
+    /// A handshake did not finish in time (CPython's `TimeoutError`).
+    #[error("timed out")]
+    Timeout,
+}
+
+/// The result type of `mp-conn`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<rustix::io::Errno> for Error {
+    fn from(errno: rustix::io::Errno) -> Error {
+        Error::Io(errno.into())
+    }
+}
+
+impl From<mp_auth::HandshakeError> for Error {
+    fn from(err: mp_auth::HandshakeError) -> Error {
+        match err {
+            mp_auth::HandshakeError::Authentication(a) => Error::Authentication(a),
+            mp_auth::HandshakeError::Io(e) => Error::from_io(e),
+        }
+    }
+}
+
+impl Error {
+    /// Recovers an `Error` that went through [`From<Error> for io::Error`]
+    /// (for example across [`mp_auth::MessageChannel`]), or wraps a plain
+    /// `io::Error`.
+    pub fn from_io(err: io::Error) -> Error {
+        if err.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+            match err.into_inner().map(|inner| inner.downcast::<Error>()) {
+                Some(Ok(inner)) => return *inner,
+                Some(Err(other)) => return Error::Io(io::Error::other(other)),
+                None => return unreachable_io(),
+            }
+        }
+        Error::Io(err)
+    }
+
+    /// The `io::ErrorKind` closest to this error.
+    pub fn kind(&self) -> io::ErrorKind {
+        match self {
+            Error::Eof | Error::TruncatedMessage => io::ErrorKind::UnexpectedEof,
+            Error::MessageTooLong { .. }
+            | Error::BadLength(_)
+            | Error::FdTransfer(_)
+            | Error::Decode(_) => io::ErrorKind::InvalidData,
+            Error::BufferTooShort(_) | Error::InvalidArgument(_) | Error::Encode(_) => {
+                io::ErrorKind::InvalidInput
+            }
+            Error::Closed | Error::NotReadable | Error::NotWritable => io::ErrorKind::Unsupported,
+            Error::Authentication(_) => io::ErrorKind::PermissionDenied,
+            Error::Io(e) => e.kind(),
+            Error::BadAddress(_) => io::ErrorKind::InvalidInput,
+            Error::Timeout => io::ErrorKind::TimedOut,
+        }
+    }
+}
+
+/// `into_inner` returns `None` only when `get_ref` did; `from_io` checked it.
+#[cold]
+fn unreachable_io() -> Error {
+    Error::Io(io::Error::other("io::Error lost its payload"))
+}
+
+impl From<Error> for io::Error {
+    fn from(err: Error) -> io::Error {
+        match err {
+            Error::Io(e) => e,
+            other => io::Error::new(other.kind(), other),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_io_error() {
+        let e: io::Error = Error::MessageTooLong { len: 300, max: 256 }.into();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        match Error::from_io(e) {
+            Error::MessageTooLong { len: 300, max: 256 } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+        let plain = io::Error::from(io::ErrorKind::BrokenPipe);
+        assert!(
+            matches!(Error::from_io(plain), Error::Io(e) if e.kind() == io::ErrorKind::BrokenPipe)
+        );
+    }
+
+    #[test]
+    fn messages_match_cpython() {
+        assert_eq!(Error::Closed.to_string(), "handle is closed");
+        assert_eq!(Error::NotReadable.to_string(), "connection is write-only");
+        assert_eq!(Error::NotWritable.to_string(), "connection is read-only");
+        assert_eq!(
+            Error::TruncatedMessage.to_string(),
+            "got end of file during message"
+        );
+        assert!(
+            Error::BadLength("x")
+                .to_string()
+                .starts_with("bad message length")
+        );
+    }
+
+    #[test]
+    fn handshake_errors_convert() {
+        let a = mp_auth::AuthenticationError::DigestReceivedWrong;
+        assert!(matches!(
+            Error::from(mp_auth::HandshakeError::Authentication(a)),
+            Error::Authentication(_)
+        ));
+        let io_err: io::Error = Error::Eof.into();
+        assert!(matches!(
+            Error::from(mp_auth::HandshakeError::Io(io_err)),
+            Error::Eof
+        ));
+    }
+}

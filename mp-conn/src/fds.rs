@@ -1,0 +1,113 @@
+//! fd passing over unix-socket connections, compatible with CPython's
+//! `multiprocessing.reduction.sendfds`/`recvfds`: one data byte,
+//! `len(fds) % 256`, with the fds as `SCM_RIGHTS` ancillary data in the
+//! same `sendmsg`.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use crate::connection::Connection;
+use crate::error::{Error, Result};
+use crate::sys;
+
+impl Connection {
+    /// Sends `fds` as CPython's `reduction.sendfds` does: one byte,
+    /// `fds.len() % 256`, plus `SCM_RIGHTS`, in one `sendmsg`. The
+    /// receiver gets duplicates; ours stay open.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] if this is not a unix-socket connection
+    /// (a pipe cannot carry fds) or for more than 253 fds (Linux's
+    /// `SCM_MAX_FD`); [`Error::Closed`], [`Error::NotWritable`], or the OS
+    /// error.
+    #[doc(alias = "SCM_RIGHTS")]
+    #[doc(alias = "sendfds")]
+    pub fn send_fds(&self, fds: &[BorrowedFd<'_>]) -> Result<()> {
+        let fd = self.check_fd_passing_writable()?;
+        if fds.len() > sys::SCM_MAX_FD {
+            return Err(Error::InvalidArgument(
+                "at most 253 fds fit in one SCM_RIGHTS message",
+            ));
+        }
+        sys::send_with_fds(fd, (fds.len() % 256) as u8, fds)?;
+        Ok(())
+    }
+
+    /// Receives fds sent by [`send_fds`](Connection::send_fds) or CPython's
+    /// `reduction.sendfds`, at most `max` of them. They are owned and
+    /// close-on-exec (`MSG_CMSG_CLOEXEC`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::FdTransfer`] if the next byte carries no fds (CPython's
+    /// `RuntimeError`), the kernel truncated the control data
+    /// (`MSG_CTRUNC`), the count byte does not match, or more than `max`
+    /// fds arrived; every fd that did arrive is closed then.
+    /// [`Error::Eof`] if the peer closed; [`Error::InvalidArgument`] on a
+    /// connection that is not a unix socket.
+    #[doc(alias = "recvfds")]
+    pub fn recv_fds(&mut self, max: usize) -> Result<Vec<OwnedFd>> {
+        self.check_fd_passing_readable()?;
+        let (byte, batch) = self.take_fd_byte()?;
+        let Some(batch) = batch else {
+            return Err(Error::FdTransfer(
+                "no file descriptors arrived with the data",
+            ));
+        };
+        if batch.truncated {
+            return Err(Error::FdTransfer(
+                "control data truncated (MSG_CTRUNC): fds were lost",
+            ));
+        }
+        if batch.fds.len() % 256 != usize::from(byte) {
+            return Err(Error::FdTransfer(
+                "fd count byte does not match the fds received",
+            ));
+        }
+        if batch.fds.len() > max {
+            return Err(Error::FdTransfer(
+                "more file descriptors arrived than expected",
+            ));
+        }
+        Ok(batch.fds)
+    }
+
+    /// Sends `conn` to the peer: one message with its direction flags,
+    /// then its fd with [`send_fds`](Connection::send_fds). Our copy of
+    /// the fd is closed afterwards.
+    ///
+    /// # Errors
+    ///
+    /// As [`send_fds`](Connection::send_fds); [`Error::InvalidArgument`]
+    /// if `conn` holds read-ahead bytes (they would be lost).
+    pub fn send_connection(&self, conn: Connection) -> Result<()> {
+        self.check_fd_passing_writable()?;
+        let (fd, readable, writable) = conn.into_parts()?;
+        let flags = u8::from(readable) | (u8::from(writable) << 1);
+        self.send_bytes(&[flags])?;
+        self.send_fds(&[fd.as_fd()])
+    }
+
+    /// Receives a connection sent by
+    /// [`send_connection`](Connection::send_connection).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::FdTransfer`] for a malformed flags message or missing fd;
+    /// otherwise as [`recv_fds`](Connection::recv_fds).
+    pub fn recv_connection(&mut self) -> Result<Connection> {
+        self.check_fd_passing_readable()?;
+        let flags = self.recv_bytes_max(1)?;
+        let [flags] = flags[..] else {
+            return Err(Error::FdTransfer("connection flags message is empty"));
+        };
+        if flags == 0 || flags > 3 {
+            return Err(Error::FdTransfer("bad connection direction flags"));
+        }
+        let mut fds = self.recv_fds(1)?;
+        let Some(fd) = fds.pop() else {
+            return Err(Error::FdTransfer("no fd arrived for the connection"));
+        };
+        Connection::new(fd, flags & 1 != 0, flags & 2 != 0)
+    }
+}
