@@ -135,10 +135,11 @@ pub(crate) fn connect(
     )
 }
 
+/// Both ends of one `pipe(true)`.
+type Pair = (Connection, Connection);
+
 /// `k` idle connections plus one with a message waiting (last).
-fn idle_and_ready(
-    k: usize,
-) -> io::Result<(Vec<(Connection, Connection)>, (Connection, Connection))> {
+fn idle_and_ready(k: usize) -> io::Result<(Vec<Pair>, Pair)> {
     let mut idle = Vec::with_capacity(k);
     for _ in 0..k {
         idle.push(mp_conn::pipe(true).map_err(io)?);
