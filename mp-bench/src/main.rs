@@ -13,7 +13,8 @@
 //! ```
 //!
 //! - `FILTER`: only rows whose name contains one of these substrings.
-//! - `--quick`: a tenth of the operations and 3 repetitions (under a minute).
+//! - `--quick`: a tenth of the operations and 3 repetitions instead of 7
+//!   (under a minute).
 //! - `--raw-only`: only the raw-syscall rows (the smoke test uses this).
 //! - `--no-build`: use our crates' examples as already built.
 //!
@@ -520,21 +521,25 @@ fn specs() -> Vec<Spec> {
         v.push(spec(name.clone(), move |ctx, _| {
             let unit = Unit::Rate("conn/s");
             let raw_name = format!("raw.connect_{raw_label}");
-            let raw_plan = ctx.plan(3000);
-            let raw = ctx.cell(Who::Raw, &raw_name, unit, |ctx| {
-                raw::connect(family, &ctx.allowed, &raw_plan)
-            });
-            let plan = ctx.plan(1500);
-            let ours = ctx.cell(Who::Ours, &format!("ours.{name}"), unit, |ctx| {
-                ours::connect(family, &ctx.allowed, &plan)
-            });
-            let cpython = ctx.py(
-                &format!("py.{name}"),
+            let plan = ctx.plan(2000);
+            let fam_args = vec!["--family".to_string(), fam.to_string()];
+            let cells = ctx.interleaved(
                 unit,
-                "conn_auth.py",
-                vec!["--family".into(), fam.into()],
-                1500,
+                &plan,
+                vec![
+                    contender(Who::Raw, &raw_name, move |ctx, plan| {
+                        raw::connect(family, &ctx.allowed, plan)
+                    }),
+                    contender(Who::Ours, format!("ours.{name}"), move |ctx, plan| {
+                        ours::connect(family, &ctx.allowed, plan)
+                    }),
+                    contender(Who::Py, format!("py.{name}"), move |ctx, plan| {
+                        ctx.python()?
+                            .run("conn_auth.py", &fam_args, plan, Duration::from_secs(300))
+                    }),
+                ],
             );
+            let [raw, ours, cpython] = <[Cell; 3]>::try_from(cells).expect("three cells");
             Row {
                 name,
                 unit,
@@ -769,7 +774,7 @@ fn run(args: &[String]) -> Result<(), String> {
         ));
     }
     sys::raise_nofile_limit();
-    let reps = opts.reps.unwrap_or(if opts.quick { 3 } else { 5 });
+    let reps = opts.reps.unwrap_or(if opts.quick { 3 } else { 7 });
     let python = if opts.raw_only {
         Err("skipped (--raw-only)".into())
     } else {
