@@ -146,8 +146,20 @@ impl Examples {
         Examples { dir: Ok(dir) }
     }
 
-    /// The path of example `name` of `krate`, or "n/a (not built)".
+    /// The path of example `name` of `krate`, or "n/a (not built)". The
+    /// example's source must be in this workspace: a binary left in
+    /// target/ by another branch is not ours to report.
     fn get(&self, krate: &str, name: &str) -> Result<PathBuf, String> {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(krate)
+            .join("examples")
+            .join(format!("{name}.rs"));
+        if !source.is_file() {
+            return Err(format!(
+                "n/a (not built: {krate} has no example {name} yet)"
+            ));
+        }
         let dir = self.dir.as_ref().map_err(Clone::clone)?;
         let path = dir.join(name);
         if path.is_file() {
