@@ -825,3 +825,54 @@ impl mp_auth::MessageChannel for Connection {
         Ok(self.recv_bytes_max(max_len)?)
     }
 }
+
+// ----- serde: a Connection as a process argument (mp-reduction) -----
+
+/// How a [`Connection`] is written inside a serde value: its fd as an
+/// `mp_reduction::FdSlot` (the fd itself travels beside the bytes) and its
+/// direction flags.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ConnectionWire {
+    fd: mp_reduction::FdSlot,
+    readable: bool,
+    writable: bool,
+}
+
+/// Serializable only inside `mp_reduction::collect_fds` (for example as a
+/// process argument of `mp-context`): the fd is duplicated into the table.
+/// A closed connection, or one holding read-ahead data (which would be
+/// lost), is refused with a serde error.
+impl serde::Serialize for Connection {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::Error as _;
+        let io = self
+            .io
+            .as_ref()
+            .ok_or_else(|| S::Error::custom("handle is closed"))?;
+        if self.end > self.start || !io.batches.is_empty() {
+            return Err(S::Error::custom("the connection holds read-ahead data"));
+        }
+        let fd = mp_reduction::FdSlot::collect(io.fd.as_fd()).map_err(S::Error::custom)?;
+        ConnectionWire {
+            fd,
+            readable: self.readable,
+            writable: self.writable,
+        }
+        .serialize(serializer)
+    }
+}
+
+/// Deserializable only inside `mp_reduction::provide_fds`.
+impl<'de> serde::Deserialize<'de> for Connection {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Connection, D::Error> {
+        use serde::de::Error as _;
+        let wire = ConnectionWire::deserialize(deserializer)?;
+        let fd = wire.fd.take().map_err(D::Error::custom)?;
+        Connection::new(fd, wire.readable, wire.writable).map_err(D::Error::custom)
+    }
+}

@@ -1,8 +1,141 @@
-//! # mp-context — not built yet
+//! # mp-context
 //!
-//! Processes and the fork, spawn and forkserver start methods of CPython's `multiprocessing.context`.
+//! Processes and start methods, after CPython's `multiprocessing` (`context.py`,
+//! `process.py`, the `popen_*` modules and `spawn.py`).
 //!
-//! Nothing here works yet: this crate is an empty placeholder so that the
-//! workspace has its final shape. See the project's issues for its plan.
+//! A [`Process`] runs a plain function with serde arguments, `fn(A)`, in a
+//! child process. Because the target captures nothing, the same call works
+//! under every start method:
+//!
+//! - **fork**: the child is a copy of this process and calls the target
+//!   directly; it ends with `_exit`, never running this process's exit
+//!   handlers. Fastest, but see *Fork safety* below.
+//! - **spawn**: this executable is started again (`/proc/self/exe`, with
+//!   `MP_RS_ROLE=spawn`); [`init`] at the top of `main` recognises the
+//!   child, reads the target and arguments from its stdin (a unix socket,
+//!   fds included), runs it and exits, so the rest of `main` never runs.
+//! - **forkserver** (the default, as in CPython 3.14 on Linux): a server,
+//!   started once by re-executing the binary, forks each child on request
+//!   (see `mp-forkserver`). Children start from a small single-threaded
+//!   process, which is safe whatever threads this process runs.
+//!
+//! ## Finding the target in a child
+//!
+//! For spawn and forkserver the child must find `target` again. The parent
+//! sends the function's offset from a fixed symbol of this binary (the
+//! approach of the `procspawn` crate), together with the offset of a second
+//! symbol and the argument type's name; the child runs exactly the same
+//! file (`/proc/self/exe`), checks both, and only then rebuilds the
+//! pointer. A mismatch is an error message and exit code 1, never a call
+//! through a wrong pointer. Targets must live in the executable itself, not
+//! in a dynamically loaded library.
+//!
+//! ## Calling [`init`]
+//!
+//! `mp_context::init()` must be the first thing `main` does. Forgetting it
+//! is caught in the parent: spawn and forkserver starts return
+//! [`Error::InitNotCalled`], whose message says what to do. In `cargo test`,
+//! put cross-process tests in a `harness = false` target whose `main` calls
+//! `init()` and then the tests (this crate's `tests/processes.rs` is one);
+//! examples call it first in their `main`.
+//!
+//! ## Exit codes
+//!
+//! As CPython's: 0 when the target returns, the code given to [`exit`], 1
+//! after a panic (the message goes to stderr as usual; with
+//! `panic = "abort"` a panic is SIGABRT, `-6`), and `-N` when signal `N`
+//! ended the child.
+//!
+//! ## Shutdown
+//!
+//! When the main process exits (returning from `main` or
+//! `std::process::exit`), an `atexit` hook registered by the first
+//! [`Process::start`] runs [`shutdown`]: daemonic children are terminated,
+//! then every child is joined, as CPython's exit handler does. Call
+//! [`shutdown`] yourself to do it earlier; a process killed by a signal
+//! runs no hook.
+//!
+//! ## Fork safety
+//!
+//! A forked child has only the thread that called `start`. If another
+//! thread held a lock at that moment (a `Mutex` of the program, stdout's
+//! lock, a logger), the child waits forever when it takes it. `mp-context`
+//! holds its own locks across the fork and flushes stdout before it, and
+//! glibc's `fork` resets the allocator's locks; anything else the target
+//! touches is the caller's concern. Use the fork method only in programs
+//! that are single-threaded when they start processes, or whose targets
+//! take no lock another thread may hold; otherwise use forkserver.
+//!
+//! # Examples
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! fn work(n: u32) {
+//!     if n == 3 {
+//!         mp_context::exit(3);
+//!     }
+//! }
+//!
+//! fn main() -> Result<(), mp_context::Error> {
+//!     mp_context::init();
+//!     let ctx = mp_context::get_context(Some("fork"))?;
+//!     let procs: Vec<_> = (1..=3).map(|n| ctx.process(work, n)).collect();
+//!     for p in &procs {
+//!         p.start()?;
+//!     }
+//!     for p in &procs {
+//!         p.join(Some(Duration::from_secs(10)))?;
+//!     }
+//!     let codes: Vec<_> = procs.iter().map(|p| p.exitcode().unwrap()).collect();
+//!     assert_eq!(codes, [Some(0), Some(0), Some(3)]);
+//!     Ok(())
+//! }
+//! ```
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
+
+mod context;
+mod current;
+mod entry;
+mod error;
+mod process;
+mod sys;
+
+pub use context::{
+    Context, DEFAULT_START_METHOD, StartMethod, cpu_count, get_all_start_methods, get_context,
+    get_start_method, set_start_method,
+};
+pub use current::{ParentProcess, ProcessInfo, active_children, current_process, parent_process};
+pub use entry::{exit, init};
+pub use error::{Error, Result};
+pub use process::{Process, Sentinel};
+
+/// Terminates daemonic children, then joins every child (CPython's
+/// `util._exit_function`). Runs by itself when the main process exits
+/// normally (see the crate docs); calling it earlier is harmless.
+pub fn shutdown() {
+    let children = active_children();
+    for p in &children {
+        if p.daemon() {
+            let _ = p.terminate();
+        }
+    }
+    for p in &children {
+        let _ = p.join(None);
+    }
+}
+
+/// Sets the preload hook of the fork server (CPython's
+/// `set_forkserver_preload`): `hook` runs once in the server before it
+/// forks any child, so children inherit whatever it initialised. Like
+/// CPython's, it only affects a server started afterwards. The hook must
+/// not leave threads running.
+pub fn set_forkserver_preload(hook: fn()) {
+    let data = entry::Preload {
+        check: sys::check_value(),
+        hook: sys::offset_of(hook as usize),
+    };
+    let bytes = postcard::to_allocvec(&data).expect("two integers always serialize");
+    mp_forkserver::ForkServer::global().set_preload(bytes);
+}

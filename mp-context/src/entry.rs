@@ -1,0 +1,257 @@
+//! The child side: `init()`, running a target, exit codes, and the entry
+//! points of spawned and forkserver children (`spawn.py`'s `_main`).
+
+use std::cell::Cell;
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::context::{StartMethod, force_start_method};
+use crate::current::{self, ProcessInfo};
+use crate::sys;
+
+/// The most bytes of process data a child accepts (the arguments are in
+/// it): a guard against a corrupt length, not a practical limit.
+const MAX_CHILD_DATA: usize = 1 << 30;
+
+/// Everything a spawned or forkserver child needs, sent by the parent.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct ChildData {
+    /// [`sys::check_value`] in the parent.
+    pub(crate) check: u64,
+    pub(crate) trampoline: u64,
+    pub(crate) target: u64,
+    pub(crate) type_name: String,
+    pub(crate) info: ProcessInfo,
+    pub(crate) parent_pid: i32,
+    pub(crate) parent_name: String,
+    pub(crate) start_method: StartMethod,
+    pub(crate) args: Vec<u8>,
+}
+
+thread_local! {
+    /// Whether this thread is running a process target (so that [`exit`]
+    /// can unwind to it).
+    static IN_TARGET: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The payload [`exit`] unwinds with.
+struct ExitRequest(i32);
+
+/// Ends the current process with exit code `code` (CPython's
+/// `sys.exit(code)`).
+///
+/// Inside a process target (on the thread that runs it), this unwinds to
+/// the start of the target, running destructors on the way, and the child
+/// exits with `code`; no panic message is printed. Anywhere else it runs
+/// [`shutdown`](crate::shutdown) and then `std::process::exit(code)`.
+pub fn exit(code: i32) -> ! {
+    if IN_TARGET.with(Cell::get) {
+        std::panic::resume_unwind(Box::new(ExitRequest(code)))
+    }
+    crate::shutdown();
+    std::process::exit(code)
+}
+
+/// Runs a target and turns its outcome into an exit code: 0 on return,
+/// the code given to [`exit`], 1 after a panic (whose message the panic
+/// hook has printed on stderr).
+pub(crate) fn run_target(f: impl FnOnce()) -> i32 {
+    IN_TARGET.with(|t| t.set(true));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    IN_TARGET.with(|t| t.set(false));
+    match outcome {
+        Ok(()) => 0,
+        Err(payload) => match payload.downcast_ref::<ExitRequest>() {
+            Some(ExitRequest(code)) => *code,
+            None => 1,
+        },
+    }
+}
+
+/// The per-argument-type entry: checks the type, rebuilds the target and
+/// the arguments, and runs it.
+pub(crate) fn trampoline<A: DeserializeOwned>(
+    target: u64,
+    type_name: &str,
+    args: &[u8],
+    fds: Vec<OwnedFd>,
+) -> Result<(), String> {
+    if type_name != std::any::type_name::<A>() {
+        return Err(format!(
+            "the parent's argument type {type_name} is not this entry's {}",
+            std::any::type_name::<A>()
+        ));
+    }
+    let f = sys::resolve_target::<A>(target);
+    // Unclaimed fds (none for a well-formed message) close here.
+    let (args, _unclaimed) = mp_reduction::provide_fds(fds, || postcard::from_bytes::<A>(args));
+    let args = args.map_err(|e| format!("could not deserialize the process arguments: {e}"))?;
+    f(args);
+    Ok(())
+}
+
+/// Sets up this process as the child described by `data` and runs it.
+fn run_child(data: ChildData, fds: Vec<OwnedFd>, parent_sentinel: OwnedFd) -> i32 {
+    current::INIT_CALLED.store(true, Ordering::Relaxed);
+    if data.check != sys::check_value() {
+        eprintln!(
+            "mp-context: this child runs a different build of the program than its parent \
+             (function offsets do not match); was the binary replaced while running?"
+        );
+        return 1;
+    }
+    current::set_current(data.info);
+    *current::lock_parent() = Some(Arc::new(current::parent_from_fd(
+        data.parent_name,
+        data.parent_pid,
+        parent_sentinel,
+    )));
+    force_start_method(data.start_method);
+    let trampoline = sys::resolve_trampoline(data.trampoline);
+    let (target, type_name, args) = (data.target, data.type_name, data.args);
+    run_target(move || {
+        if let Err(msg) = trampoline(target, &type_name, &args, fds) {
+            eprintln!("mp-context: {msg}");
+            exit(1);
+        }
+    })
+}
+
+/// A forked child's end: join its own children, flush, `_exit` (never the
+/// parent's exit handlers).
+pub(crate) fn finish_forked_child(code: i32) -> ! {
+    crate::shutdown();
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    sys::exit_immediately(code)
+}
+
+fn fail(msg: std::fmt::Arguments<'_>) -> ! {
+    eprintln!("mp-context: {msg}");
+    std::process::exit(1)
+}
+
+/// The spawned child: process data and fds arrive on stdin (a unix
+/// socket), which is then replaced by the null device.
+fn spawn_main() -> ! {
+    let stdin = rustix::stdio::stdin();
+    let (bytes, fds) = mp_forkserver::channel::recv_message(
+        stdin,
+        MAX_CHILD_DATA,
+        mp_forkserver::channel::SCM_MAX_FD,
+    )
+    .unwrap_or_else(|e| {
+        fail(format_args!(
+            "spawned child could not read its process data: {e}"
+        ))
+    });
+    let sentinel = stdin
+        .try_clone_to_owned()
+        .unwrap_or_else(|e| fail(format_args!("dup of stdin failed: {e}")));
+    if let Ok(null) = rustix::fs::open(
+        "/dev/null",
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    ) {
+        let _ = rustix::stdio::dup2_stdin(&null);
+    }
+    let data: ChildData = postcard::from_bytes(&bytes).unwrap_or_else(|e| {
+        fail(format_args!(
+            "spawned child could not decode its process data: {e}"
+        ))
+    });
+    let code = run_child(data, fds, sentinel);
+    crate::shutdown();
+    std::process::exit(code)
+}
+
+/// A child forked by the fork server: the process data arrives on the data
+/// pipe as a 4-byte big-endian length and the bytes.
+fn forkserver_child_main(child: mp_forkserver::ForkedChild) -> i32 {
+    let mp_forkserver::ForkedChild { data, alive, fds } = child;
+    // Holding the "alive" pipe keeps the server up while this child lives.
+    std::mem::forget(alive);
+    let mut len = [0u8; 4];
+    let read = mp_forkserver::channel::read_exact_fd(data.as_fd(), &mut len).and_then(|()| {
+        let len = u32::from_be_bytes(len) as usize;
+        if len > MAX_CHILD_DATA {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "process data too long",
+            ));
+        }
+        let mut bytes = vec![0u8; len];
+        mp_forkserver::channel::read_exact_fd(data.as_fd(), &mut bytes)?;
+        Ok(bytes)
+    });
+    let bytes = match read {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("mp-context: forkserver child could not read its process data: {e}");
+            return 1;
+        }
+    };
+    let data_msg: ChildData = match postcard::from_bytes(&bytes) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("mp-context: forkserver child could not decode its process data: {e}");
+            return 1;
+        }
+    };
+    let code = run_child(data_msg, fds, data);
+    crate::shutdown();
+    code
+}
+
+/// Preload data: the check value and the hook's offset.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Preload {
+    pub(crate) check: u64,
+    pub(crate) hook: u64,
+}
+
+fn run_preload(bytes: &[u8]) {
+    match postcard::from_bytes::<Preload>(bytes) {
+        Ok(p) if p.check == sys::check_value() => {
+            let hook = sys::resolve_preload(p.hook);
+            if std::panic::catch_unwind(hook).is_err() {
+                eprintln!("mp-context: the forkserver preload hook panicked");
+            }
+        }
+        _ => eprintln!("mp-context: ignoring bad forkserver preload data"),
+    }
+}
+
+/// Recognises a child of the spawn or forkserver start method (by the
+/// `MP_RS_ROLE` environment variable), serves it and exits; in any other
+/// process it returns at once, having recorded that it was called.
+///
+/// Call it at the top of `main`, before anything else (and before any
+/// thread starts): the spawn and forkserver methods start this binary
+/// again and rely on it so that the rest of `main` never runs in a child.
+///
+/// - In examples and binaries: the first line of `main`.
+/// - In tests: cross-process tests go in a `harness = false` test target
+///   whose own `main` calls `init()` first and then runs the tests (see
+///   this crate's `tests/processes.rs`). A libtest target has no `main` of
+///   ours, so only the fork method works there; spawn and forkserver
+///   return [`Error::InitNotCalled`](crate::Error::InitNotCalled).
+pub fn init() {
+    match mp_forkserver::take_role().as_deref() {
+        None => current::INIT_CALLED.store(true, Ordering::Relaxed),
+        Some("spawn") => spawn_main(),
+        Some("forkserver") => mp_forkserver::serve(mp_forkserver::ServerHooks {
+            preload: run_preload,
+            child_main: forkserver_child_main,
+        }),
+        Some(other) => fail(format_args!(
+            "unknown {} role {other:?}",
+            mp_forkserver::ROLE_ENV
+        )),
+    }
+}

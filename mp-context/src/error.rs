@@ -1,0 +1,73 @@
+//! The crate's error type.
+
+use std::io;
+
+/// Errors of processes and contexts. CPython's exception is named in each
+/// variant's documentation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `ValueError("process object is closed")`: the process was closed.
+    #[error("process object is closed")]
+    Closed,
+    /// `AssertionError`: join, sentinel or is_alive before `start`.
+    #[error("can only {0} a started process")]
+    NotStarted(&'static str),
+    /// `AssertionError("cannot start a process twice")`.
+    #[error("cannot start a process twice")]
+    AlreadyStarted,
+    /// `ValueError`: `close` while the process still runs.
+    #[error(
+        "Cannot close a process while it is still running. You should first call join() or terminate()."
+    )]
+    StillRunning,
+    /// `AssertionError`: a daemonic process may not start children.
+    #[error("daemonic processes are not allowed to have children")]
+    DaemonicChildren,
+    /// `ValueError("cannot find context for ...")`.
+    #[error("cannot find context for {0:?}")]
+    UnknownStartMethod(String),
+    /// `RuntimeError('context has already been set')`.
+    #[error("context has already been set")]
+    ContextAlreadySet,
+    /// `ValueError('cannot set start method of concrete context')`.
+    #[error("cannot set start method of concrete context")]
+    ConcreteContext,
+    /// `NotImplementedError('cannot determine number of cpus')`.
+    #[error("cannot determine number of cpus")]
+    CpuCountUnknown,
+    /// The spawn and forkserver start methods re-execute this binary, whose
+    /// `main` must call `mp_context::init()` first.
+    #[error(
+        "mp_context::init() was not called in this process: spawn and forkserver re-execute \
+         this binary, so call mp_context::init() at the top of main (in tests: a \
+         `harness = false` test target whose main calls it first), or use the fork start method"
+    )]
+    InitNotCalled,
+    /// Too many fds in the arguments for one transfer.
+    #[error("too many fds: the arguments hold {count}, at most {max} can be passed")]
+    TooManyFds {
+        /// How many fds the arguments hold.
+        count: usize,
+        /// The most that can be passed.
+        max: usize,
+    },
+    /// The arguments could not be serialized.
+    #[error("could not serialize the process arguments")]
+    Encode(#[source] postcard::Error),
+    /// The fork server failed (includes `AuthenticationError`).
+    #[error(transparent)]
+    ForkServer(#[from] mp_forkserver::Error),
+    /// A syscall failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+impl From<rustix::io::Errno> for Error {
+    fn from(e: rustix::io::Errno) -> Error {
+        Error::Io(e.into())
+    }
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

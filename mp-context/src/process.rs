@@ -1,0 +1,725 @@
+//! `Process` and the three ways of starting one (`process.py`,
+//! `popen_fork.py`, `popen_spawn_posix.py`, `popen_forkserver.py`).
+
+use std::fmt;
+use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard, Once};
+use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags};
+use rustix::process::{
+    Pid, PidfdFlags, Signal, WaitOptions, pidfd_open, pidfd_send_signal, waitpid,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::context::{Context, StartMethod, default_method};
+use crate::current::{self, ProcessInfo, current_process};
+use crate::entry::{self, ChildData};
+use crate::{Error, Result, sys};
+
+/// A target and its arguments with the type erased.
+pub(crate) trait ErasedTarget: Send {
+    /// Runs the target here (the fork start method, in the child).
+    fn run(self: Box<Self>);
+    /// The entry point, the serialized arguments and the fds they hold.
+    fn encode(&self) -> Result<(Encoded, Vec<OwnedFd>)>;
+}
+
+/// The parts of [`ChildData`] that depend on the argument type.
+pub(crate) struct Encoded {
+    pub(crate) trampoline: u64,
+    pub(crate) target: u64,
+    pub(crate) type_name: &'static str,
+    pub(crate) args: Vec<u8>,
+}
+
+struct Typed<A> {
+    f: fn(A),
+    args: A,
+}
+
+impl<A: Serialize + DeserializeOwned + Send + 'static> ErasedTarget for Typed<A> {
+    fn run(self: Box<Self>) {
+        (self.f)(self.args)
+    }
+
+    fn encode(&self) -> Result<(Encoded, Vec<OwnedFd>)> {
+        let (args, fds) = mp_reduction::collect_fds(|| postcard::to_allocvec(&self.args));
+        let args = args.map_err(Error::Encode)?;
+        let trampoline = entry::trampoline::<A> as sys::Trampoline;
+        Ok((
+            Encoded {
+                trampoline: sys::offset_of(trampoline as usize),
+                target: sys::offset_of(self.f as usize),
+                type_name: std::any::type_name::<A>(),
+                args,
+            },
+            fds,
+        ))
+    }
+}
+
+/// How this process waits for and signals one child.
+#[derive(Debug)]
+enum Handle {
+    /// Our own child (fork, spawn): a pidfd, readable once it has exited.
+    Child { pidfd: OwnedFd },
+    /// A fork server's child: its exit code arrives on the status pipe.
+    Status { status_r: OwnedFd },
+}
+
+/// A started child (CPython's `Popen` objects).
+#[derive(Debug)]
+pub(crate) struct Popen {
+    pid: i32,
+    method: StartMethod,
+    handle: Handle,
+    /// Held while the child may run: the child's "parent sentinel" sees
+    /// EOF when this closes (spawn: our socket end; forkserver: the data
+    /// pipe's write end).
+    _keep: Option<OwnedFd>,
+    exit: Mutex<Option<i32>>,
+}
+
+fn poll_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> std::io::Result<bool> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let ts = deadline.map(|d| {
+            let left = d.saturating_duration_since(Instant::now());
+            rustix::time::Timespec {
+                tv_sec: left.as_secs() as i64,
+                tv_nsec: left.subsec_nanos() as i64,
+            }
+        });
+        let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+        match rustix::event::poll(&mut fds, ts.as_ref()) {
+            Ok(n) => return Ok(n > 0),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// `os.waitstatus_to_exitcode`.
+fn exit_code(status: rustix::process::WaitStatus) -> Option<i32> {
+    status
+        .exit_status()
+        .or_else(|| status.terminating_signal().map(|s| -s))
+}
+
+impl Popen {
+    fn sentinel(&self) -> BorrowedFd<'_> {
+        match &self.handle {
+            Handle::Child { pidfd } => pidfd.as_fd(),
+            Handle::Status { status_r } => status_r.as_fd(),
+        }
+    }
+
+    /// The exit code if the child has ended; with `block`, waits for it.
+    fn poll(&self, block: bool) -> Result<Option<i32>> {
+        let mut exit = self.exit.lock().unwrap_or_else(|e| e.into_inner());
+        if exit.is_some() {
+            return Ok(*exit);
+        }
+        let code = match &self.handle {
+            Handle::Child { .. } => {
+                let pid = Pid::from_raw(self.pid).expect("child pids are positive");
+                let opts = if block {
+                    WaitOptions::empty()
+                } else {
+                    WaitOptions::NOHANG
+                };
+                loop {
+                    match waitpid(Some(pid), opts) {
+                        Ok(Some((_, status))) => match exit_code(status) {
+                            Some(code) => break Some(code),
+                            None => continue,
+                        },
+                        Ok(None) => break None,
+                        Err(rustix::io::Errno::INTR) => continue,
+                        // Someone else reaped it (a `waitpid(-1)` elsewhere
+                        // in the program): the status is lost, as CPython's
+                        // 255 for a lost status.
+                        Err(rustix::io::Errno::CHILD) => break Some(255),
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+            Handle::Status { status_r } => {
+                if !block && !poll_readable(status_r.as_fd(), Some(Duration::ZERO))? {
+                    None
+                } else {
+                    match mp_forkserver::read_signed(status_r.as_fd()) {
+                        Ok(code) => Some(i32::try_from(code).unwrap_or(255)),
+                        // EOF: the server died before reporting (FS-02).
+                        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Some(255),
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+        };
+        *exit = code;
+        Ok(code)
+    }
+
+    fn send_signal(&self, sig: Signal) -> Result<()> {
+        // Skip when the exit is known; if another thread is waiting right
+        // now, signal anyway (a pidfd never reaches a recycled pid).
+        if let Ok(exit) = self.exit.try_lock() {
+            if exit.is_some() {
+                return Ok(());
+            }
+        }
+        let res = match &self.handle {
+            Handle::Child { pidfd } => pidfd_send_signal(pidfd, sig),
+            Handle::Status { .. } => {
+                rustix::process::kill_process(Pid::from_raw(self.pid).expect("positive"), sig)
+            }
+        };
+        match res {
+            Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// A readiness handle that becomes readable when the process ends
+/// (CPython's `Process.sentinel`): a pidfd for fork and spawn children, the
+/// status pipe for forkserver children. Use it with `poll`, `epoll` or
+/// `mp_conn::wait`; it stays valid while the value lives, even after
+/// `close`.
+#[derive(Debug, Clone)]
+pub struct Sentinel(Arc<Popen>);
+
+impl AsFd for Sentinel {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.sentinel()
+    }
+}
+
+/// `mp_conn::wait(&[&conn, &sentinel], timeout)` works as CPython's
+/// `wait([conn, p.sentinel])`.
+impl mp_conn::Waitable for Sentinel {
+    fn wait_fd(&self) -> BorrowedFd<'_> {
+        self.0.sentinel()
+    }
+}
+
+enum State {
+    New(Box<dyn ErasedTarget>),
+    Started(Arc<Popen>),
+    Closed,
+}
+
+struct Inner {
+    name: String,
+    daemon: bool,
+    context: Option<Context>,
+    identity: Vec<u32>,
+    state: State,
+}
+
+struct Shared {
+    inner: Mutex<Inner>,
+}
+
+/// A process that runs a target function with serde arguments under one of
+/// the start methods (CPython's `multiprocessing.Process`).
+///
+/// The target is a plain `fn(A)`: it captures nothing, so the same call
+/// starts under fork (the child runs it directly), spawn and forkserver
+/// (the child finds it again in the same binary and deserializes `A`).
+/// Arguments may hold fds through `mp_reduction` (Connections,
+/// SharedBuffers, `mp_reduction::Fd`): inherited under fork, transferred
+/// for spawn and forkserver.
+///
+/// `Process` is a cheap handle (`Clone`); [`active_children`] returns
+/// handles to the same processes.
+///
+/// [`active_children`]: crate::active_children
+///
+/// # Examples
+///
+/// ```
+/// fn greet(name: String) {
+///     println!("hello, {name}");
+/// }
+/// # fn main() -> Result<(), mp_context::Error> {
+/// mp_context::init();
+/// let ctx = mp_context::get_context(Some("fork"))?;
+/// let p = ctx.process(greet, "world".to_string()).with_name("greeter");
+/// p.start()?;
+/// p.join(None)?;
+/// assert_eq!(p.exitcode()?, Some(0));
+/// p.close()?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Process {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Process {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = self.lock();
+        let state = match &inner.state {
+            State::New(_) => "initial".to_string(),
+            State::Started(p) => format!("started pid={}", p.pid),
+            State::Closed => "closed".to_string(),
+        };
+        f.debug_struct("Process")
+            .field("name", &inner.name)
+            .field("daemon", &inner.daemon)
+            .field("state", &state)
+            .finish()
+    }
+}
+
+static ATEXIT: Once = Once::new();
+
+extern "C" fn atexit_hook() {
+    let _ = std::panic::catch_unwind(crate::shutdown);
+}
+
+impl Process {
+    /// A process that will run `target(args)`. Its name is `Process-N`
+    /// (with the parent's identity before `N` in a child: `Process-1:2`),
+    /// its daemon flag the current process's, its start method the default
+    /// context's at the time of [`start`](Process::start).
+    pub fn new<A>(target: fn(A), args: A) -> Process
+    where
+        A: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let me = current_process();
+        let count = current::COUNTER.fetch_add(1, Ordering::Relaxed);
+        let mut identity = me.identity.clone();
+        identity.push(count);
+        let name = format!(
+            "Process-{}",
+            identity
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(":")
+        );
+        Process {
+            shared: Arc::new(Shared {
+                inner: Mutex::new(Inner {
+                    name,
+                    daemon: me.daemon,
+                    context: None,
+                    identity,
+                    state: State::New(Box::new(Typed { f: target, args })),
+                }),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.shared.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn same_as(&self, other: &Process) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
+    /// Sets the name (builder style).
+    pub fn with_name(self, name: impl Into<String>) -> Process {
+        self.lock().name = name.into();
+        self
+    }
+
+    /// Sets the daemon flag (builder style): a daemonic child is terminated,
+    /// not joined, when its parent exits, and may not start children.
+    pub fn with_daemon(self, daemon: bool) -> Process {
+        self.lock().daemon = daemon;
+        self
+    }
+
+    /// Binds the process to a context's start method (builder style).
+    pub fn context(self, ctx: Context) -> Process {
+        self.lock().context = Some(ctx);
+        self
+    }
+
+    /// The name.
+    pub fn name(&self) -> String {
+        self.lock().name.clone()
+    }
+
+    /// Renames the process (names carry no meaning and may repeat).
+    pub fn set_name(&self, name: impl Into<String>) {
+        self.lock().name = name.into();
+    }
+
+    /// The daemon flag.
+    pub fn daemon(&self) -> bool {
+        self.lock().daemon
+    }
+
+    /// Sets the daemon flag.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AlreadyStarted`] once the process has been started.
+    pub fn set_daemon(&self, daemon: bool) -> Result<()> {
+        let mut inner = self.lock();
+        match inner.state {
+            State::New(_) => {
+                inner.daemon = daemon;
+                Ok(())
+            }
+            _ => Err(Error::AlreadyStarted),
+        }
+    }
+
+    /// The identity (`[1, 2]` for `Process-1:2`).
+    pub fn identity(&self) -> Vec<u32> {
+        self.lock().identity.clone()
+    }
+
+    fn popen(&self, what: &'static str) -> Result<Arc<Popen>> {
+        match &self.lock().state {
+            State::Started(p) => Ok(Arc::clone(p)),
+            State::New(_) => Err(Error::NotStarted(what)),
+            State::Closed => Err(Error::Closed),
+        }
+    }
+
+    /// Starts the child (at most once).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AlreadyStarted`], [`Error::Closed`],
+    /// [`Error::DaemonicChildren`] from a daemonic process,
+    /// [`Error::InitNotCalled`] for spawn and forkserver when `init()` was
+    /// not called, [`Error::Encode`] or [`Error::TooManyFds`] for arguments
+    /// that cannot travel, and I/O or fork server errors.
+    pub fn start(&self) -> Result<()> {
+        let mut inner = self.lock();
+        let target = match std::mem::replace(&mut inner.state, State::Closed) {
+            State::New(target) => target,
+            other @ State::Started(_) => {
+                inner.state = other;
+                return Err(Error::AlreadyStarted);
+            }
+            State::Closed => return Err(Error::Closed),
+        };
+        let me = current_process();
+        if me.daemon {
+            inner.state = State::New(target);
+            return Err(Error::DaemonicChildren);
+        }
+        // Reap children that have finished (CPython's `_cleanup`).
+        drop(crate::active_children());
+        let method = inner
+            .context
+            .map(|c| c.start_method())
+            .unwrap_or_else(default_method);
+        let info = ProcessInfo {
+            name: inner.name.clone(),
+            identity: inner.identity.clone(),
+            authkey: me.authkey.clone(),
+            daemon: inner.daemon,
+        };
+        let result = match method {
+            StartMethod::Fork => start_fork(target, info, me.name.clone()),
+            StartMethod::Spawn | StartMethod::ForkServer => {
+                match start_exec(&*target, info, &me.name, method) {
+                    Ok(popen) => Ok(popen),
+                    Err(e) => {
+                        inner.state = State::New(target);
+                        return Err(e);
+                    }
+                }
+            }
+        };
+        let popen = Arc::new(result?);
+        inner.state = State::Started(popen);
+        drop(inner);
+        current::lock_children().push(self.clone());
+        ATEXIT.call_once(|| sys::register_atexit(atexit_hook));
+        Ok(())
+    }
+
+    /// Waits for the child to end, at most `timeout` (`None`: forever;
+    /// `Duration::ZERO`: just check). Returns either way; look at
+    /// [`exitcode`](Process::exitcode) to tell.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotStarted`], [`Error::Closed`], or a failed wait.
+    pub fn join(&self, timeout: Option<Duration>) -> Result<()> {
+        let popen = self.popen("join")?;
+        if let Some(t) = timeout {
+            if !poll_readable(popen.sentinel(), Some(t))? {
+                return Ok(());
+            }
+        }
+        if popen.poll(true)?.is_some() {
+            current::forget_child(self);
+        }
+        Ok(())
+    }
+
+    /// Whether the child has been started and has not ended (reaping it if
+    /// it has).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`], or a failed wait.
+    pub fn is_alive(&self) -> Result<bool> {
+        let popen = match self.popen("test") {
+            Ok(p) => p,
+            Err(Error::NotStarted(_)) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        if popen.poll(false)?.is_some() {
+            current::forget_child(self);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// The exit code: `None` before the child has ended; then 0 after a
+    /// return, the code given to [`exit`](crate::exit), 1 after a panic,
+    /// `-N` after signal `N`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`], or a failed wait.
+    pub fn exitcode(&self) -> Result<Option<i32>> {
+        match self.popen("test") {
+            Ok(p) => p.poll(false),
+            Err(Error::NotStarted(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The child's pid, `None` before start.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`].
+    pub fn pid(&self) -> Result<Option<i32>> {
+        match self.popen("test") {
+            Ok(p) => Ok(Some(p.pid)),
+            Err(Error::NotStarted(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The start method the child was started with, `None` before start.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`].
+    pub fn start_method(&self) -> Result<Option<StartMethod>> {
+        match self.popen("test") {
+            Ok(p) => Ok(Some(p.method)),
+            Err(Error::NotStarted(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends SIGTERM (nothing if the child has already been reaped).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotStarted`], [`Error::Closed`], or a failed `kill`.
+    pub fn terminate(&self) -> Result<()> {
+        self.popen("terminate")?.send_signal(Signal::TERM)
+    }
+
+    /// Sends SIGKILL.
+    ///
+    /// # Errors
+    ///
+    /// As [`terminate`](Process::terminate).
+    pub fn kill(&self) -> Result<()> {
+        self.popen("kill")?.send_signal(Signal::KILL)
+    }
+
+    /// Sends SIGINT (CPython 3.14's `interrupt`).
+    ///
+    /// # Errors
+    ///
+    /// As [`terminate`](Process::terminate).
+    pub fn interrupt(&self) -> Result<()> {
+        self.popen("interrupt")?.send_signal(Signal::INT)
+    }
+
+    /// A handle that becomes readable when the child ends.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotStarted`] before start, [`Error::Closed`] after close.
+    pub fn sentinel(&self) -> Result<Sentinel> {
+        Ok(Sentinel(self.popen("get the sentinel of")?))
+    }
+
+    /// Releases the process's resources (its pidfd or status pipe). Closing
+    /// twice is fine; afterwards the other methods return
+    /// [`Error::Closed`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::StillRunning`] while the child runs (join or terminate it
+    /// first).
+    pub fn close(&self) -> Result<()> {
+        let mut inner = self.lock();
+        if let State::Started(popen) = &inner.state {
+            if popen.poll(false)?.is_none() {
+                return Err(Error::StillRunning);
+            }
+        }
+        inner.state = State::Closed;
+        drop(inner);
+        current::forget_child(self);
+        Ok(())
+    }
+}
+
+/// The fork start method.
+fn start_fork(
+    target: Box<dyn ErasedTarget>,
+    info: ProcessInfo,
+    parent_name: String,
+) -> Result<Popen> {
+    // Buffered output must not be written twice, by parent and child.
+    let _ = std::io::stdout().flush();
+    let mut target = Some(target);
+    // Hold our locks across the fork: the child's copies are then
+    // consistent and held by the one thread it has, which releases them.
+    let mut children = current::lock_children();
+    let mut current_guard = current::lock_current();
+    let mut parent_guard = current::lock_parent();
+    let mut context_guard = crate::context::lock_for_fork();
+    let parent_pid = std::process::id() as i32;
+    match sys::fork()? {
+        None => {
+            // The child.
+            let old_children = std::mem::take(&mut *children);
+            *current_guard = Some(info);
+            // The child adopts the method it was started with, as
+            // CPython's `_bootstrap` does.
+            *context_guard = Some(StartMethod::Fork);
+            *parent_guard = Some(Arc::new(current::parent_from_ppid(parent_name, parent_pid)));
+            drop((children, current_guard, parent_guard, context_guard));
+            // Sibling handles: their fds close here, nothing else happens.
+            drop(old_children);
+            current::COUNTER.store(1, Ordering::Relaxed);
+            mp_forkserver::ForkServer::global().after_fork_in_child();
+            let target = target.take().expect("the target is moved only here");
+            let code = entry::run_target(move || target.run());
+            entry::finish_forked_child(code)
+        }
+        Some(pid) => {
+            drop((children, current_guard, parent_guard, context_guard));
+            drop(target);
+            let pid_t = Pid::from_raw(pid).expect("fork returns a positive pid");
+            let pidfd = pidfd_open(pid_t, PidfdFlags::empty())?;
+            Ok(Popen {
+                pid,
+                method: StartMethod::Fork,
+                handle: Handle::Child { pidfd },
+                _keep: None,
+                exit: Mutex::new(None),
+            })
+        }
+    }
+}
+
+/// The spawn and forkserver start methods: both send [`ChildData`] and the
+/// argument fds to a fresh process of this binary.
+fn start_exec(
+    target: &dyn ErasedTarget,
+    info: ProcessInfo,
+    parent_name: &str,
+    method: StartMethod,
+) -> Result<Popen> {
+    if !current::init_called() {
+        return Err(Error::InitNotCalled);
+    }
+    let (encoded, fds) = target.encode()?;
+    let data = ChildData {
+        check: sys::check_value(),
+        trampoline: encoded.trampoline,
+        target: encoded.target,
+        type_name: encoded.type_name.to_owned(),
+        info,
+        parent_pid: std::process::id() as i32,
+        parent_name: parent_name.to_owned(),
+        start_method: method,
+        args: encoded.args,
+    };
+    let payload = postcard::to_allocvec(&data).map_err(Error::Encode)?;
+    let borrowed = mp_forkserver::channel::borrow_all(&fds);
+    match method {
+        StartMethod::Spawn => spawn(&payload, &borrowed),
+        _ => forkserver(&payload, &borrowed),
+    }
+}
+
+fn spawn(payload: &[u8], fds: &[BorrowedFd<'_>]) -> Result<Popen> {
+    if fds.len() > mp_forkserver::channel::SCM_MAX_FD {
+        return Err(Error::TooManyFds {
+            count: fds.len(),
+            max: mp_forkserver::channel::SCM_MAX_FD,
+        });
+    }
+    let (parent_sock, child_sock) = UnixStream::pair()?;
+    let mut cmd = Command::new(mp_forkserver::self_exe());
+    if let Ok(exe) = std::env::current_exe() {
+        cmd.arg0(exe);
+    }
+    cmd.env(mp_forkserver::ROLE_ENV, "spawn")
+        .stdin(Stdio::from(OwnedFd::from(child_sock)));
+    let child = cmd.spawn()?;
+    drop(cmd);
+    let pid = child.id() as i32;
+    let pid_t = Pid::from_raw(pid).expect("positive pid");
+    let pidfd = pidfd_open(pid_t, PidfdFlags::empty())?;
+    if let Err(e) = mp_forkserver::channel::send_message(parent_sock.as_fd(), payload, fds) {
+        // The child is gone or never read its data: do not leave it behind.
+        let _ = pidfd_send_signal(&pidfd, Signal::KILL);
+        let _ = waitpid(Some(pid_t), WaitOptions::empty());
+        return Err(e.into());
+    }
+    Ok(Popen {
+        pid,
+        method: StartMethod::Spawn,
+        handle: Handle::Child { pidfd },
+        _keep: Some(parent_sock.into()),
+        exit: Mutex::new(None),
+    })
+}
+
+fn forkserver(payload: &[u8], fds: &[BorrowedFd<'_>]) -> Result<Popen> {
+    let (status_r, data_w) = mp_forkserver::ForkServer::global().connect_to_new_process(fds)?;
+    let len = u32::try_from(payload.len())
+        .map_err(|_| Error::Io(std::io::Error::other("process data over 4 GiB")))?;
+    let mut framed = Vec::with_capacity(4 + payload.len());
+    framed.extend_from_slice(&len.to_be_bytes());
+    framed.extend_from_slice(payload);
+    let died = |e: std::io::Error| Error::ForkServer(mp_forkserver::Error::ServerDied(e));
+    mp_forkserver::channel::write_all_fd(data_w.as_fd(), &framed).map_err(died)?;
+    let pid = mp_forkserver::read_signed(status_r.as_fd()).map_err(died)?;
+    let pid = i32::try_from(pid)
+        .ok()
+        .filter(|&p| p > 0)
+        .ok_or_else(|| died(std::io::Error::other("bad pid")))?;
+    Ok(Popen {
+        pid,
+        method: StartMethod::ForkServer,
+        handle: Handle::Status { status_r },
+        _keep: Some(data_w),
+        exit: Mutex::new(None),
+    })
+}

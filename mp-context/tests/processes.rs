@@ -1,0 +1,551 @@
+//! Cross-process tests of `mp-context`, after CPython's `_TestProcess`,
+//! `TestStartMethod` and the forkserver tests (FS-xx, CTX-xx in the
+//! project's behaviour list), in our own words.
+//!
+//! A `harness = false` target: `main` calls `mp_context::init()` first, so
+//! that this binary can serve as a spawned child and as the fork server,
+//! and nothing else runs while the fork tests fork. Prints libtest's
+//! summary line so the workspace's test driver counts it.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use mp_context::{Error, Process, StartMethod, get_context};
+use mp_reduction::Fd;
+
+const METHODS: [&str; 3] = ["fork", "spawn", "forkserver"];
+const LONG: Option<Duration> = Some(Duration::from_secs(60));
+
+fn ctx(m: &str) -> mp_context::Context {
+    get_context(Some(m)).unwrap()
+}
+
+fn run(p: &Process) -> Option<i32> {
+    p.start().unwrap();
+    p.join(LONG).unwrap();
+    p.exitcode().unwrap()
+}
+
+fn nothing(_: ()) {}
+fn exit_with(code: i32) {
+    mp_context::exit(code)
+}
+fn panics(_: ()) {
+    panic!("this panic is expected by the test");
+}
+fn sleep_ms(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+fn exit_codes() {
+    for m in METHODS {
+        let c = ctx(m);
+        assert_eq!(run(&c.process(nothing, ())), Some(0), "{m}: return");
+        assert_eq!(run(&c.process(exit_with, 7)), Some(7), "{m}: exit(7)");
+        assert_eq!(run(&c.process(exit_with, 0)), Some(0), "{m}: exit(0)");
+        assert_eq!(run(&c.process(panics, ())), Some(1), "{m}: panic");
+        for (sig, code) in [("term", -15), ("kill", -9)] {
+            let p = c.process(sleep_ms, 60_000);
+            p.start().unwrap();
+            if sig == "term" {
+                p.terminate().unwrap()
+            } else {
+                p.kill().unwrap()
+            }
+            p.join(LONG).unwrap();
+            assert_eq!(p.exitcode().unwrap(), Some(code), "{m}: {sig}");
+        }
+    }
+}
+
+fn join_timeout_and_lifecycle() {
+    for m in METHODS {
+        let p = ctx(m).process(sleep_ms, 60_000);
+        assert!(!p.is_alive().unwrap());
+        assert_eq!(p.exitcode().unwrap(), None);
+        assert_eq!(p.pid().unwrap(), None);
+        assert!(matches!(p.join(None), Err(Error::NotStarted(_))));
+        assert!(matches!(p.sentinel(), Err(Error::NotStarted(_))));
+        p.start().unwrap();
+        assert!(matches!(p.start(), Err(Error::AlreadyStarted)));
+        assert!(p.pid().unwrap().is_some());
+        assert!(
+            mp_context::active_children()
+                .iter()
+                .any(|c| c.pid().unwrap() == p.pid().unwrap())
+        );
+        let t0 = Instant::now();
+        p.join(Some(Duration::from_millis(200))).unwrap();
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "{m}: join(timeout) returned late"
+        );
+        assert!(
+            p.is_alive().unwrap(),
+            "{m}: still alive after join(timeout)"
+        );
+        assert_eq!(p.exitcode().unwrap(), None);
+        // The sentinel is not ready while the child runs, ready after.
+        let s = p.sentinel().unwrap();
+        assert!(!readable(&s, Duration::ZERO));
+        assert!(matches!(p.close(), Err(Error::StillRunning)));
+        p.terminate().unwrap();
+        assert!(readable(&s, Duration::from_secs(60)));
+        p.join(None).unwrap();
+        assert!(!p.is_alive().unwrap());
+        assert!(
+            !mp_context::active_children()
+                .iter()
+                .any(|c| c.pid().ok().flatten() == p.pid().ok().flatten())
+        );
+        p.close().unwrap();
+        p.close().unwrap();
+        assert!(matches!(p.is_alive(), Err(Error::Closed)));
+        assert!(matches!(p.join(None), Err(Error::Closed)));
+        assert!(matches!(p.terminate(), Err(Error::Closed)));
+        assert!(matches!(p.exitcode(), Err(Error::Closed)));
+    }
+}
+
+fn readable(fd: &impl AsFd, t: Duration) -> bool {
+    let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
+    let ts = rustix::time::Timespec {
+        tv_sec: t.as_secs() as i64,
+        tv_nsec: t.subsec_nanos() as i64,
+    };
+    rustix::event::poll(&mut fds, Some(&ts)).unwrap() > 0
+}
+
+fn many_children() {
+    for m in METHODS {
+        let c = ctx(m);
+        let procs: Vec<_> = (0..100).map(|_| c.process(nothing, ())).collect();
+        for p in &procs {
+            p.start().unwrap();
+        }
+        for p in &procs {
+            p.join(LONG).unwrap();
+            assert_eq!(p.exitcode().unwrap(), Some(0), "{m}");
+        }
+        let procs: Vec<_> = (0..100).map(|_| c.process(sleep_ms, 60_000)).collect();
+        for p in &procs {
+            p.start().unwrap();
+        }
+        for p in &procs {
+            p.terminate().unwrap();
+        }
+        for p in &procs {
+            p.join(LONG).unwrap();
+            assert_eq!(p.exitcode().unwrap(), Some(-15), "{m}");
+        }
+    }
+}
+
+/// The child checks that it was given exactly these fds (plus stdio).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct FdCheck {
+    fds: Vec<Fd>,
+    expect_extra: usize,
+}
+
+fn open_fds() -> Vec<i32> {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+fn check_fds(arg: FdCheck) {
+    // Each fd given must work: write a byte to its peer.
+    for fd in &arg.fds {
+        rustix::io::write(fd, b"x").unwrap();
+    }
+    // stdio, the fds given, the parent sentinel; minus the read_dir fd.
+    let n = open_fds().len() - 1;
+    let expected = 3 + arg.fds.len() + arg.expect_extra;
+    if n != expected {
+        eprintln!("child has {n} fds, expected {expected}: {:?}", open_fds());
+        mp_context::exit(3);
+    }
+}
+
+fn child_sees_exactly_its_fds() {
+    // An unrelated socket the children must not get.
+    let (_unrelated, _unrelated_peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    for (m, extra) in [("spawn", 1), ("forkserver", 2)] {
+        let pairs: Vec<_> = (0..5)
+            .map(|_| std::os::unix::net::UnixStream::pair().unwrap())
+            .collect();
+        let (ours, peers): (Vec<_>, Vec<_>) = pairs.into_iter().unzip();
+        let fds = ours
+            .into_iter()
+            .map(|s| Fd::from(OwnedFd::from(s)))
+            .collect();
+        // A sibling alive at the same time, holding fds of its own.
+        let sibling = ctx(m).process(sleep_ms, 60_000);
+        sibling.start().unwrap();
+        let p = ctx(m).process(
+            check_fds,
+            FdCheck {
+                fds,
+                expect_extra: extra,
+            },
+        );
+        assert_eq!(
+            run(&p),
+            Some(0),
+            "{m}: the child saw other fds than it was given"
+        );
+        for peer in &peers {
+            let mut b = [0u8; 1];
+            assert_eq!(rustix::io::read(peer, &mut b).unwrap(), 1);
+        }
+        sibling.kill().unwrap();
+        sibling.join(LONG).unwrap();
+    }
+}
+
+fn too_many_fds() {
+    let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+    for (m, n) in [("spawn", 254), ("forkserver", 252)] {
+        let fds = (0..n)
+            .map(|_| Fd::from(a.as_fd().try_clone_to_owned().unwrap()))
+            .collect();
+        let p = ctx(m).process(
+            check_fds,
+            FdCheck {
+                fds,
+                expect_extra: 0,
+            },
+        );
+        let err = p.start().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::TooManyFds { .. }
+                    | Error::ForkServer(mp_forkserver::Error::TooManyFds { .. })
+            ),
+            "{m}: {err:?}"
+        );
+        assert!(err.to_string().contains("too many fds"), "{err}");
+        // Refused before anything started: the process can still start
+        // with fewer fds? No: it holds its arguments; a new one with few
+        // fds works.
+        let fds = vec![Fd::from(a.as_fd().try_clone_to_owned().unwrap())];
+        let p = ctx(m).process(
+            check_fds,
+            FdCheck {
+                fds,
+                expect_extra: if m == "spawn" { 1 } else { 2 },
+            },
+        );
+        assert_eq!(run(&p), Some(0), "{m}");
+    }
+}
+
+fn forkserver_restarts_after_sigkill() {
+    let c = ctx("forkserver");
+    assert_eq!(run(&c.process(nothing, ())), Some(0));
+    let server = mp_forkserver::ForkServer::global()
+        .pid()
+        .expect("a server runs");
+    let before = c.process(sleep_ms, 500);
+    before.start().unwrap();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(server).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    let after = c.process(nothing, ());
+    assert_eq!(run(&after), Some(0));
+    assert_ne!(
+        mp_forkserver::ForkServer::global().pid(),
+        Some(server),
+        "a new server was started"
+    );
+    before.join(LONG).unwrap();
+    // 0 if the old server lived long enough to report, 255 if the status
+    // pipe hit EOF when it died (CPython's FS-02 accepts both).
+    let code = before.exitcode().unwrap();
+    assert!(matches!(code, Some(0) | Some(255)), "{code:?}");
+}
+
+fn forkserver_exits_with_its_parent() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .env("MP_CONTEXT_TEST_ROLE", "forkserver-parent")
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let pid: i32 = text.lines().last().unwrap().trim().parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        // Gone, or a zombie waiting for a reaper that is not ours.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"));
+        match stat {
+            Err(_) => break,
+            Ok(s)
+                if s.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z') =>
+            {
+                break;
+            }
+            Ok(_) => {}
+        }
+        assert!(
+            Instant::now() < deadline,
+            "fork server {pid} outlived its parent"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn preload_hook() {
+    // Runs in the (new) server; children inherit its effect.
+    PRELOADED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+static PRELOADED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+fn check_preloaded(_: ()) {
+    if !PRELOADED.load(std::sync::atomic::Ordering::Relaxed) {
+        mp_context::exit(4);
+    }
+}
+
+fn forkserver_preload_and_auth() {
+    mp_context::set_forkserver_preload(preload_hook);
+    let server = mp_forkserver::ForkServer::global();
+    server.stop();
+    assert_eq!(
+        run(&ctx("forkserver").process(check_preloaded, ())),
+        Some(0)
+    );
+    // A client with a wrong key is refused, and the server survives it.
+    let address = server.address().unwrap();
+    let key = server.authkey().unwrap();
+    assert_eq!(key.len(), 32);
+    let mut bad = key;
+    bad[0] ^= 1;
+    let s = std::os::unix::net::UnixStream::connect(&address).unwrap();
+    let err = mp_auth::answer_challenge(mp_forkserver::channel::Framed(&s), &bad).unwrap_err();
+    assert!(err.is_authentication(), "{err:?}");
+    let s = std::os::unix::net::UnixStream::connect(&address).unwrap();
+    mp_auth::answer_challenge(mp_forkserver::channel::Framed(&s), &key).unwrap();
+    mp_auth::deliver_challenge(
+        mp_forkserver::channel::Framed(&s),
+        &key,
+        mp_auth::Digest::Sha256,
+    )
+    .unwrap();
+    drop(s);
+    let mode = std::fs::metadata(&address).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o600
+    );
+    assert_eq!(run(&ctx("forkserver").process(nothing, ())), Some(0));
+    // Fork and spawn children do not see the server's preload.
+    assert_eq!(run(&ctx("spawn").process(check_preloaded, ())), Some(4));
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Expect {
+    name: String,
+    identity: Vec<u32>,
+    authkey: Vec<u8>,
+    parent_pid: i32,
+    method: String,
+}
+
+fn check_identity(e: Expect) {
+    let me = mp_context::current_process();
+    let parent = mp_context::parent_process().expect("a child has a parent");
+    let ok = me.name() == e.name
+        && me.identity() == e.identity.as_slice()
+        && me.authkey() == e.authkey.as_slice()
+        && parent.pid() == e.parent_pid
+        && parent.name() == "MainProcess"
+        && parent.is_alive()
+        && mp_context::get_start_method(false).map(|m| m.name().to_string())
+            == Some(e.method.clone());
+    if !ok {
+        eprintln!("child sees {me:?}, parent {parent:?}");
+        mp_context::exit(5);
+    }
+}
+
+fn identity_and_contexts() {
+    assert!(mp_context::parent_process().is_none());
+    let me = mp_context::current_process();
+    assert_eq!(me.name(), "MainProcess");
+    assert_eq!(me.authkey().len(), 32);
+    for m in METHODS {
+        let p = ctx(m).process(
+            check_identity,
+            Expect {
+                name: String::new(),
+                identity: Vec::new(),
+                authkey: me.authkey().to_vec(),
+                parent_pid: std::process::id() as i32,
+                method: m.to_string(),
+            },
+        );
+        let id = p.identity();
+        assert_eq!(p.name(), format!("Process-{}", id[0]));
+        // The argument can only be built after the identity is known.
+        let p = ctx(m)
+            .process(
+                check_identity,
+                Expect {
+                    name: "named".into(),
+                    identity: vec![id[0] + 1],
+                    authkey: me.authkey().to_vec(),
+                    parent_pid: std::process::id() as i32,
+                    method: m.to_string(),
+                },
+            )
+            .with_name("named");
+        assert_eq!(run(&p), Some(0), "{m}");
+        assert_eq!(p.start_method().unwrap().map(StartMethod::name), Some(m));
+    }
+    // Contexts, after CPython's TestStartMethod.
+    assert_eq!(
+        mp_context::get_all_start_methods()[0],
+        mp_context::DEFAULT_START_METHOD
+    );
+    assert!(mp_context::get_all_start_methods().contains(&StartMethod::Spawn));
+    assert!(matches!(
+        get_context(Some("nope")),
+        Err(Error::UnknownStartMethod(_))
+    ));
+    assert!(matches!(
+        ctx("fork").set_start_method(Some("spawn"), false),
+        Err(Error::ConcreteContext)
+    ));
+    assert_eq!(ctx("spawn").get_context(None).unwrap(), ctx("spawn"));
+    mp_context::set_start_method(None, true).unwrap();
+    assert_eq!(mp_context::get_start_method(true), None);
+    mp_context::set_start_method(Some("spawn"), false).unwrap();
+    assert!(matches!(
+        mp_context::set_start_method(Some("fork"), false),
+        Err(Error::ContextAlreadySet)
+    ));
+    assert_eq!(
+        mp_context::get_start_method(false),
+        Some(StartMethod::Spawn)
+    );
+    mp_context::set_start_method(Some("fork"), true).unwrap();
+    assert_eq!(get_context(None).unwrap().start_method(), StartMethod::Fork);
+    mp_context::set_start_method(None, true).unwrap();
+    assert_eq!(
+        mp_context::get_start_method(false),
+        Some(StartMethod::ForkServer)
+    );
+    assert!(mp_context::cpu_count().unwrap() >= 1);
+}
+
+fn daemonic_children_cannot_start_children(_: ()) {
+    let p = get_context(Some("fork")).unwrap().process(nothing, ());
+    if !matches!(p.start(), Err(Error::DaemonicChildren)) {
+        mp_context::exit(6);
+    }
+}
+
+fn daemon_flag() {
+    for m in METHODS {
+        let p = ctx(m)
+            .process(daemonic_children_cannot_start_children, ())
+            .with_daemon(true);
+        assert!(p.daemon());
+        assert_eq!(run(&p), Some(0), "{m}");
+    }
+}
+
+/// Echoes what arrives on `conn`, doubled, then exits.
+fn echo_doubled(mut conn: mp_conn::Connection) {
+    let n: u64 = conn.recv().unwrap();
+    conn.send(&(n * 2)).unwrap();
+}
+
+fn connection_as_argument() {
+    for m in METHODS {
+        let (mut ours, theirs) = mp_conn::pipe(true).unwrap();
+        let p = ctx(m).process(echo_doubled, theirs);
+        p.start().unwrap();
+        ours.send(&21u64).unwrap();
+        let sentinel = p.sentinel().unwrap();
+        let ready = mp_conn::wait(&[&ours, &sentinel], Some(Duration::from_secs(60))).unwrap();
+        assert!(ready.contains(&0), "{m}: {ready:?}");
+        assert_eq!(ours.recv::<u64>().unwrap(), 42, "{m}");
+        p.join(LONG).unwrap();
+        assert_eq!(p.exitcode().unwrap(), Some(0), "{m}");
+        assert!(
+            !mp_conn::wait(&[&sentinel], LONG).unwrap().is_empty(),
+            "{m}: sentinel not ready after join"
+        );
+        // The parent's copy went with the process: the peer sees EOF.
+        assert!(
+            matches!(ours.recv::<u64>(), Err(mp_conn::Error::Eof)),
+            "{m}"
+        );
+    }
+}
+
+fn main() {
+    mp_context::init();
+    if std::env::var("MP_CONTEXT_TEST_ROLE").as_deref() == Ok("forkserver-parent") {
+        // Start the fork server, report its pid, and go away.
+        assert_eq!(run(&ctx("forkserver").process(nothing, ())), Some(0));
+        println!("{}", mp_forkserver::ForkServer::global().pid().unwrap());
+        std::process::exit(0);
+    }
+    let tests: &[(&str, fn())] = &[
+        ("exit_codes", exit_codes),
+        ("join_timeout_and_lifecycle", join_timeout_and_lifecycle),
+        ("many_children", many_children),
+        ("child_sees_exactly_its_fds", child_sees_exactly_its_fds),
+        ("too_many_fds", too_many_fds),
+        (
+            "forkserver_restarts_after_sigkill",
+            forkserver_restarts_after_sigkill,
+        ),
+        (
+            "forkserver_exits_with_its_parent",
+            forkserver_exits_with_its_parent,
+        ),
+        ("forkserver_preload_and_auth", forkserver_preload_and_auth),
+        ("identity_and_contexts", identity_and_contexts),
+        ("daemon_flag", daemon_flag),
+        ("connection_as_argument", connection_as_argument),
+    ];
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let (mut passed, mut failed) = (0, 0);
+    for (name, test) in tests {
+        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
+            continue;
+        }
+        let t0 = Instant::now();
+        match std::panic::catch_unwind(test) {
+            Ok(()) => {
+                passed += 1;
+                println!("test {name} ... ok ({:.2}s)", t0.elapsed().as_secs_f64());
+            }
+            Err(_) => {
+                failed += 1;
+                println!("test {name} ... FAILED");
+            }
+        }
+    }
+    let verdict = if failed == 0 { "ok" } else { "FAILED" };
+    println!(
+        "\ntest result: {verdict}. {passed} passed; {failed} failed; 0 ignored; 0 measured; 0 filtered out"
+    );
+    mp_context::shutdown();
+    std::process::exit(if failed == 0 { 0 } else { 101 });
+}

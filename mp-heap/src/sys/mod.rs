@@ -1,0 +1,28 @@
+//! Platform layer: shared mappings (`mmap`/`munmap`), fork detection
+//! (`MADV_WIPEONFORK`) and the fork-replaceable cell the heap lives in.
+//!
+//! # Safety
+//!
+//! This is one of the few places where mp-heap uses `unsafe`:
+//!
+//! - [`Mapping`] owns an `mmap` region and unmaps it exactly once, on drop.
+//!   Pointers it hands out are valid for as long as the `Mapping` lives.
+//! - [`current_pid`] reads a private anonymous page marked
+//!   `MADV_WIPEONFORK`, which the kernel zeroes in a forked child; the page
+//!   is mapped once and never unmapped.
+//! - [`ForkCell`] keeps a chain of boxed values behind an `AtomicPtr`; a value
+//!   is freed only when the cell itself is dropped, so every `&T` handed out
+//!   for `&self` stays valid.
+
+#![allow(unsafe_code)]
+
+mod fork;
+mod mapping;
+
+pub(crate) use fork::{ForkCell, current_pid};
+pub(crate) use mapping::Mapping;
+
+/// The system page size, in bytes.
+pub(crate) fn page_size() -> usize {
+    rustix::param::page_size()
+}
