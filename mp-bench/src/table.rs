@@ -301,7 +301,7 @@ const LEGEND: &[&str] = &[
     "Ratios say how many times better ours is (>1: ours better; for us/call rows, their time / ours).",
     "cpu = CPU time (user+sys, all processes of the operation) in microseconds per operation.",
     "heap_*/proc_* ours: figures printed by the heap_bench/procstart examples; their cpu is the whole example process (start-up included).",
-    "proc_forkserver cpu (ours and CPython) leaves out the children, which belong to the fork server.",
+    "Under forkserver, cpu (ours and CPython) leaves out the children, which belong to the fork server.",
 ];
 
 fn text_table(out: &mut String, headers: &[&str], lines: &[Vec<String>]) {
