@@ -1,6 +1,7 @@
 //! Integration tests of mp-conn, one module per concern.
 
 mod connection;
+mod core_support;
 mod fds;
 mod pipe;
 mod wait;
