@@ -5,3 +5,5 @@ mod core_support;
 mod fds;
 mod pipe;
 mod wait;
+mod interop_listener;
+mod python;
