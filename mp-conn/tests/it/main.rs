@@ -5,5 +5,6 @@ mod core_support;
 mod fds;
 mod pipe;
 mod wait;
+mod interop_client;
 mod interop_listener;
 mod python;
