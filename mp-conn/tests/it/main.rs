@@ -7,4 +7,5 @@ mod pipe;
 mod wait;
 mod interop_client;
 mod interop_listener;
+mod listener;
 mod python;
