@@ -6,6 +6,7 @@ mod fds;
 mod pipe;
 mod wait;
 mod interop_client;
+mod interop_examples;
 mod interop_listener;
 mod listener;
 mod python;
