@@ -12,9 +12,11 @@ use std::time::{Duration, Instant};
 use mp_conn::{Family, Listener, Waitable, client, pipe, wait};
 
 type Step = Result<String, Box<dyn std::error::Error>>;
+/// A named step of the tour.
+type Named = (&'static str, fn() -> Step);
 
 fn main() -> ExitCode {
-    let steps: [(&str, fn() -> Step); 5] = [
+    let steps: [Named; 5] = [
         ("pipe", pipe_round_trip),
         ("listener", listener_and_client),
         ("fd passing", fd_passing),
