@@ -3,10 +3,10 @@
 mod connection;
 mod core_support;
 mod fds;
-mod pipe;
-mod wait;
 mod interop_client;
 mod interop_examples;
 mod interop_listener;
 mod listener;
+mod pipe;
 mod python;
+mod wait;
