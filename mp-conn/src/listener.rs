@@ -266,8 +266,11 @@ impl Listener {
                         Err(e) => return Err(e.into()),
                     };
                     let mut handshake = Handshake::new(fd, auth.clone(), Role::Listener, None);
-                    // Sending the challenge never blocks on a fresh socket.
-                    handshake.advance()?;
+                    // A quick client may even finish right away.
+                    if handshake.advance()? {
+                        self.last_accepted = peer;
+                        return Ok(handshake.into_fd());
+                    }
                     self.pending.push(Pending { handshake, peer });
                 }
             }
