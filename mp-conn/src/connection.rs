@@ -699,6 +699,10 @@ impl Connection {
     ///
     /// Refuses (handing `self` back) if the connection is closed, or holds
     /// read-ahead bytes or received fds that would be lost with it.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the contract hands the connection back by value; a cold path"
+    )]
     pub fn into_fd(mut self) -> Result<OwnedFd, (Self, Error)> {
         if self.io.is_none() {
             return Err((self, Error::Closed));

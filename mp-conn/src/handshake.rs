@@ -288,9 +288,11 @@ impl Handshake {
 
     /// What to wait for before the next [`Handshake::advance`].
     pub(crate) fn want(&self) -> Want {
-        match self.steps[self.step] {
-            Step::SendChallenge | Step::SendVerdict | Step::SendReply => Want::Write,
-            Step::RecvReply | Step::RecvChallenge | Step::RecvVerdict => Want::Read,
+        match self.steps.get(self.step) {
+            Some(Step::SendChallenge | Step::SendVerdict | Step::SendReply) => Want::Write,
+            // A finished handshake has nothing left to wait for; reading
+            // would only notice the peer hanging up.
+            Some(Step::RecvReply | Step::RecvChallenge | Step::RecvVerdict) | None => Want::Read,
         }
     }
 

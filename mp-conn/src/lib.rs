@@ -12,6 +12,8 @@
 //!   [`recv_bytes`](Connection::recv_bytes), ...) and typed ones
 //!   ([`send`](Connection::send)/[`recv`](Connection::recv), postcard).
 //! - [`pipe`]: CPython's `Pipe(duplex)`.
+//! - [`Listener`] and [`client`]: AF_UNIX paths, Linux abstract names and
+//!   TCP, with the HMAC handshake of [`mp_auth`] when given a key.
 //! - [`wait`] and [`Waiter`]: readiness of many objects at once.
 //! - fd passing ([`Connection::send_fds`], [`Connection::recv_fds`]),
 //!   compatible with CPython's `reduction.sendfds`/`recvfds`.
@@ -68,3 +70,8 @@ pub use listener::{
 pub use mp_auth::{Digest, Policy};
 pub use pipe::pipe;
 pub use wait::{Waitable, Waiter, wait};
+
+/// The README's examples, compiled and run as doc tests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -266,10 +266,7 @@ impl Listener {
                         Err(e) => return Err(e.into()),
                     };
                     let mut handshake = Handshake::new(fd, auth.clone(), Role::Listener, None);
-                    // Sending the challenge never blocks on a fresh socket.
-                    // A quick client on another CPU may even answer every
-                    // step while this first call runs: then the handshake
-                    // is complete and must not be left pending.
+                    // A quick client may even finish right away.
                     if handshake.advance()? {
                         self.last_accepted = peer;
                         return Ok(handshake.into_fd());

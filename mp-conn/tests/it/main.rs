@@ -1,6 +1,12 @@
 //! Integration tests of mp-conn, one module per concern.
 
 mod connection;
+mod core_support;
 mod fds;
+mod interop_client;
+mod interop_examples;
+mod interop_listener;
+mod listener;
 mod pipe;
+mod python;
 mod wait;

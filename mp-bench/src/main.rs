@@ -1,0 +1,865 @@
+//! `mp-bench`: the driver of `cargo xtask bench [FILTER]`.
+//!
+//! In one run it measures, for each operation of the issues' Performance
+//! sections, our figure, CPython's `multiprocessing` figure (the scripts in
+//! `mp-bench/python/`), the raw-syscall limit (a minimal loop straight on
+//! the system calls, in this binary) and, where the issue names one, the
+//! Rust crate people use today (ipc-channel, procspawn); it prints their
+//! ratios, the CPU time per operation and the issue's goals checked, and
+//! writes the same table as Markdown to `target/bench/README-table.md`.
+//!
+//! ```text
+//! mp-bench [--quick] [--raw-only] [--no-build] [--reps N] [--out PATH] [--list] [FILTER...]
+//! ```
+//!
+//! - `FILTER`: only rows whose name contains one of these substrings.
+//! - `--quick`: a tenth of the operations and 3 repetitions instead of 7
+//!   (under a minute).
+//! - `--raw-only`: only the raw-syscall rows (the smoke test uses this).
+//! - `--no-build`: use our crates' examples as already built.
+//!
+//! Our figures for mp-heap and mp-context come from their release-built
+//! examples (`heap_bench`, `procstart`), which this driver builds first; a
+//! crate or example that does not exist yet shows as "n/a (not built)".
+//! The mp-conn rows need the `conn` feature.
+
+#![deny(unsafe_code)]
+
+mod crates;
+mod measure;
+#[cfg(feature = "conn")]
+mod ours;
+#[cfg(not(feature = "conn"))]
+#[path = "ours_stub.rs"]
+mod ours;
+mod python;
+mod raw;
+mod sys;
+mod table;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use measure::{Placement, Plan};
+use python::Python;
+use table::{Cell, Goal, Measured, RefRow, Report, Row, Unit};
+
+/// Spin bound of the low-latency rows: long enough to cover a wake-up on
+/// the other CPU (a few microseconds when the peer is running), short
+/// enough that a blocked peer costs little.
+const SPIN: Duration = Duration::from_micros(50);
+
+const USAGE: &str = "usage: mp-bench [--quick] [--raw-only] [--no-build] [--reps N] [--out PATH] [--list] [FILTER...]";
+
+#[derive(Debug, Clone, Default)]
+struct Options {
+    quick: bool,
+    raw_only: bool,
+    no_build: bool,
+    list: bool,
+    reps: Option<usize>,
+    out: Option<PathBuf>,
+    filters: Vec<String>,
+}
+
+fn parse_args(args: &[String]) -> Result<Options, String> {
+    let mut o = Options::default();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--quick" => o.quick = true,
+            "--raw-only" => o.raw_only = true,
+            "--no-build" => o.no_build = true,
+            "--list" => o.list = true,
+            "--reps" => {
+                let n = it.next().ok_or("--reps needs a value")?;
+                o.reps = Some(n.parse().map_err(|e| format!("--reps: {e}"))?);
+            }
+            "--out" => o.out = Some(PathBuf::from(it.next().ok_or("--out needs a path")?)),
+            "-h" | "--help" => return Err(USAGE.into()),
+            f if f.starts_with('-') => return Err(format!("unknown option {f:?}\n{USAGE}")),
+            f => o.filters.push(f.to_string()),
+        }
+    }
+    Ok(o)
+}
+
+/// Where our crates' release-built examples are, or why not.
+#[derive(Debug)]
+struct Examples {
+    dir: Result<PathBuf, String>,
+}
+
+impl Examples {
+    fn build(no_build: bool) -> Examples {
+        let exe = match std::env::current_exe() {
+            Ok(e) => e,
+            Err(e) => {
+                return Examples {
+                    dir: Err(format!("error: {e}")),
+                };
+            }
+        };
+        // target/<profile>/mp-bench -> target/release/examples
+        let Some(target) = exe.parent().and_then(Path::parent) else {
+            return Examples {
+                dir: Err("error: cannot locate target/".into()),
+            };
+        };
+        let dir = target.join("release").join("examples");
+        if !no_build {
+            let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            eprintln!("mp-bench: cargo build --release --examples -p mp-heap -p mp-context");
+            let status = Command::new(cargo)
+                .current_dir(&workspace)
+                .args([
+                    "build",
+                    "--release",
+                    "--quiet",
+                    "--examples",
+                    "-p",
+                    "mp-heap",
+                    "-p",
+                    "mp-context",
+                ])
+                .env("CARGO_TARGET_DIR", target)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .status();
+            match status {
+                Ok(s) if s.success() => {}
+                Ok(s) => {
+                    return Examples {
+                        dir: Err(format!("n/a (examples failed to build: {s})")),
+                    };
+                }
+                Err(e) => {
+                    return Examples {
+                        dir: Err(format!("n/a (cannot run cargo: {e})")),
+                    };
+                }
+            }
+        }
+        Examples { dir: Ok(dir) }
+    }
+
+    /// The path of example `name` of `krate`, or "n/a (not built)". The
+    /// example's source must be in this workspace: a binary left in
+    /// target/ by another branch is not ours to report.
+    fn get(&self, krate: &str, name: &str) -> Result<PathBuf, String> {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(krate)
+            .join("examples")
+            .join(format!("{name}.rs"));
+        if !source.is_file() {
+            return Err(format!(
+                "n/a (not built: {krate} has no example {name} yet)"
+            ));
+        }
+        let dir = self.dir.as_ref().map_err(Clone::clone)?;
+        let path = dir.join(name);
+        if path.is_file() {
+            Ok(path)
+        } else {
+            Err(format!(
+                "n/a (not built: {krate} has no example {name} yet)"
+            ))
+        }
+    }
+}
+
+/// Everything the rows share: options, CPUs, the interpreter, our
+/// examples, and measurements already taken (some feed several rows).
+struct Ctx {
+    opts: Options,
+    reps: usize,
+    allowed: Vec<usize>,
+    python: Result<Python, String>,
+    examples: Option<Examples>,
+    memo: HashMap<String, Cell>,
+    taken: usize,
+}
+
+/// Which contender a measurement is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Who {
+    Ours,
+    Py,
+    Raw,
+    Crate,
+}
+
+impl Ctx {
+    /// A plan of `n_full` operations per repetition (a tenth with --quick).
+    fn plan(&self, n_full: u64) -> Plan {
+        let n = if self.opts.quick {
+            (n_full / 10).max(1)
+        } else {
+            n_full
+        };
+        Plan {
+            warmup: (n / 10).max(1),
+            n,
+            reps: self.reps,
+        }
+    }
+
+    /// Measures (once per `key`) and summarises in `unit`.
+    fn cell(
+        &mut self,
+        who: Who,
+        key: &str,
+        unit: Unit,
+        f: impl FnOnce(&mut Ctx) -> Result<Vec<table::Rep>, String>,
+    ) -> Cell {
+        if self.opts.raw_only && who != Who::Raw {
+            return Err("skipped (--raw-only)".into());
+        }
+        if let Some(c) = self.memo.get(key) {
+            return c.clone();
+        }
+        self.taken += 1;
+        eprint!("mp-bench: [{}] {key} ... ", self.taken);
+        let t0 = Instant::now();
+        let cell = f(self).and_then(|reps| Measured::from_reps(unit, &reps));
+        progress(&cell, unit, t0);
+        self.memo.insert(key.to_string(), cell.clone());
+        cell
+    }
+
+    /// Measures several contenders of one row turn about: each repetition
+    /// is a fresh run (new processes, warm-up included) of every contender
+    /// in turn, so that they share the machine's moods (other load, and
+    /// the scheduler's choice of one CPU or two for unpinned peers, which
+    /// is made per pair of processes). Returns one cell per contender.
+    fn interleaved(&mut self, unit: Unit, plan: &Plan, contenders: Vec<Contender>) -> Vec<Cell> {
+        let one = Plan { reps: 1, ..*plan };
+        let mut runs: Vec<Option<Result<Vec<table::Rep>, String>>> = contenders
+            .iter()
+            .map(|c| {
+                if self.opts.raw_only && c.who != Who::Raw {
+                    Some(Err("skipped (--raw-only)".into()))
+                } else if self.memo.contains_key(&c.key) {
+                    None
+                } else {
+                    Some(Ok(Vec::new()))
+                }
+            })
+            .collect();
+        let t0 = Instant::now();
+        for _ in 0..plan.reps {
+            for (c, run) in contenders.iter().zip(runs.iter_mut()) {
+                if let Some(Ok(reps)) = run {
+                    match (c.run)(self, &one) {
+                        Ok(r) => reps.extend(r),
+                        Err(e) => *run = Some(Err(e)),
+                    }
+                }
+            }
+        }
+        let mut cells = Vec::new();
+        for (c, run) in contenders.iter().zip(runs) {
+            let cell = match run {
+                None => self.memo[&c.key].clone(),
+                Some(Err(why)) if why.starts_with("skipped") => Err(why),
+                Some(result) => {
+                    let cell = result.and_then(|reps| Measured::from_reps(unit, &reps));
+                    self.taken += 1;
+                    eprint!("mp-bench: [{}] {} ... ", self.taken, c.key);
+                    progress(&cell, unit, t0);
+                    self.memo.insert(c.key.clone(), cell.clone());
+                    cell
+                }
+            };
+            cells.push(cell);
+        }
+        cells
+    }
+
+    fn python(&self) -> Result<&Python, String> {
+        self.python.as_ref().map_err(Clone::clone)
+    }
+
+    fn py(&mut self, key: &str, unit: Unit, script: &str, extra: Vec<String>, n: u64) -> Cell {
+        let plan = self.plan(n);
+        self.cell(Who::Py, key, unit, |ctx| {
+            ctx.python()?
+                .run(script, &extra, &plan, Duration::from_secs(300))
+        })
+    }
+
+    fn example(
+        &mut self,
+        key: &str,
+        unit: Unit,
+        krate: &str,
+        name: &str,
+        args: Vec<String>,
+        n: u64,
+    ) -> Cell {
+        let plan = self.plan(n);
+        self.cell(Who::Ours, key, unit, |ctx| {
+            let no_build = ctx.opts.no_build;
+            let examples = ctx
+                .examples
+                .get_or_insert_with(|| Examples::build(no_build));
+            let exe = examples.get(krate, name)?;
+            measure::run_rate_example(
+                &exe,
+                &args,
+                ((plan.n / 10).max(1), plan.n),
+                plan.reps,
+                Duration::from_secs(300),
+            )
+        })
+    }
+}
+
+fn progress(cell: &Cell, unit: Unit, t0: Instant) {
+    match cell {
+        Ok(m) => eprintln!(
+            "{} {} ({:.0}%), cpu {} us/op [{:.1}s]",
+            table::fmt_num(m.median()),
+            unit.label(),
+            m.spread_pct(),
+            table::fmt_num(m.cpu_median()),
+            t0.elapsed().as_secs_f64()
+        ),
+        Err(why) => eprintln!("{why}"),
+    }
+}
+
+/// How a contender measures: given the context and a plan, its repetitions.
+type RunFn = dyn Fn(&Ctx, &Plan) -> Result<Vec<table::Rep>, String>;
+
+/// How a row is made: measures its contenders (adding raw reference rows).
+type MakeFn = dyn FnOnce(&mut Ctx, &mut Vec<RefRow>) -> Row;
+
+/// One contender of an [`Ctx::interleaved`] row.
+struct Contender {
+    who: Who,
+    key: String,
+    run: Box<RunFn>,
+}
+
+fn contender(
+    who: Who,
+    key: impl Into<String>,
+    run: impl Fn(&Ctx, &Plan) -> Result<Vec<table::Rep>, String> + 'static,
+) -> Contender {
+    Contender {
+        who,
+        key: key.into(),
+        run: Box::new(run),
+    }
+}
+
+/// A row's name and how to measure it; evaluated only when selected.
+struct Spec {
+    name: String,
+    make: Box<MakeFn>,
+}
+
+fn spec(
+    name: impl Into<String>,
+    make: impl FnOnce(&mut Ctx, &mut Vec<RefRow>) -> Row + 'static,
+) -> Spec {
+    Spec {
+        name: name.into(),
+        make: Box::new(make),
+    }
+}
+
+/// Rates of the round-trip rows, per repetition, by placement: a CPU
+/// switch costs tens of microseconds unpinned and split, a few on one CPU.
+fn rtt_count(p: Placement) -> u64 {
+    match p {
+        Placement::Same => 20_000,
+        Placement::Free | Placement::Split => 10_000,
+    }
+}
+
+fn py_pipe_key(p: Placement) -> String {
+    format!("py.pipe_rtt_64B{}", p.tag())
+}
+
+fn py_pipe(p: Placement) -> Contender {
+    contender(Who::Py, py_pipe_key(p), move |ctx, plan| {
+        let cpus = python::cpus_arg(p, &ctx.allowed)?;
+        ctx.python()?
+            .run("pipe_rtt.py", &cpus, plan, Duration::from_secs(300))
+    })
+}
+
+const RTT: Unit = Unit::Rate("rt/s");
+
+fn specs() -> Vec<Spec> {
+    let mut v = Vec::new();
+    for p in Placement::ALL {
+        let name = format!("pipe_rtt_64B{}", p.tag());
+        v.push(spec(name.clone(), move |ctx, refs| {
+            let plan = ctx.plan(rtt_count(p));
+            let raw_name = format!("raw.pingpong_64B{}", p.tag());
+            let framed_name = format!("raw.pingpong_64B_framed{}", p.tag());
+            let cells = ctx.interleaved(
+                RTT,
+                &plan,
+                vec![
+                    contender(Who::Raw, &raw_name, move |ctx, plan| {
+                        raw::pingpong(raw::PingPong::Plain, p, &ctx.allowed, plan)
+                    }),
+                    contender(Who::Raw, &framed_name, move |ctx, plan| {
+                        raw::pingpong(raw::PingPong::Framed, p, &ctx.allowed, plan)
+                    }),
+                    contender(Who::Ours, format!("ours.{name}"), move |ctx, plan| {
+                        ours::pingpong(p, &ctx.allowed, plan, None)
+                    }),
+                    py_pipe(p),
+                    contender(Who::Crate, format!("ipc.{name}"), move |ctx, plan| {
+                        crates::pingpong(p, &ctx.allowed, plan)
+                    }),
+                ],
+            );
+            let [raw, framed, ours, cpython, krate] =
+                <[Cell; 5]>::try_from(cells).expect("five cells");
+            refs.push(RefRow {
+                name: framed_name,
+                unit: RTT,
+                cell: framed,
+            });
+            Row {
+                name,
+                unit: RTT,
+                ours,
+                cpython,
+                raw_name,
+                raw,
+                krate: Some(("ipc-channel".into(), krate)),
+                goals: vec![
+                    Goal::Raw(0.9),
+                    Goal::Crate(1.0),
+                    Goal::CpuRaw(1.2),
+                    Goal::CpuPy(1.0 / 3.0),
+                ],
+            }
+        }));
+    }
+    v.push(spec("pipe_rtt_64B_lowlat@split", |ctx, _| {
+        let p = Placement::Split;
+        let raw_name = "raw.pingpong_64B_spin@split".to_string();
+        // CPython has no such mode: its figure is its ordinary round trip
+        // @split, measured with the pipe_rtt_64B@split row.
+        let cpython = if ctx.memo.contains_key(&py_pipe_key(p)) {
+            ctx.memo[&py_pipe_key(p)].clone()
+        } else {
+            let plan = ctx.plan(rtt_count(p));
+            ctx.interleaved(RTT, &plan, vec![py_pipe(p)]).remove(0)
+        };
+        let plan = ctx.plan(50_000);
+        let cells = ctx.interleaved(
+            RTT,
+            &plan,
+            vec![
+                contender(Who::Raw, &raw_name, move |ctx, plan| {
+                    raw::pingpong(raw::PingPong::Spin(SPIN), p, &ctx.allowed, plan)
+                }),
+                contender(
+                    Who::Ours,
+                    "ours.pipe_rtt_64B_lowlat@split",
+                    move |ctx, plan| ours::pingpong(p, &ctx.allowed, plan, Some(SPIN)),
+                ),
+            ],
+        );
+        let [raw, ours] = <[Cell; 2]>::try_from(cells).expect("two cells");
+        Row {
+            name: "pipe_rtt_64B_lowlat@split".into(),
+            unit: RTT,
+            ours,
+            cpython,
+            raw_name,
+            raw,
+            krate: None,
+            goals: vec![Goal::Py(5.0)],
+        }
+    }));
+    for (size, label, n) in [(1usize << 20, "1MiB", 500u64), (64 << 20, "64MiB", 8)] {
+        let name = format!("stream_{label}");
+        v.push(spec(name.clone(), move |ctx, _| {
+            let unit = Unit::GBps(size as u64);
+            let plan = ctx.plan(n);
+            let raw_name = format!("raw.stream_{label}");
+            let size_args = vec!["--size".to_string(), size.to_string()];
+            let cells = ctx.interleaved(
+                unit,
+                &plan,
+                vec![
+                    contender(Who::Raw, &raw_name, move |ctx, plan| {
+                        raw::stream(size, &ctx.allowed, plan)
+                    }),
+                    contender(Who::Ours, format!("ours.{name}"), move |ctx, plan| {
+                        ours::stream(size, &ctx.allowed, plan)
+                    }),
+                    contender(Who::Py, format!("py.{name}"), move |ctx, plan| {
+                        ctx.python()?
+                            .run("stream.py", &size_args, plan, Duration::from_secs(300))
+                    }),
+                    contender(Who::Crate, format!("ipc.{name}"), move |ctx, plan| {
+                        crates::stream(size, &ctx.allowed, plan)
+                    }),
+                ],
+            );
+            let [raw, ours, cpython, krate] = <[Cell; 4]>::try_from(cells).expect("four cells");
+            Row {
+                name,
+                unit,
+                ours,
+                cpython,
+                raw_name,
+                raw,
+                krate: Some(("ipc-channel".into(), krate)),
+                goals: vec![Goal::Raw(0.8), Goal::Crate(1.0)],
+            }
+        }));
+    }
+    for (family, fam, raw_label) in [
+        (raw::Family::Unix, "unix", "unix"),
+        (raw::Family::Inet, "inet", "tcp"),
+    ] {
+        let name = format!("conn_auth_{fam}");
+        v.push(spec(name.clone(), move |ctx, _| {
+            let unit = Unit::Rate("conn/s");
+            let raw_name = format!("raw.connect_{raw_label}");
+            let plan = ctx.plan(2000);
+            let fam_args = vec!["--family".to_string(), fam.to_string()];
+            let cells = ctx.interleaved(
+                unit,
+                &plan,
+                vec![
+                    contender(Who::Raw, &raw_name, move |ctx, plan| {
+                        raw::connect(family, &ctx.allowed, plan)
+                    }),
+                    contender(Who::Ours, format!("ours.{name}"), move |ctx, plan| {
+                        ours::connect(family, &ctx.allowed, plan)
+                    }),
+                    contender(Who::Py, format!("py.{name}"), move |ctx, plan| {
+                        ctx.python()?
+                            .run("conn_auth.py", &fam_args, plan, Duration::from_secs(300))
+                    }),
+                ],
+            );
+            let [raw, ours, cpython] = <[Cell; 3]>::try_from(cells).expect("three cells");
+            Row {
+                name,
+                unit,
+                ours,
+                cpython,
+                raw_name,
+                raw,
+                krate: None,
+                goals: vec![Goal::Py(2.0)],
+            }
+        }));
+    }
+    for (k, n_fast, n_py) in [
+        (1usize, 200_000u64, 20_000u64),
+        (100, 20_000, 2_000),
+        (1000, 2_000, 200),
+    ] {
+        let name = format!("wait_{k}idle");
+        v.push(spec(name.clone(), move |ctx, _| {
+            let unit = Unit::MicrosPerCall;
+            let plan = ctx.plan(n_fast);
+            let raw_name = format!("raw.poll_{k}idle");
+            let raw = ctx.cell(Who::Raw, &raw_name, unit, |_| raw::poll(k, &plan));
+            let ours = ctx.cell(Who::Ours, &format!("ours.{name}"), unit, |_| {
+                ours::wait(k, &plan)
+            });
+            let cpython = ctx.py(
+                &format!("py.{name}"),
+                unit,
+                "wait.py",
+                vec!["--idle".into(), k.to_string()],
+                n_py,
+            );
+            Row {
+                name,
+                unit,
+                ours,
+                cpython,
+                raw_name,
+                raw,
+                krate: None,
+                goals: vec![Goal::Raw(1.0 / 1.2)],
+            }
+        }));
+    }
+    v.push(spec("waiter_1000idle", |ctx, _| {
+        let unit = Unit::MicrosPerCall;
+        let plan = ctx.plan(200_000);
+        let raw_name = "raw.epoll_1000idle".to_string();
+        let raw = ctx.cell(Who::Raw, &raw_name, unit, |_| raw::epoll(1000, &plan));
+        let ours = ctx.cell(Who::Ours, "ours.waiter_1000idle", unit, |_| {
+            ours::waiter(1000, &plan)
+        });
+        let cpython = ctx.py(
+            "py.wait_1000idle",
+            unit,
+            "wait.py",
+            vec!["--idle".into(), "1000".into()],
+            200,
+        );
+        Row {
+            name: "waiter_1000idle".into(),
+            unit,
+            ours,
+            cpython,
+            raw_name,
+            raw,
+            krate: None,
+            goals: vec![Goal::Py(50.0)],
+        }
+    }));
+    for (size, label) in [(64usize, "64B"), (4096, "4KiB"), (1 << 20, "1MiB")] {
+        let name = format!("heap_{label}");
+        v.push(spec(name.clone(), move |ctx, _| {
+            let unit = Unit::Rate("pairs/s");
+            let raw_name = format!("raw.malloc_free_{label}");
+            let raw_plan = ctx.plan(2_000_000);
+            let raw = ctx.cell(Who::Raw, &raw_name, unit, |_| {
+                raw::malloc_free(size, &raw_plan)
+            });
+            let size_args = vec!["--size".to_string(), size.to_string()];
+            let ours = ctx.example(
+                &format!("ours.{name}"),
+                unit,
+                "mp-heap",
+                "heap_bench",
+                size_args.clone(),
+                500_000,
+            );
+            let cpython = ctx.py(&format!("py.{name}"), unit, "heap.py", size_args, 50_000);
+            Row {
+                name,
+                unit,
+                ours,
+                cpython,
+                raw_name,
+                raw,
+                krate: None,
+                goals: vec![Goal::Py(50.0)],
+            }
+        }));
+    }
+    for method in ["fork", "spawn", "forkserver"] {
+        let name = format!("proc_{method}");
+        v.push(spec(name.clone(), move |ctx, _| {
+            let unit = Unit::Rate("proc/s");
+            let (raw_name, raw) = if method == "spawn" {
+                let plan = ctx.plan(500);
+                let n = "raw.fork_exec_true".to_string();
+                let c = ctx.cell(Who::Raw, &n, unit, |_| raw::fork_exec_true(&plan));
+                (n, c)
+            } else {
+                let plan = ctx.plan(2000);
+                let n = "raw.fork_waitpid".to_string();
+                let c = ctx.cell(Who::Raw, &n, unit, |_| raw::fork_wait(&plan));
+                (n, c)
+            };
+            let method_args = vec!["--method".to_string(), method.to_string()];
+            let (n_ours, n_py) = match method {
+                "fork" => (300, 200),
+                "spawn" => (100, 10),
+                _ => (300, 60),
+            };
+            let ours = ctx.example(
+                &format!("ours.{name}"),
+                unit,
+                "mp-context",
+                "procstart",
+                method_args.clone(),
+                n_ours,
+            );
+            let cpython = ctx.py(
+                &format!("py.{name}"),
+                unit,
+                "procstart.py",
+                method_args,
+                n_py,
+            );
+            let (krate, goals) = match method {
+                "fork" => (None, vec![Goal::Raw(1.0 / 1.5)]),
+                "spawn" => {
+                    let plan = ctx.plan(200);
+                    let c = ctx.cell(Who::Crate, "procspawn.spawn_join", unit, |_| {
+                        crates::procspawn(&plan)
+                    });
+                    (Some(("procspawn".to_string(), c)), vec![Goal::Crate(1.0)])
+                }
+                _ => (None, vec![Goal::Py(15.0)]),
+            };
+            Row {
+                name,
+                unit,
+                ours,
+                cpython,
+                raw_name,
+                raw,
+                krate,
+                goals,
+            }
+        }));
+    }
+    v
+}
+
+fn preamble(ctx: &Ctx) -> Vec<String> {
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+            })
+        })
+        .unwrap_or_default();
+    let py = match &ctx.python {
+        Ok(p) => format!("CPython {} ({})", p.version, p.exe.display()),
+        Err(why) => why.clone(),
+    };
+    vec![
+        format!(
+            "mp-bench{}: {} repetitions; {} CPUs allowed {:?}; {model}; Linux {}",
+            if ctx.opts.quick { " --quick" } else { "" },
+            ctx.reps,
+            ctx.allowed.len(),
+            ctx.allowed,
+            kernel.trim()
+        ),
+        format!(
+            "{py}; mp-conn rows {}; low-latency spin bound {} us.",
+            if ours::BUILT {
+                "built"
+            } else {
+                "not built (feature conn off)"
+            },
+            SPIN.as_micros()
+        ),
+    ]
+}
+
+fn default_out() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent()?.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("target"))
+        .join("bench")
+        .join("README-table.md")
+}
+
+fn run(args: &[String]) -> Result<(), String> {
+    if args.first().map(String::as_str) == Some("--role") {
+        return run_role(&args[1..]);
+    }
+    let opts = parse_args(args)?;
+    let all = specs();
+    let selected: Vec<Spec> = all
+        .into_iter()
+        .filter(|s| {
+            opts.filters.is_empty() || opts.filters.iter().any(|f| s.name.contains(f.as_str()))
+        })
+        .collect();
+    if opts.list {
+        for s in &selected {
+            println!("{}", s.name);
+        }
+        return Ok(());
+    }
+    if selected.is_empty() {
+        return Err(format!(
+            "no benchmark matches {:?} (try --list)",
+            opts.filters
+        ));
+    }
+    sys::raise_nofile_limit();
+    let reps = opts.reps.unwrap_or(if opts.quick { 3 } else { 7 });
+    let python = if opts.raw_only {
+        Err("skipped (--raw-only)".into())
+    } else {
+        Python::find()
+    };
+    let mut ctx = Ctx {
+        reps,
+        allowed: measure::allowed_cpus(),
+        python,
+        examples: None,
+        memo: HashMap::new(),
+        taken: 0,
+        opts,
+    };
+    let t0 = Instant::now();
+    let mut report = Report {
+        preamble: preamble(&ctx),
+        ..Report::default()
+    };
+    for s in selected {
+        let row = (s.make)(&mut ctx, &mut report.refs);
+        report.rows.push(row);
+    }
+    report
+        .preamble
+        .push(format!("Measured in {:.0} s.", t0.elapsed().as_secs_f64()));
+    print!("\n{}", report.to_text());
+    let out = ctx.opts.out.clone().unwrap_or_else(default_out);
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    std::fs::write(&out, report.to_markdown()).map_err(|e| format!("{}: {e}", out.display()))?;
+    eprintln!("mp-bench: Markdown table written to {}", out.display());
+    Ok(())
+}
+
+/// Internal roles, run in a fresh copy of this executable.
+fn run_role(args: &[String]) -> Result<(), String> {
+    let (role, rest) = args.split_first().ok_or("--role needs a name")?;
+    let mut plan = Plan {
+        warmup: 1,
+        n: 1,
+        reps: 1,
+    };
+    let mut it = rest.iter();
+    while let Some(a) = it.next() {
+        let v: u64 = it
+            .next()
+            .ok_or_else(|| format!("{a} needs a value"))?
+            .parse()
+            .map_err(|e| format!("{a}: {e}"))?;
+        match a.as_str() {
+            "--warmup" => plan.warmup = v,
+            "--count" => plan.n = v,
+            "--reps" => plan.reps = v as usize,
+            other => return Err(format!("unknown role option {other:?}")),
+        }
+    }
+    match role.as_str() {
+        "procspawn" => crates::procspawn_role(&plan).map_err(|e| e.to_string()),
+        other => Err(format!("unknown role {other:?}")),
+    }
+}
+
+fn main() -> ExitCode {
+    // procspawn's children re-enter here and are served before anything else.
+    procspawn::init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mp-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
