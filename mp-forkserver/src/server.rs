@@ -171,7 +171,14 @@ fn run(hooks: ServerHooks) -> io::Result<()> {
         let (listener_ready, alive_ready, sig_ready) = (ready(0), ready(1), ready(2));
 
         if alive_ready {
-            // EOF: no client process holds the write end any more.
+            // EOF: no client process holds the write end any more. Closing
+            // the listener unlinks the socket; the private directory the
+            // client made for it goes too (CPython's temp dir finalizer).
+            drop(listener);
+            let path = PathBuf::from(OsString::from_vec(config.address));
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::remove_dir(dir);
+            }
             return Ok(());
         }
 
