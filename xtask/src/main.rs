@@ -3,7 +3,7 @@
 //!
 //! - `cargo xtask test`: formatting, clippy, every unit, integration and doc
 //!   test (the CPython interop suites are integration tests), the bounded
-//!   stable fuzz runs, then one summary line.
+//!   tour example and the bounded stable fuzz runs, then one summary line.
 //! - `cargo xtask bench`: the side-by-side performance tables.
 //! - `cargo xtask fuzz`: the fuzz targets (stable driver; cargo-fuzz where
 //!   nightly exists).

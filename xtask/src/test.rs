@@ -5,6 +5,7 @@
 //! interpreters themselves (`python3`, and pyenv's 3.12/3.13). Here we set
 //! `MP_REQUIRE_PYTHON=1` so that a missing interpreter fails the run instead
 //! of being skipped; plain `cargo test` skips them with a loud message.
+//! The tour example runs too, so the showcase cannot rot.
 
 use crate::util::{self, cargo, run_teed};
 
@@ -75,7 +76,13 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         }
     }
 
-    // 3. Bounded fuzz runs on stable (the cargo-fuzz targets need nightly).
+    // 3. The showcase must keep working: run the tour (a debug build; the
+    //    test step above has already built the examples).
+    if let Err(e) = util::run(cargo().args(["run", "--quiet", "--example", "tour"])) {
+        failures.push(e);
+    }
+
+    // 4. Bounded fuzz runs on stable (the cargo-fuzz targets need nightly).
     if let Err(e) = crate::fuzz::run(&["--seconds".into(), "10".into()]) {
         failures.push(e);
     }

@@ -1,0 +1,334 @@
+//! The showcase: `cargo run --release --example tour`.
+//!
+//! An end-to-end tour of the workspace on built-in defaults: connections
+//! and the CPython handshake (mp-auth, mp-conn), shared memory (mp-heap),
+//! and processes under every start method (mp-context, mp-forkserver).
+//! Each step prints one line; the tour exits non-zero if a step fails. The
+//! CPython step talks to a real `multiprocessing.connection.Client` when
+//! `python3` is on PATH.
+
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mp_conn::{Connection, Family, Listener, Waitable, client, pipe, wait};
+use mp_context::{Process, StartMethod, get_context};
+use mp_heap::{Array, Heap, SharedBuffer, Value};
+
+type Step = Result<String, Box<dyn std::error::Error>>;
+/// A named step of the tour.
+type Named = (&'static str, fn() -> Step);
+
+/// Long enough for a loaded machine, short enough that a hang is reported.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn main() -> ExitCode {
+    // First thing: a spawned child or the fork server never gets past here.
+    mp_context::init();
+    let steps: [Named; 9] = [
+        ("pipe", pipe_round_trip),
+        ("listener", listener_and_client),
+        ("fd passing", fd_passing),
+        ("wait", wait_on_many),
+        ("cpython", cpython_client),
+        ("processes", processes_under_every_method),
+        ("exit codes", exit_codes),
+        ("shared mem", shared_memory),
+        ("heap", heap_statistics),
+    ];
+    println!("mp-rs tour: multiprocessing for Rust, wire-compatible with CPython\n");
+    let mut failed = false;
+    for (name, step) in steps {
+        let start = Instant::now();
+        match step() {
+            Ok(what) => println!("ok   {name:<11} {what} ({:.1?})", start.elapsed()),
+            Err(e) => {
+                println!("FAIL {name:<11} {e}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// `Pipe()`, bytes and typed values (postcard) both ways.
+fn pipe_round_trip() -> Step {
+    let (mut parent, mut child) = pipe(true)?;
+    let worker = std::thread::spawn(move || -> mp_conn::Result<()> {
+        let (name, numbers): (String, Vec<u32>) = child.recv()?;
+        child.send(&(name.to_uppercase(), numbers.iter().sum::<u32>()))
+    });
+    parent.send(&("tour".to_string(), vec![1u32, 2, 3, 4]))?;
+    let (name, sum): (String, u32) = parent.recv()?;
+    worker.join().map_err(|_| "worker panicked")??;
+    if (name.as_str(), sum) != ("TOUR", 10) {
+        return Err(format!("unexpected reply {name} {sum}").into());
+    }
+    Ok(format!(
+        "typed round trip over a socketpair: (\"tour\", [1,2,3,4]) -> ({name:?}, {sum})"
+    ))
+}
+
+/// An authenticated Listener and client over AF_UNIX and TCP.
+fn listener_and_client() -> Step {
+    let mut seen = Vec::new();
+    for family in [Family::Unix, Family::Inet] {
+        let mut listener = Listener::builder()
+            .family(family)
+            .authkey(*b"tour key")
+            .bind()?;
+        let address = listener.address().clone();
+        let server = std::thread::spawn(move || -> mp_conn::Result<()> {
+            let mut conn = listener.accept()?;
+            let msg = conn.recv_bytes()?;
+            conn.send_bytes(&msg)
+        });
+        let mut conn = client(&address, Some(b"tour key"))?;
+        conn.send_bytes(b"hello")?;
+        if conn.recv_bytes()? != b"hello" {
+            return Err("echo differs".into());
+        }
+        server.join().map_err(|_| "server panicked")??;
+        // A wrong key is refused, on both sides.
+        let mut listener = Listener::builder()
+            .family(family)
+            .authkey(*b"tour key")
+            .bind()?;
+        let address = listener.address().clone();
+        let server = std::thread::spawn(move || listener.accept().map(drop));
+        let refused = client(&address, Some(b"not the key")).is_err();
+        let server_refused = server.join().map_err(|_| "server panicked")?.is_err();
+        if !(refused && server_refused) {
+            return Err("a wrong key was accepted".into());
+        }
+        seen.push(format!("{family} {address}"));
+    }
+    Ok(format!(
+        "HMAC handshake + echo, wrong key refused on both sides: {}",
+        seen.join(", ")
+    ))
+}
+
+/// Passing a pipe's write end over a connection (SCM_RIGHTS).
+fn fd_passing() -> Step {
+    let (a, mut b) = pipe(true)?;
+    let (reader, writer) = rustix::pipe::pipe()?;
+    a.send_fds(&[writer.as_fd()])?;
+    drop(writer);
+    let received = b.recv_fds(1)?.pop().ok_or("no fd arrived")?;
+    let mut file = std::fs::File::from(received);
+    std::io::Write::write_all(&mut file, b"written through a passed fd")?;
+    drop(file);
+    let mut text = String::new();
+    std::fs::File::from(reader).read_to_string(&mut text)?;
+    Ok(format!("{text:?}"))
+}
+
+/// wait() over several connections: only the ones with data are ready.
+fn wait_on_many() -> Step {
+    let mut pairs = Vec::new();
+    for _ in 0..8 {
+        pairs.push(pipe(true)?);
+    }
+    for i in [2, 5] {
+        pairs[i].1.send_bytes(b"ready")?;
+    }
+    let objects: Vec<&dyn Waitable> = pairs.iter().map(|(a, _)| a as &dyn Waitable).collect();
+    let ready = wait(&objects, Some(Duration::from_secs(5)))?;
+    if ready != [2, 5] {
+        return Err(format!("wait returned {ready:?}").into());
+    }
+    Ok(format!("8 connections, ready: {ready:?}"))
+}
+
+/// A real CPython client against our Listener.
+fn cpython_client() -> Step {
+    let Ok(version) = Command::new("python3").arg("--version").output() else {
+        return Ok("skipped: no python3 on PATH".into());
+    };
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
+    let mut listener = Listener::builder()
+        .family(Family::Inet)
+        .authkey(*b"tour key")
+        .bind()?;
+    let mp_conn::Address::Inet(address) = listener.address().clone() else {
+        return Err("not a TCP address".into());
+    };
+    let script = format!(
+        "from multiprocessing.connection import Client\n\
+         with Client(('{}', {}), authkey=b'tour key') as c:\n\
+         \x20   c.send_bytes(b'hello from ' + __import__('sys').version.split()[0].encode())\n\
+         \x20   print(c.recv_bytes().decode())\n",
+        address.ip(),
+        address.port()
+    );
+    let mut child = Command::new("python3")
+        .args(["-c", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    // Never wait forever for a client that failed to start.
+    if wait(&[&listener], Some(PATIENCE))?.is_empty() {
+        let _ = child.kill();
+        return Err("CPython did not connect".into());
+    }
+    let mut conn = listener.accept()?;
+    let greeting = conn.recv_bytes()?;
+    conn.send_bytes(&[b"rust echoes: ".as_slice(), &greeting].concat())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned().into());
+    }
+    Ok(format!(
+        "{version} client -> our Listener: {}",
+        String::from_utf8_lossy(&out.stdout).trim()
+    ))
+}
+
+/// What a child sends back: its start method, pid and parent's pid.
+fn report(conn: Connection) {
+    let me = mp_context::current_process();
+    let parent = mp_context::parent_process().map(|p| p.pid());
+    conn.send(&(me.name().to_string(), me.pid(), parent))
+        .expect("send to parent");
+}
+
+/// The same plain function and serde arguments under fork, spawn and the
+/// fork server; a Connection travels as an argument each time.
+fn processes_under_every_method() -> Step {
+    let mut lines = Vec::new();
+    for method in mp_context::get_all_start_methods() {
+        let ctx = get_context(Some(method.name()))?;
+        let (mut ours, theirs) = pipe(true)?;
+        let p: Process = ctx.process(report, theirs);
+        let started = Instant::now();
+        p.start()?;
+        if wait(&[&ours], Some(PATIENCE))?.is_empty() {
+            p.kill()?;
+            return Err(format!("{method}: no word from the child").into());
+        }
+        let (name, pid, parent): (String, i32, Option<i32>) = ours.recv()?;
+        let took = started.elapsed();
+        p.join(Some(PATIENCE))?;
+        if p.exitcode()? != Some(0) || parent != Some(std::process::id() as i32) {
+            return Err(format!("{method}: exit {:?}, parent {parent:?}", p.exitcode()?).into());
+        }
+        lines.push(format!("{method} {name} pid {pid} in {took:.1?}"));
+    }
+    Ok(format!(
+        "default {}; {}",
+        mp_context::get_start_method(false).map_or("unset", |m| m.name()),
+        lines.join(", ")
+    ))
+}
+
+fn returns(_: ()) {}
+fn exits(code: i32) {
+    mp_context::exit(code)
+}
+fn sleeps(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+/// Exit codes as CPython reports them: 0, the code given to exit, and
+/// -SIGTERM for a terminated child, whose sentinel wakes `wait()`.
+fn exit_codes() -> Step {
+    let ctx = get_context(Some(StartMethod::ForkServer.name()))?;
+    let ok = ctx.process(returns, ());
+    let three = ctx.process(exits, 3);
+    let sleeper = ctx.process(sleeps, 60_000);
+    for p in [&ok, &three, &sleeper] {
+        p.start()?;
+    }
+    sleeper.terminate()?;
+    let sentinel = sleeper.sentinel()?;
+    if wait(&[&sentinel], Some(PATIENCE))?.is_empty() {
+        return Err("the terminated child's sentinel never became ready".into());
+    }
+    let mut codes = Vec::new();
+    for p in [&ok, &three, &sleeper] {
+        p.join(Some(PATIENCE))?;
+        codes.push(p.exitcode()?.ok_or("child still running")?);
+    }
+    if codes != [0, 3, -15] {
+        return Err(format!("exit codes {codes:?}").into());
+    }
+    Ok(format!("return, exit(3), terminate -> {codes:?}"))
+}
+
+const INCREMENTS: u64 = 1000;
+
+/// Counts up a shared total under its cross-process lock, and its own slot.
+fn count_up((total, slots, me): (Arc<Value<u64>>, Arc<Array<u64>>, usize)) {
+    for _ in 0..INCREMENTS {
+        total.lock().update(|n| n + 1);
+        slots.lock()[me] += 1;
+    }
+}
+
+/// Writes a greeting into the shared bytes it was given.
+fn greet(mut buf: SharedBuffer) {
+    let text = format!("written by pid {}", std::process::id());
+    buf[..text.len()].copy_from_slice(text.as_bytes());
+}
+
+/// Shared memory from mp-heap as process arguments: a locked counter and
+/// an array that four children update, and raw bytes a child writes.
+fn shared_memory() -> Step {
+    const CHILDREN: usize = 4;
+    let total = Arc::new(Value::new(0_u64)?);
+    let slots = Arc::new(Array::<u64>::zeroed(CHILDREN)?);
+    let procs: Vec<Process> = (0..CHILDREN)
+        .map(|me| Process::new(count_up, (total.clone(), slots.clone(), me)))
+        .collect();
+    for p in &procs {
+        p.start()?;
+    }
+    for p in &procs {
+        p.join(Some(PATIENCE))?;
+    }
+    let expected = CHILDREN as u64 * INCREMENTS;
+    if total.get() != expected || slots.to_vec() != vec![INCREMENTS; CHILDREN] {
+        return Err(format!("total {} slots {:?}", total.get(), slots.to_vec()).into());
+    }
+    let buf = SharedBuffer::zeroed(64)?;
+    let p = Process::new(greet, buf.share()?);
+    p.start()?;
+    p.join(Some(PATIENCE))?;
+    let text = String::from_utf8_lossy(&buf[..])
+        .trim_end_matches('\0')
+        .to_string();
+    if !text.starts_with("written by pid") {
+        return Err(format!("shared bytes read {text:?}").into());
+    }
+    Ok(format!(
+        "{CHILDREN} children x {INCREMENTS} locked increments = {}; a child's bytes: {text:?}",
+        total.get()
+    ))
+}
+
+/// heap.py's allocator: arenas double, blocks are best fit and coalesce,
+/// and everything is handed back.
+fn heap_statistics() -> Step {
+    let heap = Heap::with_discard_threshold(0);
+    let blocks: Vec<_> = [100, 5000, 64, 70_000, 8]
+        .iter()
+        .map(|&n| heap.malloc(n))
+        .collect::<Result<_, _>>()?;
+    let busy = heap.stats();
+    drop(blocks);
+    let idle = heap.stats();
+    if idle.arenas != 0 || idle.used_bytes != 0 {
+        return Err(format!("heap not empty after frees: {idle:?}").into());
+    }
+    Ok(format!(
+        "5 blocks: {} arenas, {} bytes used, {} free; after drop: {} arenas, {} mallocs = {} frees",
+        busy.arenas, busy.used_bytes, busy.free_bytes, idle.arenas, idle.mallocs, idle.frees
+    ))
+}
