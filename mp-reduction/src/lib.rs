@@ -411,3 +411,8 @@ mod tests {
         );
     }
 }
+
+/// The README's examples, run as doc tests so the README cannot drift.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
