@@ -448,6 +448,43 @@ fn specs() -> Vec<Spec> {
             }
         }));
     }
+    for p in Placement::ALL {
+        let name = format!("pipe_rtt_64B_pipepair{}", p.tag());
+        v.push(spec(name.clone(), move |ctx, _| {
+            let plan = ctx.plan(rtt_count(p));
+            let raw_name = format!("raw.pingpong_64B_pipes{}", p.tag());
+            let cells = ctx.interleaved(
+                RTT,
+                &plan,
+                vec![
+                    contender(Who::Raw, &raw_name, move |ctx, plan| {
+                        raw::pingpong_pipes(p, &ctx.allowed, plan)
+                    }),
+                    contender(Who::Ours, format!("ours.{name}"), move |ctx, plan| {
+                        ours::pingpong_pipe_pair(p, &ctx.allowed, plan)
+                    }),
+                    // CPython has no two-pipe duplex Pipe: its figure is its
+                    // ordinary duplex Pipe (shared with the pipe_rtt_64B rows).
+                    py_pipe(p),
+                    // ipc-channel measured again here, turn about with ours.
+                    contender(Who::Crate, format!("ipc.{name}"), move |ctx, plan| {
+                        crates::pingpong(p, &ctx.allowed, plan)
+                    }),
+                ],
+            );
+            let [raw, ours, cpython, krate] = <[Cell; 4]>::try_from(cells).expect("four cells");
+            Row {
+                name,
+                unit: RTT,
+                ours,
+                cpython,
+                raw_name,
+                raw,
+                krate: Some(("ipc-channel".into(), krate)),
+                goals: vec![Goal::Raw(0.9), Goal::Crate(1.0)],
+            }
+        }));
+    }
     v.push(spec("pipe_rtt_64B_lowlat@split", |ctx, _| {
         let p = Placement::Split;
         let raw_name = "raw.pingpong_64B_spin@split".to_string();

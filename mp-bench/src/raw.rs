@@ -110,6 +110,43 @@ pub(crate) fn pingpong(
     )
 }
 
+/// 64-byte round trips over two OS pipes (one each way) between two
+/// forked peers: one `write` of 64 bytes, one `read` of 64 bytes, as the
+/// plain socketpair ping-pong does. The limit of `mp_conn::pipe_pair`.
+pub(crate) fn pingpong_pipes(
+    placement: Placement,
+    allowed: &[usize],
+    plan: &Plan,
+) -> Result<Vec<Rep>, String> {
+    let setup = || -> io::Result<((OwnedFd, OwnedFd), (OwnedFd, OwnedFd))> {
+        let (r1, w1) = sys::pipe()?;
+        let (r2, w2) = sys::pipe()?;
+        // (parent's (read, write), child's (read, write))
+        Ok(((r1, w2), (r2, w1)))
+    };
+    forked_pair(
+        placement,
+        allowed,
+        plan,
+        setup,
+        |(r, w): (OwnedFd, OwnedFd), plan| {
+            let msg = [7u8; MSG_LEN];
+            let mut buf = [0u8; MSG_LEN];
+            run_blocks(plan, || {
+                sys::write_all(w.as_fd(), &msg)?;
+                sys::read_exact(r.as_fd(), &mut buf)
+            })
+        },
+        |(r, w): (OwnedFd, OwnedFd), plan| {
+            let mut buf = [0u8; MSG_LEN];
+            run_blocks(plan, || {
+                sys::read_exact(r.as_fd(), &mut buf)?;
+                sys::write_all(w.as_fd(), &buf)
+            })
+        },
+    )
+}
+
 /// One-way transfer of `size`-byte chunks over a socketpair: the child
 /// writes, the parent reads into one reused buffer.
 pub(crate) fn stream(size: usize, allowed: &[usize], plan: &Plan) -> Result<Vec<Rep>, String> {
