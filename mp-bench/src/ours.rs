@@ -31,7 +31,9 @@ pub(crate) fn pingpong(
     plan: &Plan,
     low_latency: Option<Duration>,
 ) -> Result<Vec<Rep>, String> {
-    pingpong_over(placement, allowed, plan, low_latency, || mp_conn::pipe(true))
+    pingpong_over(placement, allowed, plan, low_latency, || {
+        mp_conn::pipe(true)
+    })
 }
 
 /// 64-byte round trips over `mp_conn::pipe_pair()` (two OS pipes), as

@@ -311,6 +311,23 @@ pub(crate) fn malloc_free(size: usize, plan: &Plan) -> Result<Vec<Rep>, String> 
     reps.map_err(|e| format!("error: {e}"))
 }
 
+/// The internal role names of the raw process-start loops.
+pub(crate) const ROLE_FORK_WAIT: &str = "raw-fork-waitpid";
+pub(crate) const ROLE_FORK_EXEC: &str = "raw-fork-exec-true";
+
+/// Runs raw process-start role `role` (one of the `ROLE_*` names) in a
+/// freshly exec'ed copy of this executable, which serves it first thing
+/// in `main`, before it allocates anything else. `fork` copies the
+/// parent's page tables, so in this process, grown by the rows measured
+/// before, it would be slower than in a small program: the limit is the
+/// small program's.
+pub(crate) fn in_fresh_process(role: &str, plan: &Plan) -> Result<Vec<Rep>, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("error: {e}"))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["--role", role]).args(plan.args());
+    crate::measure::run_reps(&mut cmd, Duration::from_secs(300), plan)
+}
+
 /// `fork()` + `_exit(0)` in the child + `waitpid()`.
 pub(crate) fn fork_wait(plan: &Plan) -> Result<Vec<Rep>, String> {
     sys::prepare_fork_loop()
