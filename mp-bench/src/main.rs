@@ -448,6 +448,43 @@ fn specs() -> Vec<Spec> {
             }
         }));
     }
+    for p in Placement::ALL {
+        let name = format!("pipe_rtt_64B_pipepair{}", p.tag());
+        v.push(spec(name.clone(), move |ctx, _| {
+            let plan = ctx.plan(rtt_count(p));
+            let raw_name = format!("raw.pingpong_64B_pipes{}", p.tag());
+            let cells = ctx.interleaved(
+                RTT,
+                &plan,
+                vec![
+                    contender(Who::Raw, &raw_name, move |ctx, plan| {
+                        raw::pingpong_pipes(p, &ctx.allowed, plan)
+                    }),
+                    contender(Who::Ours, format!("ours.{name}"), move |ctx, plan| {
+                        ours::pingpong_pipe_pair(p, &ctx.allowed, plan)
+                    }),
+                    // CPython has no two-pipe duplex Pipe: its figure is its
+                    // ordinary duplex Pipe (shared with the pipe_rtt_64B rows).
+                    py_pipe(p),
+                    // ipc-channel measured again here, turn about with ours.
+                    contender(Who::Crate, format!("ipc.{name}"), move |ctx, plan| {
+                        crates::pingpong(p, &ctx.allowed, plan)
+                    }),
+                ],
+            );
+            let [raw, ours, cpython, krate] = <[Cell; 4]>::try_from(cells).expect("four cells");
+            Row {
+                name,
+                unit: RTT,
+                ours,
+                cpython,
+                raw_name,
+                raw,
+                krate: Some(("ipc-channel".into(), krate)),
+                goals: vec![Goal::Raw(0.9), Goal::Crate(1.0)],
+            }
+        }));
+    }
     v.push(spec("pipe_rtt_64B_lowlat@split", |ctx, _| {
         let p = Placement::Split;
         let raw_name = "raw.pingpong_64B_spin@split".to_string();
@@ -658,15 +695,21 @@ fn specs() -> Vec<Spec> {
         let name = format!("proc_{method}");
         v.push(spec(name.clone(), move |ctx, _| {
             let unit = Unit::Rate("proc/s");
+            // Measured in a fresh copy of this executable (see
+            // raw::in_fresh_process): the real minimum.
             let (raw_name, raw) = if method == "spawn" {
                 let plan = ctx.plan(500);
                 let n = "raw.fork_exec_true".to_string();
-                let c = ctx.cell(Who::Raw, &n, unit, |_| raw::fork_exec_true(&plan));
+                let c = ctx.cell(Who::Raw, &n, unit, |_| {
+                    raw::in_fresh_process(raw::ROLE_FORK_EXEC, &plan)
+                });
                 (n, c)
             } else {
                 let plan = ctx.plan(2000);
                 let n = "raw.fork_waitpid".to_string();
-                let c = ctx.cell(Who::Raw, &n, unit, |_| raw::fork_wait(&plan));
+                let c = ctx.cell(Who::Raw, &n, unit, |_| {
+                    raw::in_fresh_process(raw::ROLE_FORK_WAIT, &plan)
+                });
                 (n, c)
             };
             let method_args = vec!["--method".to_string(), method.to_string()];
@@ -825,7 +868,23 @@ fn run(args: &[String]) -> Result<(), String> {
 
 /// Internal roles, run in a fresh copy of this executable.
 fn run_role(args: &[String]) -> Result<(), String> {
-    let (role, rest) = args.split_first().ok_or("--role needs a name")?;
+    let plan = role_plan(args)?;
+    match args[0].as_str() {
+        "procspawn" => crates::procspawn_role(&plan).map_err(|e| e.to_string()),
+        raw::ROLE_FORK_WAIT => raw_role(raw::fork_wait(&plan)),
+        raw::ROLE_FORK_EXEC => raw_role(raw::fork_exec_true(&plan)),
+        other => Err(format!("unknown role {other:?}")),
+    }
+}
+
+fn raw_role(reps: Result<Vec<table::Rep>, String>) -> Result<(), String> {
+    measure::print_reps(&reps?);
+    Ok(())
+}
+
+/// The plan options of a role: `NAME [--warmup N] [--count N] [--reps N]`.
+fn role_plan(args: &[String]) -> Result<Plan, String> {
+    let (_, rest) = args.split_first().ok_or("--role needs a name")?;
     let mut plan = Plan {
         warmup: 1,
         n: 1,
@@ -845,16 +904,28 @@ fn run_role(args: &[String]) -> Result<(), String> {
             other => return Err(format!("unknown role option {other:?}")),
         }
     }
-    match role.as_str() {
-        "procspawn" => crates::procspawn_role(&plan).map_err(|e| e.to_string()),
-        other => Err(format!("unknown role {other:?}")),
-    }
+    Ok(plan)
 }
 
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // The raw process-start loops are served first of all, in a process
+    // that has allocated nothing else yet (not even procspawn's state).
+    if args.first().map(String::as_str) == Some("--role")
+        && args
+            .get(1)
+            .is_some_and(|r| r == raw::ROLE_FORK_WAIT || r == raw::ROLE_FORK_EXEC)
+    {
+        return match run_role(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("mp-bench: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     // procspawn's children re-enter here and are served before anything else.
     procspawn::init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,6 +1,7 @@
 //! Our figures for mp-conn: round trips over `pipe(true)` (default and
-//! low-latency mode), byte streams received with `recv_bytes_into_vec`,
-//! authenticated connect + handshake, `wait()` and the reusable `Waiter`.
+//! low-latency mode) and over `pipe_pair()`, byte streams received with
+//! `recv_bytes_into_vec`, authenticated connect + handshake, `wait()` and
+//! the reusable `Waiter`.
 //! Written against the mp-conn API contract; compiled with `--features conn`.
 
 use std::io::{self, Read as _};
@@ -30,11 +31,33 @@ pub(crate) fn pingpong(
     plan: &Plan,
     low_latency: Option<Duration>,
 ) -> Result<Vec<Rep>, String> {
+    pingpong_over(placement, allowed, plan, low_latency, || {
+        mp_conn::pipe(true)
+    })
+}
+
+/// 64-byte round trips over `mp_conn::pipe_pair()` (two OS pipes), as
+/// [`pingpong`] does over the socketpair.
+pub(crate) fn pingpong_pipe_pair(
+    placement: Placement,
+    allowed: &[usize],
+    plan: &Plan,
+) -> Result<Vec<Rep>, String> {
+    pingpong_over(placement, allowed, plan, None, mp_conn::pipe_pair)
+}
+
+fn pingpong_over(
+    placement: Placement,
+    allowed: &[usize],
+    plan: &Plan,
+    low_latency: Option<Duration>,
+    make: impl FnOnce() -> mp_conn::Result<(Connection, Connection)>,
+) -> Result<Vec<Rep>, String> {
     forked_pair(
         placement,
         allowed,
         plan,
-        || mp_conn::pipe(true).map_err(io),
+        || make().map_err(io),
         |mut a: Connection, plan| {
             a.set_low_latency(low_latency);
             let msg = [7u8; MSG_LEN];

@@ -23,6 +23,10 @@ pub(crate) fn pingpong(
     not_built()
 }
 
+pub(crate) fn pingpong_pipe_pair(_: Placement, _: &[usize], _: &Plan) -> Result<Vec<Rep>, String> {
+    not_built()
+}
+
 pub(crate) fn stream(_: usize, _: &[usize], _: &Plan) -> Result<Vec<Rep>, String> {
     not_built()
 }

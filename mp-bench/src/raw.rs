@@ -110,6 +110,43 @@ pub(crate) fn pingpong(
     )
 }
 
+/// 64-byte round trips over two OS pipes (one each way) between two
+/// forked peers: one `write` of 64 bytes, one `read` of 64 bytes, as the
+/// plain socketpair ping-pong does. The limit of `mp_conn::pipe_pair`.
+pub(crate) fn pingpong_pipes(
+    placement: Placement,
+    allowed: &[usize],
+    plan: &Plan,
+) -> Result<Vec<Rep>, String> {
+    let setup = || -> io::Result<((OwnedFd, OwnedFd), (OwnedFd, OwnedFd))> {
+        let (r1, w1) = sys::pipe()?;
+        let (r2, w2) = sys::pipe()?;
+        // (parent's (read, write), child's (read, write))
+        Ok(((r1, w2), (r2, w1)))
+    };
+    forked_pair(
+        placement,
+        allowed,
+        plan,
+        setup,
+        |(r, w): (OwnedFd, OwnedFd), plan| {
+            let msg = [7u8; MSG_LEN];
+            let mut buf = [0u8; MSG_LEN];
+            run_blocks(plan, || {
+                sys::write_all(w.as_fd(), &msg)?;
+                sys::read_exact(r.as_fd(), &mut buf)
+            })
+        },
+        |(r, w): (OwnedFd, OwnedFd), plan| {
+            let mut buf = [0u8; MSG_LEN];
+            run_blocks(plan, || {
+                sys::read_exact(r.as_fd(), &mut buf)?;
+                sys::write_all(w.as_fd(), &buf)
+            })
+        },
+    )
+}
+
 /// One-way transfer of `size`-byte chunks over a socketpair: the child
 /// writes, the parent reads into one reused buffer.
 pub(crate) fn stream(size: usize, allowed: &[usize], plan: &Plan) -> Result<Vec<Rep>, String> {
@@ -272,6 +309,23 @@ pub(crate) fn malloc_free(size: usize, plan: &Plan) -> Result<Vec<Rep>, String> 
     sys::free_ring(&mut ring);
     std::hint::black_box(sum);
     reps.map_err(|e| format!("error: {e}"))
+}
+
+/// The internal role names of the raw process-start loops.
+pub(crate) const ROLE_FORK_WAIT: &str = "raw-fork-waitpid";
+pub(crate) const ROLE_FORK_EXEC: &str = "raw-fork-exec-true";
+
+/// Runs raw process-start role `role` (one of the `ROLE_*` names) in a
+/// freshly exec'ed copy of this executable, which serves it first thing
+/// in `main`, before it allocates anything else. `fork` copies the
+/// parent's page tables, so in this process, grown by the rows measured
+/// before, it would be slower than in a small program: the limit is the
+/// small program's.
+pub(crate) fn in_fresh_process(role: &str, plan: &Plan) -> Result<Vec<Rep>, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("error: {e}"))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["--role", role]).args(plan.args());
+    crate::measure::run_reps(&mut cmd, Duration::from_secs(300), plan)
 }
 
 /// `fork()` + `_exit(0)` in the child + `waitpid()`.

@@ -302,6 +302,8 @@ const LEGEND: &[&str] = &[
     "cpu = CPU time (user+sys, all processes of the operation) in microseconds per operation.",
     "heap_*/proc_* ours: figures printed by the heap_bench/procstart examples; their cpu is the whole example process (start-up included).",
     "Under forkserver, cpu (ours and CPython) leaves out the children, which belong to the fork server.",
+    "raw.fork_waitpid and raw.fork_exec_true run in a freshly exec'ed copy of mp-bench, before it allocates anything (fork copies the parent's page tables, so the bench process itself would fork slower): the raw limit is a small program's.",
+    "pipe_rtt_64B_pipepair*: ours is mp_conn::pipe_pair() (two OS pipes, opt-in); raw is a two-pipes ping-pong; CPython is its duplex Pipe (a socketpair), as in pipe_rtt_64B*.",
 ];
 
 fn text_table(out: &mut String, headers: &[&str], lines: &[Vec<String>]) {
@@ -357,15 +359,47 @@ fn ref_lines(refs: &[RefRow]) -> Vec<Vec<String>> {
 const REF_HEADERS: [&str; 4] = ["raw reference", "unit", "raw", "cpu raw"];
 
 impl Report {
+    /// For the rows with a "cpu <= f x CPython" goal: the raw limit's own
+    /// CPU per operation as a fraction of CPython's in this run, so that a
+    /// reader sees when the goal lies below what the system calls alone
+    /// cost. `None` when no such row has both figures.
+    pub(crate) fn cpu_floor_note(&self) -> Option<String> {
+        let parts: Vec<String> = self
+            .rows
+            .iter()
+            .filter_map(|r| {
+                let f = r.goals.iter().find_map(|g| match *g {
+                    Goal::CpuPy(f) => Some(f),
+                    _ => None,
+                })?;
+                let floor = cpu_ratio(&r.raw, &r.cpython)?;
+                let below = if floor > f { " (goal below it)" } else { "" };
+                Some(format!("{} {floor:.2}{below}", r.name))
+            })
+            .collect();
+        if parts.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "CPU floor of the cpu<=x CPython goals, this run: the raw limit's cpu per operation / CPython's = {}.",
+            parts.join(", ")
+        ))
+    }
+
+    /// Preamble, legend and the run's notes, in order.
+    fn header_lines(&self) -> Vec<String> {
+        self.preamble
+            .iter()
+            .cloned()
+            .chain(LEGEND.iter().map(|l| l.to_string()))
+            .chain(self.cpu_floor_note())
+            .collect()
+    }
+
     /// The aligned text table for the terminal.
     pub(crate) fn to_text(&self) -> String {
         let mut out = String::new();
-        for line in self
-            .preamble
-            .iter()
-            .map(String::as_str)
-            .chain(LEGEND.iter().copied())
-        {
+        for line in self.header_lines() {
             let _ = writeln!(out, "{line}");
         }
         out.push('\n');
@@ -381,13 +415,8 @@ impl Report {
     /// The same table as Markdown, for the README.
     pub(crate) fn to_markdown(&self) -> String {
         let mut out = String::new();
-        for line in self
-            .preamble
-            .iter()
-            .map(String::as_str)
-            .chain(LEGEND.iter().copied())
-        {
-            let _ = writeln!(out, "{}  ", md_escape(line));
+        for line in self.header_lines() {
+            let _ = writeln!(out, "{}  ", md_escape(&line));
         }
         out.push('\n');
         let lines: Vec<Vec<String>> = self.rows.iter().map(Row::cells).collect();
@@ -440,5 +469,41 @@ mod tests {
         };
         assert!(pending.goal_text().contains("pending"));
         assert!(pending.cells()[2].contains("not built"));
+    }
+
+    #[test]
+    fn cpu_floor_note_names_rows_whose_goal_is_below_the_raw_cpu() {
+        let row = |name: &str, raw_cpu: f64, py_cpu: f64| Row {
+            name: name.into(),
+            unit: Unit::Rate("rt/s"),
+            ours: m(&[1.0]),
+            cpython: Ok(Measured {
+                values: vec![1.0],
+                cpu_us: vec![py_cpu],
+            }),
+            raw_name: "raw.x".into(),
+            raw: Ok(Measured {
+                values: vec![1.0],
+                cpu_us: vec![raw_cpu],
+            }),
+            krate: None,
+            goals: vec![Goal::CpuPy(1.0 / 3.0)],
+        };
+        let mut report = Report {
+            rows: vec![row("a", 4.0, 10.0), row("b", 2.0, 10.0)],
+            ..Report::default()
+        };
+        let note = report.cpu_floor_note().unwrap();
+        assert!(note.contains("a 0.40 (goal below it)"), "{note}");
+        assert!(
+            note.contains("b 0.20,") || note.ends_with("b 0.20."),
+            "{note}"
+        );
+        assert!(!note.contains("b 0.20 (goal"), "{note}");
+        assert!(report.to_text().contains(&note));
+        assert!(report.to_markdown().contains(&note));
+        report.rows[0].goals = vec![Goal::Raw(0.9)];
+        report.rows[1].cpython = Err("n/a".into());
+        assert_eq!(report.cpu_floor_note(), None);
     }
 }

@@ -46,11 +46,22 @@ impl Spin {
     }
 }
 
-/// The open fd and everything tied to reading it.
+/// A separate fd for sending (a [`pipe_pair`](crate::pipe_pair) end).
 #[derive(Debug)]
-struct Io {
+struct WriteEnd {
     fd: OwnedFd,
     kind: Kind,
+}
+
+/// The open fd(s) and everything tied to reading.
+#[derive(Debug)]
+struct Io {
+    /// The fd read, polled and waited on; also written when `write` is
+    /// `None` (every connection but a [`pipe_pair`](crate::pipe_pair) end).
+    fd: OwnedFd,
+    kind: Kind,
+    /// The fd sends go to, when it is not `fd`.
+    write: Option<WriteEnd>,
     /// Bytes read from the fd so far (stream offset of the next byte).
     pos: u64,
     /// Fds that arrived with `SCM_RIGHTS`, by stream position.
@@ -61,6 +72,14 @@ struct Io {
 }
 
 impl Io {
+    /// The fd sends go to, and its kind.
+    fn write_fd(&self) -> (BorrowedFd<'_>, Kind) {
+        match &self.write {
+            Some(w) => (w.fd.as_fd(), w.kind),
+            None => (self.fd.as_fd(), self.kind),
+        }
+    }
+
     /// One read into `buf` (never empty), blocking until at least one byte
     /// or end of file: spins first in low-latency mode, retries `EINTR`,
     /// waits with `poll` on `EAGAIN`. Returns 0 at end of file.
@@ -133,6 +152,10 @@ impl Io {
 /// A connection to a peer speaking CPython's message framing, over an
 /// owned socket or pipe fd; CPython's `multiprocessing.connection.Connection`.
 ///
+/// An end of a [`pipe_pair`](crate::pipe_pair) (or of
+/// [`Connection::from_fd_pair`]) holds two fds instead: it reads, polls and
+/// waits on its read fd and sends on its write fd.
+///
 /// Messages are byte strings (`send_bytes`/`recv_bytes` and friends) or any
 /// serde type encoded with postcard (`send`/`recv`). Each end is readable,
 /// writable or both; a receive or send in the wrong direction is an error,
@@ -173,9 +196,16 @@ impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Connection");
         match &self.io {
-            Some(io) => d.field("fd", &io.fd.as_raw_fd()).field("kind", &io.kind),
-            None => d.field("closed", &true),
-        };
+            Some(io) => {
+                d.field("fd", &io.fd.as_raw_fd()).field("kind", &io.kind);
+                if let Some(w) = &io.write {
+                    d.field("write_fd", &w.fd.as_raw_fd());
+                }
+            }
+            None => {
+                d.field("closed", &true);
+            }
+        }
         d.field("readable", &self.readable)
             .field("writable", &self.writable)
             .field("exact_reads", &self.exact.load(Ordering::Relaxed))
@@ -204,6 +234,7 @@ impl Connection {
             io: Some(Io {
                 fd,
                 kind,
+                write: None,
                 pos: 0,
                 batches: VecDeque::new(),
                 spin: None,
@@ -216,6 +247,42 @@ impl Connection {
             start: 0,
             end: 0,
         })
+    }
+
+    /// Wraps two fds as one duplex connection: messages are received from
+    /// `read` (which [`poll`](Connection::poll), [`wait`](crate::wait) and
+    /// [`Waiter`](crate::Waiter) watch) and sent on `write`. This is what a
+    /// [`pipe_pair`](crate::pipe_pair) end is; the fds should be in
+    /// blocking mode.
+    ///
+    /// Such a connection cannot pass fds (even if both are unix sockets)
+    /// and [`into_fd`](Connection::into_fd) refuses it, since there is no
+    /// one fd to give back; [`try_clone`](Connection::try_clone) and
+    /// process arguments (serde, through `mp_reduction`) carry both fds.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if either fd cannot be inspected with `fstat`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mp_conn::Connection;
+    /// let (r1, w1) = rustix::pipe::pipe()?;
+    /// let (r2, w2) = rustix::pipe::pipe()?;
+    /// let a = Connection::from_fd_pair(r1, w2)?;
+    /// let mut b = Connection::from_fd_pair(r2, w1)?;
+    /// a.send_bytes(b"over two pipes")?;
+    /// assert_eq!(b.recv_bytes()?, b"over two pipes");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_fd_pair(read: OwnedFd, write: OwnedFd) -> Result<Connection> {
+        let kind = Kind::of(write.as_fd())?;
+        let mut conn = Connection::new(read, true, true)?;
+        if let Some(io) = conn.io.as_mut() {
+            io.write = Some(WriteEnd { fd: write, kind });
+        }
+        Ok(conn)
     }
 
     /// Whether this end can receive (unchanged by closing, as in CPython).
@@ -234,11 +301,19 @@ impl Connection {
         self.io.is_none()
     }
 
-    /// Whether the fd is an `AF_UNIX` socket, which can carry fds.
+    /// Whether the fd is an `AF_UNIX` socket, which can carry fds (never
+    /// true for a connection with a separate write fd).
     pub fn is_unix_socket(&self) -> bool {
         self.io
             .as_ref()
-            .is_some_and(|io| io.kind == Kind::UnixSocket)
+            .is_some_and(|io| io.kind == Kind::UnixSocket && io.write.is_none())
+    }
+
+    /// Whether this connection holds a separate write fd (a
+    /// [`pipe_pair`](crate::pipe_pair) end, or
+    /// [`from_fd_pair`](Connection::from_fd_pair)).
+    pub fn has_write_fd(&self) -> bool {
+        self.io.as_ref().is_some_and(|io| io.write.is_some())
     }
 
     /// The number of bytes read ahead and not yet consumed.
@@ -246,7 +321,8 @@ impl Connection {
         self.end - self.start
     }
 
-    /// Closes the fd. Idempotent; buffered bytes and fds that arrived but
+    /// Closes the fd (both fds of a [`pipe_pair`](crate::pipe_pair) end).
+    /// Idempotent; buffered bytes and fds that arrived but
     /// were not received are dropped (the fds closed).
     pub fn close(&mut self) {
         if let Some(io) = self.io.take() {
@@ -295,7 +371,8 @@ impl Connection {
         let io = self.check_writable()?;
         let mut header = [0; 12];
         let header = frame::encode_header(buf.len() as u64, &mut header);
-        sys::write_all2(io.fd.as_fd(), io.kind, header, buf)?;
+        let (fd, kind) = io.write_fd();
+        sys::write_all2(fd, kind, header, buf)?;
         Ok(())
     }
 
@@ -336,7 +413,8 @@ impl Connection {
         let at = 12 - header.len();
         let mut buf = buf;
         buf[at..12].copy_from_slice(header);
-        sys::write_all2(io.fd.as_fd(), io.kind, &[], &buf[at..])?;
+        let (fd, kind) = io.write_fd();
+        sys::write_all2(fd, kind, &[], &buf[at..])?;
         Ok(())
     }
 
@@ -632,16 +710,28 @@ impl Connection {
 
     // ----- fd-level operations -----
 
-    /// Duplicates the fd (close-on-exec) into a second `Connection` with
-    /// the same directions. Both switch to exact reads, since they now
-    /// share one stream; bytes already read ahead stay with `self`.
+    /// Duplicates the fd (both fds of a [`pipe_pair`](crate::pipe_pair)
+    /// end; close-on-exec) into a second `Connection` with the same
+    /// directions. Both switch to exact reads, since they now share one
+    /// stream; bytes already read ahead stay with `self`.
     ///
     /// # Errors
     ///
     /// [`Error::Closed`] or the OS error of `fcntl(F_DUPFD_CLOEXEC)`.
     pub fn try_clone(&mut self) -> Result<Connection> {
-        let fd = sys::dup(self.fd()?)?;
-        let clone = Connection::new(fd, self.readable, self.writable)?;
+        let io = self.io()?;
+        let fd = sys::dup(io.fd.as_fd())?;
+        let write = match &io.write {
+            Some(w) => Some(WriteEnd {
+                fd: sys::dup(w.fd.as_fd())?,
+                kind: w.kind,
+            }),
+            None => None,
+        };
+        let mut clone = Connection::new(fd, self.readable, self.writable)?;
+        if let Some(clone_io) = clone.io.as_mut() {
+            clone_io.write = write;
+        }
         clone.exact.store(true, Ordering::Relaxed);
         self.exact.store(true, Ordering::Relaxed);
         Ok(clone)
@@ -664,7 +754,8 @@ impl Connection {
     /// often spinning pays off), then block. `None` turns it off. Costs
     /// CPU while waiting; meant for peers on separate CPUs.
     ///
-    /// On a pipe this sets `O_NONBLOCK` on the fd (and clears it when the
+    /// On a pipe (and on a [`pipe_pair`](crate::pipe_pair) end's read fd)
+    /// this sets `O_NONBLOCK` on the fd (and clears it when the
     /// mode is turned off, or the connection is closed, sent or turned
     /// back into an fd). Errors of `fcntl` leave the mode off.
     pub fn set_low_latency(&mut self, spin: Option<Duration>) {
@@ -697,8 +788,11 @@ impl Connection {
     ///
     /// # Errors
     ///
-    /// Refuses (handing `self` back) if the connection is closed, or holds
-    /// read-ahead bytes or received fds that would be lost with it.
+    /// Refuses (handing `self` back) if the connection is closed, holds
+    /// read-ahead bytes or received fds that would be lost with it, or has
+    /// a separate write fd (a [`pipe_pair`](crate::pipe_pair) end: no one
+    /// fd is the connection), all with [`Error::InvalidArgument`] but the
+    /// first ([`Error::Closed`]).
     #[allow(
         clippy::result_large_err,
         reason = "the contract hands the connection back by value; a cold path"
@@ -706,6 +800,14 @@ impl Connection {
     pub fn into_fd(mut self) -> Result<OwnedFd, (Self, Error)> {
         if self.io.is_none() {
             return Err((self, Error::Closed));
+        }
+        if self.has_write_fd() {
+            return Err((
+                self,
+                Error::InvalidArgument(
+                    "the connection has separate read and write fds (a pipe_pair end)",
+                ),
+            ));
         }
         if self.end > self.start || self.io.as_ref().is_some_and(|io| !io.batches.is_empty()) {
             return Err((
@@ -746,7 +848,7 @@ impl Connection {
 
     pub(crate) fn check_fd_passing_writable(&self) -> Result<BorrowedFd<'_>> {
         let io = self.check_writable()?;
-        if io.kind != Kind::UnixSocket {
+        if io.kind != Kind::UnixSocket || io.write.is_some() {
             return Err(Error::InvalidArgument(
                 "fd passing needs a unix-socket connection",
             ));
@@ -756,7 +858,7 @@ impl Connection {
 
     pub(crate) fn check_fd_passing_readable(&self) -> Result<()> {
         self.check_readable()?;
-        if self.io()?.kind != Kind::UnixSocket {
+        if !self.is_unix_socket() {
             return Err(Error::InvalidArgument(
                 "fd passing needs a unix-socket connection",
             ));
@@ -833,13 +935,14 @@ impl mp_auth::MessageChannel for Connection {
 // ----- serde: a Connection as a process argument (mp-reduction) -----
 
 /// How a [`Connection`] is written inside a serde value: its fd as an
-/// `mp_reduction::FdSlot` (the fd itself travels beside the bytes) and its
-/// direction flags.
+/// `mp_reduction::FdSlot` (the fd itself travels beside the bytes), its
+/// direction flags, and its separate write fd if it has one.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct ConnectionWire {
     fd: mp_reduction::FdSlot,
     readable: bool,
     writable: bool,
+    write_fd: Option<mp_reduction::FdSlot>,
 }
 
 /// Serializable only inside `mp_reduction::collect_fds` (for example as a
@@ -860,10 +963,15 @@ impl serde::Serialize for Connection {
             return Err(S::Error::custom("the connection holds read-ahead data"));
         }
         let fd = mp_reduction::FdSlot::collect(io.fd.as_fd()).map_err(S::Error::custom)?;
+        let write_fd = match &io.write {
+            Some(w) => Some(mp_reduction::FdSlot::collect(w.fd.as_fd()).map_err(S::Error::custom)?),
+            None => None,
+        };
         ConnectionWire {
             fd,
             readable: self.readable,
             writable: self.writable,
+            write_fd,
         }
         .serialize(serializer)
     }
@@ -877,6 +985,17 @@ impl<'de> serde::Deserialize<'de> for Connection {
         use serde::de::Error as _;
         let wire = ConnectionWire::deserialize(deserializer)?;
         let fd = wire.fd.take().map_err(D::Error::custom)?;
-        Connection::new(fd, wire.readable, wire.writable).map_err(D::Error::custom)
+        match wire.write_fd {
+            Some(slot) => {
+                let write = slot.take().map_err(D::Error::custom)?;
+                if !(wire.readable && wire.writable) {
+                    return Err(D::Error::custom(
+                        "a connection with a write fd must be duplex",
+                    ));
+                }
+                Connection::from_fd_pair(fd, write).map_err(D::Error::custom)
+            }
+            None => Connection::new(fd, wire.readable, wire.writable).map_err(D::Error::custom),
+        }
     }
 }

@@ -518,6 +518,40 @@ fn connection_as_argument() {
     }
 }
 
+/// A `pipe_pair` end holds two fds (read and write); the child checks it
+/// got both (it can receive and answer) and answers.
+fn pipe_pair_echo(mut conn: mp_conn::Connection) {
+    assert!(conn.has_write_fd(), "the write fd travelled");
+    let n: u64 = conn.recv().unwrap();
+    conn.send(&(n * 2)).unwrap();
+    // A second round, the other way about.
+    conn.send(&"child first".to_string()).unwrap();
+    let reply: String = conn.recv().unwrap();
+    assert_eq!(reply, "parent second");
+}
+
+fn pipe_pair_as_argument() {
+    for m in METHODS {
+        let (mut ours, theirs) = mp_conn::pipe_pair().unwrap();
+        let p = ctx(m).process(pipe_pair_echo, theirs);
+        p.start().unwrap();
+        ours.send(&21u64).unwrap();
+        let sentinel = p.sentinel().unwrap();
+        let ready = mp_conn::wait(&[&ours, &sentinel], Some(Duration::from_secs(60))).unwrap();
+        assert!(ready.contains(&0), "{m}: {ready:?}");
+        assert_eq!(ours.recv::<u64>().unwrap(), 42, "{m}");
+        assert_eq!(ours.recv::<String>().unwrap(), "child first", "{m}");
+        ours.send(&"parent second".to_string()).unwrap();
+        p.join(LONG).unwrap();
+        assert_eq!(p.exitcode().unwrap(), Some(0), "{m}");
+        // Both of the parent's copies went with the process: EOF.
+        assert!(
+            matches!(ours.recv::<u64>(), Err(mp_conn::Error::Eof)),
+            "{m}"
+        );
+    }
+}
+
 /// Writes a pattern the parent checks into the bytes it was given.
 fn fill_buffer(mut buf: mp_heap::SharedBuffer) {
     for (i, b) in buf.iter_mut().enumerate() {
@@ -600,6 +634,7 @@ fn main() {
         ("identity_and_contexts", identity_and_contexts),
         ("daemon_flag", daemon_flag),
         ("connection_as_argument", connection_as_argument),
+        ("pipe_pair_as_argument", pipe_pair_as_argument),
         ("shared_buffer_as_argument", shared_buffer_as_argument),
         ("values_and_arrays_add_up", values_and_arrays_add_up),
     ];

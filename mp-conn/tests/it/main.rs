@@ -8,5 +8,6 @@ mod interop_examples;
 mod interop_listener;
 mod listener;
 mod pipe;
+mod pipe_pair;
 mod python;
 mod wait;
