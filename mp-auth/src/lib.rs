@@ -58,8 +58,8 @@ pub use digest::{Digest, LEGACY_CHALLENGE_LEN, MD5_DIGEST_LEN, parse_digest_pref
 pub use error::{AuthenticationError, HandshakeError};
 pub use handshake::{
     CHALLENGE, CHALLENGE_RANDOM_LEN, Challenge, FAILURE, MAX_HANDSHAKE_MESSAGE, MessageChannel,
-    Policy, WELCOME, answer_challenge, answer_challenge_with, create_response, deliver_challenge,
-    deliver_challenge_with, parse_challenge, verify_response,
+    Policy, WELCOME, answer_challenge, answer_challenge_with, client_handshake, create_response,
+    deliver_challenge, deliver_challenge_with, parse_challenge, verify_response,
 };
 
 /// The README's examples, compiled and run as doc tests so that it cannot
