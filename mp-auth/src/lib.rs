@@ -11,6 +11,8 @@
 //! - Legacy peers (CPython 3.11 and older) send a 20-byte challenge and a
 //!   bare 16-byte HMAC-MD5 reply; both directions interoperate.
 //! - [`Policy::refuse_md5`] refuses MD5 altogether (FIPS-style deployments).
+//! - [`client_handshake`] runs the client's two steps pipelined: four
+//!   one-way trips instead of six, with the same bytes.
 //!
 //! The core ([`Challenge`], [`parse_challenge`], [`create_response`],
 //! [`verify_response`], [`parse_digest_prefix`]) does no I/O; the drivers

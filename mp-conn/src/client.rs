@@ -1,5 +1,6 @@
 //! `client`: connects to a listener and, with a key, runs the mutual
-//! handshake in CPython's client order (answer, then deliver).
+//! handshake in CPython's client order (answer, then deliver), pipelined
+//! with [`mp_auth::client_handshake`].
 
 use std::os::fd::AsFd;
 use std::time::Duration;
@@ -124,7 +125,9 @@ impl ClientBuilder {
         self
     }
 
-    /// Connects and, with a key, authenticates (answer, then deliver).
+    /// Connects and, with a key, authenticates (answer, then deliver; the
+    /// reply and our challenge go out in one write, see
+    /// [`mp_auth::client_handshake`]).
     ///
     /// # Errors
     ///
