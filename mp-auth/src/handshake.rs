@@ -249,6 +249,22 @@ pub trait MessageChannel {
     /// Any transport error.
     fn send_message(&mut self, message: &[u8]) -> io::Result<()>;
 
+    /// Sends several messages, in order, each as its own message (the peer
+    /// receives them one by one, exactly as if each had been sent with
+    /// [`send_message`](Self::send_message)). A channel over a socket
+    /// should override it to write them all with one system call, so that
+    /// they travel together; the default sends them one at a time.
+    ///
+    /// # Errors
+    ///
+    /// Any transport error; some of the messages may have been sent.
+    fn send_messages(&mut self, messages: &[&[u8]]) -> io::Result<()> {
+        for message in messages {
+            self.send_message(message)?;
+        }
+        Ok(())
+    }
+
     /// Receives one message of at most `max_len` bytes. A longer message
     /// must be refused with an error, without reading or allocating it.
     ///
@@ -261,6 +277,9 @@ pub trait MessageChannel {
 impl<C: MessageChannel + ?Sized> MessageChannel for &mut C {
     fn send_message(&mut self, message: &[u8]) -> io::Result<()> {
         (**self).send_message(message)
+    }
+    fn send_messages(&mut self, messages: &[&[u8]]) -> io::Result<()> {
+        (**self).send_messages(messages)
     }
     fn recv_message(&mut self, max_len: usize) -> io::Result<Vec<u8>> {
         (**self).recv_message(max_len)
@@ -344,6 +363,105 @@ pub fn answer_challenge_with<C: MessageChannel>(
         Ok(())
     } else {
         Err(AuthenticationError::DigestSentRejected.into())
+    }
+}
+
+/// The client's side of the mutual handshake, pipelined: CPython's
+/// `answer_challenge` followed by `deliver_challenge`, with the same bytes
+/// on the wire in the same order, in four one-way trips instead of six.
+///
+/// After receiving the listener's challenge, the client sends its reply
+/// *and* its own challenge in one [`MessageChannel::send_messages`] call,
+/// then reads the verdict and the listener's reply:
+///
+/// ```text
+/// client                                  listener
+///   recv  #CHALLENGE#{d}random       <-     send                       1
+///   send  {d}HMAC + #CHALLENGE#{d}r  ->     recv reply, recv challenge 2
+///   recv  #WELCOME#, then {d}HMAC    <-     send both                  3
+///   send  #WELCOME# | #FAILURE#      ->     recv                       4
+/// ```
+///
+/// (Unpipelined, `answer_challenge` then `deliver_challenge`, the client's
+/// challenge waits for the verdict: six trips.) A listener that reads one
+/// message at a time, as CPython's does, simply finds the client's
+/// challenge waiting in its socket once it has sent `#WELCOME#`; a listener
+/// that rejects the reply closes the connection with the challenge unread.
+/// The listener answers with `digest` (sha256 by default), as in
+/// [`deliver_challenge_with`].
+///
+/// # Errors
+///
+/// - [`AuthenticationError::DigestRefused`] (before anything is received)
+///   for MD5 under a refusing policy;
+/// - the errors of [`parse_challenge`] and [`create_response`] for a
+///   malformed challenge (nothing is sent then);
+/// - [`AuthenticationError::DigestSentRejected`] for any verdict other than
+///   `#WELCOME#`;
+/// - the errors of [`verify_response`] for a wrong reply from the listener
+///   (after `#FAILURE#` has been sent);
+/// - [`HandshakeError::Io`] for transport errors, end of file, or a
+///   message over 256 bytes.
+///
+/// # Examples
+///
+/// Against a listener that runs CPython's two steps, one message at a time:
+///
+/// ```
+/// use std::{io, sync::mpsc};
+/// use mp_auth::{Digest, MessageChannel, Policy};
+///
+/// struct End(mpsc::Sender<Vec<u8>>, mpsc::Receiver<Vec<u8>>);
+/// impl MessageChannel for End {
+///     fn send_message(&mut self, m: &[u8]) -> io::Result<()> {
+///         self.0.send(m.to_vec()).map_err(|_| io::ErrorKind::BrokenPipe.into())
+///     }
+///     fn recv_message(&mut self, max: usize) -> io::Result<Vec<u8>> {
+///         let m = self.1.recv().map_err(|_| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+///         if m.len() > max { return Err(io::ErrorKind::InvalidData.into()); }
+///         Ok(m)
+///     }
+/// }
+///
+/// let (a_tx, b_rx) = mpsc::channel();
+/// let (b_tx, a_rx) = mpsc::channel();
+/// let listener = std::thread::spawn(move || -> Result<(), mp_auth::HandshakeError> {
+///     let mut end = End(b_tx, b_rx);
+///     mp_auth::deliver_challenge(&mut end, b"secret key", Digest::Sha256)?;
+///     mp_auth::answer_challenge(&mut end, b"secret key")
+/// });
+/// let client = End(a_tx, a_rx);
+/// mp_auth::client_handshake(client, b"secret key", Digest::Sha256, Policy::CPYTHON)?;
+/// listener.join().unwrap()?;
+/// # Ok::<(), mp_auth::HandshakeError>(())
+/// ```
+pub fn client_handshake<C: MessageChannel>(
+    mut channel: C,
+    key: &[u8],
+    digest: Digest,
+    policy: Policy,
+) -> Result<(), HandshakeError> {
+    policy.check(digest)?;
+    let frame = channel.recv_message(MAX_HANDSHAKE_MESSAGE)?;
+    let message = parse_challenge(&frame)?;
+    let reply = create_response(key, message, policy)?;
+    let challenge = Challenge::new(digest)?;
+    channel.send_messages(&[&reply, &challenge.to_wire()])?;
+    let verdict = channel.recv_message(MAX_HANDSHAKE_MESSAGE)?;
+    if verdict != WELCOME {
+        return Err(AuthenticationError::DigestSentRejected.into());
+    }
+    let response = channel.recv_message(MAX_HANDSHAKE_MESSAGE)?;
+    match challenge.verify(key, &response, policy) {
+        Ok(()) => {
+            channel.send_message(WELCOME)?;
+            Ok(())
+        }
+        Err(err) => {
+            // As in `deliver_challenge_with`: the failure is what matters.
+            let _ = channel.send_message(FAILURE);
+            Err(err.into())
+        }
     }
 }
 
@@ -583,6 +701,194 @@ mod tests {
             answer_challenge(&mut peer, b"k"),
             Err(HandshakeError::Io(_))
         ));
+    }
+
+    /// A listener that runs CPython's steps one message at a time and
+    /// records every send call of the client, to see what went together.
+    struct ScriptedListener {
+        key: &'static [u8],
+        challenge: Challenge,
+        /// Replaces the listener's reply to the client's challenge.
+        bogus_reply: Option<Vec<u8>>,
+        /// Replies as CPython 3.11 does: a bare HMAC-MD5.
+        legacy_reply: bool,
+        /// Each `send_message`/`send_messages` call of the client.
+        calls: Vec<Vec<Vec<u8>>>,
+        /// The messages received by the listener, in order.
+        received: VecDeque<Vec<u8>>,
+        recvs: usize,
+    }
+
+    impl ScriptedListener {
+        fn new(key: &'static [u8], challenge: Challenge) -> ScriptedListener {
+            ScriptedListener {
+                key,
+                challenge,
+                bogus_reply: None,
+                legacy_reply: false,
+                calls: vec![],
+                received: VecDeque::new(),
+                recvs: 0,
+            }
+        }
+    }
+
+    impl MessageChannel for ScriptedListener {
+        fn send_message(&mut self, message: &[u8]) -> io::Result<()> {
+            self.send_messages(&[message])
+        }
+        fn send_messages(&mut self, messages: &[&[u8]]) -> io::Result<()> {
+            self.calls
+                .push(messages.iter().map(|m| m.to_vec()).collect());
+            self.received.extend(messages.iter().map(|m| m.to_vec()));
+            Ok(())
+        }
+        fn recv_message(&mut self, _max: usize) -> io::Result<Vec<u8>> {
+            self.recvs += 1;
+            match self.recvs {
+                1 => Ok(self.challenge.to_wire()),
+                2 => {
+                    let reply = self.received.pop_front().expect("the client replied");
+                    Ok(
+                        match self.challenge.verify(self.key, &reply, Policy::CPYTHON) {
+                            Ok(()) => WELCOME.to_vec(),
+                            Err(_) => FAILURE.to_vec(),
+                        },
+                    )
+                }
+                3 => {
+                    let frame = self.received.pop_front().expect("the client challenged");
+                    if let Some(bogus) = &self.bogus_reply {
+                        return Ok(bogus.clone());
+                    }
+                    let message = parse_challenge(&frame).expect("a well-formed challenge");
+                    if self.legacy_reply {
+                        return Ok(Digest::Md5.mac(self.key, message));
+                    }
+                    Ok(create_response(self.key, message, Policy::CPYTHON).unwrap())
+                }
+                _ => Err(io::ErrorKind::UnexpectedEof.into()),
+            }
+        }
+    }
+
+    #[test]
+    fn client_handshake_pipelines_reply_and_challenge() {
+        for digest in Digest::ALL {
+            let listener_challenge = Challenge::from_random(Digest::Sha384, &[7; 40]);
+            let mut peer = ScriptedListener::new(b"key", listener_challenge.clone());
+            client_handshake(&mut peer, b"key", digest, Policy::CPYTHON).unwrap();
+            // Two writes: reply + challenge together, then the verdict.
+            assert_eq!(peer.calls.len(), 2, "{digest}");
+            let first = &peer.calls[0];
+            assert_eq!(first.len(), 2);
+            assert_eq!(
+                first[0],
+                create_response(b"key", listener_challenge.message(), Policy::CPYTHON).unwrap()
+            );
+            let ours = parse_challenge(&first[1]).unwrap();
+            assert!(ours.starts_with(format!("{{{}}}", digest.name()).as_bytes()));
+            assert_eq!(ours.len(), 2 + digest.name().len() + CHALLENGE_RANDOM_LEN);
+            assert_eq!(peer.calls[1], vec![WELCOME.to_vec()]);
+        }
+    }
+
+    #[test]
+    fn client_handshake_against_a_legacy_listener() {
+        // CPython 3.11: a bare 20-byte challenge, answered with bare MD5.
+        let legacy = Challenge {
+            message: vec![5; LEGACY_CHALLENGE_LEN],
+        };
+        let mut peer = ScriptedListener::new(b"key", legacy);
+        client_handshake(&mut peer, b"key", Digest::Sha256, Policy::CPYTHON).unwrap();
+        assert_eq!(peer.calls[0][0], Digest::Md5.mac(b"key", &[5; 20]));
+        // Its reply to our challenge is a bare HMAC-MD5 over all of it.
+        assert_eq!(peer.calls[1], vec![WELCOME.to_vec()]);
+        let legacy = Challenge {
+            message: vec![5; LEGACY_CHALLENGE_LEN],
+        };
+        let mut peer = ScriptedListener::new(b"key", legacy);
+        peer.legacy_reply = true;
+        client_handshake(&mut peer, b"key", Digest::Sha3_256, Policy::CPYTHON).unwrap();
+        assert_eq!(peer.calls[1], vec![WELCOME.to_vec()]);
+        // A client that refuses MD5 answers a legacy challenge with sha256
+        // (which a real 3.11 listener then rejects).
+        let legacy = Challenge {
+            message: vec![5; LEGACY_CHALLENGE_LEN],
+        };
+        let mut peer = ScriptedListener::new(b"key", legacy);
+        let _ = client_handshake(&mut peer, b"key", Digest::Sha256, Policy::refuse_md5());
+        assert!(peer.calls[0][0].starts_with(b"{sha256}"));
+    }
+
+    #[test]
+    fn client_handshake_rejected_reply_stops_after_the_verdict() {
+        let mut peer =
+            ScriptedListener::new(b"right", Challenge::from_random(Digest::Sha256, &[2; 40]));
+        let err =
+            client_handshake(&mut peer, b"wrong", Digest::Sha256, Policy::CPYTHON).unwrap_err();
+        assert_eq!(err.to_string(), "digest sent was rejected");
+        // Only the pipelined write; no verdict of ours, no further read.
+        assert_eq!(peer.calls.len(), 1);
+        assert_eq!(peer.recvs, 2);
+    }
+
+    #[test]
+    fn client_handshake_wrong_listener_reply_gets_failure() {
+        let mut peer =
+            ScriptedListener::new(b"key", Challenge::from_random(Digest::Sha256, &[2; 40]));
+        peer.bogus_reply = Some(b"{sha256}0123456789abcdef0123456789abcdef".to_vec());
+        let err = client_handshake(&mut peer, b"key", Digest::Sha256, Policy::CPYTHON).unwrap_err();
+        assert!(matches!(
+            err,
+            HandshakeError::Authentication(AuthenticationError::DigestReceivedWrong)
+        ));
+        assert_eq!(peer.calls.last().unwrap(), &vec![FAILURE.to_vec()]);
+    }
+
+    #[test]
+    fn client_handshake_malformed_challenge_sends_nothing() {
+        let mut peer = Script {
+            incoming: VecDeque::from([b"#CHALLENGE#short".to_vec()]),
+            sent: vec![],
+        };
+        let err = client_handshake(&mut peer, b"k", Digest::Sha256, Policy::CPYTHON).unwrap_err();
+        assert!(matches!(
+            err,
+            HandshakeError::Authentication(AuthenticationError::ChallengeTooShort { len: 5 })
+        ));
+        assert!(peer.sent.is_empty());
+        // MD5 under a refusing policy is refused before anything is read.
+        let mut peer = Script {
+            incoming: VecDeque::new(),
+            sent: vec![],
+        };
+        assert!(matches!(
+            client_handshake(&mut peer, b"k", Digest::Md5, Policy::refuse_md5()),
+            Err(HandshakeError::Authentication(
+                AuthenticationError::DigestRefused { .. }
+            ))
+        ));
+    }
+
+    /// The pipelined client against the real listener steps, over the
+    /// in-memory channel, in every combination of keys and digests.
+    #[test]
+    fn client_handshake_against_deliver_then_answer() {
+        for digest in Digest::ALL {
+            for (server_key, client_key, ok) in [(b"k", b"k", true), (b"k", b"x", false)] {
+                let (mut s, mut c) = pair();
+                let t = std::thread::spawn(move || -> Result<(), HandshakeError> {
+                    deliver_challenge_with(&mut s, server_key, digest, Policy::CPYTHON)?;
+                    answer_challenge_with(&mut s, server_key, Policy::CPYTHON)
+                });
+                let client = client_handshake(&mut c, client_key, digest, Policy::CPYTHON);
+                drop(c);
+                let server = t.join().unwrap();
+                assert_eq!(client.is_ok(), ok, "{digest}: {client:?}");
+                assert_eq!(server.is_ok(), ok, "{digest}: {server:?}");
+            }
+        }
     }
 
     fn unhex(s: &str) -> Vec<u8> {

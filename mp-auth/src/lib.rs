@@ -11,6 +11,8 @@
 //! - Legacy peers (CPython 3.11 and older) send a 20-byte challenge and a
 //!   bare 16-byte HMAC-MD5 reply; both directions interoperate.
 //! - [`Policy::refuse_md5`] refuses MD5 altogether (FIPS-style deployments).
+//! - [`client_handshake`] runs the client's two steps pipelined: four
+//!   one-way trips instead of six, with the same bytes.
 //!
 //! The core ([`Challenge`], [`parse_challenge`], [`create_response`],
 //! [`verify_response`], [`parse_digest_prefix`]) does no I/O; the drivers
@@ -58,8 +60,8 @@ pub use digest::{Digest, LEGACY_CHALLENGE_LEN, MD5_DIGEST_LEN, parse_digest_pref
 pub use error::{AuthenticationError, HandshakeError};
 pub use handshake::{
     CHALLENGE, CHALLENGE_RANDOM_LEN, Challenge, FAILURE, MAX_HANDSHAKE_MESSAGE, MessageChannel,
-    Policy, WELCOME, answer_challenge, answer_challenge_with, create_response, deliver_challenge,
-    deliver_challenge_with, parse_challenge, verify_response,
+    Policy, WELCOME, answer_challenge, answer_challenge_with, client_handshake, create_response,
+    deliver_challenge, deliver_challenge_with, parse_challenge, verify_response,
 };
 
 /// The README's examples, compiled and run as doc tests so that it cannot

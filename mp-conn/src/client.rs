@@ -1,7 +1,8 @@
 //! `client`: connects to a listener and, with a key, runs the mutual
-//! handshake in CPython's client order (answer, then deliver).
+//! handshake in CPython's client order (answer, then deliver), pipelined
+//! with [`mp_auth::client_handshake`].
 
-use std::sync::Arc;
+use std::os::fd::AsFd;
 use std::time::Duration;
 
 use mp_auth::{Digest, Policy};
@@ -10,7 +11,7 @@ use rustix::io::Errno;
 use rustix::net::{SocketFlags, SocketType};
 
 use crate::address::Address;
-use crate::handshake::{Auth, Handshake, Role, run_to_completion};
+use crate::handshake::{Auth, run_client};
 use crate::listener::{DEFAULT_HANDSHAKE_TIMEOUT, address_family, connection_from, poll_one};
 use crate::{Connection, Error, Result};
 
@@ -124,7 +125,9 @@ impl ClientBuilder {
         self
     }
 
-    /// Connects and, with a key, authenticates (answer, then deliver).
+    /// Connects and, with a key, authenticates (answer, then deliver; the
+    /// reply and our challenge go out in one write, see
+    /// [`mp_auth::client_handshake`]).
     ///
     /// # Errors
     ///
@@ -158,27 +161,22 @@ impl ClientBuilder {
                 // goes on in the background (EALREADY on the retry).
                 Err(Errno::INTR) => continue,
                 Err(Errno::ALREADY | Errno::INPROGRESS) => {
-                    poll_one(rustix::fd::AsFd::as_fd(&socket), PollFlags::OUT, None)?;
+                    poll_one(socket.as_fd(), PollFlags::OUT, None)?;
                     rustix::net::sockopt::socket_error(&socket)??;
                     break;
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-        let socket = match &self.authkey {
-            None => socket,
-            Some(key) => {
-                rustix::io::ioctl_fionbio(&socket, true)?;
-                let auth = Arc::new(Auth {
-                    key: key.clone(),
-                    digest: self.digest,
-                    policy: self.policy,
-                    timeout: self.timeout,
-                });
-                let handshake = Handshake::new(socket, auth, Role::Client, self.accept_timeout);
-                run_to_completion(handshake)?
-            }
-        };
+        if let Some(key) = &self.authkey {
+            let auth = Auth {
+                key: key.clone(),
+                digest: self.digest,
+                policy: self.policy,
+                timeout: self.timeout,
+            };
+            run_client(socket.as_fd(), &auth, self.accept_timeout)?;
+        }
         connection_from(socket, address.family())
     }
 }

@@ -222,7 +222,7 @@ impl Connection {
     ///
     /// [`Error::InvalidArgument`] if neither `readable` nor `writable`
     /// (CPython's `ValueError`); [`Error::Io`] if `fd` cannot be inspected
-    /// with `fstat`.
+    /// (`getsockopt(SO_DOMAIN)` fails other than with `ENOTSOCK`).
     pub fn new(fd: OwnedFd, readable: bool, writable: bool) -> Result<Connection> {
         if !readable && !writable {
             return Err(Error::InvalidArgument(

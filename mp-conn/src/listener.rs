@@ -14,7 +14,7 @@ use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketFlags, SocketType};
 
 use crate::address::{Address, Family, arbitrary_address, remove_our_temp_dir};
-use crate::handshake::{Auth, Handshake, Role};
+use crate::handshake::{Auth, Handshake};
 use crate::{Connection, Error, Result};
 
 /// CPython's default backlog (`Listener(backlog=1)`).
@@ -254,25 +254,25 @@ impl Listener {
                 }
             }
             if new_clients {
-                while self.pending.len() < self.max_pending {
-                    let (fd, peer) = match accept_one(
-                        &self.socket,
-                        self.address.family(),
-                        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
-                    ) {
+                // One client per wake-up: when more are queued, the
+                // listening socket stays readable and the next poll says
+                // so; draining the queue would cost a failed accept4 each
+                // time there is just the one.
+                let (fd, peer) =
+                    match accept_one(&self.socket, self.address.family(), SocketFlags::CLOEXEC) {
                         Ok(accepted) => accepted,
-                        Err(Errno::AGAIN) => break,
-                        Err(Errno::INTR | Errno::CONNABORTED) => continue,
+                        Err(Errno::AGAIN | Errno::INTR | Errno::CONNABORTED) => continue,
                         Err(e) => return Err(e.into()),
                     };
-                    let mut handshake = Handshake::new(fd, auth.clone(), Role::Listener, None);
-                    // A quick client may even finish right away.
-                    if handshake.advance()? {
-                        self.last_accepted = peer;
-                        return Ok(handshake.into_fd());
-                    }
-                    self.pending.push(Pending { handshake, peer });
+                // The socket stays in blocking mode, which the connection
+                // wants; the handshake's calls say MSG_DONTWAIT.
+                let mut handshake = Handshake::new(fd, auth.clone());
+                // This sends the challenge; the reply takes a round trip.
+                if handshake.advance()? {
+                    self.last_accepted = peer;
+                    return Ok(handshake.into_fd());
                 }
+                self.pending.push(Pending { handshake, peer });
             }
         }
     }
@@ -550,11 +550,12 @@ fn accept_one(
     }
 }
 
-/// Turns a connected socket into a blocking `Connection` with no timeouts;
-/// TCP gets `TCP_NODELAY`, as every message is written whole anyway and
-/// Nagle's algorithm would only delay the second of two small writes.
+/// Turns a connected socket (in blocking mode: sockets are never switched
+/// to nonblocking, calls that must not block say `MSG_DONTWAIT`) into a
+/// `Connection` with no timeouts; TCP gets `TCP_NODELAY`, as every message
+/// is written whole anyway and Nagle's algorithm would only delay the
+/// second of two small writes.
 pub(crate) fn connection_from(fd: OwnedFd, family: Family) -> Result<Connection> {
-    rustix::io::ioctl_fionbio(&fd, false)?;
     if family == Family::Inet {
         rustix::net::sockopt::set_tcp_nodelay(&fd, true)?;
     }

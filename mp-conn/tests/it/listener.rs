@@ -168,3 +168,46 @@ fn client_handshake_times_out_on_a_silent_listener() {
     assert!(matches!(err, Error::Timeout), "{err:?}");
     holder.join().unwrap();
 }
+
+#[test]
+fn wrong_key_fails_on_both_sides_and_the_listener_serves_on() {
+    // The client sends its challenge together with its reply; the listener
+    // rejects the reply and drops the socket with that challenge unread
+    // (over TCP, a reset), but its #FAILURE# arrives first.
+    for family in [Family::Inet, Family::Unix] {
+        let mut listener = Listener::builder()
+            .family(family)
+            .authkey(*b"right")
+            .bind()
+            .unwrap();
+        let bound = listener.address().clone();
+        let server = std::thread::spawn(move || {
+            let first = listener.accept().map(drop);
+            let second = listener.accept().and_then(|mut c| {
+                let m = c.recv_bytes()?;
+                c.send_bytes(&m)
+            });
+            (first, second)
+        });
+        let err = client(&bound, Some(b"wrong")).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Authentication(mp_auth::AuthenticationError::DigestSentRejected)
+            ),
+            "{bound}: {err:?}"
+        );
+        round_trip(&bound, Some(b"right"));
+        let (first, second) = server.join().unwrap();
+        assert!(
+            matches!(
+                first,
+                Err(Error::Authentication(
+                    mp_auth::AuthenticationError::DigestReceivedWrong
+                ))
+            ),
+            "{bound}: {first:?}"
+        );
+        second.unwrap();
+    }
+}
