@@ -318,7 +318,19 @@ pub fn deliver_challenge_with<C: MessageChannel>(
     let challenge = Challenge::new(digest)?;
     channel.send_message(&challenge.to_wire())?;
     let response = channel.recv_message(MAX_HANDSHAKE_MESSAGE)?;
-    match challenge.verify(key, &response, policy) {
+    send_verdict(&mut channel, &challenge, key, &response, policy)
+}
+
+/// The verifier's last step, shared by every driver: checks `response` to
+/// `challenge` and sends `#WELCOME#`, or `#FAILURE#` and the error.
+fn send_verdict<C: MessageChannel>(
+    channel: &mut C,
+    challenge: &Challenge,
+    key: &[u8],
+    response: &[u8],
+    policy: Policy,
+) -> Result<(), HandshakeError> {
+    match challenge.verify(key, response, policy) {
         Ok(()) => {
             channel.send_message(WELCOME)?;
             Ok(())
@@ -452,17 +464,7 @@ pub fn client_handshake<C: MessageChannel>(
         return Err(AuthenticationError::DigestSentRejected.into());
     }
     let response = channel.recv_message(MAX_HANDSHAKE_MESSAGE)?;
-    match challenge.verify(key, &response, policy) {
-        Ok(()) => {
-            channel.send_message(WELCOME)?;
-            Ok(())
-        }
-        Err(err) => {
-            // As in `deliver_challenge_with`: the failure is what matters.
-            let _ = channel.send_message(FAILURE);
-            Err(err.into())
-        }
-    }
+    send_verdict(&mut channel, &challenge, key, &response, policy)
 }
 
 #[cfg(test)]
