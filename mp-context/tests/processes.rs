@@ -375,6 +375,40 @@ fn forkserver_preload_and_auth() {
     assert_eq!(run(&ctx("spawn").process(check_preloaded, ())), Some(4));
 }
 
+/// A client that connects to the fork server and stays silent in the
+/// middle of its handshake must not stall the server: children still start
+/// and their exits are still reported promptly (not after the server's 10 s
+/// handshake timeout).
+fn forkserver_serves_beside_a_silent_client() {
+    let c = ctx("forkserver");
+    assert_eq!(run(&c.process(nothing, ())), Some(0));
+    let address = mp_forkserver::ForkServer::global()
+        .address()
+        .expect("a server runs");
+    let mut silent = std::os::unix::net::UnixStream::connect(&address).unwrap();
+    // The server's challenge arriving shows it took this client and now
+    // waits for its answer, which never comes.
+    silent
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut challenge = [0u8; 4];
+    std::io::Read::read_exact(&mut silent, &mut challenge).expect("the server's challenge");
+    for code in [7, 0] {
+        let t0 = Instant::now();
+        let p = c.process(exit_with, code);
+        p.start().unwrap();
+        p.join(Some(Duration::from_secs(30))).unwrap();
+        let elapsed = t0.elapsed();
+        assert_eq!(p.exitcode().unwrap(), Some(code), "exit not reported");
+        assert!(
+            elapsed < Duration::from_secs(5),
+            "the silent client held the server up: {elapsed:?}"
+        );
+    }
+    drop(silent);
+    assert_eq!(run(&c.process(exit_with, 3)), Some(3));
+}
+
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Expect {
     name: String,
@@ -631,6 +665,10 @@ fn main() {
             forkserver_exits_with_its_parent,
         ),
         ("forkserver_preload_and_auth", forkserver_preload_and_auth),
+        (
+            "forkserver_serves_beside_a_silent_client",
+            forkserver_serves_beside_a_silent_client,
+        ),
         ("identity_and_contexts", identity_and_contexts),
         ("daemon_flag", daemon_flag),
         ("connection_as_argument", connection_as_argument),

@@ -7,9 +7,9 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use mp_conn::{Address, Connection, Listener};
+use mp_conn::{Address, Connection, Interest, Listener};
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::process::{WaitOptions, waitpid};
 
@@ -150,17 +150,30 @@ fn run(hooks: ServerHooks) -> io::Result<()> {
     // Child pid -> the write end of its status pipe.
     let mut pid_to_fd: HashMap<i32, OwnedFd> = HashMap::new();
     loop {
-        // Handshakes the listener has in progress are not in this poll
-        // set: with any pending, only look, and let `accept` finish them.
-        let pending = listener.pending_handshakes() > 0;
-        let mut pollfds = [
-            PollFd::new(&listener, PollFlags::IN),
+        // The listener's own descriptors (its socket and every handshake
+        // in progress) are polled with ours, and its `accept` never
+        // blocks: a client that connects and stays silent must not keep
+        // the loop from reporting exit statuses or noticing that the
+        // "alive" pipe closed. Each handshake is still bounded by its
+        // deadline, which bounds the poll.
+        let deadline = listener.next_handshake_deadline();
+        let mut pollfds = vec![
             PollFd::new(&alive_r, PollFlags::IN),
             PollFd::new(&sig_r, PollFlags::IN),
         ];
-        let timeout = pending.then_some(Timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
+        pollfds.extend(listener.poll_fds().into_iter().map(|(fd, interest)| {
+            let flags = match interest {
+                Interest::Readable => PollFlags::IN,
+                Interest::Writable => PollFlags::OUT,
+            };
+            PollFd::from_borrowed_fd(fd, flags)
+        }));
+        let timeout = deadline.map(|d| {
+            let left = d.saturating_duration_since(Instant::now());
+            Timespec::try_from(left).unwrap_or(Timespec {
+                tv_sec: i64::MAX,
+                tv_nsec: 0,
+            })
         });
         match poll(&mut pollfds, timeout.as_ref()) {
             Ok(_) => {}
@@ -168,7 +181,10 @@ fn run(hooks: ServerHooks) -> io::Result<()> {
             Err(e) => return Err(e.into()),
         }
         let ready = |i: usize| !pollfds[i].revents().is_empty();
-        let (listener_ready, alive_ready, sig_ready) = (ready(0), ready(1), ready(2));
+        let (alive_ready, sig_ready) = (ready(0), ready(1));
+        let listener_ready =
+            (2..pollfds.len()).any(ready) || deadline.is_some_and(|d| Instant::now() >= d);
+        drop(pollfds);
 
         if alive_ready {
             // EOF: no client process holds the write end any more. Closing
@@ -202,13 +218,13 @@ fn run(hooks: ServerHooks) -> io::Result<()> {
             }
         }
 
-        if !(listener_ready || pending) {
+        if !listener_ready {
             continue;
         }
         // The listener runs the handshake (it challenges first, then
-        // answers, as CPython 3.14's server) with a deadline; a client that
-        // fails it is dropped.
-        let Ok(mut conn) = listener.accept() else {
+        // answers, as CPython 3.14's server) with a deadline, doing only
+        // what the sockets allow now; a client that fails it is dropped.
+        let Ok(Some(mut conn)) = listener.accept_timeout(Some(Duration::ZERO)) else {
             continue;
         };
         let Some((child_r, child_w, alive_w, fds)) = receive_request(&mut conn) else {
