@@ -65,7 +65,7 @@ pub use frame::{
     FrameDecoder, HEADER_LEN, Header, decode_header, decode_long_length, encode_header,
 };
 pub use listener::{
-    DEFAULT_BACKLOG, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_PENDING_HANDSHAKES, Listener,
+    DEFAULT_BACKLOG, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_PENDING_HANDSHAKES, Interest, Listener,
     ListenerBuilder,
 };
 pub use mp_auth::{Digest, Policy};

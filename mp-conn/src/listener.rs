@@ -14,7 +14,7 @@ use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketFlags, SocketType};
 
 use crate::address::{Address, Family, arbitrary_address, remove_our_temp_dir};
-use crate::handshake::{Auth, Handshake};
+use crate::handshake::{Auth, Handshake, Want};
 use crate::{Connection, Error, Result};
 
 /// CPython's default backlog (`Listener(backlog=1)`).
@@ -74,6 +74,15 @@ pub struct Listener {
     max_pending: usize,
 }
 
+/// What a descriptor from [`Listener::poll_fds`] is to be polled for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Interest {
+    /// Readable (`POLLIN`).
+    Readable,
+    /// Writable (`POLLOUT`).
+    Writable,
+}
+
 /// A client whose handshake is in progress.
 struct Pending {
     handshake: Handshake,
@@ -101,7 +110,8 @@ impl Listener {
     /// Waits for a client and returns the connection to it; with a key, only
     /// once the mutual handshake has succeeded (CPython's `accept`).
     ///
-    /// A signal interrupting the wait is retried (CONN-36).
+    /// A signal interrupting the wait is retried (CONN-36). This is
+    /// [`Listener::accept_timeout`] without a timeout.
     ///
     /// # Errors
     ///
@@ -117,14 +127,128 @@ impl Listener {
     /// After any error other than [`Error::Closed`] the listener is still
     /// usable: call `accept` again to serve the next client.
     pub fn accept(&mut self) -> Result<Connection> {
+        loop {
+            if let Some(conn) = self.accept_timeout(None)? {
+                return Ok(conn);
+            }
+        }
+    }
+
+    /// [`Listener::accept`] for at most `timeout`: takes new clients and
+    /// advances handshakes in progress until one completes (`Ok(Some)`) or
+    /// `timeout` passes (`Ok(None)`; the handshakes still in progress carry
+    /// on at the next call). `None` waits as long as `accept` does;
+    /// `Some(Duration::ZERO)` never blocks: it only does what the sockets
+    /// allow right now.
+    ///
+    /// Each client's handshake stays bounded by its own deadline
+    /// ([`ListenerBuilder::handshake_timeout`]) whatever `timeout` is; a
+    /// handshake that fails or times out is reported as `accept` reports
+    /// it, as soon as it is noticed.
+    ///
+    /// # Serving a listener from an event loop
+    ///
+    /// A loop that waits on other descriptors too (as the fork server
+    /// does) must never block in `accept`: with a key, a client that
+    /// connects and stays silent would hold it until its handshake times
+    /// out. Instead, add [`Listener::poll_fds`] to the loop's poll set,
+    /// bound the poll's timeout by [`Listener::next_handshake_deadline`],
+    /// and when any of those descriptors is ready or the deadline has
+    /// passed, call `accept_timeout(Some(Duration::ZERO))`. Take the
+    /// descriptors afresh each time round: they change as clients come and
+    /// go.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use mp_conn::{ClientBuilder, Interest, Listener};
+    /// use rustix::event::{PollFd, PollFlags, Timespec};
+    ///
+    /// let mut listener = Listener::builder().authkey(*b"key").bind()?;
+    /// let address = listener.address().clone();
+    /// let peer = std::thread::spawn(move || {
+    ///     ClientBuilder::new().authkey(*b"key").connect(&address)?.send_bytes(b"hi")
+    /// });
+    /// let mut conn = loop {
+    ///     // The loop's own descriptors would go into `fds` too.
+    ///     let mut fds: Vec<PollFd<'_>> = listener
+    ///         .poll_fds()
+    ///         .into_iter()
+    ///         .map(|(fd, interest)| {
+    ///             let flags = match interest {
+    ///                 Interest::Readable => PollFlags::IN,
+    ///                 Interest::Writable => PollFlags::OUT,
+    ///             };
+    ///             PollFd::from_borrowed_fd(fd, flags)
+    ///         })
+    ///         .collect();
+    ///     let deadline = listener.next_handshake_deadline();
+    ///     let timeout = deadline.map(|d| {
+    ///         Timespec::try_from(d.saturating_duration_since(Instant::now())).unwrap()
+    ///     });
+    ///     rustix::event::poll(&mut fds, timeout.as_ref())?;
+    ///     let ready = fds.iter().any(|fd| !fd.revents().is_empty());
+    ///     drop(fds);
+    ///     if ready || deadline.is_some_and(|d| Instant::now() >= d) {
+    ///         if let Some(conn) = listener.accept_timeout(Some(Duration::ZERO))? {
+    ///             break conn;
+    ///         }
+    ///     }
+    /// };
+    /// assert_eq!(conn.recv_bytes()?, b"hi");
+    /// peer.join().unwrap()?;
+    /// # Ok::<(), mp_conn::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Listener::accept`].
+    pub fn accept_timeout(&mut self, timeout: Option<Duration>) -> Result<Option<Connection>> {
         if self.closed {
             return Err(Error::Closed);
         }
+        // A timeout too large for an `Instant` is no timeout.
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let fd = match self.auth.clone() {
-            None => self.accept_plain()?,
-            Some(auth) => self.accept_authenticated(&auth)?,
+            None => self.accept_plain(deadline)?,
+            Some(auth) => self.accept_authenticated(&auth, deadline)?,
         };
-        connection_from(fd, self.address.family())
+        fd.map(|fd| connection_from(fd, self.address.family()))
+            .transpose()
+    }
+
+    /// The descriptors an event loop should poll on this listener's behalf,
+    /// each with what to wait for: the listening socket (unless
+    /// [`ListenerBuilder::max_pending_handshakes`] handshakes are in
+    /// progress, when `accept` takes no new clients), then the socket of
+    /// every handshake in progress. When one is ready, call
+    /// [`Listener::accept_timeout`] (see there for the whole loop).
+    ///
+    /// Once the listener is closed, this is an always-readable placeholder,
+    /// so that the loop calls `accept_timeout` and learns of it.
+    pub fn poll_fds(&self) -> Vec<(BorrowedFd<'_>, Interest)> {
+        let mut fds = Vec::with_capacity(self.pending.len() + 1);
+        if self.closed || self.pending.len() < self.max_pending {
+            fds.push((self.socket.as_fd(), Interest::Readable));
+        }
+        for p in &self.pending {
+            let interest = match p.handshake.want() {
+                Want::Read => Interest::Readable,
+                Want::Write => Interest::Writable,
+            };
+            fds.push((p.handshake.fd(), interest));
+        }
+        fds
+    }
+
+    /// The earliest deadline of the handshakes in progress, if any: by then
+    /// an event loop should call [`Listener::accept_timeout`] even if none
+    /// of [`Listener::poll_fds`] is ready, so that the late client is
+    /// dropped (and reported as [`Error::Timeout`]).
+    pub fn next_handshake_deadline(&self) -> Option<Instant> {
+        self.pending
+            .iter()
+            .filter_map(|p| p.handshake.deadline())
+            .min()
     }
 
     /// The address the listener is bound to; for TCP with port 0, the port
@@ -187,34 +311,57 @@ impl Listener {
         }
     }
 
-    fn accept_plain(&mut self) -> Result<OwnedFd> {
+    /// Accepts one client unless `deadline` passes first.
+    fn accept_plain(&mut self, deadline: Option<Instant>) -> Result<Option<OwnedFd>> {
         loop {
-            poll_one(self.socket.as_fd(), PollFlags::IN, None)?;
+            let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if !poll_one(self.socket.as_fd(), PollFlags::IN, remaining)? {
+                return Ok(None);
+            }
             match accept_one(&self.socket, self.address.family(), SocketFlags::CLOEXEC) {
                 Ok((fd, peer)) => {
                     self.last_accepted = peer;
-                    return Ok(fd);
+                    return Ok(Some(fd));
                 }
                 // Another thread or process took it, a signal came, or the
                 // client gave up while queued: wait for the next one.
-                Err(Errno::AGAIN | Errno::INTR | Errno::CONNABORTED) => continue,
+                Err(Errno::AGAIN | Errno::INTR | Errno::CONNABORTED) => {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Ok(None);
+                    }
+                }
                 Err(e) => return Err(e.into()),
             }
         }
     }
 
-    fn accept_authenticated(&mut self, auth: &Arc<Auth>) -> Result<OwnedFd> {
+    /// Takes new clients and advances handshakes until one completes or
+    /// fails, or `deadline` passes (after at least one look at the
+    /// sockets).
+    fn accept_authenticated(
+        &mut self,
+        auth: &Arc<Auth>,
+        deadline: Option<Instant>,
+    ) -> Result<Option<OwnedFd>> {
+        let mut looked = false;
         loop {
             let now = Instant::now();
             if let Some(i) = self.pending.iter().position(|p| p.handshake.expired(now)) {
                 drop(self.pending.swap_remove(i));
                 return Err(Error::Timeout);
             }
+            // Every path through the loop comes back here, so a bounded
+            // call ends even while clients keep the sockets busy.
+            if looked && deadline.is_some_and(|d| now >= d) {
+                return Ok(None);
+            }
+            looked = true;
             let listening = self.pending.len() < self.max_pending;
-            let next_deadline = self
+            let wake = self
                 .pending
                 .iter()
                 .filter_map(|p| p.handshake.deadline())
+                .chain(deadline)
                 .min();
             let mut fds = Vec::with_capacity(self.pending.len() + 1);
             if listening {
@@ -226,7 +373,7 @@ impl Listener {
                     p.handshake.want().poll_flags(),
                 ));
             }
-            let timeout = next_deadline.map(|d| timespec(d.saturating_duration_since(now)));
+            let timeout = wake.map(|d| timespec(d.saturating_duration_since(now)));
             match rustix::event::poll(&mut fds, timeout.as_ref()) {
                 Ok(_) => {}
                 Err(Errno::INTR) => continue,
@@ -246,7 +393,7 @@ impl Listener {
             for i in ready {
                 match self.pending[i].handshake.advance() {
                     Ok(false) => {}
-                    Ok(true) => return Ok(self.complete(i)),
+                    Ok(true) => return Ok(Some(self.complete(i))),
                     Err(e) => {
                         self.pending.swap_remove(i);
                         return Err(e);
@@ -270,7 +417,7 @@ impl Listener {
                 // This sends the challenge; the reply takes a round trip.
                 if handshake.advance()? {
                     self.last_accepted = peer;
-                    return Ok(handshake.into_fd());
+                    return Ok(Some(handshake.into_fd()));
                 }
                 self.pending.push(Pending { handshake, peer });
             }

@@ -375,6 +375,51 @@ fn forkserver_preload_and_auth() {
     assert_eq!(run(&ctx("spawn").process(check_preloaded, ())), Some(4));
 }
 
+/// Clients that connect to the fork server and stay silent, one in the
+/// middle of its handshake and one (holding the key) after it, must not
+/// stall the server: children still start and their exits are still
+/// reported promptly (not after the server's 10 s client timeout).
+fn forkserver_serves_beside_silent_clients() {
+    let c = ctx("forkserver");
+    assert_eq!(run(&c.process(nothing, ())), Some(0));
+    let server = mp_forkserver::ForkServer::global();
+    let address = server.address().expect("a server runs");
+    let key = server.authkey().expect("a server runs");
+    let mut silent = std::os::unix::net::UnixStream::connect(&address).unwrap();
+    // The server's challenge arriving shows it took this client and now
+    // waits for its answer, which never comes.
+    silent
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut challenge = [0u8; 4];
+    std::io::Read::read_exact(&mut silent, &mut challenge).expect("the server's challenge");
+    for authenticated_too in [false, true] {
+        // This one knows the key, passes the handshake, and then sends no
+        // request.
+        let no_request = authenticated_too.then(|| {
+            mp_conn::ClientBuilder::new()
+                .authkey(key.to_vec())
+                .connect(&mp_conn::Address::Unix(address.clone()))
+                .unwrap()
+        });
+        for code in [7, 0] {
+            let t0 = Instant::now();
+            let p = c.process(exit_with, code);
+            p.start().unwrap();
+            p.join(Some(Duration::from_secs(30))).unwrap();
+            let elapsed = t0.elapsed();
+            assert_eq!(p.exitcode().unwrap(), Some(code), "exit not reported");
+            assert!(
+                elapsed < Duration::from_secs(5),
+                "a silent client held the server up: {elapsed:?}"
+            );
+        }
+        drop(no_request);
+    }
+    drop(silent);
+    assert_eq!(run(&c.process(exit_with, 3)), Some(3));
+}
+
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Expect {
     name: String,
@@ -631,6 +676,10 @@ fn main() {
             forkserver_exits_with_its_parent,
         ),
         ("forkserver_preload_and_auth", forkserver_preload_and_auth),
+        (
+            "forkserver_serves_beside_silent_clients",
+            forkserver_serves_beside_silent_clients,
+        ),
         ("identity_and_contexts", identity_and_contexts),
         ("daemon_flag", daemon_flag),
         ("connection_as_argument", connection_as_argument),

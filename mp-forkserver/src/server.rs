@@ -1,4 +1,5 @@
-//! The server side: `forkserver.main`, as a loop over three fds.
+//! The server side: `forkserver.main`, as one poll loop over the alive pipe, the
+//! SIGCHLD self-pipe, the listener and its clients.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -7,9 +8,9 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use mp_conn::{Address, Connection, Listener};
+use mp_conn::{Address, Connection, Interest, Listener};
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::process::{WaitOptions, waitpid};
 
@@ -149,26 +150,56 @@ fn run(hooks: ServerHooks) -> io::Result<()> {
 
     // Child pid -> the write end of its status pipe.
     let mut pid_to_fd: HashMap<i32, OwnedFd> = HashMap::new();
+    // Authenticated clients whose request has not arrived yet, with the
+    // time they have until it must.
+    let mut awaiting: Vec<(Connection, Instant)> = Vec::new();
     loop {
-        // Handshakes the listener has in progress are not in this poll
-        // set: with any pending, only look, and let `accept` finish them.
-        let pending = listener.pending_handshakes() > 0;
-        let mut pollfds = [
-            PollFd::new(&listener, PollFlags::IN),
+        // Everything that may need the loop is polled together: the
+        // "alive" pipe, the SIGCHLD self-pipe, the clients awaiting their
+        // request, and the listener's own descriptors (its socket and
+        // every handshake in progress), whose `accept` then never blocks.
+        // So a client that connects and stays silent, before or after the
+        // handshake, never keeps the loop from serving others, reporting
+        // exit statuses or noticing that the "alive" pipe closed. Each
+        // client is still bounded by its deadline, which bounds the poll.
+        let deadline = awaiting
+            .iter()
+            .map(|(_, d)| *d)
+            .chain(listener.next_handshake_deadline())
+            .min();
+        let mut pollfds = vec![
             PollFd::new(&alive_r, PollFlags::IN),
             PollFd::new(&sig_r, PollFlags::IN),
         ];
-        let timeout = pending.then_some(Timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
+        pollfds.extend(awaiting.iter().map(|(c, _)| PollFd::new(c, PollFlags::IN)));
+        pollfds.extend(listener.poll_fds().into_iter().map(|(fd, interest)| {
+            let flags = match interest {
+                Interest::Readable => PollFlags::IN,
+                Interest::Writable => PollFlags::OUT,
+            };
+            PollFd::from_borrowed_fd(fd, flags)
+        }));
+        let timeout = deadline.map(|d| {
+            let left = d.saturating_duration_since(Instant::now());
+            Timespec::try_from(left).unwrap_or(Timespec {
+                tv_sec: i64::MAX,
+                tv_nsec: 0,
+            })
         });
         match poll(&mut pollfds, timeout.as_ref()) {
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(e.into()),
         }
+        let now = Instant::now();
         let ready = |i: usize| !pollfds[i].revents().is_empty();
-        let (listener_ready, alive_ready, sig_ready) = (ready(0), ready(1), ready(2));
+        let (alive_ready, sig_ready) = (ready(0), ready(1));
+        let first_listener_fd = 2 + awaiting.len();
+        // One request per wake-up: others still ready wake the next poll.
+        let request = (2..first_listener_fd).find(|&i| ready(i)).map(|i| i - 2);
+        let listener_ready = (first_listener_fd..pollfds.len()).any(ready)
+            || listener.next_handshake_deadline().is_some_and(|d| now >= d);
+        drop(pollfds);
 
         if alive_ready {
             // EOF: no client process holds the write end any more. Closing
@@ -202,13 +233,20 @@ fn run(hooks: ServerHooks) -> io::Result<()> {
             }
         }
 
-        if !(listener_ready || pending) {
-            continue;
-        }
         // The listener runs the handshake (it challenges first, then
-        // answers, as CPython 3.14's server) with a deadline; a client that
-        // fails it is dropped.
-        let Ok(mut conn) = listener.accept() else {
+        // answers, as CPython 3.14's server) with a deadline, doing only
+        // what the sockets allow now; a client that fails it is dropped.
+        // One that passes has CLIENT_TIMEOUT to send its request.
+        if listener_ready {
+            if let Ok(Some(conn)) = listener.accept_timeout(Some(Duration::ZERO)) {
+                awaiting.push((conn, Instant::now() + CLIENT_TIMEOUT));
+            }
+        }
+        let conn = request.map(|i| awaiting.swap_remove(i).0);
+        // Clients too late with their request are dropped (after taking
+        // the one that just became ready, whose index is from the poll).
+        awaiting.retain(|(_, d)| now < *d);
+        let Some(mut conn) = conn else {
             continue;
         };
         let Some((child_r, child_w, alive_w, fds)) = receive_request(&mut conn) else {
@@ -224,7 +262,9 @@ fn run(hooks: ServerHooks) -> io::Result<()> {
                 };
                 // Close what belongs to the server and to other clients,
                 // as `_serve_one` does.
-                drop((listener, alive_r, sig_r, sig_w, pid_to_fd, child_w));
+                drop((
+                    listener, alive_r, sig_r, sig_w, pid_to_fd, awaiting, child_w,
+                ));
                 let _ = sys::restore_child_signals();
                 let code = (hooks.child_main)(child);
                 let _ = io::stdout().flush();
@@ -242,16 +282,13 @@ fn run(hooks: ServerHooks) -> io::Result<()> {
     }
 }
 
-/// Receives one request's fds (CPython's `recvfds(s, MAXFDS_TO_SEND + 1)`),
-/// within [`CLIENT_TIMEOUT`]: `[child_r, child_w, alive_w, *fds]`. `None`
-/// (with a message on stderr for a malformed request) if the client sent
-/// nothing usable.
+/// Receives one request's fds (CPython's `recvfds(s, MAXFDS_TO_SEND + 1)`)
+/// from a client whose socket is readable: `[child_r, child_w, alive_w,
+/// *fds]`. `None` (with a message on stderr for a malformed request) if the
+/// client sent nothing usable.
 fn receive_request(conn: &mut Connection) -> Option<(OwnedFd, OwnedFd, OwnedFd, Vec<OwnedFd>)> {
     // The request is one byte (its fds ride on it): once anything is
     // readable, `recv_fds` does not block.
-    if !conn.poll(Some(CLIENT_TIMEOUT)).unwrap_or(false) {
-        return None;
-    }
     let fds = match conn.recv_fds(MAXFDS_TO_SEND + 1) {
         Ok(fds) => fds,
         Err(mp_conn::Error::Eof) => return None,

@@ -1,11 +1,18 @@
 //! Listener and client behaviour without CPython: families, addresses in
-//! use, close and unlink, abstract names, IPv6, last_accepted, wait().
+//! use, close and unlink, abstract names, IPv6, last_accepted, wait(),
+//! accept_timeout and serving from an event loop, signals during accept.
 
-use std::time::Duration;
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use mp_conn::{
-    Address, ClientBuilder, Error, Family, Listener, Waitable, arbitrary_address, client, wait,
+    Address, ClientBuilder, Error, Family, Interest, Listener, Waitable, arbitrary_address, client,
+    wait,
 };
+
+use crate::core_support::{install_sigalrm_handler, pester};
 
 fn echo_once(mut listener: Listener) -> std::thread::JoinHandle<(Listener, mp_conn::Result<()>)> {
     std::thread::spawn(move || {
@@ -210,4 +217,240 @@ fn wrong_key_fails_on_both_sides_and_the_listener_serves_on() {
         );
         second.unwrap();
     }
+}
+
+/// A client that connects to a unix listener and never says a word.
+fn silent_client(listener: &Listener) -> UnixStream {
+    let Address::Unix(path) = listener.address() else {
+        panic!("not a unix listener")
+    };
+    UnixStream::connect(path).unwrap()
+}
+
+#[test]
+fn accept_timeout_without_a_key() {
+    let mut listener = Listener::builder().family(Family::Unix).bind().unwrap();
+    assert!(
+        listener
+            .accept_timeout(Some(Duration::ZERO))
+            .unwrap()
+            .is_none()
+    );
+    let t0 = Instant::now();
+    assert!(
+        listener
+            .accept_timeout(Some(Duration::from_millis(50)))
+            .unwrap()
+            .is_none()
+    );
+    // Not cut short: it waited for its whole timeout.
+    assert!(t0.elapsed() >= Duration::from_millis(50));
+    let c = client(listener.address(), None).unwrap();
+    c.send_bytes(b"queued").unwrap();
+    // A client already queued is taken without waiting.
+    let mut conn = listener
+        .accept_timeout(Some(Duration::ZERO))
+        .unwrap()
+        .expect("the queued client");
+    assert_eq!(conn.recv_bytes().unwrap(), b"queued");
+    assert_eq!(listener.poll_fds().len(), 1);
+    assert_eq!(listener.next_handshake_deadline(), None);
+    listener.close();
+    assert!(matches!(
+        listener.accept_timeout(Some(Duration::ZERO)),
+        Err(Error::Closed)
+    ));
+}
+
+#[test]
+fn a_silent_client_does_not_hold_up_accept_timeout() {
+    const HANDSHAKE: Duration = Duration::from_secs(1);
+    let mut listener = Listener::builder()
+        .family(Family::Unix)
+        .authkey(*b"k")
+        .handshake_timeout(HANDSHAKE)
+        .bind()
+        .unwrap();
+    let listening_fd = listener.as_fd().as_raw_fd();
+    assert_eq!(
+        listener.poll_fds()[..]
+            .iter()
+            .map(|(fd, i)| (fd.as_raw_fd(), *i))
+            .collect::<Vec<_>>(),
+        vec![(listening_fd, Interest::Readable)]
+    );
+    let silent = silent_client(&listener);
+    // Taken, challenged, and left waiting for the reply: no connection yet.
+    let t0 = Instant::now();
+    assert!(
+        listener
+            .accept_timeout(Some(Duration::from_millis(100)))
+            .unwrap()
+            .is_none()
+    );
+    assert!(t0.elapsed() < HANDSHAKE, "returned late");
+    assert_eq!(listener.pending_handshakes(), 1);
+    let fds = listener.poll_fds();
+    assert_eq!(fds.len(), 2, "the listening socket and the handshake");
+    assert_eq!(fds[0].0.as_raw_fd(), listening_fd);
+    assert_eq!(fds[1].1, Interest::Readable, "waiting for the reply");
+    drop(fds);
+    let deadline = listener.next_handshake_deadline().expect("a deadline");
+    assert!(deadline >= t0 + HANDSHAKE && deadline <= Instant::now() + HANDSHAKE);
+    assert!(
+        listener
+            .accept_timeout(Some(Duration::ZERO))
+            .unwrap()
+            .is_none()
+    );
+
+    // Another client is served while the silent one is still pending.
+    let address = listener.address().clone();
+    let good = std::thread::spawn(move || {
+        let c = ClientBuilder::new()
+            .authkey(*b"k")
+            .connect(&address)
+            .unwrap();
+        c.send_bytes(b"served").unwrap();
+        c
+    });
+    let mut conn = listener
+        .accept_timeout(Some(Duration::from_secs(30)))
+        .unwrap()
+        .expect("the good client");
+    assert_eq!(conn.recv_bytes().unwrap(), b"served");
+    let _c = good.join().unwrap();
+
+    // The silent client's deadline passes: it is dropped and reported,
+    // whether the call was waiting (a bounded call wakes for it) or not.
+    let err = listener
+        .accept_timeout(Some(Duration::from_secs(30)))
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout), "{err:?}");
+    assert!(Instant::now() >= deadline);
+    assert_eq!(listener.pending_handshakes(), 0);
+    assert_eq!(listener.next_handshake_deadline(), None);
+    let mut byte = [0u8; 64];
+    // What it was sent was the challenge; then the listener hung up.
+    let mut silent = silent;
+    let mut total = 0;
+    loop {
+        match std::io::Read::read(&mut silent, &mut byte) {
+            Ok(0) => break,
+            Ok(n) => total += n,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(total > 0, "no challenge was sent");
+}
+
+#[test]
+fn a_full_listener_asks_not_to_be_polled_for_new_clients() {
+    let mut listener = Listener::builder()
+        .family(Family::Unix)
+        .authkey(*b"k")
+        .max_pending_handshakes(1)
+        .handshake_timeout(Duration::from_secs(30))
+        .bind()
+        .unwrap();
+    let listening_fd = listener.as_fd().as_raw_fd();
+    let _first = silent_client(&listener);
+    let _second = silent_client(&listener);
+    assert!(
+        listener
+            .accept_timeout(Some(Duration::ZERO))
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        listener
+            .accept_timeout(Some(Duration::from_millis(20)))
+            .unwrap()
+            .is_none()
+    );
+    // The second waits in the backlog: only the handshake is to be polled
+    // (polling the listening socket would spin, as it stays readable).
+    assert_eq!(listener.pending_handshakes(), 1);
+    let fds = listener.poll_fds();
+    assert_eq!(fds.len(), 1);
+    assert_ne!(fds[0].0.as_raw_fd(), listening_fd);
+    drop(fds);
+    // Once closed, the placeholder is what there is to poll: readable, so
+    // that a loop calls accept_timeout and hears of it.
+    listener.close();
+    let fds = listener.poll_fds();
+    assert_eq!(fds.len(), 1);
+    assert_eq!(fds[0].1, Interest::Readable);
+    assert!(
+        wait(&[&fds[0].0 as &dyn Waitable], Some(Duration::ZERO))
+            .unwrap()
+            .len()
+            == 1
+    );
+    drop(fds);
+    assert!(matches!(listener.accept_timeout(None), Err(Error::Closed)));
+}
+
+#[test]
+fn conn36_signals_during_accept_are_retried() {
+    let signals = install_sigalrm_handler();
+    // SAFETY: pthread_self has no preconditions.
+    let me = unsafe { libc::pthread_self() };
+
+    // Without a key: blocked in poll for the listening socket.
+    let mut listener = Listener::builder().family(Family::Unix).bind().unwrap();
+    let address = listener.address().clone();
+    let before = signals.load(Ordering::SeqCst);
+    let peer = std::thread::spawn(move || {
+        pester(me, 5, Duration::from_millis(20));
+        let c = client(&address, None).unwrap();
+        c.send_bytes(b"after signals").unwrap();
+        c
+    });
+    let mut conn = listener.accept().unwrap();
+    assert_eq!(conn.recv_bytes().unwrap(), b"after signals");
+    drop(peer.join().unwrap());
+    assert!(signals.load(Ordering::SeqCst) >= before + 5);
+
+    // With a key and a silent client pending: blocked in the poll over the
+    // listening socket and the handshakes.
+    let mut listener = Listener::builder()
+        .family(Family::Unix)
+        .authkey(*b"k")
+        .handshake_timeout(Duration::from_secs(30))
+        .bind()
+        .unwrap();
+    let silent = silent_client(&listener);
+    let address = listener.address().clone();
+    let before = signals.load(Ordering::SeqCst);
+    let peer = std::thread::spawn(move || {
+        pester(me, 5, Duration::from_millis(20));
+        let c = ClientBuilder::new()
+            .authkey(*b"k")
+            .connect(&address)
+            .unwrap();
+        c.send_bytes(b"authenticated after signals").unwrap();
+        c
+    });
+    let mut conn = listener.accept().unwrap();
+    assert_eq!(conn.recv_bytes().unwrap(), b"authenticated after signals");
+    drop(peer.join().unwrap());
+    assert!(signals.load(Ordering::SeqCst) >= before + 5);
+    assert_eq!(
+        listener.pending_handshakes(),
+        1,
+        "the silent one still waits"
+    );
+
+    // A bounded accept interrupted by signals keeps waiting for the time
+    // that remains, then reports that nothing came.
+    let before = signals.load(Ordering::SeqCst);
+    let pesterer = std::thread::spawn(move || pester(me, 3, Duration::from_millis(30)));
+    let t0 = Instant::now();
+    let got = listener.accept_timeout(Some(Duration::from_millis(300)));
+    pesterer.join().unwrap();
+    assert!(matches!(got, Ok(None)), "{got:?}");
+    assert!(t0.elapsed() >= Duration::from_millis(300), "cut short");
+    assert!(signals.load(Ordering::SeqCst) >= before + 3);
+    drop(silent);
 }
