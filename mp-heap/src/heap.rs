@@ -257,12 +257,7 @@ impl Heap {
     /// When called inside [`Heap::with_lock_held`] on the same heap, where
     /// taking the lock again would deadlock.
     pub fn stats(&self) -> HeapStats {
-        let inner = self.core.inner();
-        let st = self
-            .core
-            .lock(inner)
-            .expect("Heap::stats called inside Heap::with_lock_held");
-        st.stats(inner)
+        self.core.inspect("Heap::stats", State::stats)
     }
 
     /// The heap's arenas, free blocks and counters, for tests and
@@ -273,12 +268,7 @@ impl Heap {
     ///
     /// As [`Heap::stats`].
     pub fn snapshot(&self) -> HeapSnapshot {
-        let inner = self.core.inner();
-        let st = self
-            .core
-            .lock(inner)
-            .expect("Heap::snapshot called inside Heap::with_lock_held");
-        st.snapshot(inner)
+        self.core.inspect("Heap::snapshot", State::snapshot)
     }
 
     /// Frees deferred because the lock was held and not yet drained.
@@ -393,6 +383,22 @@ impl HeapCore {
                 }
                 Ok(inner.state.lock().unwrap_or_else(PoisonError::into_inner))
             }
+        }
+    }
+
+    /// Runs `f` on this process's state under the lock, for the read-only
+    /// views ([`Heap::stats`], [`Heap::snapshot`]).
+    ///
+    /// # Panics
+    ///
+    /// Inside [`Heap::with_lock_held`] on this heap, naming `caller`: taking
+    /// the lock again would deadlock.
+    #[track_caller]
+    fn inspect<R>(&self, caller: &str, f: impl FnOnce(&State, &Inner) -> R) -> R {
+        let inner = self.inner();
+        match self.lock(inner) {
+            Ok(st) => f(&st, inner),
+            Err(e) => panic!("{caller} called inside Heap::with_lock_held: {e:?}"),
         }
     }
 

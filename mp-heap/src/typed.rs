@@ -93,13 +93,120 @@ fn check_buffer<T>(
     Ok(())
 }
 
+/// A heap block seen as `HEADER` bytes (none, or a [`ProcessLock`]) then
+/// `len` elements of `T`: the allocation, layout checks and pointers that
+/// the four public types share.
+struct Block<T: Pod, const HEADER: usize> {
+    buf: SharedBuffer,
+    len: usize,
+    _t: PhantomData<T>,
+}
+
+/// The block of a [`RawValue`] or [`RawArray`]: elements only.
+type RawBlock<T> = Block<T, 0>;
+
+/// The block of a [`Value`] or [`Array`]: a lock word, then the elements.
+type LockedBlock<T> = Block<T, LOCK_SIZE>;
+
+impl<T: Pod, const HEADER: usize> Block<T, HEADER> {
+    /// `len` zeroed elements behind a zeroed header, from `heap`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Heap::malloc`]; [`HeapError::TooLarge`] when the byte size
+    /// overflows.
+    fn zeroed_in(heap: &Heap, len: usize) -> Result<Self, HeapError> {
+        const { check_layout::<T>() };
+        let bytes = len
+            .checked_mul(size_of::<T>())
+            .and_then(|b| b.checked_add(HEADER))
+            .ok_or(HeapError::TooLarge { size: usize::MAX })?;
+        Ok(Self {
+            buf: heap.malloc_zeroed(bytes)?,
+            len,
+            _t: PhantomData,
+        })
+    }
+
+    /// Views `buf` as the block of a `what` holding exactly `exact`
+    /// elements, or with `None` as many as the bytes after the header hold.
+    ///
+    /// # Errors
+    ///
+    /// [`HeapError::BadLayout`] when the size or alignment is wrong.
+    fn from_buffer(
+        buf: SharedBuffer,
+        what: &'static str,
+        exact: Option<usize>,
+    ) -> Result<Self, HeapError> {
+        const { check_layout::<T>() };
+        check_buffer::<T>(&buf, what, HEADER, exact)?;
+        let len = (buf.len() - HEADER) / size_of::<T>();
+        Ok(Self {
+            buf,
+            len,
+            _t: PhantomData,
+        })
+    }
+
+    /// The first element, just after the header.
+    fn data(&self) -> *mut T {
+        // SAFETY: the header and the elements lie inside the block.
+        unsafe { self.buf.nonnull().add(HEADER).cast::<T>().as_ptr() }
+    }
+
+    /// The elements as a slice.
+    ///
+    /// # Safety
+    ///
+    /// No `&mut` view of the elements may exist while the slice lives.
+    unsafe fn slice(&self) -> &[T] {
+        // SAFETY: `len` elements fit in the block, aligned (module docs);
+        // the caller rules out `&mut` views.
+        unsafe { std::slice::from_raw_parts(self.data(), self.len) }
+    }
+
+    /// The elements as a mutable slice.
+    ///
+    /// # Safety
+    ///
+    /// No other view of the elements may exist while the slice lives: the
+    /// caller holds `&mut` of the owner, or the owner's plain lock.
+    #[expect(clippy::mut_from_ref, reason = "exclusivity is the caller's promise")]
+    unsafe fn slice_mut(&self) -> &mut [T] {
+        // SAFETY: as in `slice`; the caller makes this the only view.
+        unsafe { std::slice::from_raw_parts_mut(self.data(), self.len) }
+    }
+}
+
+impl<T: Pod> LockedBlock<T> {
+    /// As [`Block::zeroed_in`], with the lock word made ready: recursive
+    /// for a [`Value`] (CPython's default `RLock`), plain for an [`Array`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Block::zeroed_in`].
+    fn locked_in(heap: &Heap, len: usize, recursive: bool) -> Result<Self, HeapError> {
+        let block = Self::zeroed_in(heap, len)?;
+        block.lock().init(recursive);
+        Ok(block)
+    }
+
+    /// The lock word at the start of the block.
+    fn lock(&self) -> &ProcessLock {
+        // SAFETY: the block starts with a 16-byte lock word, 8-aligned (so
+        // 4-aligned as `ProcessLock` needs); all its fields are atomics, valid
+        // for any bits, and only ever accessed through shared references.
+        unsafe { self.buf.nonnull().cast::<ProcessLock>().as_ref() }
+    }
+}
+
 /// One `T` in shared memory, without a lock (CPython's `RawValue`).
 ///
 /// Reads and writes are single copies of `T`, not atomic: another process
 /// may see a torn value, as CPython documents. Use [`Value`] for a lock.
 pub struct RawValue<T: Pod> {
-    buf: SharedBuffer,
-    _t: PhantomData<T>,
+    block: RawBlock<T>,
 }
 
 impl<T: Pod> RawValue<T> {
@@ -118,10 +225,8 @@ impl<T: Pod> RawValue<T> {
     ///
     /// As [`Heap::malloc`].
     pub fn new_in(heap: &Heap, v: T) -> Result<Self, HeapError> {
-        const { check_layout::<T>() };
         let mut this = Self {
-            buf: heap.malloc_zeroed(size_of::<T>())?,
-            _t: PhantomData,
+            block: RawBlock::zeroed_in(heap, 1)?,
         };
         this.set(v);
         Ok(this)
@@ -135,11 +240,8 @@ impl<T: Pod> RawValue<T> {
     /// [`HeapError::BadLayout`] when the buffer is not exactly
     /// `size_of::<T>()` bytes at an 8-aligned address.
     pub fn from_buffer(buf: SharedBuffer) -> Result<Self, HeapError> {
-        const { check_layout::<T>() };
-        check_buffer::<T>(&buf, "RawValue", 0, Some(1))?;
         Ok(Self {
-            buf,
-            _t: PhantomData,
+            block: RawBlock::from_buffer(buf, "RawValue", Some(1))?,
         })
     }
 
@@ -147,23 +249,23 @@ impl<T: Pod> RawValue<T> {
     pub fn get(&self) -> T {
         // SAFETY: aligned, in bounds, any bits are a valid `T` (module
         // docs); volatile, since another process may write it.
-        unsafe { self.buf.nonnull().cast::<T>().as_ptr().read_volatile() }
+        unsafe { self.block.data().read_volatile() }
     }
 
     /// Writes the value.
     pub fn set(&mut self, v: T) {
         // SAFETY: as in `get`; `&mut self` excludes other writers here.
-        unsafe { self.buf.nonnull().cast::<T>().as_ptr().write_volatile(v) }
+        unsafe { self.block.data().write_volatile(v) }
     }
 
     /// The underlying block.
     pub fn buffer(&self) -> &SharedBuffer {
-        &self.buf
+        &self.block.buf
     }
 
     /// Gives the block back, to send it elsewhere.
     pub fn into_buffer(self) -> SharedBuffer {
-        self.buf
+        self.block.buf
     }
 }
 
@@ -177,9 +279,7 @@ impl<T: Pod + fmt::Debug> fmt::Debug for RawValue<T> {
 /// `RawArray`). Derefs to `[T]`; always zero-filled when made from a length,
 /// even when the block reuses freed memory.
 pub struct RawArray<T: Pod> {
-    buf: SharedBuffer,
-    len: usize,
-    _t: PhantomData<T>,
+    block: RawBlock<T>,
 }
 
 impl<T: Pod> RawArray<T> {
@@ -199,14 +299,8 @@ impl<T: Pod> RawArray<T> {
     ///
     /// As [`RawArray::zeroed`].
     pub fn zeroed_in(heap: &Heap, len: usize) -> Result<Self, HeapError> {
-        const { check_layout::<T>() };
-        let bytes = len
-            .checked_mul(size_of::<T>())
-            .ok_or(HeapError::TooLarge { size: usize::MAX })?;
         Ok(Self {
-            buf: heap.malloc_zeroed(bytes)?,
-            len,
-            _t: PhantomData,
+            block: RawBlock::zeroed_in(heap, len)?,
         })
     }
 
@@ -238,39 +332,34 @@ impl<T: Pod> RawArray<T> {
     /// [`HeapError::BadLayout`] when the length is not a multiple of
     /// `size_of::<T>()` or the address is not 8-aligned.
     pub fn from_buffer(buf: SharedBuffer) -> Result<Self, HeapError> {
-        const { check_layout::<T>() };
-        check_buffer::<T>(&buf, "RawArray", 0, None)?;
-        let len = buf.len() / size_of::<T>();
         Ok(Self {
-            buf,
-            len,
-            _t: PhantomData,
+            block: RawBlock::from_buffer(buf, "RawArray", None)?,
         })
     }
 
     /// The underlying block.
     pub fn buffer(&self) -> &SharedBuffer {
-        &self.buf
+        &self.block.buf
     }
 
     /// Gives the block back, to send it elsewhere.
     pub fn into_buffer(self) -> SharedBuffer {
-        self.buf
+        self.block.buf
     }
 }
 
 impl<T: Pod> Deref for RawArray<T> {
     type Target = [T];
     fn deref(&self) -> &[T] {
-        // SAFETY: `len` elements fit in the block, aligned (module docs).
-        unsafe { std::slice::from_raw_parts(self.buf.nonnull().cast::<T>().as_ptr(), self.len) }
+        // SAFETY: `&self` rules out a `&mut` view from `deref_mut`.
+        unsafe { self.block.slice() }
     }
 }
 
 impl<T: Pod> DerefMut for RawArray<T> {
     fn deref_mut(&mut self) -> &mut [T] {
-        // SAFETY: as in `deref`, exclusive through `&mut self`.
-        unsafe { std::slice::from_raw_parts_mut(self.buf.nonnull().cast::<T>().as_ptr(), self.len) }
+        // SAFETY: exclusive through `&mut self`.
+        unsafe { self.block.slice_mut() }
     }
 }
 
@@ -278,13 +367,6 @@ impl<T: Pod + fmt::Debug> fmt::Debug for RawArray<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("RawArray").field(&&**self).finish()
     }
-}
-
-fn lock_of(buf: &SharedBuffer) -> &ProcessLock {
-    // SAFETY: the block starts with a 16-byte lock word, 8-aligned (so
-    // 4-aligned as `ProcessLock` needs); all its fields are atomics, valid
-    // for any bits, and only ever accessed through shared references.
-    unsafe { buf.nonnull().cast::<ProcessLock>().as_ref() }
 }
 
 /// One `T` in shared memory guarded by a recursive [`ProcessLock`]
@@ -300,8 +382,7 @@ fn lock_of(buf: &SharedBuffer) -> &ProcessLock {
 /// # Ok::<(), mp_heap::HeapError>(())
 /// ```
 pub struct Value<T: Pod> {
-    buf: SharedBuffer,
-    _t: PhantomData<T>,
+    block: LockedBlock<T>,
 }
 
 impl<T: Pod> Value<T> {
@@ -320,12 +401,8 @@ impl<T: Pod> Value<T> {
     ///
     /// As [`Heap::malloc`].
     pub fn new_in(heap: &Heap, v: T) -> Result<Self, HeapError> {
-        const { check_layout::<T>() };
-        let buf = heap.malloc_zeroed(LOCK_SIZE + size_of::<T>())?;
-        lock_of(&buf).init(true);
         let this = Self {
-            buf,
-            _t: PhantomData,
+            block: LockedBlock::locked_in(heap, 1, true)?,
         };
         this.lock().set(v);
         Ok(this)
@@ -342,17 +419,14 @@ impl<T: Pod> Value<T> {
     ///
     /// [`HeapError::BadLayout`] when the size or alignment is wrong.
     pub fn from_buffer(buf: SharedBuffer) -> Result<Self, HeapError> {
-        const { check_layout::<T>() };
-        check_buffer::<T>(&buf, "Value", LOCK_SIZE, Some(1))?;
         Ok(Self {
-            buf,
-            _t: PhantomData,
+            block: LockedBlock::from_buffer(buf, "Value", Some(1))?,
         })
     }
 
     /// The lock (CPython's `get_lock()`).
     pub fn get_lock(&self) -> &ProcessLock {
-        lock_of(&self.buf)
+        self.block.lock()
     }
 
     /// Takes the lock and gives access to the value until the guard drops.
@@ -373,14 +447,9 @@ impl<T: Pod> Value<T> {
         self.lock().set(v);
     }
 
-    fn data(&self) -> *mut T {
-        // SAFETY: the data follows the 16-byte lock word inside the block.
-        unsafe { self.buf.nonnull().add(LOCK_SIZE).cast::<T>().as_ptr() }
-    }
-
     /// Gives the block back, to send it elsewhere.
     pub fn into_buffer(self) -> SharedBuffer {
-        self.buf
+        self.block.buf
     }
 }
 
@@ -401,13 +470,13 @@ impl<T: Pod> ValueGuard<'_, T> {
     pub fn get(&self) -> T {
         // SAFETY: aligned, in bounds, any bits valid; the lock keeps other
         // lock users out, and no reference to the value ever exists.
-        unsafe { self.value.data().read_volatile() }
+        unsafe { self.value.block.data().read_volatile() }
     }
 
     /// Writes the value.
     pub fn set(&mut self, v: T) {
         // SAFETY: as in `get`.
-        unsafe { self.value.data().write_volatile(v) }
+        unsafe { self.value.block.data().write_volatile(v) }
     }
 
     /// Replaces the value by `f(value)` and returns the new value.
@@ -436,9 +505,7 @@ impl<T: Pod + fmt::Debug> fmt::Debug for ValueGuard<'_, T> {
 /// # Ok::<(), mp_heap::HeapError>(())
 /// ```
 pub struct Array<T: Pod> {
-    buf: SharedBuffer,
-    len: usize,
-    _t: PhantomData<T>,
+    block: LockedBlock<T>,
 }
 
 impl<T: Pod> Array<T> {
@@ -458,17 +525,8 @@ impl<T: Pod> Array<T> {
     ///
     /// As [`Array::zeroed`].
     pub fn zeroed_in(heap: &Heap, len: usize) -> Result<Self, HeapError> {
-        const { check_layout::<T>() };
-        let bytes = len
-            .checked_mul(size_of::<T>())
-            .and_then(|b| b.checked_add(LOCK_SIZE))
-            .ok_or(HeapError::TooLarge { size: usize::MAX })?;
-        let buf = heap.malloc_zeroed(bytes)?;
-        lock_of(&buf).init(false);
         Ok(Self {
-            buf,
-            len,
-            _t: PhantomData,
+            block: LockedBlock::locked_in(heap, len, false)?,
         })
     }
 
@@ -500,29 +558,24 @@ impl<T: Pod> Array<T> {
     ///
     /// [`HeapError::BadLayout`] when the size or alignment is wrong.
     pub fn from_buffer(buf: SharedBuffer) -> Result<Self, HeapError> {
-        const { check_layout::<T>() };
-        check_buffer::<T>(&buf, "Array", LOCK_SIZE, None)?;
-        let len = (buf.len() - LOCK_SIZE) / size_of::<T>();
         Ok(Self {
-            buf,
-            len,
-            _t: PhantomData,
+            block: LockedBlock::from_buffer(buf, "Array", None)?,
         })
     }
 
     /// The number of elements.
     pub fn len(&self) -> usize {
-        self.len
+        self.block.len
     }
 
     /// Whether the array has no elements.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.block.len == 0
     }
 
     /// The lock (CPython's `get_lock()`).
     pub fn get_lock(&self) -> &ProcessLock {
-        lock_of(&self.buf)
+        self.block.lock()
     }
 
     /// Takes the lock; the guard derefs to `[T]`.
@@ -558,14 +611,9 @@ impl<T: Pod> Array<T> {
         self.lock().to_vec()
     }
 
-    fn data(&self) -> *mut T {
-        // SAFETY: the elements follow the 16-byte lock word in the block.
-        unsafe { self.buf.nonnull().add(LOCK_SIZE).cast::<T>().as_ptr() }
-    }
-
     /// Gives the block back, to send it elsewhere.
     pub fn into_buffer(self) -> SharedBuffer {
-        self.buf
+        self.block.buf
     }
 }
 
@@ -586,14 +634,14 @@ impl<T: Pod> Deref for ArrayGuard<'_, T> {
     fn deref(&self) -> &[T] {
         // SAFETY: in bounds and aligned (module docs); the plain lock makes
         // this guard the only view in this process.
-        unsafe { std::slice::from_raw_parts(self.array.data(), self.array.len) }
+        unsafe { self.array.block.slice() }
     }
 }
 
 impl<T: Pod> DerefMut for ArrayGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut [T] {
         // SAFETY: as in `deref`, exclusive through the lock and `&mut self`.
-        unsafe { std::slice::from_raw_parts_mut(self.array.data(), self.array.len) }
+        unsafe { self.array.block.slice_mut() }
     }
 }
 
@@ -613,7 +661,7 @@ macro_rules! serde_through_buffer {
     ($($ty:ident),*) => { $(
         impl<T: Pod> serde::Serialize for $ty<T> {
             fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                self.buf.serialize(serializer)
+                self.block.buf.serialize(serializer)
             }
         }
 

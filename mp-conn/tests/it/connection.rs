@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use mp_conn::{Connection, Error, pipe};
 
-use crate::core_support::{install_sigalrm_handler, pester, run_child};
+use crate::core_support::{
+    install_sigalrm_handler, pester, round_trips_then_a_slow_one, run_child,
+};
 
 /// A duplex connection whose peer is a raw socket we write bytes to.
 fn raw_peer() -> (Connection, UnixStream) {
@@ -537,24 +539,9 @@ fn low_latency_mode_round_trips_over_socketpair_and_pipes() {
         };
         a_in.set_low_latency(Some(Duration::from_micros(50)));
         b_in.set_low_latency(Some(Duration::from_micros(50)));
-        let peer = thread::spawn(move || {
-            for i in 0..2000u32 {
-                let m = b_in.recv_bytes().unwrap();
-                assert_eq!(m, i.to_le_bytes());
-                b_out.send_bytes(&m).unwrap();
-            }
-            // A slow round: the spin runs out and the receive blocks.
-            let m = b_in.recv_bytes().unwrap();
-            b_out.send_bytes(&m).unwrap();
-        });
-        for i in 0..2000u32 {
-            a_out.send_bytes(&i.to_le_bytes()).unwrap();
-            assert_eq!(a_in.recv_bytes().unwrap(), i.to_le_bytes());
-        }
-        thread::sleep(Duration::from_millis(50));
-        a_out.send_bytes(b"slow").unwrap();
-        assert_eq!(a_in.recv_bytes().unwrap(), b"slow");
-        peer.join().unwrap();
+        let mut a = (a_in, a_out);
+        drop(round_trips_then_a_slow_one(&mut a, (b_in, b_out)));
+        let (mut a_in, _a_out) = a;
         a_in.set_low_latency(None);
         assert!(a_in.into_fd().is_ok());
     }

@@ -1,10 +1,12 @@
 //! Helpers of conn-core's tests: child processes (the test binary
-//! re-executed with a role), and a SIGALRM handler.
+//! re-executed with a role), a SIGALRM handler, and round trips through
+//! low-latency ends.
 
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use mp_conn::{Connection, Error};
@@ -137,6 +139,58 @@ fn child_entry() {
         }
         other => panic!("unknown child role {other}"),
     }
+}
+
+/// One side of a round-trip test: a duplex connection, or a
+/// (receiving, sending) pair of one-way ones.
+pub(crate) trait Side: Send + 'static {
+    /// The next message; panics on an error.
+    fn recv(&mut self) -> Vec<u8>;
+    /// Sends `m`; panics on an error.
+    fn send(&self, m: &[u8]);
+}
+
+impl Side for Connection {
+    fn recv(&mut self) -> Vec<u8> {
+        self.recv_bytes().unwrap()
+    }
+    fn send(&self, m: &[u8]) {
+        self.send_bytes(m).unwrap();
+    }
+}
+
+impl Side for (Connection, Connection) {
+    fn recv(&mut self) -> Vec<u8> {
+        self.0.recv_bytes().unwrap()
+    }
+    fn send(&self, m: &[u8]) {
+        self.1.send_bytes(m).unwrap();
+    }
+}
+
+/// 2000 quick round trips from `a` to a thread echoing on `b`, then a slow
+/// round in which the low-latency spin runs out and the receive blocks.
+/// Returns `b` once its thread is done.
+pub(crate) fn round_trips_then_a_slow_one<S: Side>(a: &mut S, mut b: S) -> S {
+    let peer = thread::spawn(move || {
+        for i in 0..2000u32 {
+            let m = b.recv();
+            assert_eq!(m, i.to_le_bytes());
+            b.send(&m);
+        }
+        // A slow round: the spin runs out and the receive blocks.
+        let m = b.recv();
+        b.send(&m);
+        b
+    });
+    for i in 0..2000u32 {
+        a.send(&i.to_le_bytes());
+        assert_eq!(a.recv(), i.to_le_bytes());
+    }
+    thread::sleep(Duration::from_millis(50));
+    a.send(b"slow");
+    assert_eq!(a.recv(), b"slow");
+    peer.join().unwrap()
 }
 
 static SIGNALS: AtomicUsize = AtomicUsize::new(0);

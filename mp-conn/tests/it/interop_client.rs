@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use mp_conn::{Connection, Digest, Error, Family, Listener, Policy};
 
 use crate::interop_listener::{BIG, SIZES};
-use crate::python::{Peer, find, hex};
+use crate::python::{Peer, cpython_tests, find, hex};
 
 const KEY: &[u8] = b"another interop secret";
 
@@ -39,6 +39,21 @@ fn echo(mut conn: Connection) -> usize {
             Err(e) => panic!("echo: {e}"),
         }
         count += 1;
+    }
+}
+
+/// Sends `command`, which CPython must fail with `AuthenticationError`,
+/// and returns how our listener's accept failed.
+fn refused(
+    peer: &mut Peer,
+    command: &str,
+    server: JoinHandle<mp_conn::Result<usize>>,
+) -> mp_auth::AuthenticationError {
+    peer.send(command);
+    peer.expect_authentication_error();
+    match server.join().unwrap() {
+        Err(Error::Authentication(e)) => e,
+        other => panic!("expected an authentication error, got {other:?}"),
     }
 }
 
@@ -77,17 +92,12 @@ fn run(minor: u32) {
 
     // A wrong key fails on both sides.
     let (address, server) = accept_one(listener(Family::Inet).bind().unwrap(), echo);
-    peer.send(&format!(
-        "op=connect address={address} authkey=00ff action=echo"
-    ));
-    let verdict = peer.result().unwrap_err();
-    assert!(verdict.starts_with("AuthenticationError"), "{verdict}");
-    assert!(matches!(
-        server.join().unwrap(),
-        Err(Error::Authentication(
-            mp_auth::AuthenticationError::DigestReceivedWrong
-        ))
-    ));
+    let command = format!("op=connect address={address} authkey=00ff action=echo");
+    let e = refused(&mut peer, &command, server);
+    assert!(
+        matches!(e, mp_auth::AuthenticationError::DigestReceivedWrong),
+        "{e:?}"
+    );
 
     // The empty key is a real key.
     let builder = Listener::builder().family(Family::Unix).authkey(Vec::new());
@@ -103,17 +113,12 @@ fn run(minor: u32) {
         // (accepted above); a listener that refuses MD5 turns it away.
         let builder = listener(Family::Unix).policy(Policy::refuse_md5());
         let (address, server) = accept_one(builder.bind().unwrap(), echo);
-        peer.send(&format!(
-            "op=connect address={address} authkey={key} sizes=1"
-        ));
-        let verdict = peer.result().unwrap_err();
-        assert!(verdict.starts_with("AuthenticationError"), "{verdict}");
-        assert!(matches!(
-            server.join().unwrap(),
-            Err(Error::Authentication(
-                mp_auth::AuthenticationError::DigestRefused { .. }
-            ))
-        ));
+        let command = format!("op=connect address={address} authkey={key} sizes=1");
+        let e = refused(&mut peer, &command, server);
+        assert!(
+            matches!(e, mp_auth::AuthenticationError::DigestRefused { .. }),
+            "{e:?}"
+        );
     } else {
         for digest in Digest::ALL {
             let builder = listener(Family::Inet).digest(digest);
@@ -189,17 +194,4 @@ fn run(minor: u32) {
     peer.finish();
 }
 
-#[test]
-fn cpython_3_11() {
-    run(11);
-}
-
-#[test]
-fn cpython_3_12() {
-    run(12);
-}
-
-#[test]
-fn cpython_3_13() {
-    run(13);
-}
+cpython_tests!(run);

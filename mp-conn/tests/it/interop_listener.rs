@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use mp_conn::{ClientBuilder, Digest, Error, Policy};
 
-use crate::python::{Peer, find, hex};
+use crate::python::{Peer, cpython_tests, find, hex};
 
 const KEY: &[u8] = b"interop secret";
 /// Sizes around the 16 KiB boundary where CPython switches from one write
@@ -21,15 +21,20 @@ pub(crate) fn pattern(size: usize) -> Vec<u8> {
         .collect()
 }
 
+/// A client builder with `key` that never waits forever for a peer that
+/// does not start.
+fn client(key: &[u8]) -> ClientBuilder {
+    ClientBuilder::new()
+        .authkey(key)
+        .accept_timeout(Some(Duration::from_secs(30)))
+}
+
 /// `client()`, but never waiting forever for a peer that does not start.
 pub(crate) fn connect(
     address: &mp_conn::Address,
     key: &[u8],
 ) -> mp_conn::Result<mp_conn::Connection> {
-    ClientBuilder::new()
-        .authkey(key)
-        .accept_timeout(Some(Duration::from_secs(30)))
-        .connect(address)
+    client(key).connect(address)
 }
 
 fn is_auth(e: &Error) -> bool {
@@ -108,23 +113,19 @@ fn run(minor: u32) {
             ),
             "{family}: {err:?}"
         );
-        let verdict = peer.result().unwrap_err();
-        assert!(verdict.starts_with("AuthenticationError"), "{verdict}");
+        peer.expect_authentication_error();
     }
 
     if python.legacy() {
         // A 3.11 Listener only speaks HMAC-MD5: our default client follows
         // (above); one that refuses MD5 fails cleanly on both sides.
         let address = peer.serve(&format!("family=AF_UNIX authkey={} action=echo", hex(KEY)));
-        let err = ClientBuilder::new()
-            .authkey(KEY)
-            .accept_timeout(Some(Duration::from_secs(30)))
+        let err = client(KEY)
             .policy(Policy::refuse_md5())
             .connect(&address)
             .unwrap_err();
         assert!(is_auth(&err), "{err:?}");
-        let verdict = peer.result().unwrap_err();
-        assert!(verdict.starts_with("AuthenticationError"), "{verdict}");
+        peer.expect_authentication_error();
     } else {
         // Every digest, chosen by CPython's deliver_challenge(digest_name=)
         // one way and by our challenge the other way.
@@ -133,9 +134,7 @@ fn run(minor: u32) {
                 "family=AF_UNIX authkey={} digest={digest} action=echo",
                 hex(KEY)
             ));
-            let mut conn = ClientBuilder::new()
-                .authkey(KEY)
-                .accept_timeout(Some(Duration::from_secs(30)))
+            let mut conn = client(KEY)
                 .digest(digest)
                 .connect(&address)
                 .unwrap_or_else(|e| panic!("{digest}: {e}"));
@@ -150,9 +149,7 @@ fn run(minor: u32) {
             "family=AF_INET authkey={} digest=md5 action=echo",
             hex(KEY)
         ));
-        let err = ClientBuilder::new()
-            .authkey(KEY)
-            .accept_timeout(Some(Duration::from_secs(30)))
+        let err = client(KEY)
             .policy(Policy::refuse_md5())
             .connect(&address)
             .unwrap_err();
@@ -168,17 +165,4 @@ fn run(minor: u32) {
     peer.finish();
 }
 
-#[test]
-fn cpython_3_11() {
-    run(11);
-}
-
-#[test]
-fn cpython_3_12() {
-    run(12);
-}
-
-#[test]
-fn cpython_3_13() {
-    run(13);
-}
+cpython_tests!(run);

@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use mp_conn::{Connection, Error, Waiter, pipe, pipe_pair, wait};
 
+use crate::core_support::round_trips_then_a_slow_one;
+
 fn file_type(fd: BorrowedFd<'_>) -> rustix::fs::FileType {
     rustix::fs::FileType::from_raw_mode(rustix::fs::fstat(fd).unwrap().st_mode)
 }
@@ -266,25 +268,7 @@ fn low_latency_spins_on_the_nonblocking_read_fd() {
         !is_nonblocking(fds_of(&a)[1].as_fd()),
         "the write fd stays blocking"
     );
-    let peer = thread::spawn(move || {
-        for i in 0..2000u32 {
-            let m = b.recv_bytes().unwrap();
-            assert_eq!(m, i.to_le_bytes());
-            b.send_bytes(&m).unwrap();
-        }
-        // A slow round: the spin runs out and the receive blocks.
-        let m = b.recv_bytes().unwrap();
-        b.send_bytes(&m).unwrap();
-        b
-    });
-    for i in 0..2000u32 {
-        a.send_bytes(&i.to_le_bytes()).unwrap();
-        assert_eq!(a.recv_bytes().unwrap(), i.to_le_bytes());
-    }
-    thread::sleep(Duration::from_millis(50));
-    a.send_bytes(b"slow").unwrap();
-    assert_eq!(a.recv_bytes().unwrap(), b"slow");
-    let b = peer.join().unwrap();
+    let b = round_trips_then_a_slow_one(&mut a, b);
     a.set_low_latency(None);
     assert!(!is_nonblocking(a.as_fd()), "blocking again");
     // A big message through a spinning end, larger than the pipe buffer.

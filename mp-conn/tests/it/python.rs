@@ -209,6 +209,13 @@ impl Peer {
         }
     }
 
+    /// Reads the verdict of the last command and asserts that CPython
+    /// raised `AuthenticationError`.
+    pub(crate) fn expect_authentication_error(&mut self) {
+        let verdict = self.result().unwrap_err();
+        assert!(verdict.starts_with("AuthenticationError"), "{verdict}");
+    }
+
     /// Closes stdin, waits for a clean exit, and returns the peer's stderr.
     pub(crate) fn finish(mut self) -> String {
         drop(self.stdin.take());
@@ -237,6 +244,28 @@ impl Drop for Peer {
         }
     }
 }
+
+/// The tests `cpython_3_11`, `cpython_3_12` and `cpython_3_13`: each calls
+/// `$run(minor)`, which finds that interpreter (or skips) and runs against it.
+macro_rules! cpython_tests {
+    ($run:path) => {
+        #[test]
+        fn cpython_3_11() {
+            $run(11);
+        }
+
+        #[test]
+        fn cpython_3_12() {
+            $run(12);
+        }
+
+        #[test]
+        fn cpython_3_13() {
+            $run(13);
+        }
+    };
+}
+pub(crate) use cpython_tests;
 
 /// `key` as the peer's `authkey=` word.
 pub(crate) fn hex(key: &[u8]) -> String {

@@ -8,7 +8,8 @@ use std::{
         fd::{AsFd, OwnedFd},
         unix::net::{UnixListener, UnixStream},
     },
-    process::{Command, Stdio},
+    path::Path,
+    process::{Child, Command, Stdio},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -130,13 +131,7 @@ fn child_role_receive_arena() {
         return;
     }
     let sock = UnixStream::connect(std::env::var(SOCKET).unwrap()).unwrap();
-    let mut header = [0u8; 24];
-    let fd = recv_fd(&sock, &mut header);
-    let word = |i: usize| u64::from_le_bytes(header[i * 8..i * 8 + 8].try_into().unwrap()) as usize;
-    let (size, offset, len) = (word(0), word(1), word(2));
-    let arena = Arc::new(Arena::from_fd(fd, size).unwrap());
-    // SAFETY: this process rebuilds this block once.
-    let mut buf = unsafe { SharedBuffer::from_parts(arena, offset, len) }.unwrap();
+    let mut buf = recv_buffer(&sock);
     assert_eq!(&buf[..11], b"from parent");
     buf[..10].copy_from_slice(b"from child");
     drop(buf);
@@ -151,31 +146,38 @@ fn an_arena_sent_by_fd_maps_the_same_bytes() {
     let listener = UnixListener::bind(&path).unwrap();
     let mut buf = SharedBuffer::zeroed(100).unwrap();
     buf[..11].copy_from_slice(b"from parent");
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "arena::child_role_receive_arena",
-            "--test-threads=1",
-            "--nocapture",
-        ])
-        .env(ROLE, "receive-arena")
-        .env(SOCKET, &path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_role("arena::child_role_receive_arena", "receive-arena", &path);
     let (sock, _) = listener.accept().unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(60)))
         .unwrap();
-    let mut header = Vec::new();
-    for v in [buf.arena().size(), buf.offset(), buf.len()] {
-        header.extend_from_slice(&(v as u64).to_le_bytes());
-    }
-    let fd = buf.arena().as_fd().try_clone_to_owned().unwrap();
-    send_fd(&sock, &fd, &header);
+    send_buffer(&sock, &buf);
     let mut ack = [0u8; 1];
     let got = std::io::Read::read(&mut &sock, &mut ack);
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let err = wait_success(&mut child, Instant::now() + Duration::from_secs(60));
+    assert_eq!(got.unwrap(), 1, "child sent no ack\n{err}");
+    assert_eq!(
+        &buf[..11],
+        b"from childt",
+        "the child's write is visible here"
+    );
+}
+
+/// Re-executes this test binary to run only `test`, with the role variable
+/// set to `role` and the socket variable to `socket`.
+fn spawn_role(test: &str, role: &str, socket: &Path) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--test-threads=1", "--nocapture"])
+        .env(ROLE, role)
+        .env(SOCKET, socket)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for `child` until `deadline` (killing it then), asserts it
+/// succeeded and returns its stderr.
+fn wait_success(child: &mut Child, deadline: Instant) -> String {
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
@@ -189,14 +191,10 @@ fn an_arena_sent_by_fd_maps_the_same_bytes() {
     let mut err = String::new();
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
     assert!(status.success(), "child failed: {status}\n{err}");
-    assert_eq!(got.unwrap(), 1, "child sent no ack\n{err}");
-    assert_eq!(
-        &buf[..11],
-        b"from childt",
-        "the child's write is visible here"
-    );
+    err
 }
 
+/// Sends `buf` as its arena's fd with the arena size, offset and length.
 fn send_buffer(sock: &UnixStream, buf: &SharedBuffer) {
     let mut header = Vec::new();
     for v in [buf.arena().size(), buf.offset(), buf.len()] {
@@ -206,6 +204,7 @@ fn send_buffer(sock: &UnixStream, buf: &SharedBuffer) {
     send_fd(sock, &fd, &header);
 }
 
+/// Rebuilds a buffer sent by [`send_buffer`].
 fn recv_buffer(sock: &UnixStream) -> SharedBuffer {
     let mut header = [0u8; 24];
     let fd = recv_fd(sock, &mut header);
@@ -245,21 +244,7 @@ fn locked_increments_across_separate_mappings() {
     let path = dir.path().join("sock");
     let listener = UnixListener::bind(&path).unwrap();
     let mut children: Vec<_> = (0..CHILDREN)
-        .map(|_| {
-            Command::new(std::env::current_exe().unwrap())
-                .args([
-                    "--exact",
-                    "arena::child_role_increment",
-                    "--test-threads=1",
-                    "--nocapture",
-                ])
-                .env(ROLE, "increment")
-                .env(SOCKET, &path)
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
+        .map(|_| spawn_role("arena::child_role_increment", "increment", &path))
         .collect();
     let socks: Vec<_> = (0..CHILDREN)
         .map(|_| {
@@ -283,19 +268,7 @@ fn locked_increments_across_separate_mappings() {
     }
     let deadline = Instant::now() + Duration::from_secs(120);
     for child in &mut children {
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("child did not exit in time");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        let mut err = String::new();
-        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
-        assert!(status.success(), "child failed: {status}\n{err}");
+        wait_success(child, deadline);
     }
     assert_eq!(v.get(), (CHILDREN as u64 + 1) * ROUNDS);
     assert_eq!(a.to_vec(), [ROUNDS, CHILDREN as u64 * ROUNDS]);

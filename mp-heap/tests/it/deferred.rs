@@ -48,6 +48,39 @@ fn nested_with_lock_held_is_an_error() {
     drop(heap.malloc(1).unwrap());
 }
 
+/// The panic message of `view` called inside `with_lock_held`.
+fn panic_inside_lock(heap: &Heap, view: impl Fn(&Heap)) -> String {
+    let caught = heap
+        .with_lock_held(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| view(heap))))
+        .unwrap();
+    let payload = caught.expect_err("the view returned inside with_lock_held");
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_views_panic_inside_with_lock_held_rather_than_deadlock() {
+    let heap = Heap::new();
+    let msg = panic_inside_lock(&heap, |h| {
+        let _ = h.stats();
+    });
+    assert!(
+        msg.starts_with("Heap::stats called inside Heap::with_lock_held"),
+        "{msg}"
+    );
+    let msg = panic_inside_lock(&heap, |h| {
+        let _ = h.snapshot();
+    });
+    assert!(
+        msg.starts_with("Heap::snapshot called inside Heap::with_lock_held"),
+        "{msg}"
+    );
+    // The heap is still usable.
+    assert_eq!(heap.stats().allocated_blocks, 0);
+}
+
 #[test]
 fn thousands_of_deferred_frees_are_all_drained() {
     // As CPython's test_free_from_gc: many frees land while the lock is
