@@ -11,6 +11,7 @@ block (a peer process reports its own share back to the parent).
 """
 
 import argparse
+import multiprocessing as mp
 import os
 import resource
 import sys
@@ -88,6 +89,27 @@ def report(args, blocks, peer_cpus=None):
             cpu += peer_cpus[i]
         print(f"rep {args.count} {wall:.9f} {cpu:.9f}")
     sys.stdout.flush()
+
+
+def fork_peer(target, *target_args, duplex=True):
+    """Start `target(conn, *target_args)` in a forked child, `conn` being
+    its end of a new Pipe(duplex); return (child, our end)."""
+    ctx = mp.get_context("fork")
+    ours, theirs = ctx.Pipe(duplex=duplex)
+    child = ctx.Process(target=target, args=(theirs, *target_args))
+    child.start()
+    theirs.close()
+    return child, ours
+
+
+def finish_peer(args, blocks, child, conn, role):
+    """Receive the peer's CPU seconds per block over `conn`, wait for the
+    child (exit naming it `role` if it failed) and report the blocks."""
+    peer = conn.recv()
+    child.join()
+    if child.exitcode != 0:
+        raise SystemExit(f"{role} exited with {child.exitcode}")
+    report(args, blocks, peer)
 
 
 def raise_nofile():

@@ -2,7 +2,6 @@
 against a Listener with an authkey (served by a forked child), each
 connection closed right after the handshake."""
 
-import multiprocessing as mp
 import os
 import tempfile
 from multiprocessing.connection import Client, Listener
@@ -12,7 +11,7 @@ import benchlib
 KEY = b"mp-bench authkey"
 
 
-def serve(listener, args, report):
+def serve(report, listener, args):
     def op():
         listener.accept().close()
 
@@ -31,22 +30,16 @@ def main():
         address, family = ("127.0.0.1", 0), "AF_INET"
     listener = Listener(address, family, backlog=64, authkey=KEY)
     address = listener.address
-    ctx = mp.get_context("fork")
-    report_r, report_w = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=serve, args=(listener, args, report_w))
-    child.start()
-    report_w.close()
+    child, report_r = benchlib.fork_peer(serve, listener, args, duplex=False)
 
     def op():
         Client(address, family, authkey=KEY).close()
 
     blocks = benchlib.timed_blocks(args, op)
-    peer = report_r.recv()
-    child.join()
-    listener.close()
-    if child.exitcode != 0:
-        raise SystemExit(f"server exited with {child.exitcode}")
-    benchlib.report(args, blocks, peer)
+    try:
+        benchlib.finish_peer(args, blocks, child, report_r, "server")
+    finally:
+        listener.close()
 
 
 if __name__ == "__main__":

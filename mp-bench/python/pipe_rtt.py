@@ -1,8 +1,6 @@
 """64-byte round trips over multiprocessing.Pipe(): send_bytes/recv_bytes,
 the child echoing every message back (fork start method)."""
 
-import multiprocessing as mp
-
 import benchlib
 
 
@@ -23,11 +21,7 @@ def main():
     p.add_argument("--size", type=int, default=64)
     args = p.parse_args()
     parent_cpu, child_cpu = benchlib.parse_cpus(args.cpus)
-    ctx = mp.get_context("fork")
-    a, b = ctx.Pipe()
-    child = ctx.Process(target=echo, args=(b, args, child_cpu))
-    child.start()
-    b.close()
+    child, a = benchlib.fork_peer(echo, args, child_cpu)
     benchlib.pin(parent_cpu)
     msg = b"x" * args.size
     recv, send = a.recv_bytes, a.send_bytes
@@ -37,11 +31,7 @@ def main():
         recv()
 
     blocks = benchlib.timed_blocks(args, op)
-    peer = a.recv()
-    child.join()
-    if child.exitcode != 0:
-        raise SystemExit(f"echo child exited with {child.exitcode}")
-    benchlib.report(args, blocks, peer)
+    benchlib.finish_peer(args, blocks, child, a, "echo child")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,6 @@
 """One-way transfer of SIZE-byte messages over multiprocessing.Pipe(): the
 child sends with send_bytes, the parent receives with recv_bytes."""
 
-import multiprocessing as mp
-
 import benchlib
 
 
@@ -24,11 +22,7 @@ def main():
     p = benchlib.parser(__doc__)
     p.add_argument("--size", type=int, required=True)
     args = p.parse_args()
-    ctx = mp.get_context("fork")
-    a, b = ctx.Pipe()
-    child = ctx.Process(target=sender, args=(b, args))
-    child.start()
-    b.close()
+    child, a = benchlib.fork_peer(sender, args)
     recv = a.recv_bytes
     size = args.size
 
@@ -38,11 +32,7 @@ def main():
 
     blocks = benchlib.timed_blocks(args, op)
     a.send_bytes(b"done")
-    peer = a.recv()
-    child.join()
-    if child.exitcode != 0:
-        raise SystemExit(f"sender exited with {child.exitcode}")
-    benchlib.report(args, blocks, peer)
+    benchlib.finish_peer(args, blocks, child, a, "sender")
 
 
 if __name__ == "__main__":

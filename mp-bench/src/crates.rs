@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use ipc_channel::ipc::{self, IpcBytesReceiver, IpcBytesSender};
 
-use crate::measure::{Placement, Plan, forked_pair, print_reps, run_blocks, run_reps};
+use crate::measure::{
+    Placement, Plan, forked_ops, forked_stream, print_reps, run_blocks, run_reps,
+};
 use crate::raw::MSG_LEN;
 use crate::table::Rep;
 
@@ -33,53 +35,41 @@ pub(crate) fn pingpong(
     allowed: &[usize],
     plan: &Plan,
 ) -> Result<Vec<Rep>, String> {
-    forked_pair(
-        placement,
-        allowed,
-        plan,
-        two_channels,
-        |(tx, rx), plan| {
-            let msg = [7u8; MSG_LEN];
-            run_blocks(plan, || {
-                tx.send(&msg)?;
-                let back = rx.recv().map_err(ipc_err)?;
-                if back.len() != MSG_LEN {
-                    return Err(io::Error::other("short echo"));
-                }
-                Ok(())
-            })
-        },
-        |(rx, tx), plan| {
-            run_blocks(plan, || {
-                let m = rx.recv().map_err(ipc_err)?;
-                tx.send(&m)
-            })
-        },
-    )
+    let ping = |(tx, rx): (IpcBytesSender, IpcBytesReceiver)| {
+        let msg = [7u8; MSG_LEN];
+        move || {
+            tx.send(&msg)?;
+            let back = rx.recv().map_err(ipc_err)?;
+            if back.len() != MSG_LEN {
+                return Err(io::Error::other("short echo"));
+            }
+            Ok(())
+        }
+    };
+    let echo = |(rx, tx): (IpcBytesReceiver, IpcBytesSender)| {
+        move || {
+            let m = rx.recv().map_err(ipc_err)?;
+            tx.send(&m)
+        }
+    };
+    forked_ops(placement, allowed, plan, two_channels, ping, echo)
 }
 
 /// One-way transfer of `size`-byte messages over an ipc-channel byte
 /// channel (each receive returns a fresh `Vec`, as its API does).
 pub(crate) fn stream(size: usize, allowed: &[usize], plan: &Plan) -> Result<Vec<Rep>, String> {
-    forked_pair(
-        Placement::Free,
-        allowed,
-        plan,
-        || ipc::bytes_channel().map(|(tx, rx)| (rx, tx)),
-        |rx, plan| {
-            run_blocks(plan, || {
-                let m = rx.recv().map_err(ipc_err)?;
-                if m.len() != size {
-                    return Err(io::Error::other("wrong message size"));
-                }
-                Ok(())
-            })
-        },
-        |tx, plan| {
-            let buf = vec![1u8; size];
-            run_blocks(plan, || tx.send(&buf))
-        },
-    )
+    let receiver = |rx: IpcBytesReceiver| {
+        move || {
+            let m = rx.recv().map_err(ipc_err)?;
+            if m.len() != size {
+                return Err(io::Error::other("wrong message size"));
+            }
+            Ok(())
+        }
+    };
+    let send = |tx: &IpcBytesSender, buf: &[u8]| tx.send(buf);
+    let setup = || ipc::bytes_channel().map(|(tx, rx)| (rx, tx));
+    forked_stream(size, allowed, plan, setup, receiver, send)
 }
 
 fn noop(_: ()) {}

@@ -280,16 +280,37 @@ impl Ctx {
         cells
     }
 
+    /// Measures raw-syscall limit `name` (as [`Ctx::cell`]); returns it
+    /// with its name.
+    fn raw(
+        &mut self,
+        name: impl Into<String>,
+        unit: Unit,
+        f: impl FnOnce(&mut Ctx) -> Result<Vec<table::Rep>, String>,
+    ) -> (String, Cell) {
+        let name = name.into();
+        let cell = self.cell(Who::Raw, &name, unit, f);
+        (name, cell)
+    }
+
     fn python(&self) -> Result<&Python, String> {
         self.python.as_ref().map_err(Clone::clone)
     }
 
+    /// Runs CPython script `script` of `mp-bench/python/` with `args`.
+    fn run_py(
+        &self,
+        script: &str,
+        args: &[String],
+        plan: &Plan,
+    ) -> Result<Vec<table::Rep>, String> {
+        self.python()?
+            .run(script, args, plan, Duration::from_secs(300))
+    }
+
     fn py(&mut self, key: &str, unit: Unit, script: &str, extra: Vec<String>, n: u64) -> Cell {
         let plan = self.plan(n);
-        self.cell(Who::Py, key, unit, |ctx| {
-            ctx.python()?
-                .run(script, &extra, &plan, Duration::from_secs(300))
-        })
+        self.cell(Who::Py, key, unit, |ctx| ctx.run_py(script, &extra, &plan))
     }
 
     fn example(
@@ -358,6 +379,25 @@ fn contender(
     }
 }
 
+/// Our contender in row `row`.
+fn ours_in(
+    row: &str,
+    run: impl Fn(&Ctx, &Plan) -> Result<Vec<table::Rep>, String> + 'static,
+) -> Contender {
+    contender(Who::Ours, format!("ours.{row}"), run)
+}
+
+/// ipc-channel, the crate compared in row `row`.
+fn ipc_in(
+    row: &str,
+    run: impl Fn(&Ctx, &Plan) -> Result<Vec<table::Rep>, String> + 'static,
+) -> Option<(&'static str, Contender)> {
+    Some((
+        "ipc-channel",
+        contender(Who::Crate, format!("ipc.{row}"), run),
+    ))
+}
+
 /// A row's name and how to measure it; evaluated only when selected.
 struct Spec {
     name: String,
@@ -390,104 +430,215 @@ fn py_pipe_key(p: Placement) -> String {
 fn py_pipe(p: Placement) -> Contender {
     contender(Who::Py, py_pipe_key(p), move |ctx, plan| {
         let cpus = python::cpus_arg(p, &ctx.allowed)?;
-        ctx.python()?
-            .run("pipe_rtt.py", &cpus, plan, Duration::from_secs(300))
+        ctx.run_py("pipe_rtt.py", &cpus, plan)
+    })
+}
+
+/// CPython's contender `key`: script `script` with `args`.
+fn py_script(key: String, script: &'static str, args: Vec<String>) -> Contender {
+    contender(Who::Py, key, move |ctx, plan| {
+        ctx.run_py(script, &args, plan)
     })
 }
 
 const RTT: Unit = Unit::Rate("rt/s");
+
+/// A row without a Rust crate compared: its name, unit, raw limit (name
+/// and figure), our figure, CPython's and the goals checked.
+fn row(
+    name: impl Into<String>,
+    unit: Unit,
+    (raw_name, raw): (String, Cell),
+    ours: Cell,
+    cpython: Cell,
+    goals: Vec<Goal>,
+) -> Row {
+    Row {
+        name: name.into(),
+        unit,
+        ours,
+        cpython,
+        raw_name,
+        raw,
+        krate: None,
+        goals,
+    }
+}
+
+/// CPython's figure of a [`Turns`] row.
+enum PyFigure {
+    /// Measured turn about with the row's other contenders.
+    Turn(Contender),
+    /// Already taken (with another row).
+    Taken(Cell),
+}
+
+/// A row whose contenders are measured turn about ([`Ctx::interleaved`]),
+/// in this order: raw, the raw reference rows, ours, CPython, the crate.
+struct Turns {
+    name: String,
+    unit: Unit,
+    plan: Plan,
+    /// The raw-syscall limit; its key names it in the table.
+    raw: Contender,
+    /// Raw variants shown in the reference table, named by their keys.
+    refs: Vec<Contender>,
+    ours: Contender,
+    cpython: PyFigure,
+    /// The Rust crate the issue names, if any: its name and contender.
+    krate: Option<(&'static str, Contender)>,
+    goals: Vec<Goal>,
+}
+
+impl Turns {
+    /// Measures the contenders and makes the row (its reference rows go
+    /// to `refs`).
+    fn measure(self, ctx: &mut Ctx, refs: &mut Vec<RefRow>) -> Row {
+        let raw_name = self.raw.key.clone();
+        let ref_names: Vec<String> = self.refs.iter().map(|c| c.key.clone()).collect();
+        let mut contenders = vec![self.raw];
+        contenders.extend(self.refs);
+        contenders.push(self.ours);
+        let taken_py = match self.cpython {
+            PyFigure::Turn(c) => {
+                contenders.push(c);
+                None
+            }
+            PyFigure::Taken(cell) => Some(cell),
+        };
+        let krate_name = self.krate.map(|(name, c)| {
+            contenders.push(c);
+            name
+        });
+        let mut cells = ctx
+            .interleaved(self.unit, &self.plan, contenders)
+            .into_iter();
+        let mut next = || cells.next().expect("one cell per contender");
+        let raw = next();
+        for name in ref_names {
+            refs.push(RefRow {
+                name,
+                unit: self.unit,
+                cell: next(),
+            });
+        }
+        let ours = next();
+        let cpython = taken_py.unwrap_or_else(&mut next);
+        let krate = krate_name.map(|name| (name.to_string(), next()));
+        Row {
+            krate,
+            ..row(
+                self.name,
+                self.unit,
+                (raw_name, raw),
+                ours,
+                cpython,
+                self.goals,
+            )
+        }
+    }
+}
+
+/// The raw contender `raw.STEM@PLACEMENT` of a round-trip row.
+fn raw_at(
+    stem: &str,
+    p: Placement,
+    run: impl Fn(Placement, &[usize], &Plan) -> Result<Vec<table::Rep>, String> + 'static,
+) -> Contender {
+    contender(
+        Who::Raw,
+        format!("raw.{stem}{}", p.tag()),
+        move |ctx, plan| run(p, &ctx.allowed, plan),
+    )
+}
+
+/// A round-trip row at placement `p` against CPython's duplex Pipe and
+/// ipc-channel's byte channels (no raw reference rows).
+fn rtt_turns(
+    ctx: &Ctx,
+    name: String,
+    p: Placement,
+    raw: Contender,
+    ours: impl Fn(Placement, &[usize], &Plan) -> Result<Vec<table::Rep>, String> + 'static,
+    goals: Vec<Goal>,
+) -> Turns {
+    Turns {
+        unit: RTT,
+        plan: ctx.plan(rtt_count(p)),
+        raw,
+        refs: Vec::new(),
+        ours: ours_in(&name, move |ctx, plan| ours(p, &ctx.allowed, plan)),
+        cpython: PyFigure::Turn(py_pipe(p)),
+        krate: ipc_in(&name, move |ctx, plan| {
+            crates::pingpong(p, &ctx.allowed, plan)
+        }),
+        goals,
+        name,
+    }
+}
+
+/// A row of one wait over `k` idle connections plus a ready one, `n`
+/// calls a repetition (`n_py` for CPython's `wait()`): the raw call
+/// `raw` (named), ours `ours`, CPython's `wait()` (`py.wait_Kidle`).
+fn wait_row(
+    ctx: &mut Ctx,
+    name: String,
+    k: usize,
+    (n, n_py): (u64, u64),
+    (raw_name, raw): (
+        String,
+        impl FnOnce(usize, &Plan) -> Result<Vec<table::Rep>, String>,
+    ),
+    ours: impl FnOnce(usize, &Plan) -> Result<Vec<table::Rep>, String>,
+    goals: Vec<Goal>,
+) -> Row {
+    let unit = Unit::MicrosPerCall;
+    let plan = ctx.plan(n);
+    let raw = ctx.raw(raw_name, unit, |_| raw(k, &plan));
+    let ours = ctx.cell(Who::Ours, &format!("ours.{name}"), unit, |_| ours(k, &plan));
+    let py_args = vec!["--idle".into(), k.to_string()];
+    let cpython = ctx.py(&format!("py.wait_{k}idle"), unit, "wait.py", py_args, n_py);
+    row(name, unit, raw, ours, cpython, goals)
+}
 
 fn specs() -> Vec<Spec> {
     let mut v = Vec::new();
     for p in Placement::ALL {
         let name = format!("pipe_rtt_64B{}", p.tag());
         v.push(spec(name.clone(), move |ctx, refs| {
-            let plan = ctx.plan(rtt_count(p));
-            let raw_name = format!("raw.pingpong_64B{}", p.tag());
-            let framed_name = format!("raw.pingpong_64B_framed{}", p.tag());
-            let cells = ctx.interleaved(
-                RTT,
-                &plan,
-                vec![
-                    contender(Who::Raw, &raw_name, move |ctx, plan| {
-                        raw::pingpong(raw::PingPong::Plain, p, &ctx.allowed, plan)
-                    }),
-                    contender(Who::Raw, &framed_name, move |ctx, plan| {
-                        raw::pingpong(raw::PingPong::Framed, p, &ctx.allowed, plan)
-                    }),
-                    contender(Who::Ours, format!("ours.{name}"), move |ctx, plan| {
-                        ours::pingpong(p, &ctx.allowed, plan, None)
-                    }),
-                    py_pipe(p),
-                    contender(Who::Crate, format!("ipc.{name}"), move |ctx, plan| {
-                        crates::pingpong(p, &ctx.allowed, plan)
-                    }),
-                ],
-            );
-            let [raw, framed, ours, cpython, krate] =
-                <[Cell; 5]>::try_from(cells).expect("five cells");
-            refs.push(RefRow {
-                name: framed_name,
-                unit: RTT,
-                cell: framed,
+            let raw = raw_at("pingpong_64B", p, |p, cpus, plan| {
+                raw::pingpong(raw::PingPong::Plain, p, cpus, plan)
             });
-            Row {
-                name,
-                unit: RTT,
-                ours,
-                cpython,
-                raw_name,
-                raw,
-                krate: Some(("ipc-channel".into(), krate)),
-                goals: vec![
-                    Goal::Raw(0.9),
-                    Goal::Crate(1.0),
-                    Goal::CpuRaw(1.2),
-                    Goal::CpuPy(1.0 / 3.0),
-                ],
+            let framed = raw_at("pingpong_64B_framed", p, |p, cpus, plan| {
+                raw::pingpong(raw::PingPong::Framed, p, cpus, plan)
+            });
+            let ours = |p, cpus: &[usize], plan: &Plan| ours::pingpong(p, cpus, plan, None);
+            let goals = vec![
+                Goal::Raw(0.9),
+                Goal::Crate(1.0),
+                Goal::CpuRaw(1.2),
+                Goal::CpuPy(1.0 / 3.0),
+            ];
+            Turns {
+                refs: vec![framed],
+                ..rtt_turns(ctx, name, p, raw, ours, goals)
             }
+            .measure(ctx, refs)
         }));
     }
     for p in Placement::ALL {
         let name = format!("pipe_rtt_64B_pipepair{}", p.tag());
-        v.push(spec(name.clone(), move |ctx, _| {
-            let plan = ctx.plan(rtt_count(p));
-            let raw_name = format!("raw.pingpong_64B_pipes{}", p.tag());
-            let cells = ctx.interleaved(
-                RTT,
-                &plan,
-                vec![
-                    contender(Who::Raw, &raw_name, move |ctx, plan| {
-                        raw::pingpong_pipes(p, &ctx.allowed, plan)
-                    }),
-                    contender(Who::Ours, format!("ours.{name}"), move |ctx, plan| {
-                        ours::pingpong_pipe_pair(p, &ctx.allowed, plan)
-                    }),
-                    // CPython has no two-pipe duplex Pipe: its figure is its
-                    // ordinary duplex Pipe (shared with the pipe_rtt_64B rows).
-                    py_pipe(p),
-                    // ipc-channel measured again here, turn about with ours.
-                    contender(Who::Crate, format!("ipc.{name}"), move |ctx, plan| {
-                        crates::pingpong(p, &ctx.allowed, plan)
-                    }),
-                ],
-            );
-            let [raw, ours, cpython, krate] = <[Cell; 4]>::try_from(cells).expect("four cells");
-            Row {
-                name,
-                unit: RTT,
-                ours,
-                cpython,
-                raw_name,
-                raw,
-                krate: Some(("ipc-channel".into(), krate)),
-                goals: vec![Goal::Raw(0.9), Goal::Crate(1.0)],
-            }
+        v.push(spec(name.clone(), move |ctx, refs| {
+            let raw = raw_at("pingpong_64B_pipes", p, raw::pingpong_pipes);
+            // CPython has no two-pipe duplex Pipe: its figure is its
+            // ordinary duplex Pipe (shared with the pipe_rtt_64B rows), and
+            // ipc-channel is measured again here, turn about with ours.
+            let goals = vec![Goal::Raw(0.9), Goal::Crate(1.0)];
+            rtt_turns(ctx, name, p, raw, ours::pingpong_pipe_pair, goals).measure(ctx, refs)
         }));
     }
-    v.push(spec("pipe_rtt_64B_lowlat@split", |ctx, _| {
+    v.push(spec("pipe_rtt_64B_lowlat@split", |ctx, refs| {
         let p = Placement::Split;
-        let raw_name = "raw.pingpong_64B_spin@split".to_string();
         // CPython has no such mode: its figure is its ordinary round trip
         // @split, measured with the pipe_rtt_64B@split row.
         let cpython = if ctx.memo.contains_key(&py_pipe_key(p)) {
@@ -496,70 +647,47 @@ fn specs() -> Vec<Spec> {
             let plan = ctx.plan(rtt_count(p));
             ctx.interleaved(RTT, &plan, vec![py_pipe(p)]).remove(0)
         };
-        let plan = ctx.plan(50_000);
-        let cells = ctx.interleaved(
-            RTT,
-            &plan,
-            vec![
-                contender(Who::Raw, &raw_name, move |ctx, plan| {
-                    raw::pingpong(raw::PingPong::Spin(SPIN), p, &ctx.allowed, plan)
-                }),
-                contender(
-                    Who::Ours,
-                    "ours.pipe_rtt_64B_lowlat@split",
-                    move |ctx, plan| ours::pingpong(p, &ctx.allowed, plan, Some(SPIN)),
-                ),
-            ],
-        );
-        let [raw, ours] = <[Cell; 2]>::try_from(cells).expect("two cells");
-        Row {
+        Turns {
             name: "pipe_rtt_64B_lowlat@split".into(),
             unit: RTT,
-            ours,
-            cpython,
-            raw_name,
-            raw,
+            plan: ctx.plan(50_000),
+            raw: contender(Who::Raw, "raw.pingpong_64B_spin@split", move |ctx, plan| {
+                raw::pingpong(raw::PingPong::Spin(SPIN), p, &ctx.allowed, plan)
+            }),
+            refs: Vec::new(),
+            ours: contender(
+                Who::Ours,
+                "ours.pipe_rtt_64B_lowlat@split",
+                move |ctx, plan| ours::pingpong(p, &ctx.allowed, plan, Some(SPIN)),
+            ),
+            cpython: PyFigure::Taken(cpython),
             krate: None,
             goals: vec![Goal::Py(5.0)],
         }
+        .measure(ctx, refs)
     }));
     for (size, label, n) in [(1usize << 20, "1MiB", 500u64), (64 << 20, "64MiB", 8)] {
         let name = format!("stream_{label}");
-        v.push(spec(name.clone(), move |ctx, _| {
-            let unit = Unit::GBps(size as u64);
-            let plan = ctx.plan(n);
-            let raw_name = format!("raw.stream_{label}");
+        v.push(spec(name.clone(), move |ctx, refs| {
             let size_args = vec!["--size".to_string(), size.to_string()];
-            let cells = ctx.interleaved(
-                unit,
-                &plan,
-                vec![
-                    contender(Who::Raw, &raw_name, move |ctx, plan| {
-                        raw::stream(size, &ctx.allowed, plan)
-                    }),
-                    contender(Who::Ours, format!("ours.{name}"), move |ctx, plan| {
-                        ours::stream(size, &ctx.allowed, plan)
-                    }),
-                    contender(Who::Py, format!("py.{name}"), move |ctx, plan| {
-                        ctx.python()?
-                            .run("stream.py", &size_args, plan, Duration::from_secs(300))
-                    }),
-                    contender(Who::Crate, format!("ipc.{name}"), move |ctx, plan| {
-                        crates::stream(size, &ctx.allowed, plan)
-                    }),
-                ],
-            );
-            let [raw, ours, cpython, krate] = <[Cell; 4]>::try_from(cells).expect("four cells");
-            Row {
-                name,
-                unit,
-                ours,
-                cpython,
-                raw_name,
-                raw,
-                krate: Some(("ipc-channel".into(), krate)),
+            Turns {
+                unit: Unit::GBps(size as u64),
+                plan: ctx.plan(n),
+                raw: contender(Who::Raw, format!("raw.stream_{label}"), move |ctx, plan| {
+                    raw::stream(size, &ctx.allowed, plan)
+                }),
+                refs: Vec::new(),
+                ours: ours_in(&name, move |ctx, plan| {
+                    ours::stream(size, &ctx.allowed, plan)
+                }),
+                cpython: PyFigure::Turn(py_script(format!("py.{name}"), "stream.py", size_args)),
+                krate: ipc_in(&name, move |ctx, plan| {
+                    crates::stream(size, &ctx.allowed, plan)
+                }),
                 goals: vec![Goal::Raw(0.8), Goal::Crate(1.0)],
+                name,
             }
+            .measure(ctx, refs)
         }));
     }
     for (family, fam, raw_label) in [
@@ -567,38 +695,26 @@ fn specs() -> Vec<Spec> {
         (raw::Family::Inet, "inet", "tcp"),
     ] {
         let name = format!("conn_auth_{fam}");
-        v.push(spec(name.clone(), move |ctx, _| {
-            let unit = Unit::Rate("conn/s");
-            let raw_name = format!("raw.connect_{raw_label}");
-            let plan = ctx.plan(2000);
+        v.push(spec(name.clone(), move |ctx, refs| {
             let fam_args = vec!["--family".to_string(), fam.to_string()];
-            let cells = ctx.interleaved(
-                unit,
-                &plan,
-                vec![
-                    contender(Who::Raw, &raw_name, move |ctx, plan| {
-                        raw::connect(family, &ctx.allowed, plan)
-                    }),
-                    contender(Who::Ours, format!("ours.{name}"), move |ctx, plan| {
-                        ours::connect(family, &ctx.allowed, plan)
-                    }),
-                    contender(Who::Py, format!("py.{name}"), move |ctx, plan| {
-                        ctx.python()?
-                            .run("conn_auth.py", &fam_args, plan, Duration::from_secs(300))
-                    }),
-                ],
-            );
-            let [raw, ours, cpython] = <[Cell; 3]>::try_from(cells).expect("three cells");
-            Row {
-                name,
-                unit,
-                ours,
-                cpython,
-                raw_name,
-                raw,
+            Turns {
+                unit: Unit::Rate("conn/s"),
+                plan: ctx.plan(2000),
+                raw: contender(
+                    Who::Raw,
+                    format!("raw.connect_{raw_label}"),
+                    move |ctx, plan| raw::connect(family, &ctx.allowed, plan),
+                ),
+                refs: Vec::new(),
+                ours: ours_in(&name, move |ctx, plan| {
+                    ours::connect(family, &ctx.allowed, plan)
+                }),
+                cpython: PyFigure::Turn(py_script(format!("py.{name}"), "conn_auth.py", fam_args)),
                 krate: None,
                 goals: vec![Goal::Py(2.0)],
+                name,
             }
+            .measure(ctx, refs)
         }));
     }
     for (k, n_fast, n_py) in [
@@ -608,65 +724,23 @@ fn specs() -> Vec<Spec> {
     ] {
         let name = format!("wait_{k}idle");
         v.push(spec(name.clone(), move |ctx, _| {
-            let unit = Unit::MicrosPerCall;
-            let plan = ctx.plan(n_fast);
-            let raw_name = format!("raw.poll_{k}idle");
-            let raw = ctx.cell(Who::Raw, &raw_name, unit, |_| raw::poll(k, &plan));
-            let ours = ctx.cell(Who::Ours, &format!("ours.{name}"), unit, |_| {
-                ours::wait(k, &plan)
-            });
-            let cpython = ctx.py(
-                &format!("py.{name}"),
-                unit,
-                "wait.py",
-                vec!["--idle".into(), k.to_string()],
-                n_py,
-            );
-            Row {
-                name,
-                unit,
-                ours,
-                cpython,
-                raw_name,
-                raw,
-                krate: None,
-                goals: vec![Goal::Raw(1.0 / 1.2)],
-            }
+            let raw = (format!("raw.poll_{k}idle"), raw::poll);
+            let goals = vec![Goal::Raw(1.0 / 1.2)];
+            wait_row(ctx, name, k, (n_fast, n_py), raw, ours::wait, goals)
         }));
     }
     v.push(spec("waiter_1000idle", |ctx, _| {
-        let unit = Unit::MicrosPerCall;
-        let plan = ctx.plan(200_000);
-        let raw_name = "raw.epoll_1000idle".to_string();
-        let raw = ctx.cell(Who::Raw, &raw_name, unit, |_| raw::epoll(1000, &plan));
-        let ours = ctx.cell(Who::Ours, "ours.waiter_1000idle", unit, |_| {
-            ours::waiter(1000, &plan)
-        });
-        let cpython = ctx.py(
-            "py.wait_1000idle",
-            unit,
-            "wait.py",
-            vec!["--idle".into(), "1000".into()],
-            200,
-        );
-        Row {
-            name: "waiter_1000idle".into(),
-            unit,
-            ours,
-            cpython,
-            raw_name,
-            raw,
-            krate: None,
-            goals: vec![Goal::Py(50.0)],
-        }
+        let raw = ("raw.epoll_1000idle".to_string(), raw::epoll);
+        let goals = vec![Goal::Py(50.0)];
+        let name = "waiter_1000idle".to_string();
+        wait_row(ctx, name, 1000, (200_000, 200), raw, ours::waiter, goals)
     }));
     for (size, label) in [(64usize, "64B"), (4096, "4KiB"), (1 << 20, "1MiB")] {
         let name = format!("heap_{label}");
         v.push(spec(name.clone(), move |ctx, _| {
             let unit = Unit::Rate("pairs/s");
-            let raw_name = format!("raw.malloc_free_{label}");
             let raw_plan = ctx.plan(2_000_000);
-            let raw = ctx.cell(Who::Raw, &raw_name, unit, |_| {
+            let raw = ctx.raw(format!("raw.malloc_free_{label}"), unit, |_| {
                 raw::malloc_free(size, &raw_plan)
             });
             let size_args = vec!["--size".to_string(), size.to_string()];
@@ -679,16 +753,7 @@ fn specs() -> Vec<Spec> {
                 500_000,
             );
             let cpython = ctx.py(&format!("py.{name}"), unit, "heap.py", size_args, 50_000);
-            Row {
-                name,
-                unit,
-                ours,
-                cpython,
-                raw_name,
-                raw,
-                krate: None,
-                goals: vec![Goal::Py(50.0)],
-            }
+            row(name, unit, raw, ours, cpython, vec![Goal::Py(50.0)])
         }));
     }
     for method in ["fork", "spawn", "forkserver"] {
@@ -697,21 +762,13 @@ fn specs() -> Vec<Spec> {
             let unit = Unit::Rate("proc/s");
             // Measured in a fresh copy of this executable (see
             // raw::in_fresh_process): the real minimum.
-            let (raw_name, raw) = if method == "spawn" {
-                let plan = ctx.plan(500);
-                let n = "raw.fork_exec_true".to_string();
-                let c = ctx.cell(Who::Raw, &n, unit, |_| {
-                    raw::in_fresh_process(raw::ROLE_FORK_EXEC, &plan)
-                });
-                (n, c)
+            let (raw_name, role, n_raw) = if method == "spawn" {
+                ("raw.fork_exec_true", raw::ROLE_FORK_EXEC, 500)
             } else {
-                let plan = ctx.plan(2000);
-                let n = "raw.fork_waitpid".to_string();
-                let c = ctx.cell(Who::Raw, &n, unit, |_| {
-                    raw::in_fresh_process(raw::ROLE_FORK_WAIT, &plan)
-                });
-                (n, c)
+                ("raw.fork_waitpid", raw::ROLE_FORK_WAIT, 2000)
             };
+            let plan = ctx.plan(n_raw);
+            let raw = ctx.raw(raw_name, unit, |_| raw::in_fresh_process(role, &plan));
             let method_args = vec!["--method".to_string(), method.to_string()];
             let (n_ours, n_py) = match method {
                 "fork" => (300, 200),
@@ -745,14 +802,8 @@ fn specs() -> Vec<Spec> {
                 _ => (None, vec![Goal::Py(15.0)]),
             };
             Row {
-                name,
-                unit,
-                ours,
-                cpython,
-                raw_name,
-                raw,
                 krate,
-                goals,
+                ..row(name, unit, raw, ours, cpython, goals)
             }
         }));
     }

@@ -197,6 +197,52 @@ pub(crate) fn forked_pair<P, C>(
     }
 }
 
+/// [`forked_pair`] where each peer measures one operation with
+/// [`run_blocks`]: `parent` and `child` make it from their end (after the
+/// fork, in the process that runs it).
+pub(crate) fn forked_ops<P, C, PO, CO>(
+    placement: Placement,
+    allowed: &[usize],
+    plan: &Plan,
+    setup: impl FnOnce() -> io::Result<(P, C)>,
+    parent: impl FnOnce(P) -> PO,
+    child: impl FnOnce(C) -> CO,
+) -> Result<Vec<Rep>, String>
+where
+    PO: FnMut() -> io::Result<()>,
+    CO: FnMut() -> io::Result<()>,
+{
+    forked_pair(
+        placement,
+        allowed,
+        plan,
+        setup,
+        |p, plan| run_blocks(plan, parent(p)),
+        |c, plan| run_blocks(plan, child(c)),
+    )
+}
+
+/// A one-way stream between two unpinned forked peers ([`forked_ops`]):
+/// per operation the child sends one `size`-byte message (of ones) with
+/// `send`, and the parent runs the receiving operation `receiver` makes.
+pub(crate) fn forked_stream<P, C, PO>(
+    size: usize,
+    allowed: &[usize],
+    plan: &Plan,
+    setup: impl FnOnce() -> io::Result<(P, C)>,
+    receiver: impl FnOnce(P) -> PO,
+    send: impl Fn(&C, &[u8]) -> io::Result<()>,
+) -> Result<Vec<Rep>, String>
+where
+    PO: FnMut() -> io::Result<()>,
+{
+    let sender = |c: C| {
+        let buf = vec![1u8; size];
+        move || send(&c, &buf)
+    };
+    forked_ops(Placement::Free, allowed, plan, setup, receiver, sender)
+}
+
 fn finish(mut reps: Vec<Rep>, read: io::Result<usize>, report: &[u8]) -> Result<Vec<Rep>, String> {
     let err = |what: &str, e: io::Error| format!("error: {what}: {e}");
     read.map_err(|e| err("report", e))?;

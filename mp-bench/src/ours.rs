@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use mp_conn::{Address, Connection, Listener, Waitable, Waiter};
 
-use crate::measure::{Placement, Plan, forked_pair, run_blocks};
+use crate::measure::{Placement, Plan, forked_ops, forked_pair, forked_stream, run_blocks};
 use crate::raw::{self, MSG_LEN};
 use crate::sys;
 use crate::table::Rep;
@@ -53,56 +53,45 @@ fn pingpong_over(
     low_latency: Option<Duration>,
     make: impl FnOnce() -> mp_conn::Result<(Connection, Connection)>,
 ) -> Result<Vec<Rep>, String> {
-    forked_pair(
-        placement,
-        allowed,
-        plan,
-        || make().map_err(io),
-        |mut a: Connection, plan| {
-            a.set_low_latency(low_latency);
-            let msg = [7u8; MSG_LEN];
-            run_blocks(plan, || {
-                a.send_bytes(&msg).map_err(io)?;
-                let back = a.recv_bytes().map_err(io)?;
-                if back.len() != MSG_LEN {
-                    return Err(io::Error::other("short echo"));
-                }
-                Ok(())
-            })
-        },
-        |mut b: Connection, plan| {
-            b.set_low_latency(low_latency);
-            run_blocks(plan, || {
-                let m = b.recv_bytes().map_err(io)?;
-                b.send_bytes(&m).map_err(io)
-            })
-        },
-    )
+    let ping = |mut a: Connection| {
+        a.set_low_latency(low_latency);
+        let msg = [7u8; MSG_LEN];
+        move || {
+            a.send_bytes(&msg).map_err(io)?;
+            let back = a.recv_bytes().map_err(io)?;
+            if back.len() != MSG_LEN {
+                return Err(io::Error::other("short echo"));
+            }
+            Ok(())
+        }
+    };
+    let echo = |mut b: Connection| {
+        b.set_low_latency(low_latency);
+        move || {
+            let m = b.recv_bytes().map_err(io)?;
+            b.send_bytes(&m).map_err(io)
+        }
+    };
+    let setup = || make().map_err(io);
+    forked_ops(placement, allowed, plan, setup, ping, echo)
 }
 
 /// One-way transfer of `size`-byte messages over `pipe(true)`; the
 /// receiver reuses one buffer (`recv_bytes_into_vec`).
 pub(crate) fn stream(size: usize, allowed: &[usize], plan: &Plan) -> Result<Vec<Rep>, String> {
-    forked_pair(
-        Placement::Free,
-        allowed,
-        plan,
-        || mp_conn::pipe(true).map_err(io),
-        |mut a: Connection, plan| {
-            let mut buf = Vec::new();
-            run_blocks(plan, || {
-                let n = a.recv_bytes_into_vec(&mut buf).map_err(io)?;
-                if n != size {
-                    return Err(io::Error::other("wrong message size"));
-                }
-                Ok(())
-            })
-        },
-        |b: Connection, plan| {
-            let buf = vec![1u8; size];
-            run_blocks(plan, || b.send_bytes(&buf).map_err(io))
-        },
-    )
+    let receiver = |mut a: Connection| {
+        let mut buf = Vec::new();
+        move || {
+            let n = a.recv_bytes_into_vec(&mut buf).map_err(io)?;
+            if n != size {
+                return Err(io::Error::other("wrong message size"));
+            }
+            Ok(())
+        }
+    };
+    let send = |b: &Connection, buf: &[u8]| b.send_bytes(buf).map_err(io);
+    let setup = || mp_conn::pipe(true).map_err(io);
+    forked_stream(size, allowed, plan, setup, receiver, send)
 }
 
 const KEY: &[u8] = b"mp-bench authkey";

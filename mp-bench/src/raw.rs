@@ -9,7 +9,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::{Duration, Instant};
 
-use crate::measure::{Placement, Plan, forked_pair, run_blocks};
+use crate::measure::{Placement, Plan, forked_ops, forked_stream, run_blocks};
 use crate::sys;
 use crate::table::Rep;
 
@@ -85,29 +85,24 @@ pub(crate) fn pingpong(
     allowed: &[usize],
     plan: &Plan,
 ) -> Result<Vec<Rep>, String> {
-    forked_pair(
-        placement,
-        allowed,
-        plan,
-        sys::socketpair,
-        |a: OwnedFd, plan| {
-            let mut msg = [7u8; 4 + MSG_LEN];
-            msg[..4].copy_from_slice(&(MSG_LEN as u32).to_be_bytes());
-            let mut buf = [0u8; 4 + MSG_LEN];
-            run_blocks(plan, || {
-                send_msg(a.as_fd(), style, &msg)?;
-                recv_msg(a.as_fd(), style, &mut buf)
-            })
-        },
-        |b: OwnedFd, plan| {
-            let mut buf = [0u8; 4 + MSG_LEN];
-            run_blocks(plan, || {
-                recv_msg(b.as_fd(), style, &mut buf)?;
-                buf[..4].copy_from_slice(&(MSG_LEN as u32).to_be_bytes());
-                send_msg(b.as_fd(), style, &buf)
-            })
-        },
-    )
+    let ping = |a: OwnedFd| {
+        let mut msg = [7u8; 4 + MSG_LEN];
+        msg[..4].copy_from_slice(&(MSG_LEN as u32).to_be_bytes());
+        let mut buf = [0u8; 4 + MSG_LEN];
+        move || {
+            send_msg(a.as_fd(), style, &msg)?;
+            recv_msg(a.as_fd(), style, &mut buf)
+        }
+    };
+    let echo = |b: OwnedFd| {
+        let mut buf = [0u8; 4 + MSG_LEN];
+        move || {
+            recv_msg(b.as_fd(), style, &mut buf)?;
+            buf[..4].copy_from_slice(&(MSG_LEN as u32).to_be_bytes());
+            send_msg(b.as_fd(), style, &buf)
+        }
+    };
+    forked_ops(placement, allowed, plan, sys::socketpair, ping, echo)
 }
 
 /// 64-byte round trips over two OS pipes (one each way) between two
@@ -124,46 +119,33 @@ pub(crate) fn pingpong_pipes(
         // (parent's (read, write), child's (read, write))
         Ok(((r1, w2), (r2, w1)))
     };
-    forked_pair(
-        placement,
-        allowed,
-        plan,
-        setup,
-        |(r, w): (OwnedFd, OwnedFd), plan| {
-            let msg = [7u8; MSG_LEN];
-            let mut buf = [0u8; MSG_LEN];
-            run_blocks(plan, || {
-                sys::write_all(w.as_fd(), &msg)?;
-                sys::read_exact(r.as_fd(), &mut buf)
-            })
-        },
-        |(r, w): (OwnedFd, OwnedFd), plan| {
-            let mut buf = [0u8; MSG_LEN];
-            run_blocks(plan, || {
-                sys::read_exact(r.as_fd(), &mut buf)?;
-                sys::write_all(w.as_fd(), &buf)
-            })
-        },
-    )
+    let ping = |(r, w): (OwnedFd, OwnedFd)| {
+        let msg = [7u8; MSG_LEN];
+        let mut buf = [0u8; MSG_LEN];
+        move || {
+            sys::write_all(w.as_fd(), &msg)?;
+            sys::read_exact(r.as_fd(), &mut buf)
+        }
+    };
+    let echo = |(r, w): (OwnedFd, OwnedFd)| {
+        let mut buf = [0u8; MSG_LEN];
+        move || {
+            sys::read_exact(r.as_fd(), &mut buf)?;
+            sys::write_all(w.as_fd(), &buf)
+        }
+    };
+    forked_ops(placement, allowed, plan, setup, ping, echo)
 }
 
 /// One-way transfer of `size`-byte chunks over a socketpair: the child
 /// writes, the parent reads into one reused buffer.
 pub(crate) fn stream(size: usize, allowed: &[usize], plan: &Plan) -> Result<Vec<Rep>, String> {
-    forked_pair(
-        Placement::Free,
-        allowed,
-        plan,
-        sys::socketpair,
-        |a: OwnedFd, plan| {
-            let mut buf = vec![0u8; size];
-            run_blocks(plan, || sys::read_exact(a.as_fd(), &mut buf))
-        },
-        |b: OwnedFd, plan| {
-            let buf = vec![1u8; size];
-            run_blocks(plan, || sys::write_all(b.as_fd(), &buf))
-        },
-    )
+    let receiver = |a: OwnedFd| {
+        let mut buf = vec![0u8; size];
+        move || sys::read_exact(a.as_fd(), &mut buf)
+    };
+    let send = |b: &OwnedFd, buf: &[u8]| sys::write_all(b.as_fd(), buf);
+    forked_stream(size, allowed, plan, sys::socketpair, receiver, send)
 }
 
 /// Address family of the connect rows.
@@ -220,14 +202,14 @@ pub(crate) fn connect(family: Family, allowed: &[usize], plan: &Plan) -> Result<
             }
         })
     };
-    forked_pair(
+    forked_ops(
         Placement::Free,
         allowed,
         plan,
         setup,
-        |addr, plan| {
+        |addr| {
             let mut byte = [0u8; 1];
-            run_blocks(plan, || {
+            move || {
                 let n = match &addr {
                     RawAddr::Unix(p) => UnixStream::connect(p)?.read(&mut byte)?,
                     RawAddr::Inet(a) => TcpStream::connect(a)?.read(&mut byte)?,
@@ -236,16 +218,16 @@ pub(crate) fn connect(family: Family, allowed: &[usize], plan: &Plan) -> Result<
                     return Err(io::Error::other("server sent data"));
                 }
                 Ok(())
-            })
+            }
         },
-        |listener, plan| {
-            run_blocks(plan, || {
+        |listener| {
+            move || {
                 match &listener {
                     RawListener::Unix(l) => drop(l.accept()?),
                     RawListener::Inet(l) => drop(l.accept()?),
                 }
                 Ok(())
-            })
+            }
         },
     )
 }

@@ -398,32 +398,31 @@ impl Report {
 
     /// The aligned text table for the terminal.
     pub(crate) fn to_text(&self) -> String {
-        let mut out = String::new();
-        for line in self.header_lines() {
-            let _ = writeln!(out, "{line}");
-        }
-        out.push('\n');
-        let lines: Vec<Vec<String>> = self.rows.iter().map(Row::cells).collect();
-        text_table(&mut out, &HEADERS, &lines);
-        if !self.refs.is_empty() {
-            out.push('\n');
-            text_table(&mut out, &REF_HEADERS, &ref_lines(&self.refs));
-        }
-        out
+        self.render(str::to_string, text_table)
     }
 
     /// The same table as Markdown, for the README.
     pub(crate) fn to_markdown(&self) -> String {
+        self.render(|line| format!("{}  ", md_escape(line)), md_table)
+    }
+
+    /// The header lines (each as `line` writes it), then the rows and the
+    /// reference rows, each a table as `table` lays it out.
+    fn render(
+        &self,
+        line: impl Fn(&str) -> String,
+        table: fn(&mut String, &[&str], &[Vec<String>]),
+    ) -> String {
         let mut out = String::new();
-        for line in self.header_lines() {
-            let _ = writeln!(out, "{}  ", md_escape(&line));
+        for l in self.header_lines() {
+            let _ = writeln!(out, "{}", line(&l));
         }
         out.push('\n');
         let lines: Vec<Vec<String>> = self.rows.iter().map(Row::cells).collect();
-        md_table(&mut out, &HEADERS, &lines);
+        table(&mut out, &HEADERS, &lines);
         if !self.refs.is_empty() {
             out.push('\n');
-            md_table(&mut out, &REF_HEADERS, &ref_lines(&self.refs));
+            table(&mut out, &REF_HEADERS, &ref_lines(&self.refs));
         }
         out
     }
