@@ -397,7 +397,7 @@ pub(crate) fn fork_exit_wait() -> io::Result<()> {
 }
 
 /// Raw limit of starting a program: `fork()`, the child `execv`s `path`
-/// (argv = [path]), `waitpid`. Call [`prepare_fork_loop`] first.
+/// (argv = `[path]`), `waitpid`. Call [`prepare_fork_loop`] first.
 pub(crate) fn fork_exec_wait(path: &CStr) -> io::Result<()> {
     let argv = [path.as_ptr(), std::ptr::null()];
     // SAFETY: single-threaded (checked by prepare_fork_loop); the child

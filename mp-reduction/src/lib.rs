@@ -253,20 +253,20 @@ pub fn deserialize_fd<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Owne
 pub mod owned_fd {
     use super::*;
 
-    /// See [`serialize_fd`](super::serialize_fd).
+    /// See [`serialize_fd`].
     ///
     /// # Errors
     ///
-    /// As [`serialize_fd`](super::serialize_fd).
+    /// As [`serialize_fd`].
     pub fn serialize<S: Serializer>(fd: &OwnedFd, serializer: S) -> Result<S::Ok, S::Error> {
         super::serialize_fd(fd.as_fd(), serializer)
     }
 
-    /// See [`deserialize_fd`](super::deserialize_fd).
+    /// See [`deserialize_fd`].
     ///
     /// # Errors
     ///
-    /// As [`deserialize_fd`](super::deserialize_fd).
+    /// As [`deserialize_fd`].
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<OwnedFd, D::Error> {
         super::deserialize_fd(deserializer)
     }

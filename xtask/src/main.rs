@@ -24,7 +24,8 @@ const USAGE: &str = "\
 usage: cargo xtask <command> [options]
 
 commands:
-  test             fmt, clippy, all tests (unit, integration, doc, CPython interop), stable fuzz runs
+  test             fmt, clippy, rustdoc, all tests (unit, integration, doc, CPython interop),
+                   the tour, stable fuzz runs
   bench [FILTER]   side-by-side tables: ours, CPython's, the raw-syscall limit
   fuzz [--seconds N]
                    run every fuzz target for N seconds each (stable driver)

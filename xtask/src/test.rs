@@ -47,7 +47,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let mut totals = Totals::default();
     let mut failures = Vec::new();
 
-    // 1. Formatting and lints: cheap, and they fail CI anyway.
+    // 1. Formatting, lints and docs: cheap, and they fail CI anyway.
     if let Err(e) = util::run(cargo().args(["fmt", "--all", "--", "--check"])) {
         failures.push(e);
     }
@@ -59,6 +59,14 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         "-D",
         "warnings",
     ])) {
+        failures.push(e);
+    }
+
+    // Docs build without warnings (broken intra-doc links, bad code spans).
+    let mut doc = cargo();
+    doc.args(["doc", "--workspace", "--no-deps", "--quiet"])
+        .env("RUSTDOCFLAGS", "-D warnings");
+    if let Err(e) = util::run(&mut doc) {
         failures.push(e);
     }
 
