@@ -45,6 +45,9 @@
 
 #![deny(unsafe_code)]
 
+#[doc(hidden)]
+#[path = "fuzz.rs"]
+pub mod __fuzz;
 mod address;
 mod client;
 mod connection;

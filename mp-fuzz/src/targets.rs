@@ -1,5 +1,9 @@
 //! The registry of fuzz targets and their seed corpora.
 
+mod handshake;
+
+pub use handshake::{client_handshake, listener_handshake};
+
 /// One fuzz target: a name, a seed corpus, and the function under test.
 #[derive(Debug, Clone, Copy)]
 pub struct Target {
@@ -22,6 +26,16 @@ pub static TARGETS: &[Target] = &[
         name: "frame_decoder",
         seeds: frame_seeds,
         run: frame_decoder,
+    },
+    Target {
+        name: "listener_handshake",
+        seeds: handshake::listener_seeds,
+        run: listener_handshake,
+    },
+    Target {
+        name: "client_handshake",
+        seeds: handshake::client_seeds,
+        run: client_handshake,
     },
 ];
 
