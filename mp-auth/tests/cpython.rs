@@ -42,36 +42,11 @@ for line in sys.stdin:
 "#;
 
 fn interpreters() -> Vec<(String, PathBuf)> {
-    let pyenv = std::env::var_os("PYENV_ROOT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/root/.pyenv"));
-    let mut found = Vec::new();
-    for (label, path) in [
-        ("3.11", PathBuf::from("python3")),
-        ("3.12", pyenv.join("versions/3.12.1/bin/python3")),
-        ("3.13", pyenv.join("versions/3.13.0/bin/python3")),
-    ] {
-        let ok = Command::new(&path)
-            .arg("-c")
-            .arg("import multiprocessing.connection")
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        if ok {
-            found.push((label.to_string(), path));
-        } else if std::env::var_os("MP_REQUIRE_PYTHON").is_some_and(|v| v == "1") {
-            panic!(
-                "CPython {label} ({}) is required (MP_REQUIRE_PYTHON=1) but missing",
-                path.display()
-            );
-        } else {
-            eprintln!(
-                "\n*** SKIPPING CPython {label} cross-checks: {} not found ***\n",
-                path.display()
-            );
-        }
-    }
-    found
+    [11, 12, 13]
+        .into_iter()
+        .filter_map(mp_testsupport::find)
+        .map(|py| (format!("3.{}", py.minor), py.path))
+        .collect()
 }
 
 /// Hex with a leading `h`, so that empty byte strings survive `split()`.
