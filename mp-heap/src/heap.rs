@@ -721,25 +721,20 @@ impl State {
         if let Some(&next) = self.start_to_block.get(&key(arena, stop)) {
             stop = self.absorb(next).1;
         }
+        let node = FreeNode {
+            arena,
+            start,
+            stop,
+            prev: NIL,
+            next: NIL,
+        };
         let idx = match self.vacant_nodes.pop() {
             Some(idx) => {
-                self.nodes[idx as usize] = FreeNode {
-                    arena,
-                    start,
-                    stop,
-                    prev: NIL,
-                    next: NIL,
-                };
+                self.nodes[idx as usize] = node;
                 idx
             }
             None => {
-                self.nodes.push(FreeNode {
-                    arena,
-                    start,
-                    stop,
-                    prev: NIL,
-                    next: NIL,
-                });
+                self.nodes.push(node);
                 (self.nodes.len() - 1) as u32
             }
         };
