@@ -104,8 +104,11 @@ pub(crate) struct Popen {
     exit: Mutex<Option<i32>>,
 }
 
+/// Waits until `fd` is readable, at most `timeout` (`None`, or a timeout
+/// too long for an [`Instant`] such as `Duration::MAX`: no limit).
 fn poll_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> std::io::Result<bool> {
-    let deadline = timeout.map(|t| Instant::now() + t);
+    // `Instant + Duration` panics on overflow: no deadline instead.
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     loop {
         let ts = deadline.map(|d| {
             let left = d.saturating_duration_since(Instant::now());
