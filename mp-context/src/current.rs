@@ -131,7 +131,9 @@ impl ParentProcess {
     /// Waits until the parent has gone, or `timeout` has passed; returns
     /// whether it has gone.
     pub fn join(&self, timeout: Option<Duration>) -> bool {
-        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        // A timeout no `Instant` can hold (`Duration::MAX`) waits without
+        // limit, rather than panicking on the overflow.
+        let deadline = timeout.and_then(|t| std::time::Instant::now().checked_add(t));
         loop {
             if !self.is_alive() {
                 return true;

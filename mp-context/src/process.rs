@@ -4,9 +4,6 @@
 use std::fmt;
 use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, Once, OnceLock};
 use std::time::{Duration, Instant};
@@ -107,8 +104,11 @@ pub(crate) struct Popen {
     exit: Mutex<Option<i32>>,
 }
 
+/// Waits until `fd` is readable, at most `timeout` (`None`, or a timeout
+/// too long for an [`Instant`] such as `Duration::MAX`: no limit).
 fn poll_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> std::io::Result<bool> {
-    let deadline = timeout.map(|t| Instant::now() + t);
+    // `Instant + Duration` panics on overflow: no deadline instead.
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     loop {
         let ts = deadline.map(|d| {
             let left = d.saturating_duration_since(Instant::now());
@@ -804,16 +804,7 @@ fn spawn(payload: &[u8], fds: &[BorrowedFd<'_>]) -> Result<Popen> {
             max: mp_forkserver::SCM_MAX_FD,
         });
     }
-    let (parent_sock, child_sock) = UnixStream::pair()?;
-    let mut cmd = Command::new(mp_forkserver::self_exe());
-    if let Ok(exe) = std::env::current_exe() {
-        cmd.arg0(exe);
-    }
-    cmd.env(mp_forkserver::ROLE_ENV, "spawn")
-        .stdin(Stdio::from(OwnedFd::from(child_sock)));
-    let child = cmd.spawn()?;
-    drop(cmd);
-    let pid = child.id() as i32;
+    let (pid, parent_sock) = mp_forkserver::start_role("spawn")?;
     let pid_t = Pid::from_raw(pid).expect("positive pid");
     let pidfd = pidfd_open(pid_t, PidfdFlags::empty())?;
     // The data, then the fds (the child knows how many from the data).

@@ -59,6 +59,15 @@ fn exit_codes() {
     }
 }
 
+fn join_with_an_endless_timeout() {
+    for m in METHODS {
+        let p = ctx(m).process(sleep_ms, 50);
+        p.start().unwrap();
+        p.join(Some(Duration::MAX)).unwrap();
+        assert_eq!(p.exitcode().unwrap(), Some(0), "{m}");
+    }
+}
+
 fn join_timeout_and_lifecycle() {
     for m in METHODS {
         let p = ctx(m).process(sleep_ms, 60_000);
@@ -659,6 +668,7 @@ fn main() {
     }
     let tests: &[(&str, fn())] = &[
         ("exit_codes", exit_codes),
+        ("join_with_an_endless_timeout", join_with_an_endless_timeout),
         ("join_timeout_and_lifecycle", join_timeout_and_lifecycle),
         ("many_children", many_children),
         (

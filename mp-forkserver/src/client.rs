@@ -247,6 +247,31 @@ pub fn self_exe() -> PathBuf {
     }
 }
 
+/// Starts this executable again ([`self_exe`]) in `role` ([`ROLE_ENV`]:
+/// `forkserver` or `spawn`), with one end of a fresh unix socket pair as
+/// its stdin, over which it receives what it needs. Returns the child's
+/// pid and the other end of the pair; the caller reaps the child.
+///
+/// `argv[0]` is this process's own path, so the child looks like the
+/// program it is in `ps`.
+///
+/// # Errors
+///
+/// Creating the socket pair or starting the process failed.
+pub fn start_role(role: &str) -> io::Result<(i32, UnixStream)> {
+    let (parent, child) = UnixStream::pair()?;
+    let mut cmd = Command::new(self_exe());
+    if let Ok(exe) = std::env::current_exe() {
+        cmd.arg0(exe);
+    }
+    cmd.env(ROLE_ENV, role)
+        .stdin(Stdio::from(OwnedFd::from(child)));
+    // `cmd` (holding the child's end) is dropped on return: only the child
+    // keeps it, so the parent sees EOF once the child is gone.
+    let child = cmd.spawn()?;
+    Ok((child.id() as i32, parent))
+}
+
 /// Starts a server: it receives its [`Config`] and the "alive" pipe's read
 /// end over its stdin, binds its listener, and answers with an empty
 /// message once it accepts connections (or with the reason it cannot).
@@ -278,16 +303,7 @@ fn start_server(
     preload: &[u8],
 ) -> io::Result<(i32, OwnedFd)> {
     let (alive_r, alive_w) = pipe_with(PipeFlags::CLOEXEC).map_err(io::Error::from)?;
-    let (config_parent, config_child) = UnixStream::pair()?;
-    let mut cmd = Command::new(self_exe());
-    if let Ok(exe) = std::env::current_exe() {
-        cmd.arg0(exe);
-    }
-    cmd.env(ROLE_ENV, "forkserver")
-        .stdin(Stdio::from(OwnedFd::from(config_child)));
-    let child = cmd.spawn()?;
-    let pid = child.id() as i32;
-    drop(cmd);
+    let (pid, config_parent) = start_role("forkserver")?;
 
     let configure = || -> mp_conn::Result<()> {
         let mut conn = Connection::new(config_parent.into(), true, true)?;

@@ -66,7 +66,7 @@ mod sys;
 use std::io;
 use std::os::fd::BorrowedFd;
 
-pub use client::{ForkServer, self_exe};
+pub use client::{ForkServer, self_exe, start_role};
 pub use error::{Error, Result};
 pub use server::{ForkedChild, ServerHooks, serve};
 

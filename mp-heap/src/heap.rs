@@ -556,6 +556,9 @@ struct FreeNode {
 struct State {
     /// heap.py's `_size`: the size of the next arena.
     size: usize,
+    /// The arenas by id; a discarded one leaves `None`, its id waiting in
+    /// `vacant_arenas` for reuse (so `arenas.len() - vacant_arenas.len()`
+    /// arenas are live).
     arenas: Vec<Option<ArenaSlot>>,
     vacant_arenas: Vec<u32>,
     /// heap.py's `_lengths` and `_len_to_seq`: the distinct free lengths,
@@ -569,7 +572,6 @@ struct State {
     stop_to_block: BlockMap,
     mallocs: u64,
     frees: u64,
-    n_arenas: usize,
     arena_bytes: usize,
     used_bytes: usize,
     /// The sum of the free blocks' lengths, kept apart from `used_bytes` so
@@ -593,7 +595,6 @@ impl State {
             stop_to_block: BlockMap::default(),
             mallocs: 0,
             frees: 0,
-            n_arenas: 0,
             arena_bytes: 0,
             used_bytes: 0,
             free_bytes: 0,
@@ -690,7 +691,6 @@ impl State {
                 (self.arenas.len() - 1) as u32
             }
         };
-        self.n_arenas += 1;
         self.arena_bytes += length;
         // The new arena is handed out whole, so it is neither free nor used
         // until `malloc` files its tail and counts its head.
@@ -710,7 +710,6 @@ impl State {
         self.absorb(whole);
         self.arenas[arena as usize] = None;
         self.vacant_arenas.push(arena);
-        self.n_arenas -= 1;
         self.arena_bytes -= length;
     }
 
@@ -722,25 +721,20 @@ impl State {
         if let Some(&next) = self.start_to_block.get(&key(arena, stop)) {
             stop = self.absorb(next).1;
         }
+        let node = FreeNode {
+            arena,
+            start,
+            stop,
+            prev: NIL,
+            next: NIL,
+        };
         let idx = match self.vacant_nodes.pop() {
             Some(idx) => {
-                self.nodes[idx as usize] = FreeNode {
-                    arena,
-                    start,
-                    stop,
-                    prev: NIL,
-                    next: NIL,
-                };
+                self.nodes[idx as usize] = node;
                 idx
             }
             None => {
-                self.nodes.push(FreeNode {
-                    arena,
-                    start,
-                    stop,
-                    prev: NIL,
-                    next: NIL,
-                });
+                self.nodes.push(node);
                 (self.nodes.len() - 1) as u32
             }
         };
@@ -805,7 +799,7 @@ impl State {
         HeapStats {
             mallocs: self.mallocs,
             frees: self.frees,
-            arenas: self.n_arenas,
+            arenas: self.arenas.len() - self.vacant_arenas.len(),
             arena_bytes: self.arena_bytes,
             free_bytes: self.free_bytes,
             used_bytes: self.used_bytes,

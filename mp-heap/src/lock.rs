@@ -126,13 +126,15 @@ impl ProcessLock {
     }
 
     /// Acquires the lock, waiting at most `timeout` (CPython's
-    /// `acquire(timeout=…)`); `None` on timeout.
+    /// `acquire(timeout=…)`); `None` on timeout. A timeout too long for an
+    /// [`Instant`] to hold (`Duration::MAX`) waits without limit.
     ///
     /// # Panics
     ///
     /// As [`ProcessLock::acquire`].
     pub fn acquire_timeout(&self, timeout: Duration) -> Option<ProcessLockGuard<'_>> {
-        self.acquire_inner(Some(Instant::now() + timeout))
+        // `Instant + Duration` panics on overflow: no deadline instead.
+        self.acquire_inner(Instant::now().checked_add(timeout))
     }
 
     fn acquire_inner(&self, deadline: Option<Instant>) -> Option<ProcessLockGuard<'_>> {

@@ -77,6 +77,22 @@ fn array_lock_is_plain_and_times_out_for_others() {
 }
 
 #[test]
+fn an_endless_lock_timeout_waits_instead_of_panicking() {
+    let a = Array::<i32>::from_slice(&[1]).unwrap();
+    let g = a.get_lock().acquire_timeout(Duration::MAX);
+    assert!(g.is_some(), "a free lock is taken at once");
+    drop(g);
+    let got = std::thread::scope(|s| {
+        let held = a.lock();
+        let waiter = s.spawn(|| a.get_lock().acquire_timeout(Duration::MAX).is_some());
+        std::thread::sleep(Duration::from_millis(20));
+        drop(held);
+        waiter.join().unwrap()
+    });
+    assert!(got, "the waiter gets the lock once it is released");
+}
+
+#[test]
 fn arrays_index_slice_and_assign() {
     let a = Array::from_slice(&[5_i32, 6, 7, 8, 9]).unwrap();
     assert_eq!(a.len(), 5);
