@@ -12,7 +12,8 @@ use rustix::net::{SocketFlags, SocketType};
 
 use crate::address::Address;
 use crate::handshake::{Auth, run_client};
-use crate::listener::{DEFAULT_HANDSHAKE_TIMEOUT, address_family, connection_from, poll_one};
+use crate::listener::{DEFAULT_HANDSHAKE_TIMEOUT, address_family, connection_from};
+use crate::sys;
 use crate::{Connection, Error, Result};
 
 /// Connects to a listener at `address` (CPython's
@@ -161,7 +162,7 @@ impl ClientBuilder {
                 // goes on in the background (EALREADY on the retry).
                 Err(Errno::INTR) => continue,
                 Err(Errno::ALREADY | Errno::INPROGRESS) => {
-                    poll_one(socket.as_fd(), PollFlags::OUT, None)?;
+                    sys::wait_fd(socket.as_fd(), PollFlags::OUT, None)?;
                     rustix::net::sockopt::socket_error(&socket)??;
                     break;
                 }

@@ -48,7 +48,7 @@ use rustix::event::PollFlags;
 use rustix::io::Errno;
 use rustix::net::{RecvFlags, SendFlags};
 
-use crate::listener::poll_one;
+use crate::sys::wait_fd;
 use crate::{Error, Result};
 
 /// A header of -1 announces an 8-byte length (CPython's framing).
@@ -576,7 +576,7 @@ impl<'fd> ClientChannel<'fd> {
                 Some(deadline - now)
             }
         };
-        if poll_one(self.fd, flags, timeout)? {
+        if wait_fd(self.fd, flags, timeout)? {
             Ok(())
         } else {
             Err(Error::Timeout)
@@ -734,7 +734,7 @@ mod tests {
             let timeout = hs
                 .deadline()
                 .map(|d| d.saturating_duration_since(Instant::now()));
-            if !poll_one(hs.fd(), hs.want().poll_flags(), timeout)? {
+            if !wait_fd(hs.fd(), hs.want().poll_flags(), timeout)? {
                 return Err(Error::Timeout);
             }
         }
