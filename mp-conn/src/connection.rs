@@ -87,18 +87,10 @@ impl Io {
         if let Some(mut spin) = self.spin {
             let started = Instant::now();
             loop {
-                match sys::read(
-                    self.fd.as_fd(),
-                    self.kind,
-                    buf,
-                    true,
-                    self.pos,
-                    &mut self.batches,
-                ) {
+                match self.read_once(buf, true) {
                     Ok(n) => {
                         spin.hit();
                         self.spin = Some(spin);
-                        self.pos += n as u64;
                         return Ok(n);
                     }
                     Err(Errno::AGAIN) => {
@@ -115,18 +107,8 @@ impl Io {
             }
         }
         loop {
-            match sys::read(
-                self.fd.as_fd(),
-                self.kind,
-                buf,
-                false,
-                self.pos,
-                &mut self.batches,
-            ) {
-                Ok(n) => {
-                    self.pos += n as u64;
-                    return Ok(n);
-                }
+            match self.read_once(buf, false) {
+                Ok(n) => return Ok(n),
                 Err(Errno::INTR) => {}
                 Err(Errno::AGAIN) => {
                     sys::wait_fd(self.fd.as_fd(), PollFlags::IN, None)?;
@@ -134,6 +116,21 @@ impl Io {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// One [`sys::read`] at the current stream position, advancing it by
+    /// what arrived; `EINTR` and `EAGAIN` are the caller's to handle.
+    fn read_once(&mut self, buf: &mut [u8], nonblock: bool) -> rustix::io::Result<usize> {
+        let n = sys::read(
+            self.fd.as_fd(),
+            self.kind,
+            buf,
+            nonblock,
+            self.pos,
+            &mut self.batches,
+        )?;
+        self.pos += n as u64;
+        Ok(n)
     }
 
     /// Reads exactly `buf.len()` bytes; `Ok(false)` if end of file came first.
