@@ -567,9 +567,7 @@ impl Connection {
     fn prune_batches(&mut self) {
         let consumed = self.consumed_pos();
         if let Some(io) = self.io.as_mut() {
-            while io.batches.front().is_some_and(|b| b.pos < consumed) {
-                io.batches.pop_front();
-            }
+            drop_batches_before(&mut io.batches, consumed);
         }
     }
 
@@ -873,11 +871,16 @@ impl Connection {
     }
 }
 
-/// Removes the batch at stream position `pos` (closing older ones).
-fn take_batch(batches: &mut VecDeque<FdBatch>, pos: u64) -> Option<FdBatch> {
+/// Closes the fds of batches that arrived before stream position `pos`.
+fn drop_batches_before(batches: &mut VecDeque<FdBatch>, pos: u64) {
     while batches.front().is_some_and(|b| b.pos < pos) {
         batches.pop_front();
     }
+}
+
+/// Removes the batch at stream position `pos` (closing older ones).
+fn take_batch(batches: &mut VecDeque<FdBatch>, pos: u64) -> Option<FdBatch> {
+    drop_batches_before(batches, pos);
     if batches.front().is_some_and(|b| b.pos == pos) {
         return batches.pop_front();
     }
