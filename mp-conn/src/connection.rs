@@ -403,12 +403,11 @@ impl Connection {
         let io = self.check_writable()?;
         // Room for the longest header in front, so that header and payload
         // are one contiguous buffer and one write.
-        let buf = postcard::to_extend(value, vec![0u8; 12]).map_err(Error::Encode)?;
+        let mut buf = postcard::to_extend(value, vec![0u8; 12]).map_err(Error::Encode)?;
         let len = (buf.len() - 12) as u64;
         let mut header = [0; 12];
         let header = frame::encode_header(len, &mut header);
         let at = 12 - header.len();
-        let mut buf = buf;
         buf[at..12].copy_from_slice(header);
         let (fd, kind) = io.write_fd();
         sys::write_all2(fd, kind, &[], &buf[at..])?;
