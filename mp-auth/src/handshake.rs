@@ -60,7 +60,13 @@ impl Policy {
         self.allow_md5
     }
 
-    fn check(self, digest: Digest) -> Result<Digest, AuthenticationError> {
+    /// `digest` if this policy allows it.
+    ///
+    /// # Errors
+    ///
+    /// [`AuthenticationError::DigestRefused`] for MD5 under a policy that
+    /// refuses it.
+    pub fn check(self, digest: Digest) -> Result<Digest, AuthenticationError> {
         if digest == Digest::Md5 && !self.allow_md5 {
             Err(AuthenticationError::DigestRefused { digest })
         } else {

@@ -141,13 +141,9 @@ impl ClientBuilder {
     /// - [`Error::Eof`] and the framing errors when the listener hung up or
     ///   sent something that is not a handshake message.
     pub fn connect(&self, address: &Address) -> Result<Connection> {
-        if self.digest == Digest::Md5 && !self.policy.allows_md5() {
-            return Err(Error::Authentication(
-                mp_auth::AuthenticationError::DigestRefused {
-                    digest: Digest::Md5,
-                },
-            ));
-        }
+        self.policy
+            .check(self.digest)
+            .map_err(Error::Authentication)?;
         let sockaddr = address.to_sockaddr()?;
         let socket = rustix::net::socket_with(
             address_family(address),

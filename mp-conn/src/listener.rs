@@ -572,13 +572,9 @@ impl ListenerBuilder {
             (None, Some(family)) => family,
             (None, None) => Family::Unix,
         };
-        if self.digest == Digest::Md5 && !self.policy.allows_md5() {
-            return Err(Error::Authentication(
-                mp_auth::AuthenticationError::DigestRefused {
-                    digest: Digest::Md5,
-                },
-            ));
-        }
+        self.policy
+            .check(self.digest)
+            .map_err(Error::Authentication)?;
         let arbitrary = self.address.is_none();
         let address = match self.address {
             Some(address) => address,
