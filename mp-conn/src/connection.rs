@@ -118,6 +118,11 @@ impl Io {
         }
     }
 
+    /// Whether fds can travel on this connection: one fd, a unix socket.
+    fn passes_fds(&self) -> bool {
+        self.kind == Kind::UnixSocket && self.write.is_none()
+    }
+
     /// One [`sys::read`] at the current stream position, advancing it by
     /// what arrived; `EINTR` and `EAGAIN` are the caller's to handle.
     fn read_once(&mut self, buf: &mut [u8], nonblock: bool) -> rustix::io::Result<usize> {
@@ -301,9 +306,7 @@ impl Connection {
     /// Whether the fd is an `AF_UNIX` socket, which can carry fds (never
     /// true for a connection with a separate write fd).
     pub fn is_unix_socket(&self) -> bool {
-        self.io
-            .as_ref()
-            .is_some_and(|io| io.kind == Kind::UnixSocket && io.write.is_none())
+        self.io.as_ref().is_some_and(Io::passes_fds)
     }
 
     /// Whether this connection holds a separate write fd (a
@@ -842,7 +845,7 @@ impl Connection {
 
     pub(crate) fn check_fd_passing_writable(&self) -> Result<BorrowedFd<'_>> {
         let io = self.check_writable()?;
-        if io.kind != Kind::UnixSocket || io.write.is_some() {
+        if !io.passes_fds() {
             return Err(Error::InvalidArgument(
                 "fd passing needs a unix-socket connection",
             ));
