@@ -60,7 +60,13 @@ impl Policy {
         self.allow_md5
     }
 
-    fn check(self, digest: Digest) -> Result<Digest, AuthenticationError> {
+    /// `digest` if this policy allows it.
+    ///
+    /// # Errors
+    ///
+    /// [`AuthenticationError::DigestRefused`] for MD5 under a policy that
+    /// refuses it.
+    pub fn check(self, digest: Digest) -> Result<Digest, AuthenticationError> {
         if digest == Digest::Md5 && !self.allow_md5 {
             Err(AuthenticationError::DigestRefused { digest })
         } else {
@@ -115,12 +121,9 @@ impl Challenge {
 
     /// A challenge with the given random bytes (for tests and replays).
     pub fn from_random(digest: Digest, random: &[u8]) -> Challenge {
-        let mut message = Vec::with_capacity(2 + digest.name().len() + random.len());
-        message.push(b'{');
-        message.extend_from_slice(digest.name().as_bytes());
-        message.push(b'}');
-        message.extend_from_slice(random);
-        Challenge { message }
+        Challenge {
+            message: with_prefix(digest, random),
+        }
     }
 
     /// The message the MAC covers: `{digest}` plus the random bytes.
@@ -188,13 +191,19 @@ pub fn create_response(
         None => Digest::Sha256,
         Some(digest) => policy.check(digest)?,
     };
-    let mac = digest.mac(key, message);
-    let mut reply = Vec::with_capacity(2 + digest.name().len() + mac.len());
-    reply.push(b'{');
-    reply.extend_from_slice(digest.name().as_bytes());
-    reply.push(b'}');
-    reply.extend_from_slice(&mac);
-    Ok(reply)
+    Ok(with_prefix(digest, &digest.mac(key, message)))
+}
+
+/// `{name}` followed by `tail`: the shape of a modern challenge message
+/// and of a modern reply.
+fn with_prefix(digest: Digest, tail: &[u8]) -> Vec<u8> {
+    let name = digest.name().as_bytes();
+    let mut out = Vec::with_capacity(2 + name.len() + tail.len());
+    out.push(b'{');
+    out.extend_from_slice(name);
+    out.push(b'}');
+    out.extend_from_slice(tail);
+    out
 }
 
 /// Checks `response` against the challenge `message` we sent (CPython's

@@ -12,7 +12,8 @@ use rustix::net::{SocketFlags, SocketType};
 
 use crate::address::Address;
 use crate::handshake::{Auth, run_client};
-use crate::listener::{DEFAULT_HANDSHAKE_TIMEOUT, address_family, connection_from, poll_one};
+use crate::listener::{DEFAULT_HANDSHAKE_TIMEOUT, address_family, connection_from};
+use crate::sys;
 use crate::{Connection, Error, Result};
 
 /// Connects to a listener at `address` (CPython's
@@ -140,13 +141,9 @@ impl ClientBuilder {
     /// - [`Error::Eof`] and the framing errors when the listener hung up or
     ///   sent something that is not a handshake message.
     pub fn connect(&self, address: &Address) -> Result<Connection> {
-        if self.digest == Digest::Md5 && !self.policy.allows_md5() {
-            return Err(Error::Authentication(
-                mp_auth::AuthenticationError::DigestRefused {
-                    digest: Digest::Md5,
-                },
-            ));
-        }
+        self.policy
+            .check(self.digest)
+            .map_err(Error::Authentication)?;
         let sockaddr = address.to_sockaddr()?;
         let socket = rustix::net::socket_with(
             address_family(address),
@@ -161,7 +158,7 @@ impl ClientBuilder {
                 // goes on in the background (EALREADY on the retry).
                 Err(Errno::INTR) => continue,
                 Err(Errno::ALREADY | Errno::INPROGRESS) => {
-                    poll_one(socket.as_fd(), PollFlags::OUT, None)?;
+                    sys::wait_fd(socket.as_fd(), PollFlags::OUT, None)?;
                     rustix::net::sockopt::socket_error(&socket)??;
                     break;
                 }

@@ -87,18 +87,10 @@ impl Io {
         if let Some(mut spin) = self.spin {
             let started = Instant::now();
             loop {
-                match sys::read(
-                    self.fd.as_fd(),
-                    self.kind,
-                    buf,
-                    true,
-                    self.pos,
-                    &mut self.batches,
-                ) {
+                match self.read_once(buf, true) {
                     Ok(n) => {
                         spin.hit();
                         self.spin = Some(spin);
-                        self.pos += n as u64;
                         return Ok(n);
                     }
                     Err(Errno::AGAIN) => {
@@ -115,18 +107,8 @@ impl Io {
             }
         }
         loop {
-            match sys::read(
-                self.fd.as_fd(),
-                self.kind,
-                buf,
-                false,
-                self.pos,
-                &mut self.batches,
-            ) {
-                Ok(n) => {
-                    self.pos += n as u64;
-                    return Ok(n);
-                }
+            match self.read_once(buf, false) {
+                Ok(n) => return Ok(n),
                 Err(Errno::INTR) => {}
                 Err(Errno::AGAIN) => {
                     sys::wait_fd(self.fd.as_fd(), PollFlags::IN, None)?;
@@ -134,6 +116,26 @@ impl Io {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// Whether fds can travel on this connection: one fd, a unix socket.
+    fn passes_fds(&self) -> bool {
+        self.kind == Kind::UnixSocket && self.write.is_none()
+    }
+
+    /// One [`sys::read`] at the current stream position, advancing it by
+    /// what arrived; `EINTR` and `EAGAIN` are the caller's to handle.
+    fn read_once(&mut self, buf: &mut [u8], nonblock: bool) -> rustix::io::Result<usize> {
+        let n = sys::read(
+            self.fd.as_fd(),
+            self.kind,
+            buf,
+            nonblock,
+            self.pos,
+            &mut self.batches,
+        )?;
+        self.pos += n as u64;
+        Ok(n)
     }
 
     /// Reads exactly `buf.len()` bytes; `Ok(false)` if end of file came first.
@@ -304,9 +306,7 @@ impl Connection {
     /// Whether the fd is an `AF_UNIX` socket, which can carry fds (never
     /// true for a connection with a separate write fd).
     pub fn is_unix_socket(&self) -> bool {
-        self.io
-            .as_ref()
-            .is_some_and(|io| io.kind == Kind::UnixSocket && io.write.is_none())
+        self.io.as_ref().is_some_and(Io::passes_fds)
     }
 
     /// Whether this connection holds a separate write fd (a
@@ -406,12 +406,11 @@ impl Connection {
         let io = self.check_writable()?;
         // Room for the longest header in front, so that header and payload
         // are one contiguous buffer and one write.
-        let buf = postcard::to_extend(value, vec![0u8; 12]).map_err(Error::Encode)?;
+        let mut buf = postcard::to_extend(value, vec![0u8; 12]).map_err(Error::Encode)?;
         let len = (buf.len() - 12) as u64;
         let mut header = [0; 12];
         let header = frame::encode_header(len, &mut header);
         let at = 12 - header.len();
-        let mut buf = buf;
         buf[at..12].copy_from_slice(header);
         let (fd, kind) = io.write_fd();
         sys::write_all2(fd, kind, &[], &buf[at..])?;
@@ -570,9 +569,7 @@ impl Connection {
     fn prune_batches(&mut self) {
         let consumed = self.consumed_pos();
         if let Some(io) = self.io.as_mut() {
-            while io.batches.front().is_some_and(|b| b.pos < consumed) {
-                io.batches.pop_front();
-            }
+            drop_batches_before(&mut io.batches, consumed);
         }
     }
 
@@ -848,7 +845,7 @@ impl Connection {
 
     pub(crate) fn check_fd_passing_writable(&self) -> Result<BorrowedFd<'_>> {
         let io = self.check_writable()?;
-        if io.kind != Kind::UnixSocket || io.write.is_some() {
+        if !io.passes_fds() {
             return Err(Error::InvalidArgument(
                 "fd passing needs a unix-socket connection",
             ));
@@ -876,11 +873,16 @@ impl Connection {
     }
 }
 
-/// Removes the batch at stream position `pos` (closing older ones).
-fn take_batch(batches: &mut VecDeque<FdBatch>, pos: u64) -> Option<FdBatch> {
+/// Closes the fds of batches that arrived before stream position `pos`.
+fn drop_batches_before(batches: &mut VecDeque<FdBatch>, pos: u64) {
     while batches.front().is_some_and(|b| b.pos < pos) {
         batches.pop_front();
     }
+}
+
+/// Removes the batch at stream position `pos` (closing older ones).
+fn take_batch(batches: &mut VecDeque<FdBatch>, pos: u64) -> Option<FdBatch> {
+    drop_batches_before(batches, pos);
     if batches.front().is_some_and(|b| b.pos == pos) {
         return batches.pop_front();
     }

@@ -14,7 +14,7 @@ use mp_auth::{Digest, Policy};
 
 use crate::Result;
 use crate::handshake::{Auth, Handshake, run_client};
-use crate::listener::poll_one;
+use crate::sys::wait_fd;
 
 /// The listener's side of a handshake on one connected socket, driven as a
 /// `Listener` drives it: [`advance`](Self::advance) whenever
@@ -64,7 +64,11 @@ impl ListenerHandshake {
             Some(deadline) => timeout.min(deadline.saturating_duration_since(now)),
             None => timeout,
         };
-        poll_one(self.0.fd(), self.0.want().poll_flags(), Some(timeout))
+        Ok(wait_fd(
+            self.0.fd(),
+            self.0.want().poll_flags(),
+            Some(timeout),
+        )?)
     }
 
     /// Whether the handshake's deadline has passed (a `Listener` then

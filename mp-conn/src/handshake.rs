@@ -48,15 +48,14 @@ use rustix::event::PollFlags;
 use rustix::io::Errno;
 use rustix::net::{RecvFlags, SendFlags};
 
-use crate::listener::poll_one;
+use crate::frame::{self, HEADER_LEN, Header, LONG_LEN};
+use crate::sys::wait_fd;
 use crate::{Error, Result};
 
-/// A header of -1 announces an 8-byte length (CPython's framing).
-const LONG_HEADER: i32 = -1;
 /// The short frame header.
-const HEADER: usize = 4;
+const HEADER: usize = HEADER_LEN;
 /// The long frame header (-1, then an 8-byte length).
-const LONG_HEADER_LEN: usize = 12;
+const LONG_HEADER_LEN: usize = HEADER_LEN + LONG_LEN;
 /// A verdict, `#WELCOME#` or `#FAILURE#`, framed.
 const VERDICT_FRAME: usize = HEADER + 9;
 /// The shortest challenge a handshake can succeed with: `#CHALLENGE#` and
@@ -197,20 +196,21 @@ impl Inbox {
         if self.filled < HEADER {
             return Ok(());
         }
-        let short = i32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
-        if short == LONG_HEADER {
-            if self.filled < LONG_HEADER_LEN {
-                return Ok(());
+        let mut short = [0u8; HEADER_LEN];
+        short.copy_from_slice(&self.buf[..HEADER_LEN]);
+        let len = match frame::decode_header(short)? {
+            Header::Short(len) => len as usize,
+            Header::Long => {
+                if self.filled < LONG_HEADER_LEN {
+                    return Ok(());
+                }
+                let mut long = [0u8; LONG_LEN];
+                long.copy_from_slice(&self.buf[HEADER_LEN..LONG_HEADER_LEN]);
+                return Err(Error::MessageTooLong {
+                    len: u64::from_be_bytes(long),
+                    max: MAX_HANDSHAKE_MESSAGE,
+                });
             }
-            let mut long = [0u8; 8];
-            long.copy_from_slice(&self.buf[HEADER..LONG_HEADER_LEN]);
-            return Err(Error::MessageTooLong {
-                len: u64::from_be_bytes(long),
-                max: MAX_HANDSHAKE_MESSAGE,
-            });
-        }
-        let Ok(len) = usize::try_from(short) else {
-            return Err(Error::BadLength("negative message length"));
         };
         if len > MAX_HANDSHAKE_MESSAGE {
             return Err(Error::MessageTooLong {
@@ -576,7 +576,7 @@ impl<'fd> ClientChannel<'fd> {
                 Some(deadline - now)
             }
         };
-        if poll_one(self.fd, flags, timeout)? {
+        if wait_fd(self.fd, flags, timeout)? {
             Ok(())
         } else {
             Err(Error::Timeout)
@@ -619,15 +619,13 @@ impl<'fd> ClientChannel<'fd> {
     }
 
     fn send_frames(&mut self, messages: &[&[u8]]) -> Result<()> {
+        if messages.iter().any(|m| m.len() > MAX_HANDSHAKE_MESSAGE) {
+            return Err(Error::InvalidArgument("handshake message over 256 bytes"));
+        }
         let total = messages.iter().map(|m| HEADER + m.len()).sum();
         let mut out = Vec::with_capacity(total);
         for message in messages {
-            let len = i32::try_from(message.len())
-                .ok()
-                .filter(|&len| len as usize <= MAX_HANDSHAKE_MESSAGE)
-                .ok_or(Error::InvalidArgument("handshake message over 256 bytes"))?;
-            out.extend_from_slice(&len.to_be_bytes());
-            out.extend_from_slice(message);
+            frame_into(&mut out, message);
         }
         let mut sent = 0;
         while sent < out.len() {
@@ -734,7 +732,7 @@ mod tests {
             let timeout = hs
                 .deadline()
                 .map(|d| d.saturating_duration_since(Instant::now()));
-            if !poll_one(hs.fd(), hs.want().poll_flags(), timeout)? {
+            if !wait_fd(hs.fd(), hs.want().poll_flags(), timeout)? {
                 return Err(Error::Timeout);
             }
         }

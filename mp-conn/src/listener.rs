@@ -9,12 +9,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mp_auth::{Digest, Policy};
-use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::event::{PollFd, PollFlags};
 use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketFlags, SocketType};
 
 use crate::address::{Address, Family, arbitrary_address, remove_our_temp_dir};
 use crate::handshake::{Auth, Handshake, Want};
+use crate::sys;
 use crate::{Connection, Error, Result};
 
 /// CPython's default backlog (`Listener(backlog=1)`).
@@ -315,7 +316,7 @@ impl Listener {
     fn accept_plain(&mut self, deadline: Option<Instant>) -> Result<Option<OwnedFd>> {
         loop {
             let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            if !poll_one(self.socket.as_fd(), PollFlags::IN, remaining)? {
+            if !sys::wait_fd(self.socket.as_fd(), PollFlags::IN, remaining)? {
                 return Ok(None);
             }
             match accept_one(&self.socket, self.address.family(), SocketFlags::CLOEXEC) {
@@ -373,7 +374,7 @@ impl Listener {
                     p.handshake.want().poll_flags(),
                 ));
             }
-            let timeout = wake.map(|d| timespec(d.saturating_duration_since(now)));
+            let timeout = wake.map(sys::timespec_until);
             match rustix::event::poll(&mut fds, timeout.as_ref()) {
                 Ok(_) => {}
                 Err(Errno::INTR) => continue,
@@ -571,13 +572,9 @@ impl ListenerBuilder {
             (None, Some(family)) => family,
             (None, None) => Family::Unix,
         };
-        if self.digest == Digest::Md5 && !self.policy.allows_md5() {
-            return Err(Error::Authentication(
-                mp_auth::AuthenticationError::DigestRefused {
-                    digest: Digest::Md5,
-                },
-            ));
-        }
+        self.policy
+            .check(self.digest)
+            .map_err(Error::Authentication)?;
         let arbitrary = self.address.is_none();
         let address = match self.address {
             Some(address) => address,
@@ -707,31 +704,4 @@ pub(crate) fn connection_from(fd: OwnedFd, family: Family) -> Result<Connection>
         rustix::net::sockopt::set_tcp_nodelay(&fd, true)?;
     }
     Connection::new(fd, true, true)
-}
-
-/// A `Timespec` for a duration, saturating at the largest one.
-fn timespec(d: Duration) -> Timespec {
-    Timespec::try_from(d).unwrap_or(Timespec {
-        tv_sec: i64::MAX,
-        tv_nsec: 0,
-    })
-}
-
-/// Waits until `fd` is ready for `flags` or `timeout` passes; `Ok(false)`
-/// on timeout. Signals are retried with the time that remains.
-pub(crate) fn poll_one(
-    fd: BorrowedFd<'_>,
-    flags: PollFlags,
-    timeout: Option<Duration>,
-) -> Result<bool> {
-    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-    loop {
-        let remaining = deadline.map(|d| timespec(d.saturating_duration_since(Instant::now())));
-        let mut fds = [PollFd::from_borrowed_fd(fd, flags)];
-        match rustix::event::poll(&mut fds, remaining.as_ref()) {
-            Ok(n) => return Ok(n > 0),
-            Err(Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
 }
