@@ -108,8 +108,11 @@
 
 mod context;
 mod current;
+mod elf;
 mod entry;
 mod error;
+mod executable;
+mod logging;
 mod process;
 mod sys;
 
@@ -120,19 +123,24 @@ pub use context::{
 pub use current::{ParentProcess, ProcessInfo, active_children, current_process, parent_process};
 pub use entry::{exit, init};
 pub use error::{Error, Result};
+pub use executable::{get_executable, register_target, set_executable};
+pub use logging::{LOGGER_NAME, LevelFilter, Logger, get_logger, log_to_stderr};
 pub use process::{Process, Sentinel};
 
 /// Terminates daemonic children, then joins every child (CPython's
 /// `util._exit_function`). Runs by itself when the main process exits
 /// normally (see the crate docs); calling it earlier is harmless.
 pub fn shutdown() {
+    log::info!(target: LOGGER_NAME, "process shutting down");
     let children = active_children();
     for p in &children {
         if p.daemon() {
+            log::info!(target: LOGGER_NAME, "calling terminate() for daemon {}", p.name());
             let _ = p.terminate();
         }
     }
     for p in &children {
+        log::info!(target: LOGGER_NAME, "calling join() for process {}", p.name());
         let _ = p.join(None);
     }
 }
@@ -144,6 +152,7 @@ pub fn shutdown() {
 /// not leave threads running.
 pub fn set_forkserver_preload(hook: fn()) {
     let data = entry::Preload {
+        exe: executable::self_id(),
         check: sys::check_value(),
         hook: sys::offset_of(hook as usize),
     };
