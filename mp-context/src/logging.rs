@@ -50,18 +50,9 @@ static LOGGER: Logger = Logger {
 /// Whether [`LOGGER`] is the installed logger.
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 
+/// The inverse of `level as usize` (`Off` is 0, `Trace` 5).
 fn filter_from(n: usize) -> LevelFilter {
-    [
-        LevelFilter::Off,
-        LevelFilter::Error,
-        LevelFilter::Warn,
-        LevelFilter::Info,
-        LevelFilter::Debug,
-        LevelFilter::Trace,
-    ]
-    .get(n)
-    .copied()
-    .unwrap_or(LevelFilter::Trace)
+    LevelFilter::iter().nth(n).unwrap_or(LevelFilter::Trace)
 }
 
 impl Logger {
@@ -171,16 +162,10 @@ mod tests {
 
     #[test]
     fn levels_round_trip_and_names_are_cpythons() {
-        for l in [
-            LevelFilter::Off,
-            LevelFilter::Error,
-            LevelFilter::Warn,
-            LevelFilter::Info,
-            LevelFilter::Debug,
-            LevelFilter::Trace,
-        ] {
+        for l in LevelFilter::iter() {
             assert_eq!(filter_from(l as usize), l);
         }
+        assert_eq!(filter_from(LevelFilter::Trace as usize), LevelFilter::Trace);
         assert_eq!(level_name(log::Level::Warn), "WARNING");
         assert_eq!(get_logger().name(), "multiprocessing");
     }

@@ -550,14 +550,18 @@ impl Process {
             }
         };
         let popen = Arc::new(result?);
-        log::debug!(
-            target: crate::LOGGER_NAME,
-            "started {} (pid {}) with the {method} start method",
-            inner.name,
-            popen.pid
-        );
+        let pid = popen.pid;
         inner.state = State::Started(popen);
+        // Logged without our lock: the program's logger may call back.
+        let name = log::log_enabled!(target: crate::LOGGER_NAME, log::Level::Debug)
+            .then(|| inner.name.clone());
         drop(inner);
+        if let Some(name) = name {
+            log::debug!(
+                target: crate::LOGGER_NAME,
+                "started {name} (pid {pid}) with the {method} start method"
+            );
+        }
         current::lock_children().push(self.clone());
         ATEXIT.call_once(|| sys::register_atexit(atexit_hook));
         Ok(())

@@ -263,22 +263,14 @@ fn run(hooks: ServerHooks) -> io::Result<()> {
         let server_pid = std::process::id() as i32;
         match sys::fork_server_child() {
             Ok(None) => {
-                let child = ForkedChild {
-                    data: child_r,
-                    fds,
-                };
+                let child = ForkedChild { data: child_r, fds };
                 // Close what belongs to the server and to other clients,
                 // as `_serve_one` does.
                 drop((
                     listener, alive_r, sig_r, sig_w, pid_to_fd, awaiting, child_w,
                 ));
                 let _ = sys::restore_child_signals();
-                crate::ForkServer::global().adopt(
-                    server_pid,
-                    address.clone(),
-                    authkey,
-                    alive_w,
-                );
+                crate::ForkServer::global().adopt(server_pid, address.clone(), authkey, alive_w);
                 let code = (hooks.child_main)(child);
                 let _ = io::stdout().flush();
                 sys::exit_immediately(code)
