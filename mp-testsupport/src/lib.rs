@@ -142,9 +142,14 @@ pub fn find(minor: u32) -> Option<Python> {
             return Some(Python { path, minor });
         }
     }
+    let hint = if minor >= 14 {
+        format!("`.ci/cpython-newest {minor}` fetches it from Debian")
+    } else {
+        format!("`pyenv install 3.{minor}` provides it")
+    };
     let message = format!(
         "CPython 3.{minor} not found (pyenv versions/3.{minor}.*, python3.{minor} on PATH, {}; \
-         `.ci/cpython-newest {minor}` fetches 3.14 and 3.15 from Debian)",
+         {hint})",
         newest_dir().join(format!("python3.{minor}")).display()
     );
     if required() {
