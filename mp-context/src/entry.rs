@@ -71,22 +71,40 @@ pub fn exit(code: i32) -> ! {
     std::process::exit(code)
 }
 
-/// Whether this process's panic hook prints the process header (set in
-/// the child that installed it; fork children inherit both).
+/// Whether this process's panic hook prints the process header: set while
+/// our wrapper is (part of) the hook; fork children inherit both.
 static PANIC_HEADER: AtomicBool = AtomicBool::new(false);
 
-/// Wraps the panic hook so that a panic on the thread running the target
-/// is introduced by a line naming the process, `Process Process-1 (pid
-/// N):`, as CPython prints `Process Process-1:` before the traceback of a
-/// target that raised. The hook then runs as before (the message, a
-/// backtrace if asked for). Installed in the child, so the parent's hook
-/// is never changed.
-fn install_panic_header() {
-    if PANIC_HEADER.swap(true, Ordering::Relaxed) {
+/// Lives inside our hook: when the program replaces the hook (dropping
+/// ours), the next [`install_panic_header`] wraps the new one.
+struct HeaderInstalled;
+
+impl Drop for HeaderInstalled {
+    fn drop(&mut self) {
+        PANIC_HEADER.store(false, Ordering::Relaxed);
+    }
+}
+
+/// Wraps the panic hook so that a panic on the thread running a target is
+/// introduced by a line naming the process, `Process Process-1 (pid N):`,
+/// as CPython prints `Process Process-1:` before the traceback of a target
+/// that raised. The hook then runs as before (the message, a backtrace if
+/// asked for); on any other thread, and in a process that runs no target,
+/// it does nothing more than the hook it wraps.
+///
+/// The fork start method installs it in the parent, before the fork, so
+/// that a fork child writes no memory for it (each page it writes is a
+/// copy); the fork server installs it before it forks; a spawned child
+/// before its target.
+pub(crate) fn install_panic_header() {
+    // A read first: in a child that inherited the hook, nothing is written.
+    if PANIC_HEADER.load(Ordering::Relaxed) || PANIC_HEADER.swap(true, Ordering::Relaxed) {
         return;
     }
     let previous = std::panic::take_hook();
+    let installed = HeaderInstalled;
     std::panic::set_hook(Box::new(move |info| {
+        let _ = &installed;
         if IN_TARGET.with(Cell::get) {
             // One write, so that the header stays on its own line even
             // when other processes share this stderr.
@@ -328,10 +346,16 @@ pub fn init() {
     match mp_forkserver::take_role().as_deref() {
         None => current::INIT_CALLED.store(true, Ordering::Relaxed),
         Some("spawn") => spawn_main(),
-        Some("forkserver") => mp_forkserver::serve(mp_forkserver::ServerHooks {
-            preload: run_preload,
-            child_main: forkserver_child_main,
-        }),
+        Some("forkserver") => {
+            // What every child needs, done once here rather than in each
+            // forked child (whose every written page is a copy).
+            install_panic_header();
+            let _ = executable::self_id();
+            mp_forkserver::serve(mp_forkserver::ServerHooks {
+                preload: run_preload,
+                child_main: forkserver_child_main,
+            })
+        }
         Some(other) => fail(format_args!(
             "unknown {} role {other:?}",
             mp_forkserver::ROLE_ENV

@@ -45,6 +45,16 @@ pub(crate) fn self_id() -> Option<ExeId> {
     *ID.get_or_init(|| id_of(Path::new("/proc/self/exe")))
 }
 
+/// This process's executable's path, for messages (read once).
+pub(crate) fn self_path() -> &'static str {
+    static PATH: OnceLock<String> = OnceLock::new();
+    PATH.get_or_init(|| {
+        std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "/proc/self/exe".into())
+    })
+}
+
 /// The executable set with [`set_executable`], and which file it is.
 static CONFIGURED: Mutex<Option<(PathBuf, Option<ExeId>)>> = Mutex::new(None);
 
@@ -175,7 +185,7 @@ where
 /// The parent side: the symbol names of the target at `addr`.
 pub(crate) fn target_names(addr: usize) -> Result<Vec<String>> {
     let no_names = |reason: String| Error::TargetNames {
-        exe: std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into()),
+        exe: self_path().into(),
         reason,
     };
     let names = elf::function_names().map_err(no_names)?.names_of(addr);

@@ -717,6 +717,8 @@ impl Process {
 fn start_fork(run: &mut dyn FnMut(), info: ProcessInfo, parent_name: String) -> Result<Popen> {
     // Buffered output must not be written twice, by parent and child.
     let _ = std::io::stdout().flush();
+    // The child inherits the hook instead of writing one (see there).
+    entry::install_panic_header();
     let parent_pid = std::process::id() as i32;
     let mut child_state = Some((
         info,
@@ -793,9 +795,7 @@ fn start_exec(
     let data = ChildData {
         check: sys::check_value(),
         exe: executable::self_id(),
-        parent_exe: std::env::current_exe()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default(),
+        parent_exe: executable::self_path().to_owned(),
         trampoline: encoded.trampoline,
         target: encoded.target,
         target_names,

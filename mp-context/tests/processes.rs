@@ -735,6 +735,15 @@ fn role_panicking_children() {
         assert_eq!(run(&p), Some(1), "{m}");
         println!("{} {}", p.pid().unwrap().unwrap(), p.name());
     }
+    // A hook the program sets afterwards is wrapped in turn (the fork
+    // method wraps the parent's hook, which its children inherit).
+    std::panic::set_hook(Box::new(|info| {
+        let message = info.payload().downcast_ref::<&str>().unwrap_or(&"?");
+        eprintln!("custom hook panicked at x\ncustom hook: {message}");
+    }));
+    let p = ctx("fork").process(panics, ());
+    assert_eq!(run(&p), Some(1));
+    println!("{} {}", p.pid().unwrap().unwrap(), p.name());
 }
 
 /// A panicking child's message is introduced by `Process NAME (pid N):`,
@@ -744,7 +753,7 @@ fn panic_header_names_the_process() {
     assert!(status.success(), "{status}: {err}");
     let lines: Vec<&str> = err.lines().collect();
     let children: Vec<&str> = out.lines().collect();
-    assert_eq!(children.len(), 3, "{out}");
+    assert_eq!(children.len(), 4, "{out}");
     for child in children {
         let (pid, name) = child.split_once(' ').unwrap();
         let header = format!("Process {name} (pid {pid}):");
