@@ -120,18 +120,25 @@ pub(crate) fn set(path: &Path) -> Result<()> {
         return Err(refuse("it is not executable".into()));
     }
     let id = id_of(path);
-    let path = path.to_owned();
-    let ours = id.is_some() && id == self_id();
-    // This process's own file: children run it again, exactly as without
-    // a setting (and `/proc/self/exe` is what is started then).
-    let forkserver_exe = if ours { None } else { Some(path.clone()) };
-    *configured() = if ours { None } else { Some((path, id)) };
-    mp_forkserver::set_executable(forkserver_exe);
+    if id.is_some() && id == self_id() {
+        // This process's own file (even `/proc/self/exe` of a binary
+        // replaced since): children run it again, exactly as without a
+        // setting.
+        *configured() = None;
+        mp_forkserver::set_executable(None);
+        return Ok(());
+    }
+    // Absolute, so that a later change of directory (or a bare name, which
+    // exec would look up on PATH) cannot make children run something else.
+    let path = std::fs::canonicalize(path).map_err(|e| refuse(e.to_string()))?;
+    *configured() = Some((path.clone(), id));
+    mp_forkserver::set_executable(Some(path));
     Ok(())
 }
 
 /// The program spawn and forkserver children run: the one given to
-/// [`set_executable`], or this process's own (`/proc/self/exe`).
+/// [`set_executable`] (made absolute), or this process's own
+/// (`/proc/self/exe`).
 pub fn get_executable() -> PathBuf {
     mp_forkserver::executable()
 }
