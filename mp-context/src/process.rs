@@ -87,7 +87,14 @@ enum Handle {
     /// children are simply joined.
     Child { pidfd: OnceLock<OwnedFd> },
     /// A fork server's child: its exit code arrives on the status pipe.
-    Status { status_r: OwnedFd },
+    /// Once it has been read, the pipe is readable again only when the
+    /// server closes its end, which a busy server may do a moment later;
+    /// so from then on the sentinel is `ended`, an fd that is always
+    /// readable (CPython's sentinel is ready after `join`).
+    Status {
+        status_r: OwnedFd,
+        ended: OnceLock<OwnedFd>,
+    },
 }
 
 /// A started child (CPython's `Popen` objects).
@@ -160,7 +167,7 @@ impl Popen {
     /// returns it.
     fn ensure_sentinel(&self) -> Result<BorrowedFd<'_>> {
         let pidfd = match &self.handle {
-            Handle::Status { status_r } => return Ok(status_r.as_fd()),
+            Handle::Status { .. } => return Ok(self.sentinel()),
             Handle::Child { pidfd } => pidfd,
         };
         if let Some(fd) = pidfd.get() {
@@ -187,7 +194,7 @@ impl Popen {
                 .get()
                 .expect("a Sentinel is only made after ensure_sentinel")
                 .as_fd(),
-            Handle::Status { status_r } => status_r.as_fd(),
+            Handle::Status { status_r, ended } => ended.get().unwrap_or(status_r).as_fd(),
         }
     }
 
@@ -195,7 +202,7 @@ impl Popen {
     fn poll(&self, block: bool) -> Result<Option<i32>> {
         match &self.handle {
             Handle::Child { .. } => self.poll_child(block),
-            Handle::Status { status_r } => {
+            Handle::Status { status_r, ended } => {
                 let mut exit = self.lock_exit();
                 if exit.is_some() {
                     return Ok(*exit);
@@ -210,6 +217,10 @@ impl Popen {
                         Err(e) => return Err(e.into()),
                     }
                 };
+                if code.is_some() {
+                    let fd = rustix::event::eventfd(1, rustix::event::EventfdFlags::CLOEXEC)?;
+                    let _ = ended.set(fd);
+                }
                 *exit = code;
                 Ok(code)
             }
@@ -876,7 +887,10 @@ fn forkserver(payload: &[u8], fds: &[BorrowedFd<'_>]) -> Result<Popen> {
     Ok(Popen::new(
         pid,
         StartMethod::ForkServer,
-        Handle::Status { status_r },
+        Handle::Status {
+            status_r,
+            ended: OnceLock::new(),
+        },
         Some(writer_fd(data)?),
     ))
 }

@@ -74,6 +74,12 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     }
 
     // 2. Unit, integration, example and bench-harness tests, then doc tests.
+    //    `--all-targets` builds examples in test mode only; tests that run
+    //    an example as a second program (mp-context's `worker`) need the
+    //    plain binaries under target/debug/examples, so build them first.
+    if let Err(e) = util::run(cargo().args(["build", "--workspace", "--examples", "--quiet"])) {
+        failures.push(e);
+    }
     for step in [
         &["test", "--workspace", "--all-targets", "--no-fail-fast"][..],
         &["test", "--workspace", "--doc", "--no-fail-fast"][..],
