@@ -50,11 +50,13 @@
 pub mod __fuzz;
 mod address;
 mod client;
+mod codec;
 mod connection;
 mod error;
 mod fds;
 pub mod frame;
 mod handshake;
+mod keep;
 mod listener;
 mod pipe;
 mod sys;
@@ -62,8 +64,9 @@ mod wait;
 
 pub use address::{Address, Family, arbitrary_address};
 pub use client::{ClientBuilder, client};
+pub use codec::Parcel;
 pub use connection::Connection;
-pub use error::{Error, Result};
+pub use error::{Error, Result, SerdeError};
 pub use frame::{
     FrameDecoder, HEADER_LEN, Header, decode_header, decode_long_length, encode_header,
 };

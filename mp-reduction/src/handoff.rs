@@ -90,7 +90,9 @@ impl Handoffs {
 
 impl fmt::Debug for Handoffs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Handoffs").field("len", &self.0.len()).finish()
+        f.debug_struct("Handoffs")
+            .field("len", &self.0.len())
+            .finish()
     }
 }
 

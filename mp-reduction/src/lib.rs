@@ -442,10 +442,14 @@ mod tests {
 
     impl Handoff for Tell {
         fn delivered(&self) {
-            self.0.delivered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.0
+                .delivered
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         fn adopted(&self) {
-            self.0.adopted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.0
+                .adopted
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
