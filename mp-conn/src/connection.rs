@@ -612,6 +612,12 @@ impl Connection {
         if self.lost_boundary {
             return Err(Error::LostBoundary);
         }
+        if self.end > self.start && self.handoff.get().is_some_and(|s| s.promised()) {
+            return Err(Error::InvalidArgument(
+                "this connection's read-ahead bytes belong to a copy of it that is on its way \
+                 (an encoded Parcel not sent yet): send or drop that Parcel before receiving here",
+            ));
+        }
         Ok(())
     }
 

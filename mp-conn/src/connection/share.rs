@@ -9,7 +9,7 @@
 //! moved into the child as a fork start method argument (the child's copy
 //! of the handoff is adopted).
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 
 use mp_reduction::{FdSlot, Handoff, SlotError};
 use serde::de::Error as _;
@@ -27,6 +27,17 @@ pub(super) struct HandoffState {
     /// The fork generation at which a fork child adopted this handle's
     /// read-ahead (0: never). Only ever set in a child's copy.
     adopted_at: AtomicU64,
+    /// Handoffs neither delivered nor dropped yet (an encoded
+    /// [`Parcel`](crate::Parcel) not sent yet): the read-ahead is promised
+    /// to that copy, so it is neither received here nor promised again.
+    outstanding: AtomicUsize,
+}
+
+impl HandoffState {
+    /// Whether the read-ahead is promised to a copy that has not arrived.
+    pub(super) fn promised(&self) -> bool {
+        self.outstanding.load(Ordering::Relaxed) > 0
+    }
 }
 
 /// Registered when a handle holding read-ahead is serialized.
@@ -34,6 +45,20 @@ struct ReadAheadHandoff {
     state: Arc<HandoffState>,
     /// The stream position just past the bytes that travelled.
     up_to: u64,
+}
+
+impl ReadAheadHandoff {
+    fn new(state: Arc<HandoffState>, up_to: u64) -> ReadAheadHandoff {
+        state.outstanding.fetch_add(1, Ordering::Relaxed);
+        ReadAheadHandoff { state, up_to }
+    }
+}
+
+impl Drop for ReadAheadHandoff {
+    /// Delivered, adopted or abandoned: no longer outstanding.
+    fn drop(&mut self) {
+        self.state.outstanding.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Handoff for ReadAheadHandoff {
@@ -218,15 +243,22 @@ impl Serialize for Connection {
         let pending = self.pending();
         let give_up = pending.as_ref().map_or(0, |p| p.give_up);
         let lost_boundary = self.lost_boundary || pending.as_ref().is_some_and(|p| p.lost_boundary);
-        let read_ahead = &self.rbuf[self.start + give_up..self.end];
+        // Read-ahead already promised to a copy on its way stays promised
+        // to that one.
+        let promised = self.handoff.get().is_some_and(|s| s.promised());
+        let read_ahead = match promised {
+            false => &self.rbuf[self.start + give_up..self.end],
+            true => &[],
+        };
         let from = io.pos - read_ahead.len() as u64;
-        let live = || io.batches.iter().filter(move |b| b.pos >= from);
+        let live = || {
+            io.batches
+                .iter()
+                .filter(move |b| !promised && b.pos >= from)
+        };
         if !read_ahead.is_empty() || live().next().is_some() {
             let state = Arc::clone(self.handoff.get_or_init(Arc::default));
-            let handoff = ReadAheadHandoff {
-                state,
-                up_to: io.pos,
-            };
+            let handoff = ReadAheadHandoff::new(state, io.pos);
             mp_reduction::hand_off(Box::new(handoff)).map_err(S::Error::custom)?;
         }
         if mp_reduction::moving_into_fork() {

@@ -180,3 +180,30 @@ fn exact_reads_can_be_asked_for_and_given_up() {
     assert_eq!(a.recv_bytes().unwrap(), b"z");
     assert!(!clone.poll(NOW).unwrap());
 }
+
+#[test]
+fn read_ahead_promised_to_a_parcel_is_neither_received_nor_promised_twice() {
+    let (mut original, _writer) = with_read_ahead();
+    let first = mp_conn::Parcel::encode(&original).unwrap();
+    // The read-ahead is the first parcel's until it is sent or dropped.
+    assert!(matches!(
+        original.recv_bytes(),
+        Err(Error::InvalidArgument(_))
+    ));
+    let second = mp_conn::Parcel::encode(&original).unwrap();
+    let (carrier, mut receiver) = pipe(true).unwrap();
+    carrier.send_parcel(second).unwrap();
+    carrier.send_parcel(first).unwrap();
+    let mut second: Connection = receiver.recv().unwrap();
+    let mut first: Connection = receiver.recv().unwrap();
+    assert_eq!(second.buffered_len(), 0, "nothing promised twice");
+    assert_eq!(first.recv_bytes().unwrap(), b"two");
+    assert_eq!(first.recv_bytes().unwrap(), b"three");
+    assert_eq!(original.buffered_len(), 0);
+    assert!(!second.poll(NOW).unwrap() && !original.poll(NOW).unwrap());
+    // A parcel dropped unsent gives the read-ahead back.
+    let (mut other, writer) = with_read_ahead();
+    drop(mp_conn::Parcel::encode(&other).unwrap());
+    assert_eq!(other.recv_bytes().unwrap(), b"two");
+    drop(writer);
+}
