@@ -23,8 +23,10 @@ use serde::Serialize;
 
 use crate::{STACK, SlotError, Table, walk, with_table};
 
-/// What a serialized value asks to be told about its copy (see the
-/// [module docs](self)). Registered with [`hand_off`].
+/// What a serialized value asks to be told about its copy: a value with
+/// state that only one copy may keep (a connection's read-ahead bytes)
+/// registers one with [`hand_off`] while it is serialized; whoever moves
+/// the bytes tells it, through [`Handoffs`], once the copy has arrived.
 pub trait Handoff: Send {
     /// The copy arrived (the bytes were delivered, or the value moved into
     /// a fork child): the original gives up what the copy took with it.

@@ -17,6 +17,12 @@
 //! `SharedBuffer` serde types, and `mp-context` to pass them as process
 //! arguments; this crate depends on neither of them.
 //!
+//! Some values hold state that exactly one copy may keep (a connection's
+//! read-ahead bytes). They register a [`Handoff`] while serialized;
+//! [`collect`] returns the fds with those [`Handoffs`], which the caller
+//! tells [`delivered`](Handoffs::delivered) once the copy has arrived, and
+//! [`fork_move`] gathers them for a value that moves into a fork child.
+//!
 //! Tables nest (an inner `collect_fds` gets its own table), and a table is
 //! removed even if the closure panics. Serializing an fd outside
 //! `collect_fds`, or deserializing one outside `provide_fds`, is an error of
