@@ -1133,15 +1133,6 @@ impl Connection {
         }
         Ok(())
     }
-
-    /// Turns `self` into its fd for sending, with its direction flags.
-    pub(crate) fn into_parts(self) -> Result<(OwnedFd, bool, bool)> {
-        let (readable, writable) = (self.readable, self.writable);
-        match self.into_fd() {
-            Ok(fd) => Ok((fd, readable, writable)),
-            Err((_, e)) => Err(e),
-        }
-    }
 }
 
 /// Closes the fds of batches that arrived before stream position `pos`.
