@@ -1,7 +1,7 @@
 //! Connections across raw `fork(2)`s: an end that forked children read in
 //! turn, read-ahead bytes held at the time of a fork (never delivered
-//! twice, never lost), and values holding fds that a child sends to its
-//! parent with `send`.
+//! twice, never lost), and ends and fds that a child sends to its parent
+//! with `send`.
 //!
 //! A `harness = false` target, so that nothing else runs while it forks;
 //! prints libtest's summary line so the workspace's test driver counts it.
@@ -10,8 +10,7 @@
 
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mp_conn::{Connection, Error, pipe};
 use mp_reduction::Fd;
@@ -150,56 +149,37 @@ fn part_of_a_message_read_ahead_at_a_fork() {
     assert_eq!(recv_within(&mut writer).unwrap(), b"from the child");
 }
 
-/// What a child creates after the fork (so the parent cannot have it by
-/// inheritance) and sends to its parent.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct FromChild {
-    conn: Connection,
-    buffer: mp_heap::SharedBuffer,
-    value: Arc<mp_heap::Value<u64>>,
-    fd: Fd,
-}
-
-fn a_child_sends_values_holding_fds_to_its_parent() {
+/// A child makes ends after the fork (so that the parent cannot have them
+/// by inheritance) and sends them with `send`: a duplex end, an OS pipe's
+/// write end as a `Connection`, and a plain fd; the parent uses each.
+/// (mp-context's `tests/connections.rs` sends shared memory too, under
+/// every start method.)
+fn a_child_sends_ends_it_made_to_its_parent() {
     let (mut carrier_r, carrier_w) = pipe(true).unwrap();
     let pid = fork(|| {
-        let (mut ours, theirs) = pipe(true).unwrap();
-        let mut buffer = mp_heap::SharedBuffer::zeroed(4096).unwrap();
-        buffer[..5].copy_from_slice(b"child");
-        let value = Arc::new(mp_heap::Value::new(10u64).unwrap());
-        let (pipe_r, pipe_w) = rustix::pipe::pipe().unwrap();
-        carrier_w
-            .send(&FromChild {
-                conn: theirs,
-                buffer: buffer.share().unwrap(),
-                value: value.clone(),
-                fd: Fd::from(pipe_w),
-            })
-            .unwrap();
-        // The parent answers over the connection it was sent, once it has
-        // used everything else.
-        if recv_within(&mut ours).as_deref() != Some(b"hello from the parent") {
-            return 2;
-        }
-        let mut from_pipe = [0u8; 8];
-        std::fs::File::from(pipe_r)
-            .read_exact(&mut from_pipe)
-            .unwrap();
-        let ok = &from_pipe == b"via fd!!" && value.get() == 11 && buffer[5] == b'P';
-        ours.send_bytes(if ok { b"all good" } else { b"mismatch" })
+        let (duplex, duplex_peer) = pipe(true).unwrap();
+        let (mut from_parent, to_child) = pipe(false).unwrap();
+        let (raw_r, raw_w) = rustix::pipe::pipe().unwrap();
+        let ends = vec![duplex_peer, to_child];
+        carrier_w.send(&(ends, Fd::from(raw_w))).unwrap();
+        let mut raw = [0u8; 3];
+        std::fs::File::from(raw_r).read_exact(&mut raw).unwrap();
+        let over_pipe = recv_within(&mut from_parent);
+        let ok = &raw == b"fd!" && over_pipe.as_deref() == Some(&b"via the pipe end"[..]);
+        duplex
+            .send_bytes(if ok { b"ok" } else { b"mismatch" })
             .unwrap();
         0
     });
     assert!(carrier_r.poll(LONG).unwrap());
-    let mut got: FromChild = carrier_r.recv().unwrap();
-    assert_eq!(&got.buffer[..5], b"child");
-    got.buffer[5] = b'P';
-    got.value.lock().update(|n| n + 1);
-    std::fs::File::from(got.fd.into_inner())
-        .write_all(b"via fd!!")
+    let (mut ends, fd): (Vec<Connection>, Fd) = carrier_r.recv().unwrap();
+    assert_eq!(ends.len(), 2);
+    assert!(ends[0].is_unix_socket() && !ends[1].readable() && ends[1].writable());
+    std::fs::File::from(fd.into_inner())
+        .write_all(b"fd!")
         .unwrap();
-    got.conn.send_bytes(b"hello from the parent").unwrap();
-    assert_eq!(recv_within(&mut got.conn).unwrap(), b"all good");
+    ends[1].send_bytes(b"via the pipe end").unwrap();
+    assert_eq!(recv_within(&mut ends[0]).unwrap(), b"ok");
     join(pid);
 }
 
@@ -235,38 +215,14 @@ fn main() {
             part_of_a_message_read_ahead_at_a_fork,
         ),
         (
-            "a_child_sends_values_holding_fds_to_its_parent",
-            a_child_sends_values_holding_fds_to_its_parent,
+            "a_child_sends_ends_it_made_to_its_parent",
+            a_child_sends_ends_it_made_to_its_parent,
         ),
         (
             "a_child_gets_a_clear_error_over_a_pipe",
             a_child_gets_a_clear_error_over_a_pipe,
         ),
     ];
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let (mut passed, mut failed) = (0, 0);
-    for (name, test) in tests {
-        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
-            continue;
-        }
-        let t0 = Instant::now();
-        match std::panic::catch_unwind(test) {
-            Ok(()) => {
-                passed += 1;
-                println!("test {name} ... ok ({:.2}s)", t0.elapsed().as_secs_f64());
-            }
-            Err(_) => {
-                failed += 1;
-                println!("test {name} ... FAILED");
-            }
-        }
-    }
-    let verdict = if failed == 0 { "ok" } else { "FAILED" };
-    println!(
-        "\ntest result: {verdict}. {passed} passed; {failed} failed; 0 ignored; 0 measured; 0 filtered out"
-    );
-    std::process::exit(if failed == 0 { 0 } else { 101 });
+    let ok = mp_testsupport::harness::run_tests(tests);
+    std::process::exit(mp_testsupport::harness::exit_code(ok));
 }

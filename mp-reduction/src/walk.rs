@@ -231,35 +231,27 @@ impl ser::SerializeMap for Walk {
     }
 }
 
-impl ser::SerializeStruct for Walk {
-    type Ok = ();
-    type Error = WalkError;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        _: &'static str,
-        value: &T,
-    ) -> Result<(), WalkError> {
-        value.serialize(Walk)
-    }
-    fn end(self) -> Result<(), WalkError> {
-        Ok(())
-    }
+/// The named-field compounds of [`Walk`]: each field is walked in turn.
+macro_rules! walk_fields {
+    ($($trait:ident),* $(,)?) => {$(
+        impl ser::$trait for Walk {
+            type Ok = ();
+            type Error = WalkError;
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                _: &'static str,
+                value: &T,
+            ) -> Result<(), WalkError> {
+                value.serialize(Walk)
+            }
+            fn end(self) -> Result<(), WalkError> {
+                Ok(())
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeStructVariant for Walk {
-    type Ok = ();
-    type Error = WalkError;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        _: &'static str,
-        value: &T,
-    ) -> Result<(), WalkError> {
-        value.serialize(Walk)
-    }
-    fn end(self) -> Result<(), WalkError> {
-        Ok(())
-    }
-}
+walk_fields!(SerializeStruct, SerializeStructVariant);
 
 #[cfg(test)]
 mod tests {

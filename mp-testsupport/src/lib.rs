@@ -5,8 +5,12 @@
 //! 3.13 under pyenv's root (`$PYENV_ROOT`, `pyenv root`, or `~/.pyenv`). A
 //! missing one is skipped loudly, unless `MP_REQUIRE_PYTHON=1` (set by
 //! `cargo xtask test`), in which case the test fails.
+//!
+//! [`harness::run_tests`] runs the tests of a `harness = false` target.
 
 #![forbid(unsafe_code)]
+
+pub mod harness;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -24,23 +24,12 @@ use std::os::fd::{AsFd, OwnedFd};
 use mp_conn::{Connection, Error, Parcel};
 use mp_reduction::Fd;
 use rustix::io::Errno;
-use rustix::net::{
-    AddressFamily, RecvFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketFlags,
-    SocketType, recv, sendmsg, socketpair,
-};
+use rustix::net::{RecvFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, recv, sendmsg};
+
+use super::handshake::pair;
 
 /// What the harness decodes each message as.
 type Message = (Vec<Connection>, Option<Fd>, String);
-
-fn pair() -> (OwnedFd, OwnedFd) {
-    socketpair(
-        AddressFamily::UNIX,
-        SocketType::STREAM,
-        SocketFlags::CLOEXEC,
-        None,
-    )
-    .expect("socketpair")
-}
 
 /// Seeds: well-formed messages of our own encoder (with the number of fds
 /// they need), a message without fds, and fd slots with no fds behind them.
