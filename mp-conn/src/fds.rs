@@ -14,7 +14,7 @@
 //!                                  <-  b"A"        (CPython >= 3.14 only)
 //! ```
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 
 use crate::connection::Connection;
 use crate::error::{Error, Result};
@@ -125,42 +125,30 @@ impl Connection {
         Ok(fds)
     }
 
-    /// Sends `conn` to the peer: one message with its direction flags,
-    /// then its fd with [`send_fds`](Connection::send_fds). Our copy of
-    /// the fd is closed afterwards.
+    /// Sends `conn` to the peer, as [`send(&conn)`](Connection::send)
+    /// does: its fd (or both fds of a [`pipe_pair`](crate::pipe_pair)
+    /// end) as `SCM_RIGHTS`, its directions, and any bytes it read ahead,
+    /// which the copy receives first. Our copy is closed afterwards.
     ///
     /// # Errors
     ///
-    /// As [`send_fds`](Connection::send_fds); [`Error::InvalidArgument`]
-    /// if `conn` holds read-ahead bytes (they would be lost).
+    /// [`Error::InvalidArgument`] if this is not a unix-socket connection;
+    /// otherwise as [`send`](Connection::send).
     pub fn send_connection(&self, conn: Connection) -> Result<()> {
         self.check_fd_passing_writable()?;
-        let (fd, readable, writable) = conn.into_parts()?;
-        let flags = u8::from(readable) | (u8::from(writable) << 1);
-        self.send_bytes(&[flags])?;
-        self.send_fds(&[fd.as_fd()])
+        self.send(&conn)
     }
 
     /// Receives a connection sent by
-    /// [`send_connection`](Connection::send_connection).
+    /// [`send_connection`](Connection::send_connection) (or inside any
+    /// value given to [`send`](Connection::send)).
     ///
     /// # Errors
     ///
-    /// [`Error::FdTransfer`] for a malformed flags message or missing fd;
-    /// otherwise as [`recv_fds`](Connection::recv_fds).
+    /// [`Error::InvalidArgument`] on a connection that is not a unix
+    /// socket; otherwise as [`recv`](Connection::recv).
     pub fn recv_connection(&mut self) -> Result<Connection> {
         self.check_fd_passing_readable()?;
-        let flags = self.recv_bytes_max(1)?;
-        let [flags] = flags[..] else {
-            return Err(Error::FdTransfer("connection flags message is empty"));
-        };
-        if flags == 0 || flags > 3 {
-            return Err(Error::FdTransfer("bad connection direction flags"));
-        }
-        let mut fds = self.recv_fds(1)?;
-        let Some(fd) = fds.pop() else {
-            return Err(Error::FdTransfer("no fd arrived for the connection"));
-        };
-        Connection::new(fd, flags & 1 != 0, flags & 2 != 0)
+        self.recv()
     }
 }

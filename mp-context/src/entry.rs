@@ -169,9 +169,10 @@ pub(crate) fn trampoline<A: DeserializeOwned>(
         ));
     }
     let f = sys::resolve_target::<A>(target);
-    // Unclaimed fds (none for a well-formed message) close here.
-    let (args, _unclaimed) = mp_reduction::provide_fds(fds, || postcard::from_bytes::<A>(args));
-    let args = args.map_err(|e| format!("could not deserialize the process arguments: {e}"))?;
+    // Unclaimed fds (none for a well-formed message) close there.
+    let args = mp_conn::Parcel::from_parts(args.to_vec(), fds)
+        .decode::<A>()
+        .map_err(|e| format!("could not deserialize the process arguments: {e:?}"))?;
     f(args);
     Ok(())
 }

@@ -83,9 +83,10 @@ pub enum Error {
         /// The most that can be passed.
         max: usize,
     },
-    /// The arguments could not be serialized.
+    /// The arguments could not be serialized; the source says why (the
+    /// type and serde's explanation).
     #[error("could not serialize the process arguments")]
-    Encode(#[source] postcard::Error),
+    Encode(#[source] mp_conn::Error),
     /// The fork server failed (includes `AuthenticationError`).
     #[error(transparent)]
     ForkServer(#[from] mp_forkserver::Error),

@@ -65,13 +65,20 @@
 //! ## Arguments that hold fds or shared memory
 //!
 //! Under fork the arguments are moved into the child as they are. Under
-//! spawn and forkserver they are serialized with postcard inside
-//! `mp_reduction::collect_fds`: an `mp_conn::Connection`, an
-//! `mp_reduction::Fd`, or an `mp_heap::SharedBuffer`, `Arena`, `Value` or
-//! `Array` puts its fd in the table, and the fds travel with `SCM_RIGHTS`
-//! (the child maps a received arena again and never frees a received
-//! block). To keep seeing what a child writes, keep the buffer and pass
-//! `buf.share()`, or clones of an `Arc<mp_heap::Value<T>>`.
+//! spawn and forkserver they are serialized with postcard (as an
+//! `mp_conn::Parcel`): an `mp_conn::Connection`, an `mp_reduction::Fd`, or
+//! an `mp_heap::SharedBuffer`, `Arena`, `Value` or `Array` puts its fd in
+//! the table, and the fds travel with `SCM_RIGHTS` (the child maps a
+//! received arena again and never frees a received block). To keep seeing
+//! what a child writes, keep the buffer and pass `buf.share()`, or clones
+//! of an `Arc<mp_heap::Value<T>>`.
+//!
+//! A connection argument with messages already read ahead takes them
+//! along under every start method: the child receives them first, and the
+//! parent's handle (if it kept one, through an `Arc`) gives them up once
+//! the child has its arguments. An argument that cannot be serialized
+//! fails `start()` with [`Error::Encode`], whose cause is serde's own
+//! explanation ("handle is closed", ...).
 //!
 //! ## Calling [`init`]
 //!

@@ -25,8 +25,9 @@ use crate::{Error, Result, executable, sys};
 pub(crate) trait ErasedTarget: Send {
     /// Starts the target with the fork start method ([`start_fork`]).
     fn fork(self: Box<Self>, info: ProcessInfo, parent_name: String) -> Result<Popen>;
-    /// The entry point, the serialized arguments and the fds they hold.
-    fn encode(&self) -> Result<(Encoded, Vec<OwnedFd>)>;
+    /// The entry point and the serialized arguments, with the fds they
+    /// hold (tell the parcel `delivered` once the child has them).
+    fn encode(&self) -> Result<(Encoded, mp_conn::Parcel)>;
 }
 
 /// The parts of [`ChildData`] that depend on the argument type.
@@ -49,21 +50,31 @@ impl<A: Serialize + DeserializeOwned + Send + 'static> ErasedTarget for Typed<A>
         // Out of the box and onto this stack before the fork, so that the
         // child neither writes nor frees heap memory to run the target.
         let Typed { f, args } = *self;
-        let mut call = Some((f, args));
-        start_fork(
+        // Connections in the arguments that hold read-ahead bytes: the
+        // child's copies keep them, the parent's give them up (a walk only
+        // when some connection in this process holds any).
+        let handoffs = mp_reduction::fork_move(&args);
+        let mut call = Some((f, args, handoffs));
+        let popen = start_fork(
             &mut || {
-                if let Some((f, args)) = call.take() {
+                if let Some((f, args, handoffs)) = call.take() {
+                    if !handoffs.is_empty() {
+                        handoffs.adopted_in_fork_child();
+                    }
                     f(args)
                 }
             },
             info,
             parent_name,
-        )
+        )?;
+        if let Some((_, _, handoffs)) = call.take() {
+            handoffs.delivered();
+        }
+        Ok(popen)
     }
 
-    fn encode(&self) -> Result<(Encoded, Vec<OwnedFd>)> {
-        let (args, fds) = mp_reduction::collect_fds(|| postcard::to_allocvec(&self.args));
-        let args = args.map_err(Error::Encode)?;
+    fn encode(&self) -> Result<(Encoded, mp_conn::Parcel)> {
+        let parcel = mp_conn::Parcel::encode(&self.args).map_err(Error::Encode)?;
         let trampoline = entry::trampoline::<A> as sys::Trampoline;
         Ok((
             Encoded {
@@ -71,9 +82,9 @@ impl<A: Serialize + DeserializeOwned + Send + 'static> ErasedTarget for Typed<A>
                 target: sys::offset_of(self.f as usize),
                 target_addr: self.f as usize,
                 type_name: std::any::type_name::<A>(),
-                args,
+                args: parcel.bytes().to_vec(),
             },
-            fds,
+            parcel,
         ))
     }
 }
@@ -796,7 +807,7 @@ fn start_exec(
     if !current::init_called() {
         return Err(Error::InitNotCalled);
     }
-    let (encoded, fds) = target.encode()?;
+    let (encoded, parcel) = target.encode()?;
     // A child of another binary (set_executable) finds its target by name.
     let target_names = if executable::children_run_another_binary() {
         executable::target_names(encoded.target_addr)?
@@ -817,14 +828,18 @@ fn start_exec(
         parent_name: parent_name.to_owned(),
         start_method: method,
         args: encoded.args,
-        nfds: fds.len() as u32,
+        nfds: parcel.fds().len() as u32,
     };
-    let payload = postcard::to_allocvec(&data).map_err(Error::Encode)?;
-    let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
-    match method {
-        StartMethod::Spawn => spawn(&payload, &borrowed),
-        _ => forkserver(&payload, &borrowed),
-    }
+    let payload = mp_conn::Parcel::encode(&data).map_err(Error::Encode)?;
+    let borrowed: Vec<BorrowedFd<'_>> = parcel.fds().iter().map(AsFd::as_fd).collect();
+    let popen = match method {
+        StartMethod::Spawn => spawn(payload.bytes(), &borrowed),
+        _ => forkserver(payload.bytes(), &borrowed),
+    }?;
+    // The child has the arguments: connections in them that held
+    // read-ahead bytes (which went along) give them up.
+    parcel.delivered();
+    Ok(popen)
 }
 
 /// Gives back the fd of a connection we only wrote to (nothing was read

@@ -18,9 +18,12 @@
 //! [`targets`] holds plain functions that a test binary and a separate
 //! worker binary (mp-context's `set_executable` tests) both link, so that
 //! the two name them alike.
+//!
+//! [`harness::run_tests`] runs the tests of a `harness = false` target.
 
 #![forbid(unsafe_code)]
 
+pub mod harness;
 pub mod targets;
 
 use std::path::{Path, PathBuf};
