@@ -295,6 +295,12 @@ impl Dict {
         self.0.len()
     }
 
+    /// Whether another reference to this dict exists (a change would
+    /// copy it first).
+    pub fn is_shared(&self) -> bool {
+        std::sync::Arc::strong_count(&self.0) > 1
+    }
+
     /// Whether there are no entries.
     pub fn is_empty(&self) -> bool {
         self.0.len() == 0
@@ -413,6 +419,12 @@ impl Set {
     /// The number of members.
     pub fn len(&self) -> usize {
         self.0.len()
+    }
+
+    /// Whether another reference to this set exists (a change would copy
+    /// it first).
+    pub fn is_shared(&self) -> bool {
+        std::sync::Arc::strong_count(&self.0) > 1
     }
 
     /// Whether there are no members.

@@ -216,6 +216,13 @@ macro_rules! sequence {
                 &mut Arc::make_mut(&mut self.0).0
             }
 
+            /// Whether another reference to this object exists (Python's
+            /// `sys.getrefcount` above one): a change through
+            /// [`make_mut`](Self::make_mut) would then copy it.
+            pub fn is_shared(&self) -> bool {
+                Arc::strong_count(&self.0) > 1
+            }
+
             /// The items as a `Vec`, without copying when this is the only
             /// reference.
             pub fn into_vec(self) -> Vec<Value> {
@@ -435,6 +442,11 @@ impl Object {
     /// The parts, to change in place (copy-on-write).
     pub fn make_mut(&mut self) -> &mut ObjectData {
         Arc::make_mut(&mut self.0)
+    }
+
+    /// Whether another reference to this object exists.
+    pub fn is_shared(&self) -> bool {
+        Arc::strong_count(&self.0) > 1
     }
 
     /// How it is created.
