@@ -4,8 +4,11 @@
 //! 2. The tables are the data of CPython's `_compat_pickle` (`NAME_MAPPING`,
 //! then `IMPORT_MAPPING`), generated from CPython 3.13.
 
+/// A global's `(module, name)`.
+type Name = (&'static str, &'static str);
+
 /// `(module, name)` pairs that moved, and where to.
-const NAMES: &[((&str, &str), (&str, &str))] = &[
+const NAMES: &[(Name, Name)] = &[
     (
         ("UserDict", "IterableUserDict"),
         ("collections", "UserDict"),

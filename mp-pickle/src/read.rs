@@ -703,6 +703,7 @@ impl Reader<'_, '_> {
                     if !matches!(args, Value::Tuple(_)) {
                         return Err(self.err(invalid("REDUCE arguments are not a tuple")));
                     }
+                    self.callable(&callable, "REDUCE")?;
                     let depth = container_depth([da, dc]);
                     let v = match builtin_reduction(&callable, &args) {
                         Some(v) => v.map_err(|e| self.err(e))?,
@@ -716,6 +717,7 @@ impl Reader<'_, '_> {
                     if !matches!(args, Value::Tuple(_)) {
                         return Err(self.err(invalid("NEWOBJ arguments are not a tuple")));
                     }
+                    self.callable(&cls, "NEWOBJ")?;
                     let obj = Object::new(Constructor::NewObj, cls, args);
                     self.push(Value::Object(obj), container_depth([da, dc]))?;
                 }
@@ -752,6 +754,7 @@ impl Reader<'_, '_> {
                     let Some((cls, dc)) = items.next() else {
                         return Err(self.err(invalid("OBJ without a class")));
                     };
+                    self.callable(&cls, "OBJ")?;
                     let rest: Vec<(Value, usize)> = items.collect();
                     let depth = self.depth_of(&rest)?.max(dc + 1) + 1;
                     let args = Value::Tuple(rest.into_iter().map(|(v, _)| v).collect());
@@ -803,6 +806,18 @@ impl Reader<'_, '_> {
                 }
                 other => return Err(self.err(ErrorKind::UnknownOpcode(other))),
             }
+        }
+    }
+
+    /// Refuses a callable or class that cannot be one: only a global or an
+    /// object (a `getattr` result, a `functools.partial`) can be called.
+    fn callable(&self, v: &Value, opcode: &str) -> Result<(), Error> {
+        match v {
+            Value::Global(_) | Value::Object(_) => Ok(()),
+            other => Err(self.err(invalid(format!(
+                "{opcode} calls a {}, which is not callable",
+                other.type_name()
+            )))),
         }
     }
 

@@ -50,6 +50,7 @@ pub fn dump_into(value: &Value, out: &mut Vec<u8>) {
         frame_start: 0,
         memo: HashMap::new(),
         globals: HashMap::new(),
+        builtins: None,
         next_memo: 0,
     };
     w.out.extend_from_slice(&[PROTO, 4]);
@@ -87,6 +88,10 @@ struct Writer<'a, 'o> {
     /// Globals by name: a class is one object in Python, however many
     /// `Global` values name it.
     globals: HashMap<(&'a str, &'a str), u32>,
+    /// The memo index of `'builtins'`, once written: CPython's is one
+    /// interned object for every built-in class, whichever `Global` names
+    /// it (ours, or the bytearray reduction we make up).
+    builtins: Option<u32>,
     next_memo: u32,
 }
 
@@ -292,7 +297,18 @@ impl<'a> Writer<'a, '_> {
             }
             return;
         }
-        self.name(g.module_arc());
+        if g.module() == "builtins" {
+            match self.builtins {
+                Some(i) => self.get(i),
+                None => {
+                    self.frame_boundary();
+                    self.str("builtins");
+                    self.builtins = Some(self.memoize());
+                }
+            }
+        } else {
+            self.name(g.module_arc());
+        }
         self.name(g.name_arc());
         self.out.push(STACK_GLOBAL);
         let i = self.memoize();

@@ -120,10 +120,6 @@ impl Echo {
             .unwrap_or_else(|| panic!("peer said {line:?}"));
         Ok(rest.split(' ').map(unhex).collect())
     }
-
-    pub(crate) fn minor(&self) -> u32 {
-        self.minor
-    }
 }
 
 impl Drop for Echo {
