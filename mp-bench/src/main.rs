@@ -32,6 +32,7 @@ mod ours;
 #[cfg(not(feature = "conn"))]
 #[path = "ours_stub.rs"]
 mod ours;
+mod pickle;
 mod python;
 mod raw;
 mod sys;
@@ -807,6 +808,7 @@ fn specs() -> Vec<Spec> {
             }
         }));
     }
+    v.extend(pickle::specs());
     v
 }
 

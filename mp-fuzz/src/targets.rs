@@ -1,8 +1,10 @@
 //! The registry of fuzz targets and their seed corpora.
 
 mod handshake;
+mod pickle;
 
 pub use handshake::{client_handshake, listener_handshake};
+pub use pickle::pickle_reader;
 
 /// One fuzz target: a name, a seed corpus, and the function under test.
 #[derive(Debug, Clone, Copy)]
@@ -36,6 +38,11 @@ pub static TARGETS: &[Target] = &[
         name: "client_handshake",
         seeds: handshake::client_seeds,
         run: client_handshake,
+    },
+    Target {
+        name: "pickle_reader",
+        seeds: pickle::seeds,
+        run: pickle_reader,
     },
 ];
 

@@ -105,9 +105,12 @@ pub fn loads_with(data: &[u8], limits: &Limits) -> Result<Value, Error> {
         pos: 0,
         at: 0,
         limits,
-        stack: Vec::new(),
-        marks: Vec::new(),
-        memo: Memo::default(),
+        stack: Vec::with_capacity(16),
+        marks: Vec::with_capacity(4),
+        memo: Memo {
+            dense: Vec::with_capacity(16),
+            ..Memo::default()
+        },
         proto: 0,
         pushed: 0,
     }
@@ -119,7 +122,10 @@ pub fn loads_with(data: &[u8], limits: &Limits) -> Result<Value, Error> {
 struct Item {
     value: Value,
     depth: usize,
-    memo: Vec<u64>,
+    /// The first such memo index (the only one, nearly always: CPython
+    /// memoizes each object once), then any others.
+    memo: Option<u64>,
+    more_memo: Vec<u64>,
 }
 
 enum Entry {
@@ -278,7 +284,8 @@ impl Reader<'_, '_> {
         self.stack.push(Item {
             value,
             depth,
-            memo: Vec::new(),
+            memo: None,
+            more_memo: Vec::new(),
         });
         Ok(())
     }
@@ -295,12 +302,12 @@ impl Reader<'_, '_> {
     /// get a clone.
     fn freeze(&mut self, pos: usize) {
         let item = &mut self.stack[pos];
-        if item.memo.is_empty() {
+        let Some(first) = item.memo.take() else {
             return;
-        }
-        let slots = std::mem::take(&mut item.memo);
+        };
+        let more = std::mem::take(&mut item.more_memo);
         let (value, depth) = (item.value.clone(), item.depth);
-        for i in slots {
+        for i in std::iter::once(first).chain(more) {
             let here = |e: &Entry| matches!(e, Entry::Open(p) if *p == pos);
             match self.memo.slot(i) {
                 Some(slot) if slot.as_ref().is_some_and(here) => {
@@ -328,20 +335,20 @@ impl Reader<'_, '_> {
         Ok((item.value, item.depth))
     }
 
-    /// Pops everything above the last mark, and the mark.
-    fn pop_mark(&mut self) -> Result<Vec<(Value, usize)>, Error> {
+    /// Pops everything above the last mark, and the mark: the values, and
+    /// the depth of a container holding them.
+    fn pop_mark(&mut self) -> Result<(Vec<Value>, usize), Error> {
         let mark = self
             .marks
             .pop()
             .ok_or_else(|| self.err(invalid("no MARK on the stack")))?;
+        let mut depth = 1;
         for pos in mark..self.stack.len() {
             self.freeze(pos);
+            depth = depth.max(self.stack[pos].depth + 1);
         }
-        Ok(self
-            .stack
-            .drain(mark..)
-            .map(|i| (i.value, i.depth))
-            .collect())
+        self.check_depth(depth)?;
+        Ok((self.stack.drain(mark..).map(|i| i.value).collect(), depth))
     }
 
     /// The item under the operands just popped: the one an `APPEND`,
@@ -372,7 +379,11 @@ impl Reader<'_, '_> {
         }
         let pos = self.stack.len() - 1;
         let entry = if changeable(&self.stack[pos].value) {
-            self.stack[pos].memo.push(i);
+            let item = &mut self.stack[pos];
+            match item.memo {
+                None => item.memo = Some(i),
+                Some(_) => item.more_memo.push(i),
+            }
             Entry::Open(pos)
         } else {
             let item = &self.stack[pos];
@@ -601,59 +612,52 @@ impl Reader<'_, '_> {
                     if self.stack.len() < self.fence() + n {
                         return Err(self.underflow());
                     }
-                    let mut items = Vec::with_capacity(n);
-                    for _ in 0..n {
-                        items.push(self.pop()?);
-                    }
-                    items.reverse();
-                    self.push_tuple(items)?;
+                    // As a mark below the last n items.
+                    self.marks.push(self.stack.len() - n);
+                    let (items, depth) = self.pop_mark()?;
+                    self.push(Value::Tuple(items.into()), depth)?;
                 }
                 TUPLE => {
-                    let items = self.pop_mark()?;
-                    self.push_tuple(items)?;
+                    let (items, depth) = self.pop_mark()?;
+                    self.push(Value::Tuple(items.into()), depth)?;
                 }
                 EMPTY_LIST => self.push(Value::List(List::new()), 1)?,
                 LIST => {
-                    let items = self.pop_mark()?;
-                    let depth = self.depth_of(&items)?;
-                    let list = List::from(items.into_iter().map(|(v, _)| v).collect::<Vec<_>>());
-                    self.push(Value::List(list), depth)?;
+                    let (items, depth) = self.pop_mark()?;
+                    self.push(Value::List(List::from(items)), depth)?;
                 }
                 EMPTY_DICT => self.push(Value::Dict(Dict::new()), 1)?,
                 DICT => {
-                    let items = self.pop_mark()?;
-                    let depth = self.depth_of(&items)?;
+                    let (items, depth) = self.pop_mark()?;
                     let mut dict = Dict::with_capacity(items.len() / 2);
                     self.set_items(&mut dict, items)?;
                     self.push(Value::Dict(dict), depth)?;
                 }
                 EMPTY_SET => self.push(Value::Set(Set::new()), 1)?,
                 FROZENSET => {
-                    let items = self.pop_mark()?;
-                    let depth = self.depth_of(&items)?;
-                    let set = self.set_of(items.into_iter().map(|(v, _)| v))?;
+                    let (items, depth) = self.pop_mark()?;
+                    let set = self.set_of(items.into_iter())?;
                     self.push(Value::FrozenSet(set), depth)?;
                 }
                 APPEND => {
-                    let item = self.pop()?;
-                    self.append(vec![item])?;
+                    let (item, d) = self.pop()?;
+                    self.append(vec![item], d + 1)?;
                 }
                 APPENDS => {
-                    let items = self.pop_mark()?;
-                    self.append(items)?;
+                    let (items, depth) = self.pop_mark()?;
+                    self.append(items, depth)?;
                 }
                 SETITEM => {
-                    let v = self.pop()?;
-                    let k = self.pop()?;
-                    self.setitems(vec![k, v])?;
+                    let (v, dv) = self.pop()?;
+                    let (k, dk) = self.pop()?;
+                    self.setitems(vec![k, v], dv.max(dk) + 1)?;
                 }
                 SETITEMS => {
-                    let items = self.pop_mark()?;
-                    self.setitems(items)?;
+                    let (items, depth) = self.pop_mark()?;
+                    self.setitems(items, depth)?;
                 }
                 ADDITEMS => {
-                    let items = self.pop_mark()?;
-                    let depth = self.depth_of(&items)?;
+                    let (items, depth) = self.pop_mark()?;
                     let at = self.at;
                     let target = self.target()?;
                     let Value::Set(set) = &mut target.value else {
@@ -662,7 +666,7 @@ impl Reader<'_, '_> {
                             at,
                         ));
                     };
-                    for (v, _) in items {
+                    for v in items {
                         set.insert(v)
                             .map_err(|u| Error::at(ErrorKind::Unhashable(u), at))?;
                     }
@@ -742,22 +746,21 @@ impl Reader<'_, '_> {
                 INST => {
                     let module = self.line_str()?.to_string();
                     let name = self.line_str()?.to_string();
-                    let items = self.pop_mark()?;
-                    let depth = self.depth_of(&items)?;
-                    let args = Value::Tuple(items.into_iter().map(|(v, _)| v).collect());
+                    let (items, depth) = self.pop_mark()?;
+                    let args = Value::Tuple(items.into());
                     let cls = Value::Global(self.global(&module, &name));
                     let obj = Object::new(Constructor::Inst, cls, args);
                     self.push(Value::Object(obj), depth + 1)?;
                 }
                 OBJ => {
-                    let mut items = self.pop_mark()?.into_iter();
-                    let Some((cls, dc)) = items.next() else {
+                    let (mut items, depth) = self.pop_mark()?;
+                    if items.is_empty() {
                         return Err(self.err(invalid("OBJ without a class")));
-                    };
+                    }
+                    let cls = items.remove(0);
                     self.callable(&cls, "OBJ")?;
-                    let rest: Vec<(Value, usize)> = items.collect();
-                    let depth = self.depth_of(&rest)?.max(dc + 1) + 1;
-                    let args = Value::Tuple(rest.into_iter().map(|(v, _)| v).collect());
+                    let depth = depth + 1;
+                    let args = Value::Tuple(items.into());
                     let obj = Object::new(Constructor::Obj, cls, args);
                     self.push(Value::Object(obj), depth)?;
                 }
@@ -844,46 +847,44 @@ impl Reader<'_, '_> {
         })
     }
 
-    fn depth_of(&self, items: &[(Value, usize)]) -> Result<usize, Error> {
-        let d = container_depth(items.iter().map(|(_, d)| *d));
-        if d > self.limits.max_depth {
+    fn check_depth(&self, depth: usize) -> Result<(), Error> {
+        if depth > self.limits.max_depth {
             return Err(self.err(ErrorKind::Limit(Limit::Depth, self.limits.max_depth)));
         }
-        Ok(d)
-    }
-
-    fn push_tuple(&mut self, items: Vec<(Value, usize)>) -> Result<(), Error> {
-        let depth = self.depth_of(&items)?;
-        let t: Tuple = items.into_iter().map(|(v, _)| v).collect();
-        self.push(Value::Tuple(t), depth)
+        Ok(())
     }
 
     fn set_of(&self, items: impl Iterator<Item = Value>) -> Result<Set, Error> {
         Set::from_values(items).map_err(|u| self.err(ErrorKind::Unhashable(u)))
     }
 
-    fn set_items(&self, dict: &mut Dict, items: Vec<(Value, usize)>) -> Result<(), Error> {
+    fn set_items(&self, dict: &mut Dict, items: Vec<Value>) -> Result<(), Error> {
         if items.len() % 2 != 0 {
             return Err(self.err(invalid("odd number of items for SETITEMS or DICT")));
         }
         let mut it = items.into_iter();
-        while let (Some((k, _)), Some((v, _))) = (it.next(), it.next()) {
+        while let (Some(k), Some(v)) = (it.next(), it.next()) {
             dict.insert(k, v)
                 .map_err(|u| self.err(ErrorKind::Unhashable(u)))?;
         }
         Ok(())
     }
 
-    fn append(&mut self, items: Vec<(Value, usize)>) -> Result<(), Error> {
-        let depth = self.depth_of(&items)?;
+    /// `items` into the target; `depth` is that of a container of them.
+    fn append(&mut self, items: Vec<Value>, depth: usize) -> Result<(), Error> {
+        self.check_depth(depth)?;
         let at = self.at;
         let target = self.target()?;
         match &mut target.value {
-            Value::List(l) => l.make_mut().extend(items.into_iter().map(|(v, _)| v)),
-            Value::Object(o) => {
-                let items: Vec<Value> = items.into_iter().map(|(v, _)| v).collect();
-                o.make_mut().ops.push(ObjectOp::Append(items));
+            Value::List(l) => {
+                let l = l.make_mut();
+                if l.is_empty() {
+                    *l = items;
+                } else {
+                    l.extend(items);
+                }
             }
+            Value::Object(o) => o.make_mut().ops.push(ObjectOp::Append(items)),
             other => {
                 return Err(Error::at(
                     invalid(format!("APPEND or APPENDS on a {}", other.type_name())),
@@ -895,17 +896,20 @@ impl Reader<'_, '_> {
         Ok(())
     }
 
-    fn setitems(&mut self, items: Vec<(Value, usize)>) -> Result<(), Error> {
+    /// `items` (key, value, key, value…) into the target; `depth` is that
+    /// of a container of them.
+    fn setitems(&mut self, items: Vec<Value>, depth: usize) -> Result<(), Error> {
         if items.len() % 2 != 0 {
             return Err(self.err(invalid("odd number of items for SETITEMS")));
         }
-        let depth = self.depth_of(&items)?;
+        self.check_depth(depth)?;
         let at = self.at;
         let target = self.target()?;
         match &mut target.value {
             Value::Dict(d) => {
+                d.reserve(items.len() / 2);
                 let mut it = items.into_iter();
-                while let (Some((k, _)), Some((v, _))) = (it.next(), it.next()) {
+                while let (Some(k), Some(v)) = (it.next(), it.next()) {
                     d.insert(k, v)
                         .map_err(|u| Error::at(ErrorKind::Unhashable(u), at))?;
                 }
@@ -913,7 +917,7 @@ impl Reader<'_, '_> {
             Value::Object(o) => {
                 let mut pairs = Vec::with_capacity(items.len() / 2);
                 let mut it = items.into_iter();
-                while let (Some((k, _)), Some((v, _))) = (it.next(), it.next()) {
+                while let (Some(k), Some(v)) = (it.next(), it.next()) {
                     pairs.push((k, v));
                 }
                 o.make_mut().ops.push(ObjectOp::SetItems(pairs));

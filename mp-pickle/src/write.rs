@@ -21,6 +21,7 @@
 //! It works from an explicit task list, so any depth is fine.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use mp_value::{BigInt, Constructor, Global, ObjectOp, Value};
 
@@ -48,7 +49,7 @@ pub fn dump_into(value: &Value, out: &mut Vec<u8>) {
     let mut w = Writer {
         out,
         frame_start: 0,
-        memo: HashMap::new(),
+        memo: HashMap::default(),
         globals: HashMap::new(),
         builtins: None,
         next_memo: 0,
@@ -84,7 +85,7 @@ struct Writer<'a, 'o> {
     frame_start: usize,
     /// Memo indices by object address (values are borrowed for the whole
     /// write, so addresses are unique).
-    memo: HashMap<usize, u32>,
+    memo: HashMap<usize, u32, BuildHasherDefault<AddressHasher>>,
     /// Globals by name: a class is one object in Python, however many
     /// `Global` values name it.
     globals: HashMap<(&'a str, &'a str), u32>,
@@ -244,7 +245,8 @@ impl<'a> Writer<'a, '_> {
     }
 
     fn run(&mut self, root: &'a Value) {
-        let mut work = vec![Task::Save(root)];
+        let mut work = Vec::with_capacity(32);
+        work.push(Task::Save(root));
         while let Some(t) = work.pop() {
             match t {
                 Task::Op(op) => self.out.push(op),
@@ -364,34 +366,38 @@ impl<'a> Writer<'a, '_> {
             Value::Dict(d) => {
                 self.out.push(EMPTY_DICT);
                 self.remember(v);
-                let pairs: Vec<(&Value, &Value)> = d.iter().collect();
-                for chunk in pairs.chunks(BATCH).rev() {
-                    work.push(Task::Op(if chunk.len() == 1 { SETITEM } else { SETITEMS }));
-                    for (k, val) in chunk.iter().rev() {
-                        work.push(Task::Save(val));
-                        work.push(Task::Save(k));
-                    }
-                    if chunk.len() > 1 {
-                        work.push(Task::Op(MARK));
+                if d.len() <= BATCH {
+                    push_pairs(work, d.iter(), d.len());
+                } else {
+                    let pairs: Vec<(&Value, &Value)> = d.iter().collect();
+                    for chunk in pairs.chunks(BATCH).rev() {
+                        push_pairs(work, chunk.iter().copied(), chunk.len());
                     }
                 }
             }
             Value::Set(s) => {
                 self.out.push(EMPTY_SET);
                 self.remember(v);
-                let members: Vec<&Value> = s.iter().collect();
-                for chunk in members.chunks(BATCH).rev() {
-                    work.push(Task::Op(ADDITEMS));
-                    work.extend(chunk.iter().rev().map(|m| Task::Save(m)));
-                    work.push(Task::Op(MARK));
+                if s.len() <= BATCH {
+                    if !s.is_empty() {
+                        work.push(Task::Op(ADDITEMS));
+                        work.extend(s.iter().rev().map(Task::Save));
+                        work.push(Task::Op(MARK));
+                    }
+                } else {
+                    let members: Vec<&Value> = s.iter().collect();
+                    for chunk in members.chunks(BATCH).rev() {
+                        work.push(Task::Op(ADDITEMS));
+                        work.extend(chunk.iter().rev().map(|m| Task::Save(m)));
+                        work.push(Task::Op(MARK));
+                    }
                 }
             }
             Value::FrozenSet(s) => {
                 self.out.push(MARK);
                 work.push(Task::Memoize(v.identity().unwrap_or_default()));
                 work.push(Task::Op(FROZENSET));
-                let members: Vec<&Value> = s.iter().collect();
-                work.extend(members.into_iter().rev().map(Task::Save));
+                work.extend(s.iter().rev().map(Task::Save));
             }
             Value::ByteArray(b) => {
                 // As CPython < 5: bytearray(b'...') or bytearray().
@@ -475,6 +481,26 @@ impl<'a> Writer<'a, '_> {
     }
 }
 
+/// Pushes one batch of `n` pairs (`MARK` .. `SETITEMS`, or `SETITEM` for
+/// one pair), for the task stack.
+fn push_pairs<'a>(
+    work: &mut Vec<Task<'a>>,
+    pairs: impl DoubleEndedIterator<Item = (&'a Value, &'a Value)>,
+    n: usize,
+) {
+    if n == 0 {
+        return;
+    }
+    work.push(Task::Op(if n == 1 { SETITEM } else { SETITEMS }));
+    for (k, v) in pairs.rev() {
+        work.push(Task::Save(v));
+        work.push(Task::Save(k));
+    }
+    if n > 1 {
+        work.push(Task::Op(MARK));
+    }
+}
+
 /// Pushes `items` in batches of [`BATCH`] (`MARK` .. `many`, or `one` for
 /// a batch of a single item), for the task stack.
 fn batches<'a>(work: &mut Vec<Task<'a>>, items: &'a [Value], one: u8, many: u8) {
@@ -484,6 +510,26 @@ fn batches<'a>(work: &mut Vec<Task<'a>>, items: &'a [Value], one: u8, many: u8) 
         if chunk.len() > 1 {
             work.push(Task::Op(MARK));
         }
+    }
+}
+
+/// Hashes an object address: the values are our own (not a peer's), and
+/// addresses are already spread, so a multiply does (SipHash would cost
+/// more than the rest of a small message's memo work).
+#[derive(Default)]
+struct AddressHasher(u64);
+
+impl Hasher for AddressHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (n as u64 >> 3).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
 }
 

@@ -73,8 +73,37 @@ fn num_eq(a: &Value, b: &Value) -> Option<bool> {
     })
 }
 
+/// `==` of two values that hold no other values, without the work list
+/// (`None` when either is a container or an object).
+fn flat_eq(a: &Value, b: &Value) -> Option<bool> {
+    if let Some(eq) = num_eq(a, b) {
+        return Some(eq);
+    }
+    Some(match (a, b) {
+        (Value::None, Value::None) => true,
+        (Value::Str(x), Value::Str(y)) => x == y,
+        (Value::Bytes(_) | Value::ByteArray(_), Value::Bytes(_) | Value::ByteArray(_)) => {
+            bytes_of(a) == bytes_of(b)
+        }
+        (Value::Global(x), Value::Global(y)) => x == y,
+        (
+            Value::List(_)
+            | Value::Tuple(_)
+            | Value::Dict(_)
+            | Value::Set(_)
+            | Value::FrozenSet(_)
+            | Value::Object(_),
+            _,
+        ) => return None,
+        _ => false,
+    })
+}
+
 /// Python's `a == b`.
 pub(crate) fn py_eq(a: &Value, b: &Value) -> bool {
+    if let Some(eq) = flat_eq(a, b) {
+        return eq;
+    }
     let mut work: Vec<(&Value, &Value)> = vec![(a, b)];
     while let Some((a, b)) = work.pop() {
         if a.is(b) {
@@ -249,6 +278,15 @@ enum Work<'a> {
 /// bytearrays (and tuples holding them) are refused as Python refuses them.
 pub(crate) fn py_hash(value: &Value) -> Result<u64, Unhashable> {
     let s = state();
+    // The common keys (numbers, strings) without the work lists.
+    if let Some(num) = canonical(value) {
+        return Ok(hash_num(s, num));
+    }
+    match value {
+        Value::Str(x) => return Ok(s.hash_one((T_STR, x.as_bytes()))),
+        Value::Bytes(x) => return Ok(s.hash_one((T_BYTES, &x[..]))),
+        _ => {}
+    }
     let mut work = vec![Work::Value(value, false)];
     let mut results: Vec<u64> = Vec::new();
     while let Some(w) = work.pop() {
@@ -277,11 +315,7 @@ pub(crate) fn py_hash(value: &Value) -> Result<u64, Unhashable> {
             Work::Value(v, structural) => (v, structural),
         };
         if let Some(num) = canonical(v) {
-            results.push(match num {
-                Num::Small(i) => s.hash_one((T_NUM, i)),
-                Num::Big(b) => s.hash_one((T_BIG, b.is_negative(), b.magnitude())),
-                Num::Float(bits) => s.hash_one((T_FLOAT, bits)),
-            });
+            results.push(hash_num(s, num));
             continue;
         }
         let unhashable = || Unhashable {
@@ -346,6 +380,14 @@ pub(crate) fn py_hash(value: &Value) -> Result<u64, Unhashable> {
         }
     }
     Ok(results.pop().unwrap_or_default())
+}
+
+fn hash_num(s: &RandomState, num: Num) -> u64 {
+    match num {
+        Num::Small(i) => s.hash_one((T_NUM, i)),
+        Num::Big(b) => s.hash_one((T_BIG, b.is_negative(), b.magnitude())),
+        Num::Float(bits) => s.hash_one((T_FLOAT, bits)),
+    }
 }
 
 fn push_set<'a>(work: &mut Vec<Work<'a>>, set: &'a Set, structural: bool) {

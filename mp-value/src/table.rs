@@ -94,6 +94,15 @@ impl<V> Table<V> {
         self.live
     }
 
+    /// Room for `n` more entries without growing.
+    pub(crate) fn reserve(&mut self, n: usize) {
+        self.entries.reserve(n);
+        let want = self.live + n;
+        if (self.used + n) * 3 > self.index.len() * 2 {
+            self.rebuild(want);
+        }
+    }
+
     pub(crate) fn iter(&self) -> impl DoubleEndedIterator<Item = &Entry<V>> + Clone {
         self.entries.iter().flatten()
     }
@@ -363,6 +372,12 @@ impl Dict {
         Ok(std::sync::Arc::make_mut(&mut self.0)
             .remove(key)?
             .map(|(_, v)| v))
+    }
+
+    /// Makes room for `n` more entries (copying the dict first if it is
+    /// shared).
+    pub fn reserve(&mut self, n: usize) {
+        std::sync::Arc::make_mut(&mut self.0).reserve(n);
     }
 
     /// `d.popitem()`: removes and returns the last entry inserted.
