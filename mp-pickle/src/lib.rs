@@ -131,3 +131,8 @@ pub fn from_slice_with<T: serde::de::DeserializeOwned>(
     let value = loads_with(data, limits)?;
     Ok(mp_value::from_value(&value)?)
 }
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

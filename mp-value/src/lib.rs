@@ -86,3 +86,8 @@ pub use value::{Constructor, Dict, Global, List, Object, ObjectData, ObjectOp, S
 /// 128 is serde_json's limit too, and stays well inside a 2 MiB thread
 /// stack in debug builds. Everything else in this crate works at any depth.
 pub const MAX_SERDE_DEPTH: usize = 128;
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
