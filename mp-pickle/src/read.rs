@@ -273,6 +273,16 @@ impl Reader<'_, '_> {
         })
     }
 
+    /// The memo index operand of a `PUT` or `GET` opcode: decimal text,
+    /// a u8 (`BIN…`) or a u32 (`LONG_BIN…`).
+    fn memo_index(&mut self, op: u8) -> Result<u64, Error> {
+        match op {
+            BINPUT | BINGET => self.u8().map(u64::from),
+            LONG_BINPUT | LONG_BINGET => self.u32().map(u64::from),
+            _ => self.decimal_line(),
+        }
+    }
+
     fn push(&mut self, value: Value, depth: usize) -> Result<(), Error> {
         self.pushed += 1;
         if self.pushed > self.limits.max_items {
@@ -768,29 +778,13 @@ impl Reader<'_, '_> {
                     let i = self.memo.count as u64;
                     self.memo_put(i)?;
                 }
-                PUT => {
-                    let i = self.decimal_line()?;
+                PUT | BINPUT | LONG_BINPUT => {
+                    let i = self.memo_index(op)?;
                     self.memo_put(i)?;
                 }
-                BINPUT => {
-                    let i = self.u8()?;
-                    self.memo_put(u64::from(i))?;
-                }
-                LONG_BINPUT => {
-                    let i = self.u32()?;
-                    self.memo_put(u64::from(i))?;
-                }
-                GET => {
-                    let i = self.decimal_line()?;
+                GET | BINGET | LONG_BINGET => {
+                    let i = self.memo_index(op)?;
                     self.memo_get(i)?;
-                }
-                BINGET => {
-                    let i = self.u8()?;
-                    self.memo_get(u64::from(i))?;
-                }
-                LONG_BINGET => {
-                    let i = self.u32()?;
-                    self.memo_get(u64::from(i))?;
                 }
                 PERSID | BINPERSID => {
                     return Err(

@@ -1,22 +1,7 @@
 //! [`from_value`]: a [`Value`] into any `Deserialize` type, lenient where
 //! Python is and strict (with serde's message) everywhere else.
 //!
-//! Lenient:
-//! - a `tuple`, `list`, `set` or `frozenset` wherever a sequence or a tuple
-//!   is expected (a `Vec`, a Rust tuple, a `HashSet`);
-//! - an `int` (any size that fits) where an `f64`/`f32` is expected;
-//! - `bytes` or `bytearray` where a `Vec<u8>` is expected (Python's bytes
-//!   are a sequence of ints), and a list of ints where bytes are;
-//! - a `tuple` or `list` for a struct (fields in order);
-//! - an object for a struct or a map: its state, as a dataclass or a plain
-//!   class instance pickles it (`__dict__`, or `(dict, slots)`), or, for a
-//!   named tuple (created with arguments and no state), its arguments in
-//!   order for a struct or a sequence.
-//!
-//! Strict: a `float` is not an integer, a `bool` is not an integer, a `str`
-//! is not bytes (nor a sequence of chars), `None` is only `()`, `None` or
-//! a missing `Option`. Enums take the shape [`to_value`](crate::to_value)
-//! gives them: `'Variant'` or `{'Variant': payload}`.
+//! What is accepted is in the crate docs (`# The serde mapping`).
 
 use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
 
@@ -24,8 +9,8 @@ use crate::error::Error;
 use crate::ser::{PASSTHROUGH, SLOT};
 use crate::value::{Constructor, Dict, Value};
 
-/// Converts `value` into a `T` (see the [module docs](self) for what is
-/// accepted). `T` may borrow strings and bytes from `value`.
+/// Converts `value` into a `T` (what is accepted is in [the crate
+/// docs](crate#the-serde-mapping)). `T` may borrow strings and bytes from `value`.
 ///
 /// # Errors
 ///

@@ -30,6 +30,53 @@
 //! [`MAX_SERDE_DEPTH`]): dropping, comparing, hashing and printing use an
 //! explicit work list, so a value nested a million deep is harmless.
 //!
+//! # The serde mapping
+//!
+//! [`to_value`] writes Rust types as:
+//!
+//! | Rust | Python |
+//! |---|---|
+//! | `bool` | `bool` |
+//! | integers (`i8`…`u128`) | `int` |
+//! | `f32`, `f64` | `float` |
+//! | `char`, `&str`, `String` | `str` |
+//! | `serde_bytes::Bytes`/`ByteBuf` (`serialize_bytes`) | `bytes` |
+//! | `Vec<T>`, slices, `HashSet`, … (sequences) | `list` |
+//! | tuples, tuple structs | `tuple` |
+//! | maps | `dict` (keys must be hashable) |
+//! | structs | `dict` of field name → value |
+//! | `()`, unit structs, `None` | `None` |
+//! | `Some(v)`, newtype structs | `v` |
+//! | unit variants `E::A` | `'A'` |
+//! | `E::A(v)`, `E::A(x, y)`, `E::A { f }` | `{'A': v}`, `{'A': (x, y)}`, `{'A': {'f': …}}` |
+//! | [`Value`] | itself, unchanged (identity kept) |
+//!
+//! Structs become dicts, not objects of some class: the peer gets plain
+//! data it can read without importing anything, and a struct comes back
+//! from the same dict (or from a dataclass's state, see
+//! [`from_value`]). Enums take serde's default
+//! ("externally tagged") shape, the one serde_json gives them. A plain
+//! `Vec<u8>` is a list of ints, because serde cannot tell it from any other
+//! `Vec`: mark it `#[serde(with = "serde_bytes")]` for `bytes`.
+//!
+//! [`from_value`] reads them back, and more. Lenient:
+//!
+//! - a `tuple`, `list`, `set` or `frozenset` wherever a sequence or a tuple
+//!   is expected (a `Vec`, a Rust tuple, a `HashSet`);
+//! - an `int` (any size that fits) where an `f64`/`f32` is expected;
+//! - `bytes` or `bytearray` where a `Vec<u8>` is expected (Python's bytes
+//!   are a sequence of ints), and a list of ints where bytes are;
+//! - a `tuple` or `list` for a struct (fields in order);
+//! - an object for a struct or a map: its state, as a dataclass or a plain
+//!   class instance pickles it (`__dict__`, or `(dict, slots)`), or, for a
+//!   named tuple (created with arguments and no state), its arguments in
+//!   order for a struct or a sequence.
+//!
+//! Strict: a `float` is not an integer, a `bool` is not an integer, a `str`
+//! is not bytes (nor a sequence of chars), `None` is only `()`, `None` or
+//! a missing `Option`. Enums take the shape [`to_value`]
+//! gives them: `'Variant'` or `{'Variant': payload}`.
+//!
 //! # Examples
 //!
 //! ```

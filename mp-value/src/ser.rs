@@ -1,30 +1,7 @@
 //! [`to_value`]: any `Serialize` type into a [`Value`], the way a Python
 //! programmer would write it down.
 //!
-//! | Rust | Python |
-//! |---|---|
-//! | `bool` | `bool` |
-//! | integers (`i8`…`u128`) | `int` |
-//! | `f32`, `f64` | `float` |
-//! | `char`, `&str`, `String` | `str` |
-//! | `serde_bytes::Bytes`/`ByteBuf` (`serialize_bytes`) | `bytes` |
-//! | `Vec<T>`, slices, `HashSet`, … (sequences) | `list` |
-//! | tuples, tuple structs | `tuple` |
-//! | maps | `dict` (keys must be hashable) |
-//! | structs | `dict` of field name → value |
-//! | `()`, unit structs, `None` | `None` |
-//! | `Some(v)`, newtype structs | `v` |
-//! | unit variants `E::A` | `'A'` |
-//! | `E::A(v)`, `E::A(x, y)`, `E::A { f }` | `{'A': v}`, `{'A': (x, y)}`, `{'A': {'f': …}}` |
-//! | [`Value`] | itself, unchanged (identity kept) |
-//!
-//! Structs become dicts, not objects of some class: the peer gets plain
-//! data it can read without importing anything, and a struct comes back
-//! from the same dict (or from a dataclass's state, see
-//! [`from_value`](crate::from_value)). Enums take serde's default
-//! ("externally tagged") shape, the one serde_json gives them. A plain
-//! `Vec<u8>` is a list of ints, because serde cannot tell it from any other
-//! `Vec`: mark it `#[serde(with = "serde_bytes")]` for `bytes`.
+//! The mapping is in the crate docs (`# The serde mapping`).
 
 use std::cell::{Cell, RefCell};
 
@@ -64,8 +41,8 @@ impl Drop for Restore {
     }
 }
 
-/// Converts `value` into a [`Value`] (see the [module docs](self) for the
-/// mapping).
+/// Converts `value` into a [`Value`] (the mapping is in the table of
+/// [the crate docs](crate#the-serde-mapping)).
 ///
 /// # Errors
 ///
@@ -280,49 +257,27 @@ impl Seq {
     }
 }
 
-impl ser::SerializeSeq for Seq {
-    type Ok = Value;
-    type Error = Error;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.push(value)
-    }
-    fn end(self) -> Result<Value, Error> {
-        self.finish()
-    }
+macro_rules! seq_impls {
+    ($($trait:ident :: $method:ident),*) => {$(
+        impl ser::$trait for Seq {
+            type Ok = Value;
+            type Error = Error;
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+                self.push(value)
+            }
+            fn end(self) -> Result<Value, Error> {
+                self.finish()
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTuple for Seq {
-    type Ok = Value;
-    type Error = Error;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.push(value)
-    }
-    fn end(self) -> Result<Value, Error> {
-        self.finish()
-    }
-}
-
-impl ser::SerializeTupleStruct for Seq {
-    type Ok = Value;
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.push(value)
-    }
-    fn end(self) -> Result<Value, Error> {
-        self.finish()
-    }
-}
-
-impl ser::SerializeTupleVariant for Seq {
-    type Ok = Value;
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.push(value)
-    }
-    fn end(self) -> Result<Value, Error> {
-        self.finish()
-    }
-}
+seq_impls!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
 
 /// A dict, struct or struct variant being built.
 pub(crate) struct Map {

@@ -288,33 +288,41 @@ impl<V> Drop for Table<V> {
     }
 }
 
+macro_rules! table_basics {
+    ($t:ident, $py:literal, $items:literal) => {
+        impl $t {
+            #[doc = concat!("An empty ", $py, ".")]
+            pub fn new() -> $t {
+                $t::default()
+            }
+
+            #[doc = concat!("An empty ", $py, " with room for `n` ", $items, ".")]
+            pub fn with_capacity(n: usize) -> $t {
+                $t(std::sync::Arc::new(Table::with_capacity(n)))
+            }
+
+            #[doc = concat!("The number of ", $items, ".")]
+            pub fn len(&self) -> usize {
+                self.0.len()
+            }
+
+            #[doc = concat!("Whether there are no ", $items, ".")]
+            pub fn is_empty(&self) -> bool {
+                self.0.len() == 0
+            }
+
+            #[doc = concat!("Whether another reference to this ", $py, " exists (a change would copy it first).")]
+            pub fn is_shared(&self) -> bool {
+                std::sync::Arc::strong_count(&self.0) > 1
+            }
+        }
+    };
+}
+
+table_basics!(Dict, "dict", "entries");
+table_basics!(Set, "set", "members");
+
 impl Dict {
-    /// An empty dict.
-    pub fn new() -> Dict {
-        Dict::default()
-    }
-
-    /// An empty dict with room for `n` entries.
-    pub fn with_capacity(n: usize) -> Dict {
-        Dict(std::sync::Arc::new(Table::with_capacity(n)))
-    }
-
-    /// The number of entries.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether another reference to this dict exists (a change would
-    /// copy it first).
-    pub fn is_shared(&self) -> bool {
-        std::sync::Arc::strong_count(&self.0) > 1
-    }
-
-    /// Whether there are no entries.
-    pub fn is_empty(&self) -> bool {
-        self.0.len() == 0
-    }
-
     /// The value for `key` (`d[key]`), or `Ok(None)` if absent.
     ///
     /// # Errors
@@ -421,32 +429,6 @@ impl Dict {
 }
 
 impl Set {
-    /// An empty set.
-    pub fn new() -> Set {
-        Set::default()
-    }
-
-    /// An empty set with room for `n` members.
-    pub fn with_capacity(n: usize) -> Set {
-        Set(std::sync::Arc::new(Table::with_capacity(n)))
-    }
-
-    /// The number of members.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether another reference to this set exists (a change would copy
-    /// it first).
-    pub fn is_shared(&self) -> bool {
-        std::sync::Arc::strong_count(&self.0) > 1
-    }
-
-    /// Whether there are no members.
-    pub fn is_empty(&self) -> bool {
-        self.0.len() == 0
-    }
-
     /// Whether `value` is a member (`value in s`).
     ///
     /// # Errors
