@@ -105,8 +105,22 @@ pub(crate) fn py_eq(a: &Value, b: &Value) -> bool {
         return eq;
     }
     let mut work: Vec<(&Value, &Value)> = vec![(a, b)];
+    // Every pair on the work list must be equal, so a pair met again (a
+    // shared sub-object, compared against the same one) is settled: past
+    // a few thousand steps, pairs of containers are remembered, and a
+    // tuple nested as a DAG (t1 = (t0, t0), t2 = (t1, t1), ...) compares in
+    // linear time, not exponential.
+    let mut steps = 0usize;
+    let mut seen: std::collections::HashSet<(usize, usize)> = Default::default();
     while let Some((a, b)) = work.pop() {
         if a.is(b) {
+            continue;
+        }
+        steps += 1;
+        if steps > MEMO_AFTER
+            && let (Some(x), Some(y)) = (container_id(a), container_id(b))
+            && !seen.insert((x, y))
+        {
             continue;
         }
         if let Some(eq) = num_eq(a, b) {
@@ -198,6 +212,24 @@ pub(crate) fn py_eq(a: &Value, b: &Value) -> bool {
     true
 }
 
+/// Steps of `==` or `hash()` after which shared sub-objects are
+/// remembered, so that a small pickle of a DAG cannot make them take
+/// exponential time (CPython takes it, there).
+const MEMO_AFTER: usize = 4096;
+
+/// The identity of a value that holds other values.
+fn container_id(v: &Value) -> Option<usize> {
+    match v {
+        Value::List(_)
+        | Value::Tuple(_)
+        | Value::Dict(_)
+        | Value::Set(_)
+        | Value::FrozenSet(_)
+        | Value::Object(_) => v.identity(),
+        _ => None,
+    }
+}
+
 fn set_members_match<'a>(x: &'a Set, y: &'a Set, work: &mut Vec<(&'a Value, &'a Value)>) -> bool {
     if x.len() != y.len() {
         return false;
@@ -269,8 +301,9 @@ enum Work<'a> {
     /// sets and bytearrays are hashed by content instead of refused.
     Value(&'a Value, bool),
     Const(u64),
-    /// Combine the last `n` results into one.
-    Combine(Combine, usize),
+    /// Combine the last `n` results into one (the hash of the container
+    /// at this address, in this mode, when remembered).
+    Combine(Combine, usize, Option<(usize, bool)>),
 }
 
 /// Python's `hash(value)`, keyed per process: equal values hash alike
@@ -289,15 +322,19 @@ pub(crate) fn py_hash(value: &Value) -> Result<u64, Unhashable> {
     }
     let mut work = vec![Work::Value(value, false)];
     let mut results: Vec<u64> = Vec::new();
+    // Past MEMO_AFTER steps, hashes of containers are remembered by
+    // address (as for `==`: a DAG of shared tuples hashes in linear time).
+    let mut steps = 0usize;
+    let mut known: std::collections::HashMap<(usize, bool), u64> = Default::default();
     while let Some(w) = work.pop() {
         let (v, structural) = match w {
             Work::Const(c) => {
                 results.push(c);
                 continue;
             }
-            Work::Combine(how, n) => {
+            Work::Combine(how, n, id) => {
                 let parts = results.split_off(results.len() - n);
-                results.push(match how {
+                let h = match how {
                     Combine::Ordered(tag) => s.hash_one((tag, &parts[..])),
                     Combine::Unordered(tag) => {
                         let sum = parts.iter().fold(0u64, |a, h| a.wrapping_add(*h));
@@ -309,10 +346,29 @@ pub(crate) fn py_hash(value: &Value) -> Result<u64, Unhashable> {
                             .fold(0u64, |a, kv| a.wrapping_add(s.hash_one(kv)));
                         s.hash_one((tag, sum, n))
                     }
-                });
+                };
+                if let Some(key) = id {
+                    known.insert(key, h);
+                }
+                results.push(h);
                 continue;
             }
             Work::Value(v, structural) => (v, structural),
+        };
+        steps += 1;
+        let remember = if steps > MEMO_AFTER {
+            match container_id(v) {
+                Some(id) => match known.get(&(id, structural)) {
+                    Some(h) => {
+                        results.push(*h);
+                        continue;
+                    }
+                    None => Some((id, structural)),
+                },
+                None => None,
+            }
+        } else {
+            None
         };
         if let Some(num) = canonical(v) {
             results.push(hash_num(s, num));
@@ -327,17 +383,17 @@ pub(crate) fn py_hash(value: &Value) -> Result<u64, Unhashable> {
             Value::Bytes(x) => results.push(s.hash_one((T_BYTES, &x[..]))),
             Value::ByteArray(x) if structural => results.push(s.hash_one((T_BYTES, &x[..]))),
             Value::Tuple(t) => {
-                work.push(Work::Combine(Combine::Ordered(T_TUPLE), t.len()));
+                work.push(Work::Combine(Combine::Ordered(T_TUPLE), t.len(), remember));
                 work.extend(t.iter().rev().map(|c| Work::Value(c, structural)));
             }
             Value::List(l) if structural => {
-                work.push(Work::Combine(Combine::Ordered(T_LIST), l.len()));
+                work.push(Work::Combine(Combine::Ordered(T_LIST), l.len(), remember));
                 work.extend(l.iter().rev().map(|c| Work::Value(c, true)));
             }
-            Value::FrozenSet(x) => push_set(&mut work, x, structural),
-            Value::Set(x) if structural => push_set(&mut work, x, true),
+            Value::FrozenSet(x) => push_set(&mut work, x, structural, remember),
+            Value::Set(x) if structural => push_set(&mut work, x, true, remember),
             Value::Dict(d) if structural => {
-                work.push(Work::Combine(Combine::Pairs(T_DICT), 2 * d.len()));
+                work.push(Work::Combine(Combine::Pairs(T_DICT), 2 * d.len(), remember));
                 for (k, v) in d.iter().rev() {
                     work.push(Work::Value(v, true));
                     work.push(Work::Value(k, true));
@@ -373,7 +429,11 @@ pub(crate) fn py_hash(value: &Value) -> Result<u64, Unhashable> {
                         }
                     }
                 }
-                work.push(Work::Combine(Combine::Ordered(T_OBJECT), parts.len()));
+                work.push(Work::Combine(
+                    Combine::Ordered(T_OBJECT),
+                    parts.len(),
+                    remember,
+                ));
                 work.extend(parts.into_iter().rev());
             }
             _ => return Err(unhashable()),
@@ -390,8 +450,17 @@ fn hash_num(s: &RandomState, num: Num) -> u64 {
     }
 }
 
-fn push_set<'a>(work: &mut Vec<Work<'a>>, set: &'a Set, structural: bool) {
-    work.push(Work::Combine(Combine::Unordered(T_SET), set.len()));
+fn push_set<'a>(
+    work: &mut Vec<Work<'a>>,
+    set: &'a Set,
+    structural: bool,
+    remember: Option<(usize, bool)>,
+) {
+    work.push(Work::Combine(
+        Combine::Unordered(T_SET),
+        set.len(),
+        remember,
+    ));
     work.extend(set.iter().map(|m| Work::Value(m, structural)));
 }
 
@@ -486,6 +555,22 @@ mod tests {
             h(Value::FrozenSet(f)),
             h(Value::FrozenSet(Set::from_values([1, 2, 3]).unwrap()))
         );
+    }
+
+    #[test]
+    fn shared_dags_hash_and_compare_in_linear_time() {
+        // 2^80 paths, 80 distinct tuples: CPython would never finish.
+        let dag = |leaf: i64| {
+            let mut t = Value::from((leaf,));
+            for _ in 0..80 {
+                t = Value::from((t.clone(), t));
+            }
+            t
+        };
+        let (a, b) = (dag(1), dag(1));
+        assert_eq!(a.py_hash().unwrap(), b.py_hash().unwrap());
+        assert_eq!(a, b);
+        assert_ne!(a, dag(2));
     }
 
     #[test]

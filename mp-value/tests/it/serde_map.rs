@@ -242,3 +242,62 @@ fn deep_nesting_is_an_error_not_a_crash() {
     );
     assert!(postcard::to_allocvec(&v).is_err());
 }
+
+#[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+struct Record {
+    id: u64,
+    small: i8,
+    wide: i128,
+    name: String,
+    score: Option<f64>,
+    flags: Vec<bool>,
+    #[serde(with = "serde_bytes")]
+    blob: Vec<u8>,
+    pairs: Vec<(u16, char)>,
+    by_name: BTreeMap<String, i32>,
+    shape: Shape,
+    unit: (),
+}
+
+fn shape() -> impl proptest::strategy::Strategy<Value = Shape> {
+    use proptest::prelude::*;
+    prop_oneof![
+        Just(Shape::Empty),
+        (-1e9f64..1e9).prop_map(Shape::Circle),
+        (any::<u8>(), any::<u8>()).prop_map(|(a, b)| Shape::Rect(a, b)),
+        ".{0,6}".prop_map(|name| Shape::Named { name }),
+    ]
+}
+
+proptest::proptest! {
+    #[test]
+    fn typed_values_round_trip(
+        id in proptest::prelude::any::<u64>(),
+        small in proptest::prelude::any::<i8>(),
+        wide in proptest::prelude::any::<i128>(),
+        name in ".{0,10}",
+        score in proptest::option::of(-1e300f64..1e300),
+        flags in proptest::collection::vec(proptest::prelude::any::<bool>(), 0..4),
+        blob in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..10),
+        pairs in proptest::collection::vec((proptest::prelude::any::<u16>(), proptest::prelude::any::<char>()), 0..4),
+        by_name in proptest::collection::btree_map(".{0,4}", proptest::prelude::any::<i32>(), 0..4),
+        shape in shape(),
+    ) {
+        let r = Record { id, small, wide, name, score, flags, blob, pairs, by_name, shape, unit: () };
+        let v = to_value(&r).unwrap();
+        proptest::prop_assert_eq!(from_value::<Record>(&v).unwrap(), r.clone());
+        // And through Value's own serde form.
+        let bytes = postcard::to_allocvec(&v).unwrap();
+        let back: Value = postcard::from_bytes(&bytes).unwrap();
+        proptest::prop_assert_eq!(from_value::<Record>(&back).unwrap(), r);
+    }
+}
+
+#[test]
+fn values_are_send_and_sync() {
+    fn both<T: Send + Sync>() {}
+    both::<Value>();
+    both::<Dict>();
+    both::<Object>();
+    both::<Error>();
+}
