@@ -37,9 +37,9 @@ pub struct Limits {
     pub max_depth: usize,
     /// The most memo entries (default 2^24).
     pub max_memo: usize,
-    /// The most values pushed on the stack, counting each memo `GET` and
-    /// `DUP` (default 2^24: each costs about 24 bytes where it is stored,
-    /// so a pickle of repeated references cannot blow up).
+    /// The most values pushed on the stack, counting each memo `GET`, `DUP`
+    /// and `MARK` (default 2^24: each costs about 24 bytes where it is
+    /// stored, so a pickle of repeated references cannot blow up).
     pub max_items: usize,
 }
 
@@ -165,7 +165,10 @@ impl Memo {
             let new = slot.is_none();
             *slot = Some(e);
             new
-        } else if i <= dense_len * 2 + 64 && !self.sparse.contains_key(&i) {
+        } else if i <= self.count as u64 * 2 + 64 && !self.sparse.contains_key(&i) {
+            // Growth bounded by the entries set (each paid for by an
+            // opcode), not by the index asked for: PUTs of doubling
+            // indices must not double the allocation each time.
             self.dense.resize_with(i as usize, || None);
             self.dense.push(Some(e));
             true
@@ -474,7 +477,15 @@ impl Reader<'_, '_> {
                         return Err(self.err(ErrorKind::Truncated));
                     }
                 }
-                MARK => self.marks.push(self.stack.len()),
+                MARK => {
+                    // Counted as a value: a pickle of nothing but marks
+                    // must not grow the mark stack without bound.
+                    self.pushed += 1;
+                    if self.pushed > self.limits.max_items {
+                        return Err(self.err(ErrorKind::Limit(Limit::Items, self.limits.max_items)));
+                    }
+                    self.marks.push(self.stack.len());
+                }
                 POP => {
                     // As CPython: a mark right at the top goes first.
                     if self.marks.last() == Some(&self.stack.len()) {

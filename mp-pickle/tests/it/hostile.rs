@@ -69,10 +69,16 @@ fn nesting_a_hundred_thousand_deep_is_an_error() {
     let again = loads_with(&mp_pickle::dumps(&v), &limits).unwrap();
     assert_eq!(again, v);
     drop(v);
-    // Marks alone are not values: a million of them fail at the end.
+    // Marks alone are not values: a million of them fail at the end, and
+    // they count against max_items.
     let mut many = vec![b'('; 1_000_000];
     many.push(b'.');
     assert!(matches!(kind(&many), ErrorKind::Invalid(_)));
+    let few = Limits::default().max_items(1000);
+    assert_eq!(
+        loads_with(&many, &few).unwrap_err().kind(),
+        &ErrorKind::Limit(Limit::Items, 1000)
+    );
 }
 
 #[test]
@@ -102,6 +108,27 @@ fn memo_references_out_of_range() {
         kind(b"g99999999999999999999\n."),
         ErrorKind::Invalid("expected a decimal memo index, found \"99999999999999999999\"".into())
     );
+}
+
+#[test]
+fn memo_indices_cannot_grow_the_memo() {
+    // PUTs at doubling indices: a few hundred bytes that once asked for a
+    // memo of 2^40 slots. Sparse indices cost one entry each.
+    let mut data = b"N".to_vec();
+    let mut i: u64 = 64;
+    while i < u64::from(u32::MAX) {
+        data.push(b'r');
+        data.extend((i as u32).to_le_bytes());
+        i = i * 2 + 60;
+    }
+    data.extend(b"j\x40\x00\x00\x00.");
+    assert_eq!(loads(&data).unwrap().to_string(), "None");
+    let mut text = b"N".to_vec();
+    for k in 0..40 {
+        text.extend(format!("p{}\n", 1u64 << (k + 6)).bytes());
+    }
+    text.extend(format!("g{}\n.", 1u64 << 45).bytes());
+    assert!(loads(&text).unwrap().is_none());
 }
 
 #[test]
