@@ -627,7 +627,7 @@ impl Reader<'_, '_> {
                     let v = self.py2_str(&b)?;
                     self.push(v, 0)?;
                 }
-                EMPTY_TUPLE => self.push(Value::Tuple(Tuple::new()), 1)?,
+                EMPTY_TUPLE => self.push(Value::Tuple(Tuple::empty()), 1)?,
                 TUPLE1 | TUPLE2 | TUPLE3 => {
                     let n = usize::from(op - TUPLE1 + 1);
                     if self.stack.len() < self.fence() + n {

@@ -267,6 +267,15 @@ sequence!(
     "tuple"
 );
 
+impl Tuple {
+    /// The empty tuple, one shared object (as CPython's `()` is a
+    /// singleton): cloning it allocates nothing.
+    pub fn empty() -> Tuple {
+        static EMPTY: std::sync::OnceLock<Tuple> = std::sync::OnceLock::new();
+        EMPTY.get_or_init(Tuple::default).clone()
+    }
+}
+
 /// A Python `dict`: insertion-ordered, keys hashed and compared as Python
 /// does (`d[1]`, `d[1.0]` and `d[True]` are one entry).
 #[derive(Clone, Default)]
