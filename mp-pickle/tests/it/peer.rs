@@ -1,6 +1,6 @@
-//! Driving `tests/python/pickle_peer.py` under real CPython interpreters:
-//! 3.11 to 3.13 from `mp-testsupport` (required under `MP_REQUIRE_PYTHON=1`)
-//! and any newer one pyenv has (3.14, 3.15), until the finder lists them.
+//! Driving `tests/python/pickle_peer.py` under real CPython interpreters,
+//! 3.11 to 3.15, as `mp-testsupport` finds them (a missing one is skipped
+//! loudly, or fails the test under `CI=true`/`MP_REQUIRE_PYTHON=1`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -15,30 +15,6 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub(crate) fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/pickle_peer.py")
-}
-
-/// CPython 3.`minor`: through the finder for 3.11–3.13; for newer ones,
-/// whatever pyenv has (they are optional until the finder knows them).
-pub(crate) fn interpreter(minor: u32) -> Option<Python> {
-    if minor <= 13 {
-        return mp_testsupport::find(minor);
-    }
-    let versions = mp_testsupport::pyenv_root()?.join("versions");
-    let mut found: Vec<PathBuf> = std::fs::read_dir(versions)
-        .ok()?
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with(&format!("3.{minor}."))
-        })
-        .map(|e| e.path().join("bin/python3"))
-        .collect();
-    found.sort();
-    let path = found
-        .into_iter()
-        .find(|p| mp_testsupport::minor_of(p) == Some(minor))?;
-    Some(Python { path, minor })
 }
 
 /// Runs `pickle_peer.py ARGS` to the end and returns its stdout.
@@ -140,36 +116,36 @@ pub(crate) fn unhex(s: &str) -> Vec<u8> {
 }
 
 /// The tests `cpython_3_11` .. `cpython_3_15`, each calling `$run` with
-/// that interpreter (3.14 and 3.15 pass quietly where pyenv has none).
+/// that interpreter (or skipping, as the finder decides).
 macro_rules! each_cpython {
     ($run:path) => {
         #[test]
         fn cpython_3_11() {
-            if let Some(p) = crate::peer::interpreter(11) {
+            if let Some(p) = mp_testsupport::find(11) {
                 $run(&p);
             }
         }
         #[test]
         fn cpython_3_12() {
-            if let Some(p) = crate::peer::interpreter(12) {
+            if let Some(p) = mp_testsupport::find(12) {
                 $run(&p);
             }
         }
         #[test]
         fn cpython_3_13() {
-            if let Some(p) = crate::peer::interpreter(13) {
+            if let Some(p) = mp_testsupport::find(13) {
                 $run(&p);
             }
         }
         #[test]
         fn cpython_3_14() {
-            if let Some(p) = crate::peer::interpreter(14) {
+            if let Some(p) = mp_testsupport::find(14) {
                 $run(&p);
             }
         }
         #[test]
         fn cpython_3_15() {
-            if let Some(p) = crate::peer::interpreter(15) {
+            if let Some(p) = mp_testsupport::find(15) {
                 $run(&p);
             }
         }
