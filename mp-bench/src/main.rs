@@ -33,6 +33,7 @@ mod ours;
 #[cfg(not(feature = "conn"))]
 #[path = "ours_stub.rs"]
 mod ours;
+mod pickle;
 mod python;
 mod raw;
 mod sys;
@@ -809,6 +810,7 @@ fn specs() -> Vec<Spec> {
             }
         }));
     }
+    v.extend(pickle::specs());
     v
 }
 

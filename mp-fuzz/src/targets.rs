@@ -2,9 +2,11 @@
 
 mod fd_message;
 mod handshake;
+mod pickle;
 
 pub use fd_message::fd_message;
 pub use handshake::{client_handshake, listener_handshake};
+pub use pickle::pickle_reader;
 
 /// One fuzz target: a name, a seed corpus, and the function under test.
 #[derive(Debug, Clone, Copy)]
@@ -43,6 +45,11 @@ pub static TARGETS: &[Target] = &[
         name: "fd_message",
         seeds: fd_message::seeds,
         run: fd_message,
+    },
+    Target {
+        name: "pickle_reader",
+        seeds: pickle::seeds,
+        run: pickle_reader,
     },
 ];
 
