@@ -34,6 +34,7 @@ mod ours;
 mod ours;
 mod python;
 mod raw;
+mod sync;
 mod sys;
 mod table;
 
@@ -807,6 +808,7 @@ fn specs() -> Vec<Spec> {
             }
         }));
     }
+    v.extend(sync::specs());
     v
 }
 
