@@ -37,8 +37,8 @@ fn lock_pairs(plan: &Plan) -> Result<Vec<Rep>, String> {
     .map_err(err)
 }
 
-/// The raw limit: a compare-and-swap acquire, a store release.
-fn raw_cas_store(plan: &Plan) -> Result<Vec<Rep>, String> {
+/// A compare-and-swap acquire, then `release`: the raw lock pairs.
+fn raw_pairs(plan: &Plan, release: fn(&AtomicU32) -> io::Result<()>) -> Result<Vec<Rep>, String> {
     let word = AtomicU32::new(0);
     run_blocks(plan, || {
         while word
@@ -47,29 +47,24 @@ fn raw_cas_store(plan: &Plan) -> Result<Vec<Rep>, String> {
         {
             std::hint::spin_loop();
         }
-        word.store(0, Ordering::Release);
-        Ok(())
+        release(&word)
     })
     .map_err(err)
 }
 
-/// The reference: a compare-and-swap acquire, a swap release that looks
-/// for sleepers (bit 31), as a futex lock must.
-fn raw_cas_swap(plan: &Plan) -> Result<Vec<Rep>, String> {
-    let word = AtomicU32::new(0);
-    run_blocks(plan, || {
-        while word
-            .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            std::hint::spin_loop();
-        }
-        if word.swap(0, Ordering::Release) & (1 << 31) != 0 {
-            return Err(io::Error::other("nobody sleeps in this loop"));
-        }
-        Ok(())
-    })
-    .map_err(err)
+/// The raw limit: a store release (a spinlock's).
+fn release_by_store(word: &AtomicU32) -> io::Result<()> {
+    word.store(0, Ordering::Release);
+    Ok(())
+}
+
+/// The reference: a swap release that looks for sleepers (bit 31), as a
+/// futex lock's must.
+fn release_by_swap(word: &AtomicU32) -> io::Result<()> {
+    if word.swap(0, Ordering::Release) & (1 << 31) != 0 {
+        return Err(io::Error::other("nobody sleeps in this loop"));
+    }
+    Ok(())
 }
 
 /// Ours: two `mp_sync::Semaphore`s between forked peers.
@@ -160,9 +155,11 @@ pub(crate) fn specs() -> Vec<Spec> {
             name: "lock_acq+rel".into(),
             unit: PAIRS,
             plan: ctx.plan(n),
-            raw: contender(Who::Raw, "raw.cas_store", |_, plan| raw_cas_store(plan)),
+            raw: contender(Who::Raw, "raw.cas_store", |_, plan| {
+                raw_pairs(plan, release_by_store)
+            }),
             refs: vec![contender(Who::Raw, "raw.cas_swap", |_, plan| {
-                raw_cas_swap(plan)
+                raw_pairs(plan, release_by_swap)
             })],
             ours: ours_in("lock_acq+rel", |_, plan| lock_pairs(plan)),
             // CPython is some 20x slower: a tenth of the work per repetition.

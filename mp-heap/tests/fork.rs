@@ -234,31 +234,7 @@ fn main() -> ExitCode {
             child_prefix_sum_and_doubling_are_seen,
         ),
     ];
-    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let (mut passed, mut failed, mut filtered) = (0, 0, 0);
-    for (name, test) in tests {
-        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
-            filtered += 1;
-            continue;
-        }
-        match catch_unwind(test) {
-            Ok(()) => {
-                println!("test {name} ... ok");
-                passed += 1;
-            }
-            Err(_) => {
-                println!("test {name} ... FAILED");
-                failed += 1;
-            }
-        }
-    }
-    // The summary line in libtest's words, so that `cargo xtask test`
-    // counts these tests with the rest.
-    let verdict = if failed == 0 { "ok" } else { "FAILED" };
-    println!(
-        "\ntest result: {verdict}. {passed} passed; {failed} failed; 0 ignored; 0 measured; {filtered} filtered out"
-    );
-    if failed == 0 {
+    if mp_testsupport::run_tests(&tests) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -228,7 +228,10 @@ mod tests {
             // it returned, long before its 60 s deadline.
             waiter.join().unwrap();
         });
-        assert!(t0.elapsed() < Duration::from_secs(30), "the waiter missed the set");
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the waiter missed the set"
+        );
         // The generation moved on; the flag is clear.
         assert_eq!(state.word.load(Ordering::Relaxed), 2);
     }

@@ -142,34 +142,16 @@ macro_rules! lock_handle {
             }
         }
 
-        /// Serializable only inside `mp_reduction::collect_fds`: the lock's
-        /// block (its arena fd beside the bytes), so that a process
-        /// argument or a message shares the lock itself.
-        impl serde::Serialize for $name {
-            fn serialize<S: serde::Serializer>(
-                &self,
-                serializer: S,
-            ) -> std::result::Result<S::Ok, S::Error> {
-                self.inner.serialize(serializer)
-            }
-        }
-
-        /// Deserializable only inside `mp_reduction::provide_fds`; a lock of
-        /// the other kind is an error.
-        impl<'de> serde::Deserialize<'de> for $name {
-            fn deserialize<D: serde::Deserializer<'de>>(
-                deserializer: D,
-            ) -> std::result::Result<Self, D::Error> {
-                use serde::de::Error as _;
-                let inner = SharedLock::deserialize(deserializer)?;
-                Self::from_shared(inner).ok_or_else(|| {
-                    D::Error::custom(concat!(
-                        "the lock received is not a",
-                        " ",
-                        $python,
-                        " (Lock and RLock are different kinds)"
-                    ))
-                })
+        /// For serde (`#[serde(try_from)]`): a lock of the other kind is an
+        /// error.
+        impl TryFrom<SharedLock> for $name {
+            type Error = &'static str;
+            fn try_from(inner: SharedLock) -> std::result::Result<Self, Self::Error> {
+                Self::from_shared(inner).ok_or(concat!(
+                    "the lock received is not a ",
+                    $python,
+                    " (Lock and RLock are different kinds)"
+                ))
             }
         }
     };
@@ -188,7 +170,10 @@ macro_rules! lock_handle {
 ///   within about [`OWNER_CHECK_INTERVAL`](mp_heap::OWNER_CHECK_INTERVAL)
 ///   of waiting; CPython waits forever.
 ///
-/// Clones share the one lock, like an `Arc`.
+/// Clones share the one lock, like an `Arc`. As a serde value (inside
+/// `mp_reduction::collect_fds`/`provide_fds`, as process arguments are) it
+/// is its lock's block, arena fd beside the bytes; the receiver shares the
+/// lock, and a lock of the other kind is refused.
 ///
 /// ```
 /// use mp_sync::Lock;
@@ -205,7 +190,8 @@ macro_rules! lock_handle {
 /// assert!(!lock.is_locked());
 /// # Ok::<(), mp_sync::SyncError>(())
 /// ```
-#[derive(Clone)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "SharedLock", into = "SharedLock")]
 pub struct Lock {
     inner: SharedLock,
 }
@@ -243,7 +229,8 @@ impl Lock {
 /// assert!(matches!(lock.release(), Err(mp_sync::SyncError::NotOwner)));
 /// # Ok::<(), mp_sync::SyncError>(())
 /// ```
-#[derive(Clone)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "SharedLock", into = "SharedLock")]
 pub struct RLock {
     inner: SharedLock,
 }

@@ -258,30 +258,19 @@ macro_rules! semaphore_handle {
             }
         }
 
-        /// Serializable only inside `mp_reduction::collect_fds`: the
-        /// semaphore's block, so that every receiver shares it.
-        impl serde::Serialize for $name {
-            fn serialize<S: serde::Serializer>(
-                &self,
-                serializer: S,
-            ) -> std::result::Result<S::Ok, S::Error> {
-                self.inner.serialize(serializer)
+        impl From<$name> for Shared<RawSemaphore> {
+            fn from(sem: $name) -> Self {
+                sem.inner
             }
         }
 
-        /// Deserializable only inside `mp_reduction::provide_fds`; the other
-        /// kind of semaphore is an error.
-        impl<'de> serde::Deserialize<'de> for $name {
-            fn deserialize<D: serde::Deserializer<'de>>(
-                deserializer: D,
-            ) -> std::result::Result<Self, D::Error> {
-                use serde::de::Error as _;
-                let inner = Shared::<RawSemaphore>::deserialize(deserializer)?;
+        /// For serde (`#[serde(try_from)]`): the other kind of semaphore is
+        /// an error.
+        impl TryFrom<Shared<RawSemaphore>> for $name {
+            type Error = &'static str;
+            fn try_from(inner: Shared<RawSemaphore>) -> std::result::Result<Self, Self::Error> {
                 if inner.max().is_some() != $bounded {
-                    return Err(D::Error::custom(concat!(
-                        "the semaphore received is not a ",
-                        $python
-                    )));
+                    return Err(concat!("the semaphore received is not a ", $python));
                 }
                 Ok(Self { inner })
             }
@@ -291,7 +280,9 @@ macro_rules! semaphore_handle {
 
 /// CPython's `multiprocessing.Semaphore`: a counting semaphore in shared
 /// memory, unbounded (releases may take the value past its start), usable
-/// from every process holding a clone.
+/// from every process holding a clone. As a serde value it is its block
+/// (arena fd beside the bytes), shared by the receiver; a
+/// `BoundedSemaphore` is refused.
 ///
 /// ```
 /// use mp_sync::Semaphore;
@@ -306,7 +297,8 @@ macro_rules! semaphore_handle {
 /// }
 /// # Ok::<(), mp_sync::SyncError>(())
 /// ```
-#[derive(Clone)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "Shared<RawSemaphore>", into = "Shared<RawSemaphore>")]
 pub struct Semaphore {
     inner: Shared<RawSemaphore>,
 }
@@ -358,7 +350,8 @@ impl Semaphore {
 /// sem.release()?;
 /// # Ok::<(), SyncError>(())
 /// ```
-#[derive(Clone)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "Shared<RawSemaphore>", into = "Shared<RawSemaphore>")]
 pub struct BoundedSemaphore {
     inner: Shared<RawSemaphore>,
 }

@@ -79,24 +79,25 @@ fn add_under_rlock((lock, mut counter): (RLock, RawArray<u64>)) {
 fn locks_exclude_across_processes() {
     for m in METHODS {
         let lock = Lock::new().unwrap();
-        let counter = RawArray::<u64>::zeroed(1).unwrap();
-        let procs: Vec<_> = (0..4)
-            .map(|_| start(m, add_under_lock, (lock.clone(), share(&counter))))
-            .collect();
-        for p in &procs {
-            joined(p, 0, m);
-        }
-        assert_eq!(counter[0], 4 * ROUNDS, "{m}: lost updates under a Lock");
+        four_add_up(m, "a Lock", |counter| {
+            start(m, add_under_lock, (lock.clone(), counter))
+        });
         let rlock = RLock::new().unwrap();
-        let counter = RawArray::<u64>::zeroed(1).unwrap();
-        let procs: Vec<_> = (0..4)
-            .map(|_| start(m, add_under_rlock, (rlock.clone(), share(&counter))))
-            .collect();
-        for p in &procs {
-            joined(p, 0, m);
-        }
-        assert_eq!(counter[0], 4 * ROUNDS, "{m}: lost updates under an RLock");
+        four_add_up(m, "an RLock", |counter| {
+            start(m, add_under_rlock, (rlock.clone(), counter))
+        });
     }
+}
+
+/// Four processes, each started by `start_one` with its own handle on one
+/// counter, add [`ROUNDS`] each: no update may be lost.
+fn four_add_up(m: &str, what: &str, start_one: impl Fn(RawArray<u64>) -> Process) {
+    let counter = RawArray::<u64>::zeroed(1).unwrap();
+    let procs: Vec<_> = (0..4).map(|_| start_one(share(&counter))).collect();
+    for p in &procs {
+        joined(p, 0, m);
+    }
+    assert_eq!(counter[0], 4 * ROUNDS, "{m}: lost updates under {what}");
 }
 
 /// A second handle on `a`'s elements (a separate mapping, as a child's).
@@ -500,32 +501,7 @@ fn main() {
         ("barrier_with_four_processes", barrier_with_four_processes),
         ("semaphores_across_processes", semaphores_across_processes),
     ];
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let (mut passed, mut failed, mut filtered) = (0, 0, 0);
-    for (name, test) in tests {
-        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
-            filtered += 1;
-            continue;
-        }
-        let t0 = Instant::now();
-        match std::panic::catch_unwind(test) {
-            Ok(()) => {
-                passed += 1;
-                println!("test {name} ... ok ({:.2}s)", t0.elapsed().as_secs_f64());
-            }
-            Err(_) => {
-                failed += 1;
-                println!("test {name} ... FAILED");
-            }
-        }
-    }
-    let verdict = if failed == 0 { "ok" } else { "FAILED" };
-    println!(
-        "\ntest result: {verdict}. {passed} passed; {failed} failed; 0 ignored; 0 measured; {filtered} filtered out"
-    );
+    let ok = mp_testsupport::run_tests(tests);
     mp_context::shutdown();
-    std::process::exit(if failed == 0 { 0 } else { 101 });
+    std::process::exit(if ok { 0 } else { 101 });
 }

@@ -5,8 +5,15 @@
 //! 3.13 under pyenv's root (`$PYENV_ROOT`, `pyenv root`, or `~/.pyenv`). A
 //! missing one is skipped loudly, unless `MP_REQUIRE_PYTHON=1` (set by
 //! `cargo xtask test`), in which case the test fails.
+//!
+//! [`run_tests`] runs the tests of a `harness = false` target with
+//! libtest's output.
 
 #![forbid(unsafe_code)]
+
+mod harness;
+
+pub use harness::run_tests;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
