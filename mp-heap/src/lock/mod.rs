@@ -191,10 +191,15 @@ impl ProcessLock {
     /// `_semlock._is_mine()`): it acquired it and nobody has released it.
     #[inline]
     pub fn is_mine(&self) -> bool {
+        self.held_by(sys::me())
+    }
+
+    #[inline]
+    fn held_by(&self, me: sys::Me) -> bool {
         // Acquire: a release by another thread (which clears `owner_tid`
         // first) is seen before the word it freed.
-        self.word.load(Ordering::Acquire) & PID_MASK == sys::current_pid()
-            && self.owner_tid.load(Ordering::Relaxed) == sys::current_tid()
+        self.word.load(Ordering::Acquire) & PID_MASK == me.pid
+            && self.owner_tid.load(Ordering::Relaxed) == me.tid
     }
 
     /// How many times the calling thread holds the lock: the recursion
@@ -350,8 +355,9 @@ impl ProcessLock {
     /// [`LockError::OwnerDied`]: taken back from a process that died
     /// holding it meanwhile; it is held again, as after `Ok`.
     pub fn acquire_restore(&self, saved: SavedOwnership) -> Result<(), LockError> {
-        let taken = self.take_word(sys::current_pid(), Deadline::Never);
-        self.own(saved.depth);
+        let me = sys::me();
+        let taken = self.take_word(me.pid, Deadline::Never);
+        self.own(me, saved.depth);
         match taken {
             Taken::FromDead(pid) => Err(LockError::OwnerDied { pid }),
             Taken::Yes | Taken::No => Ok(()),
@@ -370,31 +376,30 @@ impl ProcessLock {
     /// the word, then the ownership fields.
     #[inline]
     fn take(&self, deadline: Deadline) -> Taken {
-        let pid = sys::current_pid();
-        if self.is_recursive() && self.is_mine() {
+        let me = sys::me();
+        if self.is_recursive() && self.held_by(me) {
             // Only the holder touches the count; 2^64 re-entries would take
             // centuries, so it does not overflow.
             let depth = self.count.load(Ordering::Relaxed);
             self.count.store(depth.wrapping_add(1), Ordering::Relaxed);
             return Taken::Yes;
         }
-        let taken = self.take_word(pid, deadline);
+        let taken = self.take_word(me.pid, deadline);
         if !matches!(taken, Taken::No) {
-            self.own(1);
+            self.own(me, 1);
         }
         taken
     }
 
-    /// Records the calling thread as the owner, `depth` times over, once
-    /// the word is ours.
+    /// Records `me` (the calling thread) as the owner, `depth` times over,
+    /// once the word is ours.
     #[inline]
-    fn own(&self, depth: u64) {
-        let stamp = sys::current_stamp();
+    fn own(&self, me: sys::Me, depth: u64) {
         // Usually the same process took it last: a load, not a store.
-        if self.stamp.load(Ordering::Relaxed) != stamp {
-            self.stamp.store(stamp, Ordering::Relaxed);
+        if self.stamp.load(Ordering::Relaxed) != me.stamp {
+            self.stamp.store(me.stamp, Ordering::Relaxed);
         }
-        self.owner_tid.store(sys::current_tid(), Ordering::Relaxed);
+        self.owner_tid.store(me.tid, Ordering::Relaxed);
         if self.is_recursive() {
             self.count.store(depth, Ordering::Relaxed);
         }

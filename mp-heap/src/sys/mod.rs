@@ -25,7 +25,7 @@ mod process;
 pub(crate) use fork::make_stamp;
 pub(crate) use fork::{ForkCell, STAMP_START_BITS, current_pid, current_stamp};
 pub(crate) use mapping::Mapping;
-pub(crate) use process::{current_tid, proc_stat, process_exists};
+pub(crate) use process::{Me, me, proc_stat, process_exists};
 
 /// The system page size, in bytes.
 pub(crate) fn page_size() -> usize {

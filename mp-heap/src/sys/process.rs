@@ -3,24 +3,40 @@
 
 use std::{cell::Cell, io};
 
-thread_local! {
-    /// `(pid, tid)` of this thread, refreshed when the pid changes (fork).
-    static TID: Cell<(u32, u32)> = const { Cell::new((0, 0)) };
+/// Who the calling thread is, as lock owners are recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Me {
+    /// The process id.
+    pub(crate) pid: u32,
+    /// The kernel thread id.
+    pub(crate) tid: u32,
+    /// The process's stamp (pid and start time, [`super::current_stamp`]).
+    pub(crate) stamp: u64,
 }
 
-/// The kernel thread id of the calling thread, cached per thread (and
-/// refreshed in a forked child, whose thread has a new id).
+thread_local! {
+    /// This thread's ids, refreshed when the pid changes (a forked child's
+    /// thread has new ones).
+    static ME: Cell<Me> = const { Cell::new(Me { pid: 0, tid: 0, stamp: 0 }) };
+}
+
+/// The calling thread's ids: one read of the wipe-on-fork page (to notice
+/// a fork) and one of a thread-local.
 #[inline]
-pub(crate) fn current_tid() -> u32 {
+pub(crate) fn me() -> Me {
     let pid = super::current_pid();
-    TID.with(|c| {
-        let (p, t) = c.get();
-        if p == pid {
-            return t;
+    ME.with(|c| {
+        let me = c.get();
+        if me.pid == pid {
+            return me;
         }
-        let t = rustix::thread::gettid().as_raw_nonzero().get() as u32;
-        c.set((pid, t));
-        t
+        let me = Me {
+            pid,
+            tid: rustix::thread::gettid().as_raw_nonzero().get() as u32,
+            stamp: super::current_stamp(),
+        };
+        c.set(me);
+        me
     })
 }
 
