@@ -266,8 +266,11 @@ impl<A: BarrierAction> Barrier<A> {
             return Err(SyncError::BrokenBarrier);
         }
         let index = st.count.load(Ordering::Relaxed);
-        st.count.store(index + 1, Ordering::Relaxed);
-        let passed = if index + 1 >= self.parties() {
+        // Saturating: the counts are shared memory, which anyone mapping
+        // the block could have scribbled on.
+        let arrived = index.saturating_add(1);
+        st.count.store(arrived, Ordering::Relaxed);
+        let passed = if arrived >= self.parties() {
             self.release_parties()
         } else {
             self.wait_for_release(deadline)
