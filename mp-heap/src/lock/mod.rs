@@ -263,12 +263,11 @@ impl ProcessLock {
             self.unlock_word();
             return Ok(());
         }
-        if !self.is_locked() {
-            return Err(LockError::ReleasedTooManyTimes);
-        }
+        // Whoever holds it (any thread of any process may release a plain
+        // lock); the swap tells whether anyone did. Clearing the tid of a
+        // free lock changes nothing: it is 0 there already.
         self.owner_tid.store(0, Ordering::Relaxed);
         match self.unlock_word() {
-            // Another releaser got there first.
             0 => Err(LockError::ReleasedTooManyTimes),
             _ => Ok(()),
         }
