@@ -178,7 +178,7 @@ fn a_value_lock_held_by_a_dead_child_is_taken_over() {
         g.set(2);
         let mut h = a.lock().unwrap();
         h.set(0, 5);
-        std::thread::sleep(Duration::from_secs(600));
+        std::thread::sleep(Duration::from_secs(60));
         drop((g, h));
     });
     eventually("the child holds both locks", || {

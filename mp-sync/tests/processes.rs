@@ -142,21 +142,21 @@ fn a_lock_released_by_another_process() {
 fn hold_until_killed((lock, held): (Lock, Event)) {
     let _g = lock.lock().unwrap();
     held.set();
-    std::thread::sleep(PATIENCE * 10);
+    std::thread::sleep(PATIENCE);
 }
 
 fn hold_rlock_until_killed((lock, held): (RLock, Event)) {
     let _a = lock.lock().unwrap();
     let _b = lock.lock().unwrap();
     held.set();
-    std::thread::sleep(PATIENCE * 10);
+    std::thread::sleep(PATIENCE);
 }
 
 fn hold_value_until_killed((value, held): (Arc<Value<u64>>, Event)) {
     let mut g = value.lock().unwrap();
     g.set(7);
     held.set();
-    std::thread::sleep(PATIENCE * 10);
+    std::thread::sleep(PATIENCE);
 }
 
 /// Takes the lock and exits without releasing it.
