@@ -25,19 +25,21 @@ thread_local! {
 #[inline]
 pub(crate) fn me() -> Me {
     let pid = super::current_pid();
-    ME.with(|c| {
-        let me = c.get();
-        if me.pid == pid {
-            return me;
-        }
-        let me = Me {
-            pid,
-            tid: rustix::thread::gettid().as_raw_nonzero().get() as u32,
-            stamp: super::current_stamp(),
-        };
-        c.set(me);
-        me
-    })
+    let me = ME.with(Cell::get);
+    if me.pid == pid { me } else { refresh_me(pid) }
+}
+
+/// The first call on a thread (or after a fork): asks the kernel.
+#[cold]
+#[inline(never)]
+fn refresh_me(pid: u32) -> Me {
+    let me = Me {
+        pid,
+        tid: rustix::thread::gettid().as_raw_nonzero().get() as u32,
+        stamp: super::current_stamp(),
+    };
+    ME.with(|c| c.set(me));
+    me
 }
 
 /// The fields of `/proc/PID/stat` that lock owners are judged by.
