@@ -26,6 +26,7 @@
 #![deny(unsafe_code)]
 
 mod crates;
+mod exact_reads;
 mod measure;
 #[cfg(feature = "conn")]
 mod ours;
@@ -627,6 +628,7 @@ fn specs() -> Vec<Spec> {
             .measure(ctx, refs)
         }));
     }
+    v.extend(exact_reads::specs());
     for p in Placement::ALL {
         let name = format!("pipe_rtt_64B_pipepair{}", p.tag());
         v.push(spec(name.clone(), move |ctx, refs| {

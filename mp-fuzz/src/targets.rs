@@ -1,7 +1,9 @@
 //! The registry of fuzz targets and their seed corpora.
 
+mod fd_message;
 mod handshake;
 
+pub use fd_message::fd_message;
 pub use handshake::{client_handshake, listener_handshake};
 
 /// One fuzz target: a name, a seed corpus, and the function under test.
@@ -36,6 +38,11 @@ pub static TARGETS: &[Target] = &[
         name: "client_handshake",
         seeds: handshake::client_seeds,
         run: client_handshake,
+    },
+    Target {
+        name: "fd_message",
+        seeds: fd_message::seeds,
+        run: fd_message,
     },
 ];
 

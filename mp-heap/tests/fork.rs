@@ -234,7 +234,7 @@ fn main() -> ExitCode {
             child_prefix_sum_and_doubling_are_seen,
         ),
     ];
-    if mp_testsupport::run_tests(&tests) {
+    if mp_testsupport::harness::run_tests(&tests) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

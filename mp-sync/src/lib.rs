@@ -11,7 +11,8 @@
 //! share the primitive, like an `Arc`, so one can be handed to many
 //! children: a forked child inherits it, and under spawn or forkserver it
 //! is a serde process argument (its arena fd travels through mp-reduction,
-//! as `mp_heap::Value`'s does).
+//! as `mp_heap::Value`'s does), as it is inside a message sent with
+//! mp-conn's `send` over a unix-socket connection.
 //!
 //! Beyond CPython, which waits forever here: when a process dies holding a
 //! `Lock` or `RLock`, the next acquisition gets the lock together with

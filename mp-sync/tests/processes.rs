@@ -474,6 +474,53 @@ fn semaphores_across_processes() {
     }
 }
 
+/// The primitives a child receives in a message, not as arguments.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Kit {
+    lock: Lock,
+    sem: Semaphore,
+    event: Event,
+}
+
+/// Receives a [`Kit`], takes its lock, posts a unit, sets the event, and
+/// releases the lock once the parent says so (the next message).
+fn use_a_received_kit(mut conn: mp_conn::Connection) {
+    assert!(conn.poll(Some(PATIENCE)).unwrap());
+    let kit: Kit = conn.recv().unwrap();
+    let guard = kit.lock.lock().unwrap();
+    kit.sem.release().unwrap();
+    kit.event.set();
+    assert!(conn.poll(Some(PATIENCE)).unwrap());
+    let _: () = conn.recv().unwrap();
+    drop(guard);
+}
+
+fn primitives_travel_in_messages() {
+    // The fds of their blocks go beside the bytes (SCM_RIGHTS); the
+    // receiver maps the same memory, so it is the same primitive.
+    for m in METHODS {
+        let (ours, theirs) = mp_conn::pipe(true).unwrap();
+        let p = start(m, use_a_received_kit, theirs);
+        let kit = Kit {
+            lock: Lock::new().unwrap(),
+            sem: Semaphore::new(0).unwrap(),
+            event: Event::new().unwrap(),
+        };
+        ours.send(&kit).unwrap();
+        assert!(kit.event.wait(Some(PATIENCE)), "{m}");
+        assert!(kit.sem.acquire(true, Some(PATIENCE)), "{m}");
+        assert_eq!(kit.lock.owner_pid(), Some(p.pid().unwrap().unwrap() as u32));
+        assert!(
+            !kit.lock.acquire(false, None).unwrap(),
+            "{m}: held in the child"
+        );
+        ours.send(&()).unwrap();
+        assert!(kit.lock.acquire(true, Some(PATIENCE)).unwrap(), "{m}");
+        kit.lock.release().unwrap();
+        joined(&p, 0, m);
+    }
+}
+
 fn main() {
     mp_context::init();
     let tests: &[(&str, fn())] = &[
@@ -500,8 +547,12 @@ fn main() {
         ("events_across_processes", events_across_processes),
         ("barrier_with_four_processes", barrier_with_four_processes),
         ("semaphores_across_processes", semaphores_across_processes),
+        (
+            "primitives_travel_in_messages",
+            primitives_travel_in_messages,
+        ),
     ];
-    let ok = mp_testsupport::run_tests(tests);
+    let ok = mp_testsupport::harness::run_tests(tests);
     mp_context::shutdown();
-    std::process::exit(if ok { 0 } else { 101 });
+    std::process::exit(mp_testsupport::harness::exit_code(ok));
 }

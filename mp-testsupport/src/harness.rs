@@ -1,23 +1,20 @@
-//! The runner of `harness = false` test targets (the cross-process suites,
-//! whose `main` must call `mp_context::init()` before anything else, and
-//! the fork tests, which must run with no other thread): libtest's output,
-//! so that `cargo xtask test` counts them with the rest.
+//! The runner of the `harness = false` test targets (the ones that fork or
+//! serve as spawned children, so that nothing else runs beside them).
 
 use std::time::Instant;
 
-/// Runs `tests` in order, each caught if it panics, as libtest would: the
-/// command line's words that are not flags select the tests whose names
-/// contain one of them; each test prints one line, and the run ends with
-/// libtest's `test result:` summary. Returns whether every test passed.
+/// Runs the tests whose names contain one of the command line's
+/// non-option arguments (all of them if there are none), each caught with
+/// `catch_unwind`, prints a line per test and libtest's summary line (the
+/// workspace's test driver counts it), and returns whether all passed.
 pub fn run_tests(tests: &[(&str, fn())]) -> bool {
-    let filters: Vec<String> = std::env::args()
+    let filter: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let (mut passed, mut failed, mut filtered) = (0, 0, 0);
+    let (mut passed, mut failed) = (0, 0);
     for (name, test) in tests {
-        if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
-            filtered += 1;
+        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
             continue;
         }
         let t0 = Instant::now();
@@ -34,7 +31,12 @@ pub fn run_tests(tests: &[(&str, fn())]) -> bool {
     }
     let verdict = if failed == 0 { "ok" } else { "FAILED" };
     println!(
-        "\ntest result: {verdict}. {passed} passed; {failed} failed; 0 ignored; 0 measured; {filtered} filtered out"
+        "\ntest result: {verdict}. {passed} passed; {failed} failed; 0 ignored; 0 measured; 0 filtered out"
     );
     failed == 0
+}
+
+/// The process exit code for [`run_tests`]'s verdict: 0, or libtest's 101.
+pub fn exit_code(all_passed: bool) -> i32 {
+    if all_passed { 0 } else { 101 }
 }
