@@ -36,6 +36,7 @@ mod ours;
 mod pickle;
 mod python;
 mod raw;
+mod sync;
 mod sys;
 mod table;
 
@@ -811,6 +812,7 @@ fn specs() -> Vec<Spec> {
         }));
     }
     v.extend(pickle::specs());
+    v.extend(sync::specs());
     v
 }
 

@@ -434,3 +434,80 @@ pub(crate) fn raise_nofile_limit() {
         }
     }
 }
+
+/// A page of memory shared with forked children (`mmap(MAP_SHARED |
+/// MAP_ANONYMOUS)`), seen as 32-bit words: the futex words of the raw
+/// ping-pong. Unmapped on drop.
+#[derive(Debug)]
+pub(crate) struct SharedWords {
+    ptr: std::ptr::NonNull<std::sync::atomic::AtomicU32>,
+    len: usize,
+}
+
+// SAFETY: the page is plain shared memory used only through atomics.
+unsafe impl Send for SharedWords {}
+// SAFETY: as above; `&SharedWords` hands out `&AtomicU32` only.
+unsafe impl Sync for SharedWords {}
+
+impl SharedWords {
+    /// One zeroed page.
+    pub(crate) fn new() -> io::Result<SharedWords> {
+        let len = 4096;
+        // SAFETY: a fresh anonymous mapping at an address of the kernel's
+        // choosing aliases nothing.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr =
+            std::ptr::NonNull::new(p.cast()).ok_or_else(|| io::Error::other("mmap gave null"))?;
+        Ok(SharedWords { ptr, len })
+    }
+
+    /// Word `i` of the page (`i < 1024`).
+    pub(crate) fn word(&self, i: usize) -> &std::sync::atomic::AtomicU32 {
+        assert!(i < self.len / 4, "word {i} is beyond the page");
+        // SAFETY: in bounds (checked), aligned (a page), zero-filled or
+        // written atomically only; valid while `self` lives.
+        unsafe { &*self.ptr.as_ptr().add(i) }
+    }
+}
+
+impl Drop for SharedWords {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once; the words
+        // borrowed from it cannot outlive `self`.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// `FUTEX_WAIT` on a shared (not private) futex: sleeps while `word` holds
+/// `expected`; returns on a wake, a mismatch or a signal.
+pub(crate) fn futex_wait(word: &std::sync::atomic::AtomicU32, expected: u32) {
+    // SAFETY: `word` is a live aligned u32; no timeout (null), so the
+    // other arguments are unused.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            expected,
+            std::ptr::null::<libc::timespec>(),
+        )
+    };
+}
+
+/// `FUTEX_WAKE` of one sleeper on a shared futex.
+pub(crate) fn futex_wake(word: &std::sync::atomic::AtomicU32) {
+    // SAFETY: `word` is a live aligned u32.
+    unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, 1) };
+}

@@ -208,7 +208,7 @@ fn send_fd_values_back(carrier: Connection) {
         .read_exact(&mut from_pipe)
         .unwrap();
     assert_eq!(&from_pipe, b"via fd!!");
-    assert_eq!(value.get(), 11);
+    assert_eq!(value.get().unwrap(), 11);
     assert_eq!(buffer[5], b'P');
     ours.send_bytes(b"all good").unwrap();
 }
@@ -222,7 +222,7 @@ fn a_child_sends_values_holding_fds_back() {
         let mut got: FromChild = carrier_r.recv().unwrap();
         assert_eq!(&got.buffer[..5], b"child", "{m}");
         got.buffer[5] = b'P';
-        got.value.lock().update(|n| n + 1);
+        got.value.lock().unwrap().update(|n| n + 1);
         std::fs::File::from(got.fd.into_inner())
             .write_all(b"via fd!!")
             .unwrap();

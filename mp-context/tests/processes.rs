@@ -633,8 +633,8 @@ const INCREMENTS: u64 = 200;
 /// Counts up a shared total under its lock, and its own slot of an array.
 fn count_up((total, slots, me): (Arc<mp_heap::Value<u64>>, Arc<mp_heap::Array<u64>>, usize)) {
     for _ in 0..INCREMENTS {
-        total.lock().update(|n| n + 1);
-        slots.lock()[me] += 1;
+        total.lock().unwrap().update(|n| n + 1);
+        slots.lock().unwrap().update(me, |n| n + 1);
     }
 }
 
@@ -653,8 +653,8 @@ fn values_and_arrays_add_up() {
             p.join(LONG).unwrap();
             assert_eq!(p.exitcode().unwrap(), Some(0), "{m}");
         }
-        assert_eq!(total.get(), CHILDREN as u64 * INCREMENTS, "{m}");
-        assert_eq!(slots.to_vec(), vec![INCREMENTS; CHILDREN], "{m}");
+        assert_eq!(total.get().unwrap(), CHILDREN as u64 * INCREMENTS, "{m}");
+        assert_eq!(slots.to_vec().unwrap(), vec![INCREMENTS; CHILDREN], "{m}");
     }
 }
 

@@ -284,6 +284,7 @@ impl SharedBuffer {
     }
 
     /// A raw pointer to the first byte.
+    #[inline]
     pub fn as_ptr(&self) -> *const u8 {
         self.ptr.as_ptr()
     }

@@ -19,10 +19,20 @@
 //!   as are [`Arena`] and the typed wrappers, so all of them can be process
 //!   arguments of `mp-context` under every start method.
 //! - [`RawValue`], [`RawArray`], [`Value`], [`Array`]: [`Pod`] data in shared
-//!   memory, zero-filled; the last two guarded by a [`ProcessLock`] that
-//!   lives in the block and works across processes.
+//!   memory, zero-filled; the last two guarded by a [`SharedLock`], a
+//!   recursive one of their own by default (CPython's `RLock`) or a lock
+//!   the caller shares between several values.
+//! - [`ProcessLock`]: the lock word all of mp-heap's and mp-sync's locks are
+//!   made of: a futex word naming its owner's pid, so that a process dying
+//!   with the lock held does not leave the others waiting forever (the next
+//!   acquisition gets the lock and [`LockError::OwnerDied`]).
+//! - [`Shared<T>`]: a structure of atomics ([`SharedState`]) in a heap
+//!   block, shared by clones and across processes; [`SharedLock`] is
+//!   `Shared<ProcessLock>`.
+//! - [`futex`]: waiting on a shared 32-bit word with a [`Deadline`], and
+//!   waking its waiters, from any process.
 //!
-//! Linux only for now (memfd, futex, `MADV_WIPEONFORK`).
+//! Linux only for now (memfd, futex, `MADV_WIPEONFORK`, `/proc`).
 //!
 //! # Examples
 //!
@@ -33,13 +43,14 @@
 //!
 //! let counter = Value::new(0_u64)?;
 //! for _ in 0..3 {
-//!     let mut g = counter.lock();
+//!     // `Err` only when a process died holding the lock.
+//!     let mut g = counter.lock().unwrap();
 //!     g.update(|n| n + 1);
 //! }
-//! assert_eq!(counter.get(), 3);
+//! assert_eq!(counter.get().unwrap(), 3);
 //!
 //! let squares = Array::from_slice(&[1_i32, 4, 9])?;
-//! assert_eq!(squares.to_vec(), [1, 4, 9]);
+//! assert_eq!(squares.to_vec().unwrap(), [1, 4, 9]);
 //!
 //! // Raw bytes, and what another process needs to map them (serializing
 //! // the buffer inside `mp_reduction::collect_fds` does this).
@@ -55,19 +66,26 @@
 mod arena;
 mod buffer;
 mod error;
+pub mod futex;
 mod heap;
 mod lock;
+mod shared;
 mod sys;
 mod typed;
 
 pub use arena::{Arena, ArenaBacking};
 pub use buffer::SharedBuffer;
 pub use error::HeapError;
+pub use futex::Deadline;
 pub use heap::{
     ALIGNMENT, ArenaInfo, BlockInfo, DEFAULT_DISCARD_THRESHOLD, DOUBLE_ARENA_SIZE_UNTIL, Heap,
     HeapSnapshot, HeapStats,
 };
-pub use lock::{ProcessLock, ProcessLockGuard};
+pub use lock::{
+    LockError, LockResult, OWNER_CHECK_INTERVAL, OwnerDied, ProcessLock, ProcessLockGuard,
+    SavedOwnership, TryLockError, TryLockResult,
+};
+pub use shared::{Shared, SharedLock, SharedState};
 pub use typed::{Array, ArrayGuard, Pod, RawArray, RawValue, Value, ValueGuard};
 
 /// The README's examples, compiled and run as doc tests.

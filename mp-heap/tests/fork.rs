@@ -3,7 +3,9 @@
 //!
 //! HEAP-03/-04/-07/-11/-15: a forked child sees and writes the parent's
 //! shared memory, starts a fresh heap, never frees the parent's blocks, and
-//! locked increments from several processes add up exactly.
+//! locked increments from several processes add up exactly; and, beyond
+//! CPython, a value's lock held by a child that dies is taken over by the
+//! next acquisition, with the owner-died notice.
 
 use std::{
     panic::{AssertUnwindSafe, catch_unwind},
@@ -117,10 +119,10 @@ fn locked_increments_from_four_processes_add_up() {
         .map(|p| {
             fork_child(|| {
                 for _ in 0..ROUNDS {
-                    v.lock().update(|n| n + 1);
-                    let mut g = a.lock();
-                    g[0] += 1;
-                    g[p + 1] += 1;
+                    v.lock().unwrap().update(|n| n + 1);
+                    let mut g = a.lock().unwrap();
+                    g.update(0, |n| n + 1);
+                    g.update(p + 1, |n| n + 1);
                 }
             })
         })
@@ -128,8 +130,8 @@ fn locked_increments_from_four_processes_add_up() {
     for pid in pids {
         assert_eq!(wait_child(pid), 0);
     }
-    assert_eq!(v.get(), PROCS as u64 * ROUNDS);
-    let totals = a.to_vec();
+    assert_eq!(v.get().unwrap(), PROCS as u64 * ROUNDS);
+    let totals = a.to_vec().unwrap();
     assert_eq!(totals[0], PROCS as u64 * ROUNDS);
     assert!(totals[1..].iter().all(|&n| n == ROUNDS), "{totals:?}");
 }
@@ -140,24 +142,84 @@ fn child_prefix_sum_and_doubling_are_seen() {
     let mut raw = RawArray::from_slice(&[1.5_f64, 2.5]).unwrap();
     let x = Value::new(7_i64).unwrap();
     let pid = fork_child(|| {
-        let mut g = a.lock();
+        let mut g = a.lock().unwrap();
         for i in 1..g.len() {
-            g[i] += g[i - 1];
+            let prev = g.get(i - 1).unwrap();
+            g.update(i, |x| x + prev);
         }
         drop(g);
         for d in raw.iter_mut() {
             *d *= 2.0;
         }
-        x.lock().update(|n| n * 2);
+        x.lock().unwrap().update(|n| n * 2);
     });
     assert_eq!(wait_child(pid), 0);
-    assert_eq!(a.to_vec(), [1, 3, 6, 10, 15]);
+    assert_eq!(a.to_vec().unwrap(), [1, 3, 6, 10, 15]);
     assert_eq!(&*raw, &[3.0, 5.0]);
-    assert_eq!(x.get(), 14);
+    assert_eq!(x.get().unwrap(), 14);
+}
+
+/// Waits up to 60 s for `cond`.
+fn eventually(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn a_value_lock_held_by_a_dead_child_is_taken_over() {
+    // Beyond CPython, which waits forever here.
+    let v = Value::new(1_u64).unwrap();
+    let a = Array::<u64>::zeroed(2).unwrap();
+    // A child that takes both locks, writes, and is SIGKILLed mid-update.
+    let pid = fork_child(|| {
+        let mut g = v.lock().unwrap();
+        g.set(2);
+        let mut h = a.lock().unwrap();
+        h.set(0, 5);
+        std::thread::sleep(Duration::from_secs(60));
+        drop((g, h));
+    });
+    eventually("the child holds both locks", || {
+        a.get_lock().owner_pid() == Some(pid as u32)
+    });
+    // SAFETY: our own child.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let t0 = Instant::now();
+    match v.lock() {
+        Ok(_) => panic!("a dead owner's lock was handed over without notice"),
+        Err(died) => {
+            assert_eq!(died.pid(), pid as u32);
+            assert_eq!(died.into_inner().get(), 2, "the child's write is there");
+        }
+    }
+    match a.get(0) {
+        Err(died) => assert_eq!(died.into_inner(), Some(5)),
+        Ok(v) => panic!("no owner-died notice: {v:?}"),
+    }
+    assert!(
+        t0.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(wait_child(pid), -libc::SIGKILL);
+    // Once reported, the locks are ordinary again.
+    assert_eq!(v.get().unwrap(), 2);
+    assert_eq!(a.to_vec().unwrap(), [5, 0]);
+    // A child that leaves without releasing (exit, not a signal) counts too.
+    let pid = fork_child(|| std::mem::forget(v.lock().unwrap()));
+    assert_eq!(wait_child(pid), 0);
+    assert!(matches!(v.set(3), Err(died) if died.pid() == pid as u32));
+    assert_eq!(v.get().unwrap(), 3);
 }
 
 fn main() -> ExitCode {
-    let tests: [(&str, fn()); 4] = [
+    let tests: [(&str, fn()); 5] = [
+        (
+            "a_value_lock_held_by_a_dead_child_is_taken_over",
+            a_value_lock_held_by_a_dead_child_is_taken_over,
+        ),
         ("child_writes_and_parent_sees", child_writes_and_parent_sees),
         (
             "child_starts_a_fresh_heap_and_never_frees_parent_blocks",
@@ -172,31 +234,7 @@ fn main() -> ExitCode {
             child_prefix_sum_and_doubling_are_seen,
         ),
     ];
-    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let (mut passed, mut failed, mut filtered) = (0, 0, 0);
-    for (name, test) in tests {
-        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
-            filtered += 1;
-            continue;
-        }
-        match catch_unwind(test) {
-            Ok(()) => {
-                println!("test {name} ... ok");
-                passed += 1;
-            }
-            Err(_) => {
-                println!("test {name} ... FAILED");
-                failed += 1;
-            }
-        }
-    }
-    // The summary line in libtest's words, so that `cargo xtask test`
-    // counts these tests with the rest.
-    let verdict = if failed == 0 { "ok" } else { "FAILED" };
-    println!(
-        "\ntest result: {verdict}. {passed} passed; {failed} failed; 0 ignored; 0 measured; {filtered} filtered out"
-    );
-    if failed == 0 {
+    if mp_testsupport::harness::run_tests(&tests) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -87,8 +87,8 @@ fn a_struct_of_fd_values_arrives_working() {
     assert_eq!(&got.buffer[..5], b"hello");
     got.buffer[5] = b'!';
     assert_eq!(buffer[5], b'!', "the same shared bytes");
-    got.value.lock().update(|n| n + 1);
-    assert_eq!(value.get(), 42);
+    got.value.lock().unwrap().update(|n| n + 1);
+    assert_eq!(value.get().unwrap(), 42);
     // Nothing is left over on the carrier.
     assert!(!rx.poll(NOW).unwrap());
 }

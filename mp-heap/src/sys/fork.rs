@@ -1,22 +1,35 @@
-//! Cheap fork detection and the cell that holds a heap's per-process state.
+//! Cheap fork detection (the pid, and the lock owners' stamp, kept in a
+//! wipe-on-fork page) and the cell that holds a heap's per-process state.
 
 use std::{
     ptr,
     sync::{
         OnceLock,
-        atomic::{AtomicPtr, AtomicU32, Ordering},
+        atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering},
     },
 };
 
 use rustix::mm::{Advice, MapFlags, ProtFlags, madvise, mmap_anonymous, munmap};
 
-/// A page the kernel zeroes in every forked child (`MADV_WIPEONFORK`, Linux
-/// 4.14+), holding the pid of the process that last wrote it; `None` when the
-/// kernel refuses the advice, and then every call asks `getpid()`.
-static PID_PAGE: OnceLock<Option<&'static AtomicU32>> = OnceLock::new();
+/// What a process knows about itself, in a page the kernel zeroes in every
+/// forked child (`MADV_WIPEONFORK`, Linux 4.14+): a child reads zeros
+/// there, asks the kernel once, and stores its own values.
+#[repr(C)]
+struct SelfIds {
+    /// The pid of the process that last wrote the page, or 0.
+    pid: AtomicU32,
+    _pad: AtomicU32,
+    /// [`current_stamp`] of that process, or 0.
+    stamp: AtomicU64,
+}
 
-fn pid_page() -> Option<&'static AtomicU32> {
-    *PID_PAGE.get_or_init(|| {
+/// The page, or `None` when the kernel refuses the advice; then every call
+/// asks the kernel (`getpid()`, `/proc/self/stat`).
+static IDS_PAGE: OnceLock<Option<&'static SelfIds>> = OnceLock::new();
+
+#[inline]
+fn ids_page() -> Option<&'static SelfIds> {
+    *IDS_PAGE.get_or_init(|| {
         let len = super::page_size();
         // SAFETY: a fresh private anonymous mapping at an address of the
         // kernel's choosing aliases nothing.
@@ -35,32 +48,73 @@ fn pid_page() -> Option<&'static AtomicU32> {
             let _ = unsafe { munmap(ptr, len) };
             return None;
         }
-        // SAFETY: the page is page-aligned (so aligned for `AtomicU32`),
-        // zero-filled (a valid `AtomicU32`), and never unmapped, so a
-        // `'static` shared reference is valid; all access is atomic.
-        Some(unsafe { &*ptr.cast::<AtomicU32>() })
+        // SAFETY: the page is page-aligned (so aligned for `SelfIds`),
+        // zero-filled (valid atomics), larger than `SelfIds`, and never
+        // unmapped, so a `'static` shared reference is valid; all access
+        // is atomic.
+        Some(unsafe { &*ptr.cast::<SelfIds>() })
     })
+}
+
+fn getpid() -> u32 {
+    rustix::process::getpid().as_raw_nonzero().get() as u32
 }
 
 /// The id of the calling process, without a system call in the common case.
 ///
 /// glibc stopped caching `getpid()`, and the heap checks the pid on every
-/// `malloc` and `free` (CPython's `os.getpid() != self._lastpid`), so the
-/// value is kept in a wipe-on-fork page: a child reads zero there, asks the
-/// kernel once, and stores its own pid.
+/// `malloc` and `free` (CPython's `os.getpid() != self._lastpid`), as every
+/// lock acquisition does, so the value is kept in a wipe-on-fork page.
+#[inline]
 pub(crate) fn current_pid() -> u32 {
-    match pid_page() {
+    match ids_page() {
         Some(page) => {
-            let pid = page.load(Ordering::Relaxed);
+            let pid = page.pid.load(Ordering::Relaxed);
             if pid != 0 {
                 return pid;
             }
-            let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
-            page.store(pid, Ordering::Relaxed);
+            let pid = getpid();
+            page.pid.store(pid, Ordering::Relaxed);
             pid
         }
-        None => rustix::process::getpid().as_raw_nonzero().get() as u32,
+        None => getpid(),
     }
+}
+
+/// Bits of a stamp that hold the start time; the pid sits above them.
+pub(crate) const STAMP_START_BITS: u32 = 42;
+
+/// This process's identity for lock owners: its pid in the top 22 bits
+/// and its start time (clock ticks after boot, `/proc/self/stat` field
+/// 22) in the low 42, which tells it apart from a later process that gets
+/// the same pid. The start time is 0 when `/proc` cannot say.
+#[inline]
+pub(crate) fn current_stamp() -> u64 {
+    let compute = || {
+        let pid = getpid();
+        let start = match super::proc_stat(pid) {
+            Ok(Some(stat)) => stat.start_ticks,
+            _ => 0,
+        };
+        make_stamp(pid, start)
+    };
+    match ids_page() {
+        Some(page) => {
+            let stamp = page.stamp.load(Ordering::Relaxed);
+            if stamp != 0 {
+                return stamp;
+            }
+            let stamp = compute();
+            page.stamp.store(stamp, Ordering::Relaxed);
+            stamp
+        }
+        None => compute(),
+    }
+}
+
+/// The stamp of process `pid` started at `start_ticks`.
+pub(crate) fn make_stamp(pid: u32, start_ticks: u64) -> u64 {
+    (u64::from(pid) << STAMP_START_BITS) | (start_ticks & ((1 << STAMP_START_BITS) - 1))
 }
 
 struct Node<T> {

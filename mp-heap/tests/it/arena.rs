@@ -214,6 +214,11 @@ fn recv_buffer(sock: &UnixStream) -> SharedBuffer {
     unsafe { SharedBuffer::from_parts(arena, word(1), word(2)) }.unwrap()
 }
 
+/// Rebuilds a lock (or any shared state) sent by [`send_buffer`].
+fn recv_shared(sock: &UnixStream) -> mp_heap::SharedLock {
+    mp_heap::SharedLock::from_buffer(recv_buffer(sock)).unwrap()
+}
+
 const ROUNDS: u64 = 5000;
 
 /// The child's side of `locked_increments_across_separate_mappings`.
@@ -223,11 +228,13 @@ fn child_role_increment() {
         return;
     }
     let sock = UnixStream::connect(std::env::var(SOCKET).unwrap()).unwrap();
-    let v = mp_heap::Value::<u64>::from_buffer(recv_buffer(&sock)).unwrap();
-    let a = mp_heap::Array::<u64>::from_buffer(recv_buffer(&sock)).unwrap();
+    let (lock, buf) = (recv_shared(&sock), recv_buffer(&sock));
+    let v = mp_heap::Value::<u64>::from_parts(lock, buf).unwrap();
+    let (lock, buf) = (recv_shared(&sock), recv_buffer(&sock));
+    let a = mp_heap::Array::<u64>::from_parts(lock, buf).unwrap();
     for _ in 0..ROUNDS {
-        v.lock().update(|n| n + 1);
-        a.lock()[1] += 1;
+        v.lock().unwrap().update(|n| n + 1);
+        a.lock().unwrap().update(1, |n| n + 1);
     }
     std::io::Write::write_all(&mut &sock, b"k").unwrap();
 }
@@ -239,7 +246,7 @@ fn locked_increments_across_separate_mappings() {
     const CHILDREN: usize = 2;
     let v = mp_heap::Value::new(0_u64).unwrap();
     let a = mp_heap::Array::<u64>::zeroed(2).unwrap();
-    let (v_buf, a_buf) = (v.into_buffer(), a.into_buffer());
+    let (v_parts, a_parts) = (v.into_parts(), a.into_parts());
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sock");
     let listener = UnixListener::bind(&path).unwrap();
@@ -251,16 +258,18 @@ fn locked_increments_across_separate_mappings() {
             let (sock, _) = listener.accept().unwrap();
             sock.set_read_timeout(Some(Duration::from_secs(120)))
                 .unwrap();
-            send_buffer(&sock, &v_buf);
-            send_buffer(&sock, &a_buf);
+            for (lock, buf) in [&v_parts, &a_parts] {
+                send_buffer(&sock, lock.buffer());
+                send_buffer(&sock, buf);
+            }
             sock
         })
         .collect();
-    let v = mp_heap::Value::<u64>::from_buffer(v_buf).unwrap();
-    let a = mp_heap::Array::<u64>::from_buffer(a_buf).unwrap();
+    let v = mp_heap::Value::<u64>::from_parts(v_parts.0, v_parts.1).unwrap();
+    let a = mp_heap::Array::<u64>::from_parts(a_parts.0, a_parts.1).unwrap();
     for _ in 0..ROUNDS {
-        v.lock().update(|n| n + 1);
-        a.lock()[0] += 1;
+        v.lock().unwrap().update(|n| n + 1);
+        a.lock().unwrap().update(0, |n| n + 1);
     }
     for sock in &socks {
         let mut ack = [0u8; 1];
@@ -270,6 +279,6 @@ fn locked_increments_across_separate_mappings() {
     for child in &mut children {
         wait_success(child, deadline);
     }
-    assert_eq!(v.get(), (CHILDREN as u64 + 1) * ROUNDS);
-    assert_eq!(a.to_vec(), [ROUNDS, CHILDREN as u64 * ROUNDS]);
+    assert_eq!(v.get().unwrap(), (CHILDREN as u64 + 1) * ROUNDS);
+    assert_eq!(a.to_vec().unwrap(), [ROUNDS, CHILDREN as u64 * ROUNDS]);
 }

@@ -63,14 +63,32 @@ fn arenas_and_typed_values_travel() {
     assert_eq!(back.identity().unwrap(), arena.identity().unwrap());
 
     let v = Value::new(41_u64).unwrap();
-    let w = round_trip(&v).0.unwrap();
-    w.lock().update(|n| n + 1);
-    assert_eq!(v.get(), 42);
+    let (w, nfds) = round_trip(&v);
+    let w = w.unwrap();
+    assert_eq!(nfds, 2, "the lock's block and the value's");
+    w.lock().unwrap().update(|n| n + 1);
+    assert_eq!(v.get().unwrap(), 42);
+    // The receiver shares the lock itself.
+    let g = v.lock().unwrap();
+    assert!(w.get_lock().is_locked());
+    drop(g);
 
     let a = Array::from_slice(&[1_i32, 2, 3]).unwrap();
     let b = round_trip(&a).0.unwrap();
-    b.set(1, 20);
-    assert_eq!(a.to_vec(), [1, 20, 3]);
+    b.set(1, 20).unwrap();
+    assert_eq!(a.to_vec().unwrap(), [1, 20, 3]);
+
+    // A caller's lock shared by two values stays one lock on arrival.
+    let lock = mp_heap::SharedLock::plain().unwrap();
+    let pair = (
+        Value::with_lock(1_u8, lock.clone()).unwrap(),
+        Value::with_lock(2_u8, lock.clone()).unwrap(),
+    );
+    let (x, y) = round_trip(&pair).0.unwrap();
+    let g = x.lock().unwrap();
+    assert!(y.get_lock().is_locked() && lock.is_locked());
+    drop(g);
+    assert!(!lock.is_locked());
     // The layout is checked: three i32 are no u64 value.
     let wrong = {
         let (bytes, fds) = collect_fds(|| postcard::to_allocvec(&a));
