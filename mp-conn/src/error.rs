@@ -1,6 +1,6 @@
 //! The errors of `mp-conn`, named after the exceptions CPython raises.
 
-use std::io;
+use std::{fmt, io};
 
 /// Everything that can go wrong on a connection.
 ///
@@ -8,7 +8,11 @@ use std::io;
 /// `EOFError`, [`Error::BufferTooShort`] is `multiprocessing.BufferTooShort`,
 /// [`Error::InvalidArgument`] is `ValueError`, [`Error::Authentication`] is
 /// `multiprocessing.AuthenticationError`, and the rest are `OSError`s.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Debug` prints the message and its causes (`message: cause: cause`),
+/// which is what `main() -> Result<(), Box<dyn Error>>` shows a user;
+/// match on the variants to tell the cases apart.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The peer closed its end at a message boundary (CPython's `EOFError`).
@@ -72,6 +76,67 @@ pub enum Error {
     /// A handshake did not finish in time (CPython's `TimeoutError`).
     #[error("timed out")]
     Timeout,
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")?;
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+/// An operating-system error at an address, such as `cannot connect to
+/// /tmp/sock: No such file or directory (os error 2)`. It travels inside
+/// [`Error::Io`] with the kind of the error it wraps, so that code matching
+/// on `io::ErrorKind` keeps working; the OS error is its `source()`.
+pub(crate) struct AtAddress {
+    /// What was being done: "cannot connect to", "cannot bind".
+    what: &'static str,
+    address: String,
+    source: io::Error,
+}
+
+impl AtAddress {
+    /// `err` as an [`Error::Io`] that names `address`.
+    pub(crate) fn error(
+        what: &'static str,
+        address: &crate::Address,
+        err: impl Into<io::Error>,
+    ) -> Error {
+        let source = err.into();
+        let kind = source.kind();
+        Error::Io(io::Error::new(
+            kind,
+            AtAddress {
+                what,
+                address: address.to_string(),
+                source,
+            },
+        ))
+    }
+}
+
+impl fmt::Display for AtAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.what, self.address)
+    }
+}
+
+impl fmt::Debug for AtAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}: {}", self.source)
+    }
+}
+
+impl std::error::Error for AtAddress {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
 }
 
 /// The result type of `mp-conn`.
@@ -145,6 +210,55 @@ impl From<Error> for io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What `main() -> Result<(), Box<dyn Error>>` prints: the message, the
+    /// address it concerns and the OS error, never a bare variant name.
+    #[test]
+    fn debug_names_the_address_and_the_cause() {
+        let dir = std::env::temp_dir().join(format!("mp-conn-no-such-dir-{}", std::process::id()));
+        let missing = crate::Address::Unix(dir.join("sock"));
+        let err = crate::client(&missing, None).unwrap_err();
+        let shown = format!("{err:?}");
+        assert!(
+            shown.starts_with(&format!(
+                "cannot connect to {}: ",
+                dir.join("sock").display()
+            )),
+            "{shown}"
+        );
+        assert!(shown.contains("No such file or directory"), "{shown}");
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        // The same text through `Box<dyn Error>` and through `io::Error`.
+        let boxed: Box<dyn std::error::Error> = Box::new(err);
+        assert_eq!(format!("{boxed:?}"), shown);
+
+        let listener = crate::Listener::builder()
+            .family(crate::Family::Inet)
+            .bind()
+            .unwrap();
+        let taken = listener.address().clone();
+        let err = crate::Listener::bind(&taken).unwrap_err();
+        let shown = format!("{err:?}");
+        assert!(
+            shown.starts_with(&format!("cannot bind {taken}: ")),
+            "{shown}"
+        );
+        assert!(shown.contains("in use"), "{shown}");
+        let as_io = io::Error::from(err);
+        assert_eq!(as_io.kind(), io::ErrorKind::AddrInUse);
+        assert!(format!("{as_io}").contains(&taken.to_string()));
+
+        assert_eq!(
+            format!("{:?}", Error::Eof),
+            "end of file: the peer closed the connection"
+        );
+        let decode = postcard::from_bytes::<String>(&[5, b'a']).unwrap_err();
+        let cause = decode.to_string();
+        assert_eq!(
+            format!("{:?}", Error::Decode(decode)),
+            format!("could not decode the message: {cause}")
+        );
+    }
 
     #[test]
     fn round_trips_through_io_error() {
