@@ -204,7 +204,7 @@ fn report(conn: Connection) {
 fn processes_under_every_method() -> Step {
     let mut lines = Vec::new();
     for method in mp_context::get_all_start_methods() {
-        let ctx = get_context(Some(method.name()))?;
+        let ctx = get_context(method)?;
         let (mut ours, theirs) = pipe(true)?;
         let p: Process = ctx.process(report, theirs);
         let started = Instant::now();
@@ -239,7 +239,7 @@ fn sleeps(ms: u64) {
 /// Exit codes as CPython reports them: 0, the code given to exit, and
 /// -SIGTERM for a terminated child, whose sentinel wakes `wait()`.
 fn exit_codes() -> Step {
-    let ctx = get_context(Some(StartMethod::ForkServer.name()))?;
+    let ctx = get_context(StartMethod::ForkServer)?;
     let ok = ctx.process(returns, ());
     let three = ctx.process(exits, 3);
     let sleeper = ctx.process(sleeps, 60_000);

@@ -106,6 +106,7 @@
 
 #![deny(unsafe_code)]
 
+mod args;
 mod context;
 mod current;
 mod entry;
@@ -113,9 +114,10 @@ mod error;
 mod process;
 mod sys;
 
+pub use args::ProcessArgs;
 pub use context::{
-    Context, DEFAULT_START_METHOD, StartMethod, cpu_count, get_all_start_methods, get_context,
-    get_start_method, set_start_method,
+    Context, DEFAULT_START_METHOD, IntoStartMethod, StartMethod, cpu_count, get_all_start_methods,
+    get_context, get_start_method, set_start_method,
 };
 pub use current::{ParentProcess, ProcessInfo, active_children, current_process, parent_process};
 pub use entry::{exit, init};
