@@ -1,10 +1,25 @@
-//! Test support shared by the workspace's suites (never published).
+//! Test support of the mp-rs crates: finding the CPython interpreters that
+//! their interop suites run as real peers.
 //!
-//! [`find`] locates the CPython interpreters the interop suites run as real
-//! peers: `python3` on PATH (3.11 here, the legacy handshake), and 3.12 and
-//! 3.13 under pyenv's root (`$PYENV_ROOT`, `pyenv root`, or `~/.pyenv`). A
-//! missing one is skipped loudly, unless `MP_REQUIRE_PYTHON=1` (set by
-//! `cargo xtask test`), in which case the test fails.
+//! [`find`] locates CPython 3.`minor`: `python3` on PATH (3.11 here, the
+//! legacy handshake), and 3.12 and 3.13 under pyenv's root (`$PYENV_ROOT`,
+//! `pyenv root`, or `~/.pyenv`). A missing one is skipped loudly, unless
+//! `MP_REQUIRE_PYTHON=1` (set by `cargo xtask test`), in which case the
+//! test fails.
+//!
+//! It is published only so that the tests shipped inside mp-auth's and
+//! mp-conn's packages build from the `.crate`; it is not meant for other
+//! uses.
+//!
+//! # Examples
+//!
+//! ```
+//! // `None` (after a loud message) when the interpreter is not installed.
+//! if let Some(python) = mp_testsupport::find(11) {
+//!     assert_eq!(python.minor, 11);
+//!     assert!(python.legacy()); // 3.11 speaks only the HMAC-MD5 handshake
+//! }
+//! ```
 
 #![forbid(unsafe_code)]
 
@@ -116,3 +131,8 @@ pub fn find(minor: u32) -> Option<Python> {
     eprintln!("\n*** SKIPPING interop test: {message} ***\n");
     None
 }
+
+/// This crate's README example, run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

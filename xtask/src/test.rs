@@ -1,5 +1,7 @@
 //! `cargo xtask test`: every check the project has, in the order a failure
-//! is cheapest to read, ending with one summary line.
+//! is cheapest to read, ending with one summary line: fmt, clippy, rustdoc,
+//! the examples, every test and doc test, the packaging check
+//! (`cargo xtask package`), the tour, bounded fuzz runs.
 //!
 //! The CPython interop suites are ordinary integration tests: they find the
 //! interpreters themselves (`python3`, and pyenv's 3.12/3.13). Here we set
@@ -70,7 +72,12 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         failures.push(e);
     }
 
-    // 2. Unit, integration, example and bench-harness tests, then doc tests.
+    // 2. The examples first (mp-conn's interop tests run the echo examples,
+    //    and find them here instead of building them once more), then unit,
+    //    integration, example and bench-harness tests, then doc tests.
+    if let Err(e) = util::run(cargo().args(["build", "--workspace", "--examples", "--quiet"])) {
+        failures.push(e);
+    }
     for step in [
         &["test", "--workspace", "--all-targets", "--no-fail-fast"][..],
         &["test", "--workspace", "--doc", "--no-fail-fast"][..],
@@ -84,13 +91,22 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         }
     }
 
-    // 3. The showcase must keep working: run the tour (a debug build; the
-    //    test step above has already built the examples).
-    if let Err(e) = util::run(cargo().args(["run", "--quiet", "--example", "tour"])) {
+    // 3. What a publish uploads builds, with its tests, from the .crate
+    //    files alone (see package.rs).
+    if let Err(e) = crate::package::run(&[]) {
         failures.push(e);
     }
 
-    // 4. Bounded fuzz runs on stable (the cargo-fuzz targets need nightly).
+    // 4. The showcase must keep working: run the tour (a debug build; step
+    //    2 built it) and check that it ends with its summary line.
+    match run_teed(cargo().args(["run", "--quiet", "--example", "tour"])) {
+        Ok((true, text)) if tour_passed(&text) => {}
+        Ok((true, _)) => failures.push("the tour did not end with \"N/N ok\"".into()),
+        Ok((false, _)) => failures.push("the tour failed".into()),
+        Err(e) => failures.push(e),
+    }
+
+    // 5. Bounded fuzz runs on stable (the cargo-fuzz targets need nightly).
     if let Err(e) = crate::fuzz::run(&["--seconds".into(), "10".into()]) {
         failures.push(e);
     }
@@ -113,9 +129,37 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     }
 }
 
+/// Whether the tour's output ends with its all-passed summary, `N/N ok`.
+fn tour_passed(output: &str) -> bool {
+    let Some(last) = output.lines().rev().find(|l| !l.trim().is_empty()) else {
+        return false;
+    };
+    let Some(counts) = last.split_whitespace().next() else {
+        return false;
+    };
+    let ok_word = last.split_whitespace().nth(1);
+    match counts.split_once('/') {
+        Some((ok, ran)) => {
+            ok == ran && ok.parse::<u32>().is_ok_and(|n| n > 0) && ok_word == Some("ok")
+        }
+        None => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Totals;
+    use super::{Totals, tour_passed};
+
+    #[test]
+    fn the_tour_passes_only_with_its_full_summary_line() {
+        assert!(tour_passed(
+            "ok   pipe  x\n\n9/9 ok (1.2s). Each step is ...\n"
+        ));
+        assert!(!tour_passed("7/9 ok, FAILED: cpython, heap (1.2s).\n"));
+        assert!(!tour_passed("ok   pipe  x\n"));
+        assert!(!tour_passed("0/0 ok\n"));
+        assert!(!tour_passed(""));
+    }
 
     #[test]
     fn sums_libtest_result_lines() {
