@@ -67,6 +67,8 @@ goals as they now stand:
 - `pipe_pair()`, the opt-in duplex over two OS pipes
   (`pipe_rtt_64B_pipepair*`): at least 0.9x the raw two-pipes ping-pong,
   and at least ipc-channel's rate with both peers on one CPU;
+- 1 MiB and 64 MiB messages (`stream_*`): at least 0.8x the raw
+  write/read loop; at 64 MiB also at least ipc-channel's rate;
 - the other rows: as their goals column says (the issue that added them
   set them).
 ";
@@ -74,25 +76,39 @@ goals as they now stand:
 const RETIRED: &str = "\
 ### Retired goals, and why
 
-Issue 2 also asked the socketpair `Pipe` for `>=1x ipc-channel` and
-`cpu<=0.33x CPython`. Both lie beyond the physical floor. The raw STREAM
-ping-pong (one `send` and one `recv` per message, nothing else) is the
-least any STREAM socketpair can do, and in this run it reaches:
+These goals were set by earlier issues and lie at or beyond the physical
+floor: the raw limit itself (the least any program on the same system
+calls can do) does not reach them, or reaches them only within the noise.
+What the raw limit reached in this run:
 ";
 
 const RETIRED_WHY: &str = "\
-ipc-channel uses SOCK_SEQPACKET, whose kernel path is cheaper than
-SOCK_STREAM's; a duplex `Pipe` must stay a STREAM socketpair to match
-CPython and to carry fds, so where the raw STREAM loop is below 1x of
-ipc-channel no STREAM `Pipe` can reach it. The comparison with
-ipc-channel moved to `pipe_pair()` on one CPU. CPython spends most of a
-round trip's CPU in the same two system calls, so the raw loop costs
-well over a third of CPython's CPU: the CPU goal is now relative to the
-raw loop (at most 1.2x).
+- The socketpair `Pipe` against ipc-channel: ipc-channel uses
+  SOCK_SEQPACKET, whose kernel path is cheaper than SOCK_STREAM's. A duplex
+  `Pipe` must stay a STREAM socketpair to match CPython and to carry fds,
+  so where the raw STREAM loop is below 1x of ipc-channel no `Pipe` can
+  reach it. The comparison with ipc-channel moved to `pipe_pair()` on one
+  CPU.
+- The socketpair `Pipe`'s CPU against CPython's: CPython spends most of a
+  round trip's CPU in the same two system calls, so the raw loop alone
+  costs well over a third of CPython's CPU. The CPU goal is now relative
+  to the raw loop (at most 1.2x).
+- 1 MiB messages against ipc-channel: at this size ipc-channel runs at the
+  raw write/read loop's rate within the noise, so only the 64 MiB row,
+  where ipc-channel faults in a fresh buffer per message and falls far
+  behind, keeps that goal.
 ";
 
-/// The socketpair rows the retired goals were set on.
-const RETIRED_ON: &[&str] = &["pipe_rtt_64B", "pipe_rtt_64B@same", "pipe_rtt_64B@split"];
+/// Each retired goal: the row it was on and the goal.
+const RETIRED_GOALS: &[(&str, Goal)] = &[
+    ("pipe_rtt_64B", Goal::Crate(1.0)),
+    ("pipe_rtt_64B@same", Goal::Crate(1.0)),
+    ("pipe_rtt_64B@split", Goal::Crate(1.0)),
+    ("pipe_rtt_64B", Goal::CpuPy(1.0 / 3.0)),
+    ("pipe_rtt_64B@same", Goal::CpuPy(1.0 / 3.0)),
+    ("pipe_rtt_64B@split", Goal::CpuPy(1.0 / 3.0)),
+    ("stream_1MiB", Goal::Crate(1.0)),
+];
 
 fn find<'r>(report: &'r Report, name: &str) -> Option<&'r Row> {
     report.rows.iter().find(|r| r.name == name)
@@ -128,22 +144,13 @@ pub(crate) fn benchmarks_md(report: &Report) -> String {
     }
     out.push('\n');
     out.push_str(RETIRED);
-    out.push_str("\n| row | raw STREAM / ipc-channel (goal was >= 1x) | raw cpu / CPython's (goal was <= 0.33x) |\n|---|---|---|\n");
-    let mut any = false;
-    for name in RETIRED_ON {
-        let Some(row) = find(report, name) else {
-            continue;
+    out.push_str("\n| row | retired goal | the raw limit reached |\n|---|---|---|\n");
+    for (name, goal) in RETIRED_GOALS {
+        let (label, reached) = match find(report, name) {
+            Some(row) => (goal.label(row.crate_name()), ratio(row.raw_on(*goal))),
+            None => (goal.label("the crate"), "not in this run".into()),
         };
-        any = true;
-        let _ = writeln!(
-            out,
-            "| {name} | {} | {} |",
-            ratio(row.raw_on(Goal::Crate(1.0))),
-            ratio(row.raw_on(Goal::CpuPy(1.0 / 3.0)))
-        );
-    }
-    if !any {
-        out.push_str("| (the pipe_rtt_64B rows were not in this run) | - | - |\n");
+        let _ = writeln!(out, "| {name} | {label} | {reached} |");
     }
     out.push('\n');
     out.push_str(RETIRED_WHY);
@@ -269,7 +276,18 @@ mod tests {
             "{md}"
         );
         // raw / ipc-channel = 100/110, raw cpu / CPython's = 10/16.
-        assert!(md.contains("| pipe_rtt_64B@same | 0.91x | 0.62x |"), "{md}");
+        assert!(
+            md.contains("| pipe_rtt_64B@same | >=1x ipc-channel | 0.91x |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| pipe_rtt_64B@same | cpu<=0.33x CPython | 0.62x |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| stream_1MiB | >=1x the crate | not in this run |"),
+            "{md}"
+        );
     }
 
     #[test]

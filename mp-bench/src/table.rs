@@ -217,7 +217,7 @@ impl Row {
         self.krate.as_ref().map(|(_, c)| c)
     }
 
-    fn crate_name(&self) -> &str {
+    pub(crate) fn crate_name(&self) -> &str {
         self.krate.as_ref().map_or("crate", |(n, _)| n.as_str())
     }
 
