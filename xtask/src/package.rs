@@ -186,6 +186,25 @@ pub(crate) fn scratch_manifest(published: &[(String, String)]) -> String {
     toml
 }
 
+/// Cargo's target directory (`CARGO_TARGET_DIR` and the config respected),
+/// as `cargo metadata` reports it.
+fn target_dir() -> Result<PathBuf, String> {
+    let (ok, text) =
+        util::run_quiet(cargo().args(["metadata", "--format-version", "1", "--no-deps"]))?;
+    if !ok {
+        return Err(format!("cargo metadata failed: {text}"));
+    }
+    target_dir_of(&text).ok_or_else(|| "cargo metadata reported no target_directory".into())
+}
+
+/// The `"target_directory"` of `cargo metadata`'s JSON.
+fn target_dir_of(metadata: &str) -> Option<PathBuf> {
+    let key = "\"target_directory\":\"";
+    let at = metadata.find(key)? + key.len();
+    let value = metadata[at..].split('"').next()?;
+    Some(PathBuf::from(value.replace("\\\\", "\\")))
+}
+
 /// The packages named on `Uploading NAME vVERSION` lines.
 pub(crate) fn uploaded(output: &str) -> Vec<String> {
     let mut names: Vec<String> = output
@@ -216,7 +235,8 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     }
 
     // 2. What each publishable .crate holds.
-    let package_dir = root.join("target").join("package");
+    let target = target_dir()?;
+    let package_dir = target.join("package");
     let problems: Vec<String> = published
         .iter()
         .flat_map(|m| package_problems(m, &package_dir.join(format!("{}-{}", m.name, m.version))))
@@ -226,7 +246,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     }
 
     // 3. Tests, examples and doc tests from the unpacked packages alone.
-    let scratch = root.join("target").join("package-check");
+    let scratch = target.join("package-check");
     let _ = fs::remove_dir_all(&scratch);
     let mut dirs = Vec::new();
     for m in &published {
@@ -240,7 +260,6 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     // Our lock file, so that the packages build with the versions we test.
     fs::copy(root.join("Cargo.lock"), scratch.join("Cargo.lock"))
         .map_err(|e| format!("Cargo.lock: {e}"))?;
-    let target = root.join("target");
     for step in [
         &[
             "test",
@@ -370,6 +389,14 @@ keywords = ["k"]
             toml.contains("[patch.crates-io]\nmp-auth = { path = \"mp-auth-0.1.0\" }"),
             "{toml}"
         );
+    }
+
+    #[test]
+    fn the_target_directory_is_read_off_cargo_metadata() {
+        let json = r#"{"packages":[],"target_directory":"/tmp/t x/target","version":1}"#;
+        assert_eq!(target_dir_of(json), Some(PathBuf::from("/tmp/t x/target")));
+        assert_eq!(target_dir_of("{}"), None);
+        assert!(target_dir().unwrap().is_absolute());
     }
 
     #[test]
