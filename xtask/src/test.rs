@@ -9,7 +9,47 @@
 //! of being skipped; plain `cargo test` skips them with a loud message.
 //! The tour example runs too, so the showcase cannot rot.
 
+use std::time::{Duration, Instant};
+
 use crate::util::{self, cargo, run_teed};
+
+/// How long each step took, for the line before the summary: the suite
+/// must stay well inside CI's budget, and this says where the time goes.
+#[derive(Debug)]
+struct Laps {
+    last: Instant,
+    laps: Vec<(&'static str, Duration)>,
+}
+
+impl Laps {
+    fn start() -> Laps {
+        Laps {
+            last: Instant::now(),
+            laps: Vec::new(),
+        }
+    }
+
+    /// Ends step `name`.
+    fn lap(&mut self, name: &'static str) {
+        let now = Instant::now();
+        self.laps.push((name, now - self.last));
+        self.last = now;
+    }
+
+    fn line(&self) -> String {
+        let total: Duration = self.laps.iter().map(|(_, d)| *d).sum();
+        let parts: Vec<String> = self
+            .laps
+            .iter()
+            .map(|(name, d)| format!("{name} {:.0}s", d.as_secs_f64()))
+            .collect();
+        format!(
+            "times: {}; total {:.0}s",
+            parts.join(", "),
+            total.as_secs_f64()
+        )
+    }
+}
 
 /// Totals read off libtest's `test result:` lines.
 #[derive(Debug, Default)]
@@ -48,6 +88,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     }
     let mut totals = Totals::default();
     let mut failures = Vec::new();
+    let mut laps = Laps::start();
 
     // 1. Formatting, lints and docs: cheap, and they fail CI anyway.
     if let Err(e) = util::run(cargo().args(["fmt", "--all", "--", "--check"])) {
@@ -71,6 +112,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     if let Err(e) = util::run(&mut doc) {
         failures.push(e);
     }
+    laps.lap("fmt+clippy+doc");
 
     // 2. The examples first (mp-conn's interop tests run the echo examples,
     //    and find them here instead of building them once more), then unit,
@@ -90,12 +132,14 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             failures.push(format!("cargo {} failed", step.join(" ")));
         }
     }
+    laps.lap("tests");
 
     // 3. What a publish uploads builds, with its tests, from the .crate
     //    files alone (see package.rs).
     if let Err(e) = crate::package::run(&[]) {
         failures.push(e);
     }
+    laps.lap("package");
 
     // 4. The showcase must keep working: run the tour (a debug build; step
     //    2 built it) and check that it ends with its summary line.
@@ -105,11 +149,13 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         Ok((false, _)) => failures.push("the tour failed".into()),
         Err(e) => failures.push(e),
     }
+    laps.lap("tour");
 
     // 5. Bounded fuzz runs on stable (the cargo-fuzz targets need nightly).
     if let Err(e) = crate::fuzz::run(&["--seconds".into(), "10".into()]) {
         failures.push(e);
     }
+    laps.lap("fuzz");
 
     for f in &failures {
         eprintln!("xtask test: FAILED: {f}");
@@ -118,6 +164,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     // failing test (fmt, clippy, rustdoc, the tour, fuzzing) counts as one,
     // so the summary never says "0 failed" for a failed run.
     let failed = totals.failed.max(failures.len() as u64);
+    println!("{}", laps.line());
     println!(
         "summary: {} passed, {failed} failed, {} skipped",
         totals.passed, totals.ignored
@@ -149,6 +196,21 @@ fn tour_passed(output: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::{Totals, tour_passed};
+
+    #[test]
+    fn laps_add_up() {
+        let mut laps = super::Laps::start();
+        laps.lap("a");
+        laps.lap("b");
+        let line = laps.line();
+        // Durations vary; the shape does not.
+        assert!(line.starts_with("times: a "), "{line}");
+        assert!(
+            line.contains("s, b ") && line.contains("s; total "),
+            "{line}"
+        );
+        assert!(line.ends_with('s'), "{line}");
+    }
 
     #[test]
     fn the_tour_passes_only_with_its_full_summary_line() {
