@@ -197,7 +197,8 @@ pub fn get_context(method: impl IntoStartMethod) -> Result<Context> {
 }
 
 /// `multiprocessing.set_start_method(method, force)`: fixes the default
-/// context's method, once unless `force`. `(None, true)` unsets it;
+/// context's method (a name or a [`StartMethod`], see
+/// [`IntoStartMethod`]), once unless `force`. `(None, true)` unsets it;
 /// `(None, false)` on an unset context selects the default.
 ///
 /// # Errors
