@@ -90,50 +90,60 @@ impl fmt::Debug for Error {
     }
 }
 
-/// An operating-system error at an address, such as `cannot connect to
-/// /tmp/sock: No such file or directory (os error 2)`. It travels inside
-/// [`Error::Io`] with the kind of the error it wraps, so that code matching
-/// on `io::ErrorKind` keeps working; the OS error is its `source()`.
-pub(crate) struct AtAddress {
+/// An operating-system error at an address or a path, such as `cannot
+/// connect to /tmp/sock: No such file or directory (os error 2)`. It
+/// travels inside [`Error::Io`] with the kind of the error it wraps, so that
+/// code matching on `io::ErrorKind` keeps working; the OS error is its
+/// `source()`.
+pub(crate) struct AtPlace {
     /// What was being done: "cannot connect to", "cannot bind".
     what: &'static str,
-    address: String,
+    /// The address or path, as text.
+    place: String,
     source: io::Error,
 }
 
-impl AtAddress {
+impl AtPlace {
     /// `err` as an [`Error::Io`] that names `address`.
     pub(crate) fn error(
         what: &'static str,
         address: &crate::Address,
         err: impl Into<io::Error>,
     ) -> Error {
-        let source = err.into();
+        AtPlace::at(what, address.to_string(), err.into())
+    }
+
+    /// `err` as an [`Error::Io`] that names `path`.
+    pub(crate) fn path(what: &'static str, path: &std::path::Path, err: io::Error) -> Error {
+        AtPlace::at(what, path.display().to_string(), err)
+    }
+
+    fn at(what: &'static str, place: String, source: io::Error) -> Error {
         let kind = source.kind();
         Error::Io(io::Error::new(
             kind,
-            AtAddress {
+            AtPlace {
                 what,
-                address: address.to_string(),
+                place,
                 source,
             },
         ))
     }
 }
 
-impl fmt::Display for AtAddress {
+impl fmt::Display for AtPlace {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.what, self.address)
+        write!(f, "{} {}", self.what, self.place)
     }
 }
 
-impl fmt::Debug for AtAddress {
+impl fmt::Debug for AtPlace {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{self}: {}", self.source)
     }
 }
 
-impl std::error::Error for AtAddress {
+impl std::error::Error for AtPlace {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(&self.source)
     }
