@@ -2,17 +2,18 @@
 //! works from the uploaded files alone, so that no crate, new or old,
 //! ships a package that does not build or lacks its licence.
 //!
-//! 1. `cargo package --workspace`, with verification: every package builds
-//!    from its `.crate`.
-//! 2. Each publishable package's `.crate` holds `README.md`,
+//! 1. `cargo package --workspace` makes every package's `.crate`.
+//! 2. Each publishable `.crate`, unpacked, holds `README.md`,
 //!    `CHANGELOG.md` and the licence files of its `license` field
-//!    (`LICENSE-MIT`, `LICENSE-APACHE`), and holds code: a placeholder is
-//!    `publish = false` until it does.
-//! 3. Their tests, examples and doc tests build from the unpacked `.crate`
-//!    files alone: a scratch workspace under `target/` has them as members
-//!    and patches crates.io with them, so a test that reaches outside its
-//!    package (an unpublished dev-dependency, a file beside the crate)
-//!    fails here. Doc tests run (cargo cannot only build them).
+//!    (`LICENSE-MIT`, `LICENSE-APACHE`), sets the manifest fields crates.io
+//!    shows, and holds code: a placeholder is `publish = false` until it
+//!    does.
+//! 3. Their libraries, tests, examples and doc tests build from the
+//!    unpacked `.crate` files alone (cargo's own verification, and more):
+//!    a scratch workspace under `target/` has them as members and patches
+//!    crates.io with them, so a test that reaches outside its package (an
+//!    unpublished dev-dependency, a file beside the crate) fails here. Doc
+//!    tests run (cargo cannot only build them).
 //! 4. `cargo publish --workspace --dry-run` would upload exactly the
 //!    publishable packages.
 
@@ -154,21 +155,6 @@ pub(crate) fn package_problems(m: &Member, unpacked: &Path) -> Vec<String> {
     problems
 }
 
-fn copy_dir(from: &Path, to: &Path) -> Result<(), String> {
-    let err = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
-    fs::create_dir_all(to).map_err(|e| err(to, e))?;
-    for entry in fs::read_dir(from).map_err(|e| err(from, e))? {
-        let entry = entry.map_err(|e| err(from, e))?;
-        let (src, dst) = (entry.path(), to.join(entry.file_name()));
-        if src.is_dir() {
-            copy_dir(&src, &dst)?;
-        } else {
-            fs::copy(&src, &dst).map_err(|e| err(&src, e))?;
-        }
-    }
-    Ok(())
-}
-
 /// The scratch workspace's manifest: `dirs` as members, crates.io patched
 /// with each of `published` (name, dir).
 pub(crate) fn scratch_manifest(published: &[(String, String)]) -> String {
@@ -225,36 +211,59 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let members = members(&root)?;
     let published: Vec<&Member> = members.iter().filter(|m| m.publish).collect();
 
-    // 1. Package (and verify) everything; a dirty tree is what is tested.
-    //    Offline first: after a build every dependency is in the local
-    //    cache, and asking the index again for each package costs seconds.
-    let package = ["package", "--workspace", "--allow-dirty", "--quiet"];
+    // 1. Package everything; a dirty tree is what is tested. Offline
+    //    first: after a build every dependency is in the local cache, and
+    //    asking the index again for each package costs seconds.
+    //
+    //    Cargo's own verification (the build of each package from its
+    //    .crate) is left to step 3, which builds more: it unpacks the
+    //    workspace's packages from a local registry into
+    //    ~/.cargo/registry/src/ and reuses a folder already there for the
+    //    same name and version, so a change made without a version bump
+    //    verifies against the stale copy of an earlier run.
+    let package = [
+        "package",
+        "--workspace",
+        "--no-verify",
+        "--allow-dirty",
+        "--quiet",
+    ];
     if util::run(cargo().args(package).arg("--offline")).is_err() {
         eprintln!("xtask package: again with the network");
         util::run(cargo().args(package))?;
     }
 
-    // 2. What each publishable .crate holds.
+    // 2. Unpack each publishable .crate into a scratch workspace, and check
+    //    what it holds.
     let target = target_dir()?;
     let package_dir = target.join("package");
-    let problems: Vec<String> = published
-        .iter()
-        .flat_map(|m| package_problems(m, &package_dir.join(format!("{}-{}", m.name, m.version))))
-        .collect();
+    let scratch = target.join("package-check");
+    let _ = fs::remove_dir_all(&scratch);
+    fs::create_dir_all(&scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
+    let mut dirs = Vec::new();
+    let mut problems = Vec::new();
+    for m in &published {
+        let dir = format!("{}-{}", m.name, m.version);
+        let crate_file = package_dir.join(format!("{dir}.crate"));
+        // `-m`: the files get the time of unpacking, not the archive's, so
+        // that cargo never takes an artifact of an earlier run (in the
+        // shared target directory) for up to date.
+        let mut untar = std::process::Command::new("tar");
+        untar.arg("-xmzf").arg(&crate_file).arg("-C").arg(&scratch);
+        let (ok, text) = util::run_quiet(&mut untar)?;
+        if !ok {
+            return Err(format!("cannot unpack {}: {text}", crate_file.display()));
+        }
+        let _ = fs::remove_file(scratch.join(&dir).join("Cargo.lock"));
+        problems.extend(package_problems(m, &scratch.join(&dir)));
+        dirs.push((m.name.clone(), dir));
+    }
     if !problems.is_empty() {
         return Err(format!("packaging: {}", problems.join("; ")));
     }
 
-    // 3. Tests, examples and doc tests from the unpacked packages alone.
-    let scratch = target.join("package-check");
-    let _ = fs::remove_dir_all(&scratch);
-    let mut dirs = Vec::new();
-    for m in &published {
-        let dir = format!("{}-{}", m.name, m.version);
-        copy_dir(&package_dir.join(&dir), &scratch.join(&dir))?;
-        let _ = fs::remove_file(scratch.join(&dir).join("Cargo.lock"));
-        dirs.push((m.name.clone(), dir));
-    }
+    // 3. Libraries, tests, examples and doc tests from the unpacked
+    //    packages alone.
     fs::write(scratch.join("Cargo.toml"), scratch_manifest(&dirs))
         .map_err(|e| format!("{}: {e}", scratch.display()))?;
     // Our lock file, so that the packages build with the versions we test.
