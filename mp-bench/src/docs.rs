@@ -84,11 +84,15 @@ What the raw limit reached in this run:
 
 const RETIRED_WHY: &str = "\
 - The socketpair `Pipe` against ipc-channel: ipc-channel uses
-  SOCK_SEQPACKET, whose kernel path is cheaper than SOCK_STREAM's. A duplex
-  `Pipe` must stay a STREAM socketpair to match CPython and to carry fds,
-  so where the raw STREAM loop is below 1x of ipc-channel no `Pipe` can
-  reach it. The comparison with ipc-channel moved to `pipe_pair()` on one
-  CPU.
+  SOCK_SEQPACKET, whose kernel path is cheaper than SOCK_STREAM's. In the
+  runs that closed issue 2, our `Pipe`, at the raw STREAM loop's rate (one
+  `sendto` and one `recvmsg` per message), reached 0.86-0.95x of
+  ipc-channel with both peers on one CPU. A duplex `Pipe` must stay a
+  STREAM socketpair to match CPython and to carry fds, so where the raw
+  STREAM loop is below 1x of ipc-channel no `Pipe` can reach it; unpinned
+  and split, the scheduler's placement moves the figures more than the
+  socket type does (a loaded machine shows it in the table above). The
+  comparison with ipc-channel moved to `pipe_pair()` on one CPU.
 - The socketpair `Pipe`'s CPU against CPython's: CPython spends most of a
   round trip's CPU in the same two system calls, so the raw loop alone
   costs well over a third of CPython's CPU. The CPU goal is now relative
