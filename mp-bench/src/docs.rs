@@ -58,8 +58,10 @@ const GOALS: &str = "\
 The goals column checks each row's goals against the medians: `ok`,
 `MISS (ratio)`, or `pending` when a side was not measured. A goal that the
 raw limit itself misses is marked `[beyond the floor]`: no program on the
-same system calls can meet it, so no goal should be stated that way. The
-goals as they now stand:
+same system calls can meet it, so no goal should be stated that way. On a
+loaded machine a goal can land there for one run (look at the spreads); one
+that lands there in quiet runs too must be restated. The goals as they now
+stand:
 
 - duplex `Pipe`, a STREAM socketpair (`pipe_rtt_64B*`): at least 0.9x the
   raw STREAM ping-pong, and CPU per round trip at most 1.2x the raw
