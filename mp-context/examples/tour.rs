@@ -3,9 +3,14 @@
 //! An end-to-end tour of the workspace on built-in defaults: connections
 //! and the CPython handshake (mp-auth, mp-conn), shared memory (mp-heap),
 //! and processes under every start method (mp-context, mp-forkserver).
-//! Each step prints one line; the tour exits non-zero if a step fails. The
-//! CPython step talks to a real `multiprocessing.connection.Client` when
-//! `python3` is on PATH.
+//! Each step prints one line, the run ends with a summary line (`9/9 ok`,
+//! or which steps failed) and exits non-zero if a step failed; `--help`
+//! lists the steps, and naming steps runs only those. The CPython step
+//! talks to a real `multiprocessing.connection.Client` when `python3` is
+//! on PATH.
+//!
+//! To add a step: write a `fn() -> Outcome` below and add one `step!` to
+//! [`STEPS`].
 
 use std::io::Read;
 use std::os::fd::AsFd;
@@ -17,48 +22,171 @@ use mp_conn::{Connection, Family, Listener, Waitable, client, pipe, wait};
 use mp_context::{Process, StartMethod, get_context};
 use mp_heap::{Array, Heap, SharedBuffer, Value};
 
-type Step = Result<String, Box<dyn std::error::Error>>;
-/// A named step of the tour.
-type Named = (&'static str, fn() -> Step);
+/// What a step reports: one line on success.
+type Outcome = Result<String, Box<dyn std::error::Error>>;
+
+/// One step of the tour.
+struct Step {
+    /// The name printed on its line and accepted on the command line.
+    name: &'static str,
+    /// The function that runs it, as written in this file.
+    function: &'static str,
+    /// What it shows, for `--help`.
+    shows: &'static str,
+    run: fn() -> Outcome,
+}
+
+/// A [`Step`] from its name, function and description.
+macro_rules! step {
+    ($name:literal, $run:ident, $shows:literal) => {
+        Step {
+            name: $name,
+            function: stringify!($run),
+            shows: $shows,
+            run: $run,
+        }
+    };
+}
+
+/// Every step, in the order they run. Adding a step is one entry here.
+const STEPS: &[Step] = &[
+    step!(
+        "pipe",
+        pipe_round_trip,
+        "bytes and typed values over a Pipe()"
+    ),
+    step!(
+        "listener",
+        listener_and_client,
+        "the HMAC handshake over AF_UNIX and TCP, a wrong key refused"
+    ),
+    step!(
+        "fd-passing",
+        fd_passing,
+        "a pipe's write end sent over a connection (SCM_RIGHTS)"
+    ),
+    step!(
+        "wait",
+        wait_on_many,
+        "wait() over 8 connections, 2 of them ready"
+    ),
+    step!(
+        "cpython",
+        cpython_client,
+        "a real CPython client against our Listener"
+    ),
+    step!(
+        "processes",
+        processes_under_every_method,
+        "one function under fork, spawn and forkserver"
+    ),
+    step!(
+        "exit-codes",
+        exit_codes,
+        "CPython's exit codes: return, exit(3), terminate"
+    ),
+    step!(
+        "shared-mem",
+        shared_memory,
+        "a locked counter and an array updated by 4 children"
+    ),
+    step!(
+        "heap",
+        heap_statistics,
+        "heap.py's allocator: arenas, best fit, coalescing"
+    ),
+];
 
 /// Long enough for a loaded machine, short enough that a hang is reported.
 const PATIENCE: Duration = Duration::from_secs(30);
 
+/// Where this tour's code is, relative to the workspace root.
+const SOURCE: &str = file!();
+
+fn usage() -> String {
+    let mut text = format!(
+        "usage: cargo run --release --example tour [-- STEP...]\n\n\
+         The mp-rs tour: each step exercises part of the workspace on built-in\n\
+         defaults and prints one line; the run ends with a summary line and exits\n\
+         non-zero if a step failed. Name steps to run only those.\n\n\
+         steps (each is one function in {SOURCE}):\n"
+    );
+    for s in STEPS {
+        text.push_str(&format!(
+            "  {:<11} {:<29} {}\n",
+            s.name, s.function, s.shows
+        ));
+    }
+    text
+}
+
+/// The steps named on the command line (all of them when none is), or
+/// what to print instead and the exit code: `--help`, or an unknown name.
+fn select(args: &[String]) -> Result<Vec<&'static Step>, (String, u8)> {
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        return Err((usage(), 0));
+    }
+    if let Some(bad) = args
+        .iter()
+        .find(|a| !STEPS.iter().any(|s| s.name == a.as_str()))
+    {
+        return Err((format!("tour: no step named {bad:?}\n\n{}", usage()), 2));
+    }
+    Ok(STEPS
+        .iter()
+        .filter(|s| args.is_empty() || args.iter().any(|a| a == s.name))
+        .collect())
+}
+
+/// The last line: `9/9 ok`, or how many passed and which failed.
+fn summary(ran: usize, failed: &[&str], took: Duration) -> String {
+    let ok = ran - failed.len();
+    let verdict = if failed.is_empty() {
+        format!("{ok}/{ran} ok")
+    } else {
+        format!("{ok}/{ran} ok, FAILED: {}", failed.join(", "))
+    };
+    format!("{verdict} ({took:.1?}). Each step is one function in {SOURCE}; --help lists them.")
+}
+
 fn main() -> ExitCode {
     // First thing: a spawned child or the fork server never gets past here.
     mp_context::init();
-    let steps: [Named; 9] = [
-        ("pipe", pipe_round_trip),
-        ("listener", listener_and_client),
-        ("fd passing", fd_passing),
-        ("wait", wait_on_many),
-        ("cpython", cpython_client),
-        ("processes", processes_under_every_method),
-        ("exit codes", exit_codes),
-        ("shared mem", shared_memory),
-        ("heap", heap_statistics),
-    ];
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let steps = match select(&args) {
+        Ok(steps) => steps,
+        Err((text, code)) => {
+            if code == 0 {
+                print!("{text}");
+            } else {
+                eprint!("{text}");
+            }
+            return ExitCode::from(code);
+        }
+    };
     println!("mp-rs tour: multiprocessing for Rust, wire-compatible with CPython\n");
-    let mut failed = false;
-    for (name, step) in steps {
+    let started = Instant::now();
+    let mut failed = Vec::new();
+    for step in &steps {
         let start = Instant::now();
-        match step() {
-            Ok(what) => println!("ok   {name:<11} {what} ({:.1?})", start.elapsed()),
+        match (step.run)() {
+            Ok(what) => println!("ok   {:<11} {what} ({:.1?})", step.name, start.elapsed()),
             Err(e) => {
-                println!("FAIL {name:<11} {e}");
-                failed = true;
+                println!("FAIL {:<11} {e}", step.name);
+                failed.push(step.name);
             }
         }
     }
-    if failed {
-        ExitCode::FAILURE
-    } else {
+    println!("\n{}", summary(steps.len(), &failed, started.elapsed()));
+    if failed.is_empty() {
         ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
 /// `Pipe()`, bytes and typed values (postcard) both ways.
-fn pipe_round_trip() -> Step {
+fn pipe_round_trip() -> Outcome {
     let (mut parent, mut child) = pipe(true)?;
     let worker = std::thread::spawn(move || -> mp_conn::Result<()> {
         let (name, numbers): (String, Vec<u32>) = child.recv()?;
@@ -76,7 +204,7 @@ fn pipe_round_trip() -> Step {
 }
 
 /// An authenticated Listener and client over AF_UNIX and TCP.
-fn listener_and_client() -> Step {
+fn listener_and_client() -> Outcome {
     let mut seen = Vec::new();
     for family in [Family::Unix, Family::Inet] {
         let mut listener = Listener::builder()
@@ -116,7 +244,7 @@ fn listener_and_client() -> Step {
 }
 
 /// Passing a pipe's write end over a connection (SCM_RIGHTS).
-fn fd_passing() -> Step {
+fn fd_passing() -> Outcome {
     let (a, mut b) = pipe(true)?;
     let (reader, writer) = rustix::pipe::pipe()?;
     a.send_fds(&[writer.as_fd()])?;
@@ -131,7 +259,7 @@ fn fd_passing() -> Step {
 }
 
 /// wait() over several connections: only the ones with data are ready.
-fn wait_on_many() -> Step {
+fn wait_on_many() -> Outcome {
     let mut pairs = Vec::new();
     for _ in 0..8 {
         pairs.push(pipe(true)?);
@@ -148,7 +276,7 @@ fn wait_on_many() -> Step {
 }
 
 /// A real CPython client against our Listener.
-fn cpython_client() -> Step {
+fn cpython_client() -> Outcome {
     let Ok(version) = Command::new("python3").arg("--version").output() else {
         return Ok("skipped: no python3 on PATH".into());
     };
@@ -201,10 +329,10 @@ fn report(conn: Connection) {
 
 /// The same plain function and serde arguments under fork, spawn and the
 /// fork server; a Connection travels as an argument each time.
-fn processes_under_every_method() -> Step {
+fn processes_under_every_method() -> Outcome {
     let mut lines = Vec::new();
     for method in mp_context::get_all_start_methods() {
-        let ctx = get_context(Some(method.name()))?;
+        let ctx = get_context(method)?;
         let (mut ours, theirs) = pipe(true)?;
         let p: Process = ctx.process(report, theirs);
         let started = Instant::now();
@@ -238,8 +366,8 @@ fn sleeps(ms: u64) {
 
 /// Exit codes as CPython reports them: 0, the code given to exit, and
 /// -SIGTERM for a terminated child, whose sentinel wakes `wait()`.
-fn exit_codes() -> Step {
-    let ctx = get_context(Some(StartMethod::ForkServer.name()))?;
+fn exit_codes() -> Outcome {
+    let ctx = get_context(StartMethod::ForkServer)?;
     let ok = ctx.process(returns, ());
     let three = ctx.process(exits, 3);
     let sleeper = ctx.process(sleeps, 60_000);
@@ -281,7 +409,7 @@ fn greet(mut buf: SharedBuffer) {
 
 /// Shared memory from mp-heap as process arguments: a locked counter and
 /// an array that four children update, and raw bytes a child writes.
-fn shared_memory() -> Step {
+fn shared_memory() -> Outcome {
     const CHILDREN: usize = 4;
     let total = Arc::new(Value::new(0_u64)?);
     let slots = Arc::new(Array::<u64>::zeroed(CHILDREN)?);
@@ -316,7 +444,7 @@ fn shared_memory() -> Step {
 
 /// heap.py's allocator: arenas double, blocks are best fit and coalesce,
 /// and everything is handed back.
-fn heap_statistics() -> Step {
+fn heap_statistics() -> Outcome {
     let heap = Heap::with_discard_threshold(0);
     let blocks: Vec<_> = [100, 5000, 64, 70_000, 8]
         .iter()
@@ -332,4 +460,51 @@ fn heap_statistics() -> Step {
         "5 blocks: {} arenas, {} bytes used, {} free; after drop: {} arenas, {} mallocs = {} frees",
         busy.arenas, busy.used_bytes, busy.free_bytes, idle.arenas, idle.mallocs, idle.frees
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_have_unique_names_and_help_lists_them() {
+        let help = usage();
+        for (i, s) in STEPS.iter().enumerate() {
+            assert!(help.contains(s.name) && help.contains(s.function), "{help}");
+            assert!(
+                STEPS[..i].iter().all(|t| t.name != s.name),
+                "{} twice",
+                s.name
+            );
+        }
+        assert!(help.contains("mp-context/examples/tour.rs"), "{help}");
+        let (text, code) = select(&["--help".to_string()]).err().unwrap();
+        assert_eq!((text, code), (help, 0));
+    }
+
+    #[test]
+    fn steps_can_be_chosen_by_name() {
+        let chosen = select(&["heap".to_string(), "pipe".to_string()])
+            .ok()
+            .unwrap();
+        let names: Vec<_> = chosen.iter().map(|s| s.name).collect();
+        assert_eq!(names, ["pipe", "heap"]);
+        assert_eq!(select(&[]).ok().unwrap().len(), STEPS.len());
+        let (text, code) = select(&["nope".to_string()]).err().unwrap();
+        assert_eq!(code, 2);
+        assert!(text.starts_with("tour: no step named \"nope\""), "{text}");
+    }
+
+    #[test]
+    fn the_summary_says_how_many_passed_and_which_failed() {
+        let took = Duration::from_millis(1200);
+        let all = summary(9, &[], took);
+        assert!(all.starts_with("9/9 ok (1.2s). "), "{all}");
+        assert!(all.contains("mp-context/examples/tour.rs"), "{all}");
+        let some = summary(9, &["cpython", "heap"], took);
+        assert!(
+            some.starts_with("7/9 ok, FAILED: cpython, heap (1.2s)"),
+            "{some}"
+        );
+    }
 }

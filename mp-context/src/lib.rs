@@ -146,6 +146,7 @@
 
 #![deny(unsafe_code)]
 
+mod args;
 mod context;
 mod current;
 mod elf;
@@ -156,9 +157,10 @@ mod logging;
 mod process;
 mod sys;
 
+pub use args::ProcessArgs;
 pub use context::{
-    Context, DEFAULT_START_METHOD, StartMethod, cpu_count, get_all_start_methods, get_context,
-    get_start_method, set_start_method,
+    Context, DEFAULT_START_METHOD, IntoStartMethod, StartMethod, cpu_count, get_all_start_methods,
+    get_context, get_start_method, set_start_method,
 };
 pub use current::{ParentProcess, ProcessInfo, active_children, current_process, parent_process};
 pub use entry::{exit, init};
@@ -199,13 +201,6 @@ pub fn set_forkserver_preload(hook: fn()) {
     let bytes = postcard::to_allocvec(&data).expect("two integers always serialize");
     mp_forkserver::ForkServer::global().set_preload(bytes);
 }
-
-/// The workspace README's examples, compiled and run as doc tests (this
-/// crate's dev-dependencies reach every crate they use), so that the
-/// README cannot drift from the API.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-struct WorkspaceReadmeDoctests;
 
 /// This crate's README example, run as a doc test.
 #[cfg(doctest)]

@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use crate::context::{Context, StartMethod, default_method};
 use crate::current::{self, ProcessInfo, current_process};
 use crate::entry::{self, ChildData};
-use crate::{Error, Result, executable, sys};
+use crate::{Error, ProcessArgs, Result, executable, sys};
 
 /// A target and its arguments with the type erased.
 pub(crate) trait ErasedTarget: Send {
@@ -423,10 +423,39 @@ impl Process {
     /// (with the parent's identity before `N` in a child: `Process-1:2`),
     /// its daemon flag the current process's, its start method the default
     /// context's at the time of [`start`](Process::start).
-    pub fn new<A>(target: fn(A), args: A) -> Process
-    where
-        A: Serialize + DeserializeOwned + Send + 'static,
-    {
+    ///
+    /// `args` is serde data ([`ProcessArgs`]): under spawn and forkserver
+    /// it reaches the child as bytes. A `std::fs::File`, a socket or any
+    /// other fd is not serde data; wrap it in `mp_reduction::Fd`, which
+    /// travels beside the bytes (SCM_RIGHTS) and comes out in the child as
+    /// an fd of its own (mp-conn's `Connection` and mp-heap's shared memory
+    /// travel the same way):
+    ///
+    /// ```
+    /// use std::io::{Read, Seek, Write};
+    /// use std::os::fd::OwnedFd;
+    /// use mp_reduction::Fd;
+    ///
+    /// fn append(fd: Fd) {
+    ///     let mut file = std::fs::File::from(OwnedFd::from(fd));
+    ///     file.write_all(b" and the child's").unwrap();
+    /// }
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// mp_context::init();
+    /// let mut file = tempfile::tempfile()?;
+    /// file.write_all(b"the parent's line")?;
+    /// let fd = Fd::from(OwnedFd::from(file.try_clone()?));
+    /// let p = mp_context::get_context("spawn")?.process(append, fd);
+    /// p.start()?;
+    /// p.join(None)?;
+    /// let mut text = String::new();
+    /// file.rewind()?;
+    /// file.read_to_string(&mut text)?;
+    /// assert_eq!(text, "the parent's line and the child's");
+    /// # Ok(()) }
+    /// ```
+    pub fn new<A: ProcessArgs>(target: fn(A), args: A) -> Process {
         let me = current_process();
         let count = current::COUNTER.fetch_add(1, Ordering::Relaxed);
         let mut identity = me.identity.clone();

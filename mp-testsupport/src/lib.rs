@@ -1,4 +1,5 @@
-//! Test support shared by the workspace's suites (never published).
+//! Test support of the mp-rs crates: finding the CPython interpreters that
+//! their interop suites run as real peers.
 //!
 //! [`find`] locates the CPython interpreters the interop suites run as real
 //! peers, for every version of [`VERSIONS`] (3.11 to 3.15). For CPython
@@ -20,6 +21,20 @@
 //! the two name them alike.
 //!
 //! [`harness::run_tests`] runs the tests of a `harness = false` target.
+//!
+//! It is published only so that the tests shipped inside mp-auth's,
+//! mp-conn's and mp-context's packages build from the `.crate`; it is not
+//! meant for other uses.
+//!
+//! # Examples
+//!
+//! ```
+//! // `None` (after a loud message) when the interpreter is not installed.
+//! if let Some(python) = mp_testsupport::find(11) {
+//!     assert_eq!(python.minor, 11);
+//!     assert!(python.legacy()); // 3.11 speaks only the HMAC-MD5 handshake
+//! }
+//! ```
 
 #![forbid(unsafe_code)]
 
@@ -184,3 +199,8 @@ mod tests {
         assert_eq!(minor_of(&py.path), Some(minor));
     }
 }
+
+/// This crate's README example, run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
