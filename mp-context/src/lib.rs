@@ -30,6 +30,10 @@
 //! through a wrong pointer. Targets must live in the executable itself, not
 //! in a dynamically loaded library.
 //!
+//! [`FnRef`] does the same for functions `fn(A) -> R` that a child is sent
+//! and calls many times (the tasks of `mp-pool`'s workers): a serde value
+//! holding the offsets, checked once by [`FnRef::resolve`].
+//!
 //! ## Arguments that hold fds or shared memory
 //!
 //! Under fork the arguments are moved into the child as they are. Under
@@ -110,6 +114,7 @@ mod context;
 mod current;
 mod entry;
 mod error;
+mod function;
 mod process;
 mod sys;
 
@@ -120,6 +125,7 @@ pub use context::{
 pub use current::{ParentProcess, ProcessInfo, active_children, current_process, parent_process};
 pub use entry::{exit, init};
 pub use error::{Error, Result};
+pub use function::{CallError, FnRef, FnRefError, ResolvedFn};
 pub use process::{Process, Sentinel};
 
 /// Terminates daemonic children, then joins every child (CPython's
