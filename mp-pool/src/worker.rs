@@ -1,0 +1,336 @@
+//! The worker process: runs the initializer, then the units it is sent, in
+//! order, answering each with its results (CPython's `pool.worker`).
+//!
+//! Results are batched: they are sent when the worker has nothing more to
+//! read, when a unit took long, or every [`FLUSH_AFTER`] at the latest, so
+//! that trivial tasks cost a fraction of a system call each and a slow one
+//! is answered as soon as it is done.
+//!
+//! Before it starts a unit the worker counts it in its slot of shared
+//! memory ([`STARTED`]). When a worker dies, the pool reads that count:
+//! units counted but not answered were running (or their results were
+//! still in this process) and fail with `WorkerLost`; the others never
+//! started and go to another worker.
+
+use std::cell::{Cell, RefCell};
+use std::time::{Duration, Instant};
+
+use mp_conn::Connection;
+use mp_context::{CallError, FnRef, ResolvedFn};
+use mp_heap::RawArray;
+use serde::{Deserialize, Serialize};
+
+use crate::sys::ResidentMemory;
+use crate::wire::{self, ToWorker};
+
+/// Slot index: units started so far.
+pub(crate) const STARTED: usize = 0;
+/// Slot index: 1 once the initializer has run.
+pub(crate) const READY: usize = 1;
+/// The slot's length in `u64`s.
+pub(crate) const SLOT_LEN: usize = 2;
+
+/// Pending results wait at most this long (or for the end of a unit that
+/// took longer) before they are sent.
+const FLUSH_AFTER: Duration = Duration::from_micros(100);
+
+/// Pending results are sent once they hold this many bytes.
+const FLUSH_BYTES: usize = 256 * 1024;
+
+/// How often resident memory is looked at, at most, when a limit is set
+/// (a look costs a `pread` of `/proc/self/statm`, a few microseconds);
+/// always after a unit that took this long.
+const MEMORY_CHECK_EVERY: Duration = Duration::from_millis(2);
+
+/// What a worker process is started with.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct WorkerArgs {
+    /// Tasks in, results out.
+    pub(crate) conn: Connection,
+    /// [`STARTED`] and [`READY`], shared with the pool.
+    pub(crate) slot: RawArray<u64>,
+    pub(crate) initializer: Option<(FnRef, Vec<u8>)>,
+    pub(crate) maxtasks: Option<u64>,
+    pub(crate) max_memory: Option<u64>,
+    /// Under fork: the pool's pid. The worker asks to be killed when the
+    /// thread that forked it (the pool's supervisor) ends, so that a pool
+    /// process that dies takes its workers with it even though sibling
+    /// workers hold copies of each other's pipes.
+    pub(crate) die_with: Option<i32>,
+}
+
+thread_local! {
+    /// Whether a task is running (the panic hook keeps its message).
+    static IN_TASK: Cell<bool> = const { Cell::new(false) };
+    /// The location and message of the task's panic, for its error.
+    static PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Replaces the panic hook once: a task's panic becomes its error (with
+/// its location) instead of text on the worker's stderr, as CPython sends
+/// a task's exception to the caller; other panics go to the previous hook.
+fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if IN_TASK.with(Cell::get) {
+                let location = info
+                    .location()
+                    .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
+                    .unwrap_or_default();
+                let text = format!("{location}\0{}", crate::job::panic_text(info.payload()));
+                PANIC.with(|p| *p.borrow_mut() = Some(text));
+            } else {
+                previous(info)
+            }
+        }));
+    });
+}
+
+/// Calls `f` on one item's arguments, appending the result to `out`.
+/// A failure gives its status and message; `Err(Ok(code))` is `exit(code)`
+/// inside the task.
+fn call_task(f: &ResolvedFn, args: &[u8], out: &mut Vec<u8>) -> Result<(), Result<i32, (u8, String)>> {
+    IN_TASK.with(|t| t.set(true));
+    let result = f.call(args, out);
+    IN_TASK.with(|t| t.set(false));
+    let hooked = PANIC.with(|p| p.borrow_mut().take());
+    match result {
+        Ok(()) => Ok(()),
+        Err(CallError::Exit(code)) => Err(Ok(code)),
+        Err(CallError::Panicked(message)) => {
+            Err(Err((wire::PANICKED, hooked.unwrap_or(message))))
+        }
+        Err(e @ CallError::Args { .. }) => Err(Err((wire::ARGS_UNDECODABLE, format!("{e:?}")))),
+        Err(e @ CallError::Result { .. }) => {
+            Err(Err((wire::RESULT_UNSERIALIZABLE, format!("{e:?}"))))
+        }
+        Err(e) => Err(Err((wire::PANICKED, format!("{e:?}")))),
+    }
+}
+
+/// The worker's state between units.
+struct Worker {
+    conn: Connection,
+    slot: RawArray<u64>,
+    /// Functions by number: resolved, or why not.
+    fns: Vec<Option<Result<ResolvedFn, String>>>,
+    /// Results not sent yet (one frame's payload).
+    out: Vec<u8>,
+    /// When the oldest of them was added.
+    pending_since: Option<Instant>,
+    done: u64,
+    maxtasks: Option<u64>,
+    memory: Option<(u64, ResidentMemory)>,
+    last_memory_check: Instant,
+}
+
+/// Why the worker loop stopped.
+enum Stop {
+    /// Asked to, retiring, or the pool is gone: exit normally.
+    Normal,
+    /// `exit(code)` inside a task.
+    Exit(i32),
+}
+
+/// The entry point of a worker process (a `Process` target).
+pub(crate) fn main(args: WorkerArgs) {
+    if let Some(pool_pid) = args.die_with {
+        let _ = rustix::process::set_parent_process_death_signal(Some(
+            rustix::process::Signal::KILL,
+        ));
+        // The pool may have died before the request took effect.
+        if rustix::process::getppid().map(|p| p.as_raw_nonzero().get()) != Some(pool_pid) {
+            return;
+        }
+    }
+    install_panic_hook();
+    let memory = args
+        .max_memory
+        .and_then(|limit| ResidentMemory::open().ok().map(|m| (limit, m)));
+    let mut worker = Worker {
+        conn: args.conn,
+        slot: args.slot,
+        fns: Vec::new(),
+        out: Vec::with_capacity(64 * 1024),
+        pending_since: None,
+        done: 0,
+        maxtasks: args.maxtasks,
+        memory,
+        last_memory_check: Instant::now(),
+    };
+    let stop = match worker.initialize(args.initializer) {
+        Ok(()) => worker.serve(),
+        Err(stop) => stop,
+    };
+    worker.flush();
+    if let Stop::Exit(code) = stop {
+        mp_context::exit(code)
+    }
+}
+
+impl Worker {
+    /// Runs the initializer; on failure reports it and says how to stop.
+    fn initialize(&mut self, init: Option<(FnRef, Vec<u8>)>) -> Result<(), Stop> {
+        if let Some((f, args)) = init {
+            let failure = match f.resolve() {
+                Err(e) => Some((format!("{e:?}"), Stop::Normal)),
+                Ok(f) => match call_task(&f, &args, &mut Vec::new()) {
+                    Ok(()) => None,
+                    Err(Ok(code)) => Some((
+                        format!("the initializer called exit({code})"),
+                        Stop::Exit(code),
+                    )),
+                    Err(Err((status, message))) => Some((describe(status, &message), Stop::Normal)),
+                },
+            };
+            if let Some((message, stop)) = failure {
+                wire::init_failed(&mut self.out, &message);
+                return Err(stop);
+            }
+        }
+        self.slot[READY] = 1;
+        wire::ready(&mut self.out);
+        Ok(())
+    }
+
+    /// Reads batches and runs their units until told to stop.
+    fn serve(&mut self) -> Stop {
+        let mut batch = Vec::new();
+        loop {
+            // About to block: send what is pending first.
+            if self.conn.buffered_len() == 0 && !self.flush() {
+                return Stop::Normal;
+            }
+            if self.conn.recv_bytes_into_vec(&mut batch).is_err() {
+                // End of file (the pool is gone) or a broken pipe.
+                return Stop::Normal;
+            }
+            let mut stop = None;
+            let parsed = wire::parse_to_worker(&batch, |record| match record {
+                ToWorker::Define { fn_id, fn_ref } => {
+                    self.define(fn_id, fn_ref);
+                    true
+                }
+                ToWorker::Unit { id, fn_id, args } => match self.run_unit(id, fn_id, args) {
+                    Ok(()) => true,
+                    Err(s) => {
+                        stop = Some(s);
+                        false
+                    }
+                },
+                ToWorker::Quit => {
+                    stop = Some(Stop::Normal);
+                    false
+                }
+            });
+            if let Some(stop) = stop {
+                return stop;
+            }
+            if let Err(e) = parsed {
+                eprintln!("mp-pool worker: {e}");
+                return Stop::Exit(1);
+            }
+        }
+    }
+
+    fn define(&mut self, fn_id: u32, fn_ref: &[u8]) {
+        let resolved = match postcard::from_bytes::<FnRef>(fn_ref) {
+            Ok(f) => f.resolve().map_err(|e| format!("{e:?}")),
+            Err(e) => Err(format!("could not decode the function reference: {e}")),
+        };
+        let at = fn_id as usize;
+        if self.fns.len() <= at {
+            self.fns.resize_with(at + 1, || None);
+        }
+        self.fns[at] = Some(resolved);
+    }
+
+    /// Runs one unit and files its results; `Err` when the worker must
+    /// stop afterwards.
+    fn run_unit(&mut self, id: u64, fn_id: u32, args: wire::Args<'_>) -> Result<(), Stop> {
+        self.slot[STARTED] += 1;
+        let t0 = Instant::now();
+        let record_start = self.out.len();
+        wire::begin_results(&mut self.out, id, args.count());
+        let f = match self.fns.get(fn_id as usize) {
+            Some(Some(f)) => f.clone(),
+            _ => Err(format!("function {fn_id} was never defined")),
+        };
+        for item in args.iter() {
+            match &f {
+                Ok(f) => {
+                    let mut exit = None;
+                    wire::push_result(&mut self.out, |out| {
+                        call_task(f, item, out).map_err(|e| match e {
+                            Ok(code) => {
+                                exit = Some(code);
+                                (wire::PANICKED, String::new())
+                            }
+                            Err(failure) => failure,
+                        })
+                    });
+                    if let Some(code) = exit {
+                        // The unit stays unanswered: the pool sees a
+                        // started unit and the exit code (WorkerLost).
+                        self.out.truncate(record_start);
+                        return Err(Stop::Exit(code));
+                    }
+                }
+                Err(message) => wire::push_failure(&mut self.out, wire::BAD_FUNCTION, message),
+            }
+        }
+        self.done += 1;
+        let now = Instant::now();
+        let took = now - t0;
+        let since = *self.pending_since.get_or_insert(t0);
+        if took >= FLUSH_AFTER || now - since >= FLUSH_AFTER || self.out.len() >= FLUSH_BYTES {
+            if !self.flush() {
+                return Err(Stop::Normal);
+            }
+        }
+        if self.maxtasks.is_some_and(|max| self.done >= max) {
+            return Err(Stop::Normal);
+        }
+        if self.over_memory(now, took) {
+            return Err(Stop::Normal);
+        }
+        Ok(())
+    }
+
+    /// Whether resident memory is past the limit (looked at now and then).
+    fn over_memory(&mut self, now: Instant, took: Duration) -> bool {
+        let Some((limit, memory)) = &self.memory else {
+            return false;
+        };
+        if took < MEMORY_CHECK_EVERY && now - self.last_memory_check < MEMORY_CHECK_EVERY {
+            return false;
+        }
+        self.last_memory_check = now;
+        memory.bytes().is_ok_and(|rss| rss > *limit)
+    }
+
+    /// Sends the pending results; false if the pool is gone.
+    fn flush(&mut self) -> bool {
+        self.pending_since = None;
+        if self.out.is_empty() {
+            return true;
+        }
+        let sent = self.conn.send_bytes(&self.out).is_ok();
+        self.out.clear();
+        sent
+    }
+}
+
+/// A failure's message for the initializer error.
+fn describe(status: u8, message: &str) -> String {
+    match status {
+        wire::PANICKED => match message.split_once('\0') {
+            Some((at, m)) if !at.is_empty() => format!("the initializer panicked at {at}: {m}"),
+            Some((_, m)) => format!("the initializer panicked: {m}"),
+            None => format!("the initializer panicked: {message}"),
+        },
+        _ => message.to_owned(),
+    }
+}
