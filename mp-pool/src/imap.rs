@@ -32,6 +32,10 @@ struct Feeder<A, R, I> {
     next: usize,
     /// The error that stopped reading the input, yielded last.
     error: Option<Error>,
+    /// A panic of the input iterator, raised again once the results of
+    /// the units before it have been yielded (CPython's imap yields the
+    /// chunks completed before a failing input, then raises).
+    input_panic: Option<Box<dyn std::any::Any + Send>>,
     ready: VecDeque<Result<R>>,
 }
 
@@ -53,6 +57,7 @@ where
             counts: HashMap::new(),
             next: 0,
             error: None,
+            input_panic: None,
             ready: VecDeque::new(),
         }
     }
@@ -64,7 +69,18 @@ where
             let Some(input) = self.input.as_mut() else {
                 return;
             };
-            let chunk: Vec<A> = input.by_ref().take(self.chunksize).collect();
+            let chunksize = self.chunksize;
+            let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                input.by_ref().take(chunksize).collect::<Vec<A>>()
+            }));
+            let chunk = match read {
+                Ok(chunk) => chunk,
+                Err(payload) => {
+                    self.input_panic = Some(payload);
+                    self.input = None;
+                    return;
+                }
+            };
             if chunk.is_empty() {
                 self.input = None;
                 return;
@@ -106,6 +122,9 @@ where
             }
             self.fill();
             if self.counts.is_empty() {
+                if let Some(payload) = self.input_panic.take() {
+                    std::panic::resume_unwind(payload);
+                }
                 return self.error.take().map(Err);
             }
             let stream = &self.stream;

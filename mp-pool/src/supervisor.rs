@@ -494,7 +494,8 @@ impl Supervisor {
         let config = &self.shared.config;
         let method = config.context.start_method();
         let args = WorkerArgs {
-            conn: Connection::from_fd_pair(tasks_r, results_w).map_err(conn_err)?,
+            tasks: Connection::new(tasks_r, true, false).map_err(conn_err)?,
+            results: Connection::new(results_w, false, true).map_err(conn_err)?,
             slot: theirs,
             initializer: config.initializer.clone(),
             maxtasks: config.maxtasksperchild,
@@ -637,6 +638,14 @@ impl Supervisor {
             }
         }
         self.ready = ready;
+        // After `terminate` (which sets the state before it kills the
+        // workers), dead workers are not replaced or mourned: the next
+        // round fails their units with the pool's error.
+        let status = self.shared.lock().status;
+        if !matches!(status, PoolState::Running | PoolState::Closed) {
+            self.status = status;
+            return Ok(());
+        }
         self.check_deadlines();
         while let Some(i) = self.workers.iter().position(|w| w.exited) {
             let w = self.workers.remove(i);

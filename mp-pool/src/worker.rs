@@ -1,10 +1,13 @@
 //! The worker process: runs the initializer, then the units it is sent, in
 //! order, answering each with its results (CPython's `pool.worker`).
 //!
-//! Results are batched: they are sent when the worker has nothing more to
-//! read, when a unit took long, or every [`FLUSH_AFTER`] at the latest, so
-//! that trivial tasks cost a fraction of a system call each and a slow one
-//! is answered as soon as it is done.
+//! Results are batched in an [`Outbox`]: they are sent when the worker has
+//! nothing more to read, when a unit took long, or once the oldest has
+//! waited [`FLUSH_AFTER`], so that trivial tasks cost a fraction of a
+//! system call each and a slow one is answered as soon as it is done. A
+//! small flusher thread sends what has waited [`FLUSH_LATEST`] while the
+//! worker is inside a unit, so that a slow task never holds back the
+//! results of the quick ones before it.
 //!
 //! Before it starts a unit the worker counts it in its slot of shared
 //! memory ([`STARTED`]). When a worker dies, the pool reads that count:
@@ -13,6 +16,7 @@
 //! started and go to another worker.
 
 use std::cell::{Cell, RefCell};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use mp_conn::Connection;
@@ -30,9 +34,13 @@ pub(crate) const READY: usize = 1;
 /// The slot's length in `u64`s.
 pub(crate) const SLOT_LEN: usize = 2;
 
-/// Pending results wait at most this long (or for the end of a unit that
-/// took longer) before they are sent.
+/// At the end of a unit, pending results that have waited this long (or
+/// whose unit took this long) are sent.
 const FLUSH_AFTER: Duration = Duration::from_micros(100);
+
+/// The flusher thread sends results that have waited this long while the
+/// worker is still inside a unit.
+const FLUSH_LATEST: Duration = Duration::from_millis(1);
 
 /// Pending results are sent once they hold this many bytes.
 const FLUSH_BYTES: usize = 256 * 1024;
@@ -45,8 +53,10 @@ const MEMORY_CHECK_EVERY: Duration = Duration::from_millis(2);
 /// What a worker process is started with.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct WorkerArgs {
-    /// Tasks in, results out.
-    pub(crate) conn: Connection,
+    /// Batches of units from the pool.
+    pub(crate) tasks: Connection,
+    /// Batches of results to the pool.
+    pub(crate) results: Connection,
     /// [`STARTED`] and [`READY`], shared with the pool.
     pub(crate) slot: RawArray<u64>,
     pub(crate) initializer: Option<(FnRef, Vec<u8>)>,
@@ -110,16 +120,106 @@ fn call_task(f: &ResolvedFn, args: &[u8], out: &mut Vec<u8>) -> Result<(), Resul
     }
 }
 
+/// Results waiting to be sent, shared by the worker's thread and its
+/// flusher thread.
+struct Outbox {
+    pending: Mutex<Pending>,
+    wake: Condvar,
+}
+
+struct Pending {
+    /// Records not sent yet (one frame's payload).
+    buf: Vec<u8>,
+    /// When the oldest of them was added.
+    since: Option<Instant>,
+    results: Connection,
+    /// Sending failed: the pool is gone.
+    broken: bool,
+    /// The flusher waits without a deadline (and needs a wake-up).
+    idle: bool,
+    stop: bool,
+}
+
+impl Pending {
+    /// Sends what is pending; false once the pool is gone.
+    fn flush(&mut self) -> bool {
+        self.since = None;
+        if !self.buf.is_empty() && !self.broken {
+            self.broken = self.results.send_bytes(&self.buf).is_err();
+        }
+        self.buf.clear();
+        !self.broken
+    }
+}
+
+impl Outbox {
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        crate::job::lock(&self.pending)
+    }
+
+    /// Adds records; sends everything if `urgent`, if the oldest pending
+    /// record has waited [`FLUSH_AFTER`], or if it is a lot. False once the
+    /// pool is gone.
+    fn add(&self, records: &[u8], now: Instant, urgent: bool) -> bool {
+        let mut p = self.lock();
+        p.buf.extend_from_slice(records);
+        let since = *p.since.get_or_insert(now);
+        if urgent || now - since >= FLUSH_AFTER || p.buf.len() >= FLUSH_BYTES {
+            return p.flush();
+        }
+        if p.idle {
+            self.wake.notify_one();
+        }
+        !p.broken
+    }
+
+    /// Sends everything now.
+    fn flush(&self) -> bool {
+        self.lock().flush()
+    }
+
+    /// The flusher thread: sends records that waited [`FLUSH_LATEST`].
+    fn run_flusher(&self) {
+        let mut p = self.lock();
+        while !p.stop {
+            match p.since {
+                None => {
+                    p.idle = true;
+                    p = self.wake.wait(p).unwrap_or_else(|e| e.into_inner());
+                    p.idle = false;
+                }
+                Some(since) => {
+                    let due = since + FLUSH_LATEST;
+                    let now = Instant::now();
+                    if now >= due {
+                        p.flush();
+                    } else {
+                        p = self
+                            .wake
+                            .wait_timeout(p, due - now)
+                            .unwrap_or_else(|e| e.into_inner())
+                            .0;
+                    }
+                }
+            }
+        }
+    }
+
+    fn stop_flusher(&self) {
+        self.lock().stop = true;
+        self.wake.notify_one();
+    }
+}
+
 /// The worker's state between units.
 struct Worker {
-    conn: Connection,
+    tasks: Connection,
     slot: RawArray<u64>,
     /// Functions by number: resolved, or why not.
     fns: Vec<Option<Result<ResolvedFn, String>>>,
-    /// Results not sent yet (one frame's payload).
+    outbox: Arc<Outbox>,
+    /// The records of the unit being run.
     out: Vec<u8>,
-    /// When the oldest of them was added.
-    pending_since: Option<Instant>,
     done: u64,
     maxtasks: Option<u64>,
     memory: Option<(u64, ResidentMemory)>,
@@ -149,12 +249,32 @@ pub(crate) fn main(args: WorkerArgs) {
     let memory = args
         .max_memory
         .and_then(|limit| ResidentMemory::open().ok().map(|m| (limit, m)));
+    let outbox = Arc::new(Outbox {
+        pending: Mutex::new(Pending {
+            buf: Vec::with_capacity(64 * 1024),
+            since: None,
+            results: args.results,
+            broken: false,
+            idle: false,
+            stop: false,
+        }),
+        wake: Condvar::new(),
+    });
+    // Without the flusher (no thread to be had), results still go out at
+    // the end of every unit that took long and before the worker waits.
+    let flusher = {
+        let outbox = outbox.clone();
+        std::thread::Builder::new()
+            .name("mp-pool-flusher".into())
+            .spawn(move || outbox.run_flusher())
+            .ok()
+    };
     let mut worker = Worker {
-        conn: args.conn,
+        tasks: args.tasks,
         slot: args.slot,
         fns: Vec::new(),
-        out: Vec::with_capacity(64 * 1024),
-        pending_since: None,
+        outbox: outbox.clone(),
+        out: Vec::new(),
         done: 0,
         maxtasks: args.maxtasks,
         memory,
@@ -164,7 +284,11 @@ pub(crate) fn main(args: WorkerArgs) {
         Ok(()) => worker.serve(),
         Err(stop) => stop,
     };
-    worker.flush();
+    outbox.flush();
+    outbox.stop_flusher();
+    if let Some(flusher) = flusher {
+        let _ = flusher.join();
+    }
     if let Stop::Exit(code) = stop {
         mp_context::exit(code)
     }
@@ -186,12 +310,16 @@ impl Worker {
                 },
             };
             if let Some((message, stop)) = failure {
-                wire::init_failed(&mut self.out, &message);
+                let mut out = Vec::new();
+                wire::init_failed(&mut out, &message);
+                self.outbox.add(&out, Instant::now(), true);
                 return Err(stop);
             }
         }
         self.slot[READY] = 1;
-        wire::ready(&mut self.out);
+        let mut out = Vec::new();
+        wire::ready(&mut out);
+        self.outbox.add(&out, Instant::now(), true);
         Ok(())
     }
 
@@ -200,10 +328,10 @@ impl Worker {
         let mut batch = Vec::new();
         loop {
             // About to block: send what is pending first.
-            if self.conn.buffered_len() == 0 && !self.flush() {
+            if self.tasks.buffered_len() == 0 && !self.outbox.flush() {
                 return Stop::Normal;
             }
-            if self.conn.recv_bytes_into_vec(&mut batch).is_err() {
+            if self.tasks.recv_bytes_into_vec(&mut batch).is_err() {
                 // End of file (the pool is gone) or a broken pipe.
                 return Stop::Normal;
             }
@@ -252,7 +380,7 @@ impl Worker {
     fn run_unit(&mut self, id: u64, fn_id: u32, args: wire::Args<'_>) -> Result<(), Stop> {
         self.slot[STARTED] += 1;
         let t0 = Instant::now();
-        let record_start = self.out.len();
+        self.out.clear();
         wire::begin_results(&mut self.out, id, args.count());
         let f = match self.fns.get(fn_id as usize) {
             Some(Some(f)) => f.clone(),
@@ -274,7 +402,6 @@ impl Worker {
                     if let Some(code) = exit {
                         // The unit stays unanswered: the pool sees a
                         // started unit and the exit code (WorkerLost).
-                        self.out.truncate(record_start);
                         return Err(Stop::Exit(code));
                     }
                 }
@@ -284,11 +411,8 @@ impl Worker {
         self.done += 1;
         let now = Instant::now();
         let took = now - t0;
-        let since = *self.pending_since.get_or_insert(t0);
-        if took >= FLUSH_AFTER || now - since >= FLUSH_AFTER || self.out.len() >= FLUSH_BYTES {
-            if !self.flush() {
-                return Err(Stop::Normal);
-            }
+        if !self.outbox.add(&self.out, now, took >= FLUSH_AFTER) {
+            return Err(Stop::Normal);
         }
         if self.maxtasks.is_some_and(|max| self.done >= max) {
             return Err(Stop::Normal);
@@ -309,17 +433,6 @@ impl Worker {
         }
         self.last_memory_check = now;
         memory.bytes().is_ok_and(|rss| rss > *limit)
-    }
-
-    /// Sends the pending results; false if the pool is gone.
-    fn flush(&mut self) -> bool {
-        self.pending_since = None;
-        if self.out.is_empty() {
-            return true;
-        }
-        let sent = self.conn.send_bytes(&self.out).is_ok();
-        self.out.clear();
-        sent
     }
 }
 

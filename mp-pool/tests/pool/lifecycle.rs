@@ -1,2 +1,174 @@
-//! placeholder
-pub(crate) const TESTS: &[(&str, fn())] = &[];
+//! Workers coming and going: `maxtasksperchild` (pids change),
+//! `terminate` with tasks in flight (prompt, no child left), dropping a
+//! pool, the lazy `imap` over an endless input, an input that panics, and
+//! a pool that cannot start.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use mp_pool::{Error, Pool};
+
+use crate::{LONG, METHODS, alive, pool};
+
+pub(crate) const TESTS: &[(&str, fn())] = &[
+    ("maxtasksperchild_replaces_workers", maxtasksperchild_replaces_workers),
+    ("terminate_with_tasks_in_flight", terminate_with_tasks_in_flight),
+    ("dropping_a_pool_terminates_it", dropping_a_pool_terminates_it),
+    ("lazy_imap_over_an_endless_input", lazy_imap_over_an_endless_input),
+    ("a_panicking_input_is_raised_in_place", a_panicking_input_is_raised_in_place),
+    ("a_large_pool", a_large_pool),
+];
+
+fn pid_of(_: u64) -> i32 {
+    std::process::id() as i32
+}
+
+fn square(n: u64) -> u64 {
+    n * n
+}
+
+fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+fn maxtasksperchild_replaces_workers() {
+    for m in METHODS {
+        let p = Pool::builder()
+            .processes(2)
+            .start_method(m)
+            .maxtasksperchild(2)
+            .build()
+            .unwrap();
+        let pids = p.map(pid_of, 0..20, Some(1)).unwrap();
+        let mut uses: HashMap<i32, usize> = HashMap::new();
+        for pid in &pids {
+            *uses.entry(*pid).or_default() += 1;
+        }
+        assert!(uses.values().all(|&n| n <= 2), "{m}: {uses:?}");
+        assert!(uses.len() >= 10, "{m}: {uses:?}");
+        // A chunk counts as one task, as in CPython.
+        let pids = p.map(pid_of, 0..8, Some(4)).unwrap();
+        assert!(pids[..4].iter().all(|&x| x == pids[0]), "{m}: {pids:?}");
+        assert_eq!(p.apply(square, 3).unwrap(), 9);
+    }
+}
+
+/// CPython's test_terminate, with the never-hang rules: terminating with
+/// thousands of queued tasks and workers busy returns promptly, kills the
+/// workers, and fails what did not finish.
+fn terminate_with_tasks_in_flight() {
+    for m in METHODS {
+        let p = pool(m, 2);
+        let sleepers: Vec<_> = (0..4).map(|_| p.apply_async(sleep_ms, 60_000).unwrap()).collect();
+        let queued: Vec<_> = (0..10_000).map(|i| p.apply_async(square, i).unwrap()).collect();
+        std::thread::sleep(Duration::from_millis(100));
+        let workers = p.worker_pids();
+        assert_eq!(workers.len(), 2);
+        let t0 = Instant::now();
+        p.terminate();
+        let took = t0.elapsed();
+        assert!(took < Duration::from_secs(20), "{m}: terminate took {took:?}");
+        for w in &workers {
+            assert!(!alive(*w), "{m}: worker {w} left behind");
+        }
+        for r in &sleepers {
+            assert!(matches!(r.get(Some(Duration::ZERO)), Err(Error::Terminated)), "{m}");
+        }
+        // Every queued task is finished one way or the other.
+        assert!(queued.iter().all(|r| r.ready()), "{m}");
+        assert!(mp_context::active_children().iter().all(|c| {
+            c.pid().ok().flatten().is_none_or(|pid| !workers.contains(&pid))
+        }));
+    }
+}
+
+fn dropping_a_pool_terminates_it() {
+    for m in METHODS {
+        let p = pool(m, 2);
+        let r = p.apply_async(sleep_ms, 60_000).unwrap();
+        let workers = p.worker_pids();
+        drop(p);
+        assert!(matches!(r.get(LONG), Err(Error::Terminated)), "{m}");
+        for w in workers {
+            assert!(!alive(w), "{m}: worker {w} left behind");
+        }
+    }
+}
+
+fn lazy_imap_over_an_endless_input() {
+    let window = 8;
+    for m in METHODS {
+        let p = Pool::builder()
+            .processes(2)
+            .start_method(m)
+            .imap_window(window)
+            .build()
+            .unwrap();
+        for (chunksize, ordered) in [(1, true), (3, true), (1, false), (4, false)] {
+            let pulled = Rc::new(Cell::new(0usize));
+            let counter = pulled.clone();
+            let endless = (0u64..).inspect(move |_| counter.set(counter.get() + 1));
+            let n = 50;
+            let mut got: Vec<u64> = if ordered {
+                p.imap(square, endless, chunksize)
+                    .unwrap()
+                    .take(n)
+                    .collect::<Result<_, _>>()
+                    .unwrap()
+            } else {
+                p.imap_unordered(square, endless, chunksize)
+                    .unwrap()
+                    .take(n)
+                    .collect::<Result<_, _>>()
+                    .unwrap()
+            };
+            let bound = n + (window + 1) * chunksize;
+            assert!(
+                pulled.get() <= bound,
+                "{m}: read {} items for {n} results (bound {bound})",
+                pulled.get()
+            );
+            if ordered {
+                assert_eq!(got, (0..n as u64).map(|i| i * i).collect::<Vec<_>>(), "{m}");
+            } else {
+                got.sort_unstable();
+                got.dedup();
+                assert_eq!(got.len(), n, "{m}: every result once");
+            }
+        }
+    }
+}
+
+/// SH-25: an exception of the input propagates, after the results of the
+/// chunks read before it.
+fn a_panicking_input_is_raised_in_place() {
+    let p = pool("forkserver", 2);
+    let input = (0u64..10).map(|i| {
+        if i == 5 {
+            panic!("the input iterator fails on purpose");
+        }
+        i
+    });
+    let mut it = p.imap(square, input, 1).unwrap();
+    let mut got = Vec::new();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        for r in &mut it {
+            got.push(r.unwrap());
+        }
+    }));
+    assert!(outcome.is_err(), "the input's panic reaches the caller");
+    assert_eq!(got, [0, 1, 4, 9, 16]);
+    assert_eq!(p.apply(square, 2).unwrap(), 4, "the pool goes on");
+}
+
+/// CTX-35: Pool(200) works (here 64: the machine is small and shared).
+fn a_large_pool() {
+    let p = pool("forkserver", 64);
+    let total: u64 = p.map(square, 0..1000, None).unwrap().iter().sum();
+    assert_eq!(total, 332_833_500);
+    p.close();
+    p.join().unwrap();
+}
