@@ -4,7 +4,7 @@
 use std::any::TypeId;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -411,25 +411,29 @@ impl Pool {
             wake: EventFd::new()?,
             sleeping: AtomicBool::new(false),
         });
-        let (started_tx, started_rx) = mpsc::channel();
-        let for_thread = shared.clone();
-        let handle = std::thread::Builder::new()
+        let supervisor = crate::supervisor::start(shared.clone())?;
+        // The thread is spawned with everything it serves: if that fails,
+        // the supervisor (and with it the workers) is handed back and
+        // stopped.
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let spawned = std::thread::Builder::new()
             .name("mp-pool".into())
-            .spawn(move || crate::supervisor::run(for_thread, started_tx))?;
-        match started_rx.recv() {
-            Ok(Ok(())) => Ok(Pool {
-                shared,
-                supervisor: Mutex::new(Some(handle)),
-            }),
-            Ok(Err(e)) => {
-                let _ = handle.join();
-                Err(e)
+            .spawn(move || match rx.recv() {
+                Ok(sup) => crate::supervisor::run(sup),
+                Err(_) => {}
+            });
+        match spawned {
+            Ok(handle) => {
+                let _ = tx.send(supervisor);
+                Ok(Pool {
+                    shared,
+                    supervisor: Mutex::new(Some(handle)),
+                })
             }
-            Err(_) => {
-                let _ = handle.join();
-                Err(Error::Io(Arc::new(std::io::Error::other(
-                    "the pool's supervisor thread ended while starting the workers",
-                ))))
+            Err(e) => {
+                shared.lock().status = PoolState::Terminated;
+                crate::supervisor::stop(supervisor);
+                Err(e.into())
             }
         }
     }

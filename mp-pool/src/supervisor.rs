@@ -25,7 +25,6 @@ use std::collections::VecDeque;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use mp_conn::{Connection, FrameDecoder};
@@ -345,7 +344,7 @@ impl Worker {
 }
 
 /// The supervisor's state.
-struct Supervisor {
+pub(crate) struct Supervisor {
     shared: Arc<Shared>,
     epoll: Epoll,
     workers: Vec<Worker>,
@@ -362,25 +361,24 @@ struct Supervisor {
     ready: Vec<u64>,
 }
 
-/// The supervisor thread's body: starts the workers (reporting the outcome
-/// on `started`), then serves the pool until it is finished.
-pub(crate) fn run(shared: Arc<Shared>, started: mpsc::Sender<Result<()>>) {
-    let mut sup = match Supervisor::new(shared.clone()) {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = started.send(Err(e));
-            return;
-        }
-    };
+/// Starts a pool's workers, on the calling thread (as CPython's `Pool()`
+/// does: a start error is the caller's), and returns the supervisor that
+/// will serve them.
+pub(crate) fn start(shared: Arc<Shared>) -> Result<Supervisor> {
+    let mut sup = Supervisor::new(shared.clone())?;
     for _ in 0..shared.config.processes {
         if let Err(e) = sup.start_worker() {
-            sup.shutdown(Error::Terminated);
             shared.lock().status = PoolState::Terminated;
-            let _ = started.send(Err(e));
-            return;
+            sup.shutdown(Error::Terminated);
+            return Err(e);
         }
     }
-    let _ = started.send(Ok(()));
+    Ok(sup)
+}
+
+/// The supervisor thread's body: serves the pool until it is finished.
+pub(crate) fn run(mut sup: Supervisor) {
+    let shared = sup.shared.clone();
     let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sup.serve()));
     let failure = match served {
         Ok(Ok(())) => return,
@@ -419,6 +417,7 @@ impl Supervisor {
     }
 
     fn serve(&mut self) -> Result<()> {
+        let mut events = sys::epoll_events();
         loop {
             self.pull();
             match self.status {
@@ -453,7 +452,7 @@ impl Supervisor {
             for w in &mut self.workers {
                 w.flush(&self.epoll);
             }
-            self.wait()?;
+            self.wait(&mut events)?;
         }
     }
 
@@ -500,7 +499,8 @@ impl Supervisor {
             initializer: config.initializer.clone(),
             maxtasks: config.maxtasksperchild,
             max_memory: config.max_memory_per_child,
-            die_with: (method == StartMethod::Fork).then(|| std::process::id() as i32),
+            report_ready: config.task_timeout.is_some(),
+            watch_pool: (method == StartMethod::Fork).then(|| std::process::id() as i32),
         };
         self.started += 1;
         let prefix = match method {
@@ -599,7 +599,7 @@ impl Supervisor {
 
     /// Sleeps until something happens (or the next deadline), then deals
     /// with it.
-    fn wait(&mut self) -> Result<()> {
+    fn wait(&mut self, events: &mut Vec<rustix::event::epoll::Event>) -> Result<()> {
         let now = Instant::now();
         let limit = self.shared.config.task_timeout;
         let next = self
@@ -619,7 +619,7 @@ impl Supervisor {
             next.map(|d| d.saturating_duration_since(now))
         };
         self.ready.clear();
-        let waited = self.epoll.wait(timeout, &mut self.ready);
+        let waited = self.epoll.wait(timeout, events, &mut self.ready);
         self.shared.sleeping.store(false, Ordering::SeqCst);
         waited?;
         let ready = std::mem::take(&mut self.ready);
@@ -749,4 +749,9 @@ impl Supervisor {
         }
         self.shared.lock().workers.clear();
     }
+}
+
+/// Stops a supervisor whose thread could not be started.
+pub(crate) fn stop(mut sup: Supervisor) {
+    sup.shutdown(Error::Terminated);
 }

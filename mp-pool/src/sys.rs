@@ -86,22 +86,21 @@ impl AsFd for EventFd {
 }
 
 /// A level-triggered epoll set whose events carry a `u64` key.
+#[derive(Debug)]
 pub(crate) struct Epoll {
     fd: OwnedFd,
-    events: Vec<epoll::Event>,
 }
 
-impl std::fmt::Debug for Epoll {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Epoll").field("fd", &self.fd).finish_non_exhaustive()
-    }
+/// The buffer [`Epoll::wait`] fills (kept by the waiting thread: an epoll
+/// event may hold a pointer, so it cannot travel between threads).
+pub(crate) fn epoll_events() -> Vec<epoll::Event> {
+    Vec::with_capacity(256)
 }
 
 impl Epoll {
     pub(crate) fn new() -> io::Result<Epoll> {
         Ok(Epoll {
             fd: epoll::create(epoll::CreateFlags::CLOEXEC)?,
-            events: Vec::with_capacity(256),
         })
     }
 
@@ -122,7 +121,12 @@ impl Epoll {
 
     /// Waits up to `timeout` (`None`: no limit) and appends the keys of
     /// the ready fds to `ready`.
-    pub(crate) fn wait(&mut self, timeout: Option<Duration>, ready: &mut Vec<u64>) -> io::Result<()> {
+    pub(crate) fn wait(
+        &self,
+        timeout: Option<Duration>,
+        events: &mut Vec<epoll::Event>,
+        ready: &mut Vec<u64>,
+    ) -> io::Result<()> {
         // epoll_wait takes milliseconds before Linux 5.11: round up, so
         // that a deadline is never reported early, and cap at a day.
         let ts = timeout.map(|t| {
@@ -133,16 +137,12 @@ impl Epoll {
                 tv_nsec: (ms % 1000) * 1_000_000,
             }
         });
-        self.events.clear();
-        match epoll::wait(
-            &self.fd,
-            rustix::buffer::spare_capacity(&mut self.events),
-            ts.as_ref(),
-        ) {
+        events.clear();
+        match epoll::wait(&self.fd, rustix::buffer::spare_capacity(&mut *events), ts.as_ref()) {
             Ok(_) | Err(Errno::INTR) => {}
             Err(e) => return Err(e.into()),
         }
-        ready.extend(self.events.iter().map(|e| e.data.u64()));
+        ready.extend(events.iter().map(|e| e.data.u64()));
         Ok(())
     }
 }
@@ -212,18 +212,18 @@ mod tests {
 
     #[test]
     fn epoll_reports_the_eventfd() {
-        let mut ep = Epoll::new().unwrap();
+        let ep = Epoll::new().unwrap();
         let ev = EventFd::new().unwrap();
         ep.add(ev.as_fd(), 7, false).unwrap();
-        let mut ready = Vec::new();
-        ep.wait(Some(Duration::ZERO), &mut ready).unwrap();
+        let (mut events, mut ready) = (epoll_events(), Vec::new());
+        ep.wait(Some(Duration::ZERO), &mut events, &mut ready).unwrap();
         assert!(ready.is_empty());
         ev.signal();
-        ep.wait(Some(Duration::from_secs(5)), &mut ready).unwrap();
+        ep.wait(Some(Duration::from_secs(5)), &mut events, &mut ready).unwrap();
         assert_eq!(ready, [7]);
         ev.drain();
         ready.clear();
-        ep.wait(Some(Duration::ZERO), &mut ready).unwrap();
+        ep.wait(Some(Duration::ZERO), &mut events, &mut ready).unwrap();
         assert!(ready.is_empty());
     }
 }

@@ -16,12 +16,14 @@
 //! started and go to another worker.
 
 use std::cell::{Cell, RefCell};
+use std::os::fd::OwnedFd;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use mp_conn::Connection;
 use mp_context::{CallError, FnRef, ResolvedFn};
 use mp_heap::RawArray;
+use rustix::event::{PollFd, PollFlags};
 use serde::{Deserialize, Serialize};
 
 use crate::sys::ResidentMemory;
@@ -62,11 +64,14 @@ pub(crate) struct WorkerArgs {
     pub(crate) initializer: Option<(FnRef, Vec<u8>)>,
     pub(crate) maxtasks: Option<u64>,
     pub(crate) max_memory: Option<u64>,
-    /// Under fork: the pool's pid. The worker asks to be killed when the
-    /// thread that forked it (the pool's supervisor) ends, so that a pool
-    /// process that dies takes its workers with it even though sibling
-    /// workers hold copies of each other's pipes.
-    pub(crate) die_with: Option<i32>,
+    /// Send "ready" once the initializer has run (the pool has a task
+    /// timeout, which counts from then).
+    pub(crate) report_ready: bool,
+    /// Under fork: the pool's pid. Forked workers inherit copies of each
+    /// other's pipe ends, so end of file on the task pipe does not tell
+    /// that the pool is gone; the worker watches the pool process itself
+    /// (a pidfd) whenever it waits for work.
+    pub(crate) watch_pool: Option<i32>,
 }
 
 thread_local! {
@@ -158,19 +163,19 @@ impl Outbox {
     }
 
     /// Adds records; sends everything if `urgent`, if the oldest pending
-    /// record has waited [`FLUSH_AFTER`], or if it is a lot. False once the
-    /// pool is gone.
-    fn add(&self, records: &[u8], now: Instant, urgent: bool) -> bool {
+    /// record has waited [`FLUSH_AFTER`], or if it is a lot. Says whether
+    /// records are left pending; `Err` once the pool is gone.
+    fn add(&self, records: &[u8], now: Instant, urgent: bool) -> Result<bool, Gone> {
         let mut p = self.lock();
         p.buf.extend_from_slice(records);
         let since = *p.since.get_or_insert(now);
         if urgent || now - since >= FLUSH_AFTER || p.buf.len() >= FLUSH_BYTES {
-            return p.flush();
+            return if p.flush() { Ok(false) } else { Err(Gone) };
         }
         if p.idle {
             self.wake.notify_one();
         }
-        !p.broken
+        if p.broken { Err(Gone) } else { Ok(true) }
     }
 
     /// Sends everything now.
@@ -211,13 +216,56 @@ impl Outbox {
     }
 }
 
+/// The pool stopped reading: the worker should exit.
+struct Gone;
+
+/// A pidfd of the pool process `pid`, our parent, or `None` if it is gone.
+fn watch(pid: i32) -> Option<OwnedFd> {
+    let fd = rustix::process::pidfd_open(
+        rustix::process::Pid::from_raw(pid)?,
+        rustix::process::PidfdFlags::empty(),
+    )
+    .ok()?;
+    // Still our parent once the pidfd exists: it names the pool, not a
+    // process that took its pid after it died.
+    let parent = rustix::process::getppid().map(|p| p.as_raw_nonzero().get());
+    (parent == Some(pid)).then_some(fd)
+}
+
+/// Waits until `tasks` has something to read; false if the pool process
+/// (`pool`, a pidfd) ended first.
+fn wait_for_work(tasks: &Connection, pool: &OwnedFd) -> bool {
+    loop {
+        let mut fds = [
+            PollFd::new(tasks, PollFlags::IN),
+            PollFd::new(pool, PollFlags::IN),
+        ];
+        match rustix::event::poll(&mut fds, None) {
+            Ok(_) if !fds[1].revents().is_empty() => return false,
+            Ok(_) => return true,
+            Err(rustix::io::Errno::INTR) => continue,
+            // Cannot watch: read as if there were no pool to watch.
+            Err(_) => return true,
+        }
+    }
+}
+
 /// The worker's state between units.
 struct Worker {
     tasks: Connection,
+    /// Under fork: a pidfd of the pool process.
+    pool: Option<OwnedFd>,
     slot: RawArray<u64>,
     /// Functions by number: resolved, or why not.
     fns: Vec<Option<Result<ResolvedFn, String>>>,
     outbox: Arc<Outbox>,
+    /// The flusher thread, started the first time a unit begins while
+    /// results are pending (a pool that runs one task never needs it).
+    flusher: Option<std::thread::JoinHandle<()>>,
+    /// Results were left pending by the last unit.
+    pending: bool,
+    /// Whether the pool waits for "ready" (it has a task timeout).
+    report_ready: bool,
     /// The records of the unit being run.
     out: Vec<u8>,
     done: u64,
@@ -236,15 +284,14 @@ enum Stop {
 
 /// The entry point of a worker process (a `Process` target).
 pub(crate) fn main(args: WorkerArgs) {
-    if let Some(pool_pid) = args.die_with {
-        let _ = rustix::process::set_parent_process_death_signal(Some(
-            rustix::process::Signal::KILL,
-        ));
-        // The pool may have died before the request took effect.
-        if rustix::process::getppid().map(|p| p.as_raw_nonzero().get()) != Some(pool_pid) {
-            return;
-        }
-    }
+    let pool = match args.watch_pool {
+        Some(pid) => match watch(pid) {
+            Some(fd) => Some(fd),
+            // The pool is gone already.
+            None => return,
+        },
+        None => None,
+    };
     install_panic_hook();
     let memory = args
         .max_memory
@@ -260,20 +307,15 @@ pub(crate) fn main(args: WorkerArgs) {
         }),
         wake: Condvar::new(),
     });
-    // Without the flusher (no thread to be had), results still go out at
-    // the end of every unit that took long and before the worker waits.
-    let flusher = {
-        let outbox = outbox.clone();
-        std::thread::Builder::new()
-            .name("mp-pool-flusher".into())
-            .spawn(move || outbox.run_flusher())
-            .ok()
-    };
     let mut worker = Worker {
         tasks: args.tasks,
+        pool,
         slot: args.slot,
         fns: Vec::new(),
         outbox: outbox.clone(),
+        flusher: None,
+        pending: false,
+        report_ready: args.report_ready,
         out: Vec::new(),
         done: 0,
         maxtasks: args.maxtasks,
@@ -285,8 +327,8 @@ pub(crate) fn main(args: WorkerArgs) {
         Err(stop) => stop,
     };
     outbox.flush();
-    outbox.stop_flusher();
-    if let Some(flusher) = flusher {
+    if let Some(flusher) = worker.flusher.take() {
+        outbox.stop_flusher();
         let _ = flusher.join();
     }
     if let Stop::Exit(code) = stop {
@@ -312,14 +354,16 @@ impl Worker {
             if let Some((message, stop)) = failure {
                 let mut out = Vec::new();
                 wire::init_failed(&mut out, &message);
-                self.outbox.add(&out, Instant::now(), true);
+                let _ = self.outbox.add(&out, Instant::now(), true);
                 return Err(stop);
             }
         }
         self.slot[READY] = 1;
-        let mut out = Vec::new();
-        wire::ready(&mut out);
-        self.outbox.add(&out, Instant::now(), true);
+        if self.report_ready {
+            let mut out = Vec::new();
+            wire::ready(&mut out);
+            let _ = self.outbox.add(&out, Instant::now(), true);
+        }
         Ok(())
     }
 
@@ -328,8 +372,16 @@ impl Worker {
         let mut batch = Vec::new();
         loop {
             // About to block: send what is pending first.
-            if self.tasks.buffered_len() == 0 && !self.outbox.flush() {
-                return Stop::Normal;
+            if self.tasks.buffered_len() == 0 {
+                if !self.outbox.flush() {
+                    return Stop::Normal;
+                }
+                self.pending = false;
+                if let Some(pool) = &self.pool {
+                    if !wait_for_work(&self.tasks, pool) {
+                        return Stop::Normal;
+                    }
+                }
             }
             if self.tasks.recv_bytes_into_vec(&mut batch).is_err() {
                 // End of file (the pool is gone) or a broken pipe.
@@ -379,6 +431,15 @@ impl Worker {
     /// stop afterwards.
     fn run_unit(&mut self, id: u64, fn_id: u32, args: wire::Args<'_>) -> Result<(), Stop> {
         self.slot[STARTED] += 1;
+        if self.pending && self.flusher.is_none() {
+            // Without a thread to be had, results still go out at the end
+            // of every unit that took long and before the worker waits.
+            let outbox = self.outbox.clone();
+            self.flusher = std::thread::Builder::new()
+                .name("mp-pool-flusher".into())
+                .spawn(move || outbox.run_flusher())
+                .ok();
+        }
         let t0 = Instant::now();
         self.out.clear();
         wire::begin_results(&mut self.out, id, args.count());
@@ -411,8 +472,9 @@ impl Worker {
         self.done += 1;
         let now = Instant::now();
         let took = now - t0;
-        if !self.outbox.add(&self.out, now, took >= FLUSH_AFTER) {
-            return Err(Stop::Normal);
+        match self.outbox.add(&self.out, now, took >= FLUSH_AFTER) {
+            Ok(pending) => self.pending = pending,
+            Err(Gone) => return Err(Stop::Normal),
         }
         if self.maxtasks.is_some_and(|max| self.done >= max) {
             return Err(Stop::Normal);

@@ -19,7 +19,48 @@ pub(crate) const TESTS: &[(&str, fn())] = &[
     ("lazy_imap_over_an_endless_input", lazy_imap_over_an_endless_input),
     ("a_panicking_input_is_raised_in_place", a_panicking_input_is_raised_in_place),
     ("a_large_pool", a_large_pool),
+    (
+        "workers_exit_when_the_pool_process_dies",
+        workers_exit_when_the_pool_process_dies,
+    ),
 ];
+
+/// The environment variable that makes this binary
+/// [`start_pool_then_die`] with the start method it names.
+pub(crate) const DIE_ROLE: &str = "MP_POOL_TEST_DIE_WITH_POOL";
+
+/// A pool process killed by a signal (no exit handler runs): prints its
+/// workers' pids, then `SIGKILL`s itself.
+pub(crate) fn start_pool_then_die(method: &str) -> ! {
+    use std::io::Write;
+    let p = pool(method, 2);
+    assert_eq!(p.apply(square, 3).unwrap(), 9);
+    let pids: Vec<String> = p.worker_pids().iter().map(i32::to_string).collect();
+    println!("{}", pids.join(" "));
+    std::io::stdout().flush().unwrap();
+    let me = rustix::process::getpid();
+    let _ = rustix::process::kill_process(me, rustix::process::Signal::KILL);
+    unreachable!("SIGKILL ends the process")
+}
+
+/// Under every start method, workers notice that the pool's process is
+/// gone (under fork, where siblings hold copies of each other's pipes,
+/// through a pidfd of the pool) and exit.
+fn workers_exit_when_the_pool_process_dies() {
+    for m in METHODS {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .env(DIE_ROLE, m)
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let pids: Vec<i32> = text.split_whitespace().map(|w| w.parse().unwrap()).collect();
+        assert_eq!(pids.len(), 2, "{m}: {text:?}");
+        for pid in pids {
+            crate::eventually(&format!("{m}: worker {pid} to exit"), || !alive(pid));
+        }
+    }
+}
 
 fn pid_of(_: u64) -> i32 {
     std::process::id() as i32

@@ -55,6 +55,9 @@ pub(crate) fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 
 fn main() {
     mp_context::init();
+    if let Ok(method) = std::env::var(lifecycle::DIE_ROLE) {
+        lifecycle::start_pool_then_die(&method);
+    }
     let mut tests: Vec<(&str, fn())> = Vec::new();
     tests.extend(basics::TESTS);
     tests.extend(lifecycle::TESTS);
