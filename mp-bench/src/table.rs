@@ -304,6 +304,7 @@ const LEGEND: &[&str] = &[
     "Under forkserver, cpu (ours and CPython) leaves out the children, which belong to the fork server.",
     "raw.fork_waitpid and raw.fork_exec_true run in a freshly exec'ed copy of mp-bench, before it allocates anything (fork copies the parent's page tables, so the bench process itself would fork slower): the raw limit is a small program's.",
     "pipe_rtt_64B_pipepair*: ours is mp_conn::pipe_pair() (two OS pipes, opt-in); raw is a two-pipes ping-pong; CPython is its duplex Pipe (a socketpair), as in pipe_rtt_64B*.",
+    "pool_*: two workers (fork, or the named start method); ours is mp-pool's pool_bench example, CPython's multiprocessing.Pool, procspawn's Pool; cpu counts the workers; raw.pool_echo_* is two forked workers echoing batches of 8-byte tasks over pipes (no framing or encoding), raw.pool_start_2x_fork_rtt forks two children, one round trip each, waits.",
 ];
 
 fn text_table(out: &mut String, headers: &[&str], lines: &[Vec<String>]) {

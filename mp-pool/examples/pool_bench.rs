@@ -42,7 +42,10 @@ fn parse() -> Result<Args, String> {
     let mut method = mp_context::DEFAULT_START_METHOD.name().to_string();
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{a} needs a value\n{USAGE}"));
+        let mut value = || {
+            it.next()
+                .ok_or_else(|| format!("{a} needs a value\n{USAGE}"))
+        };
         match a.as_str() {
             "--op" => op = Some(value()?),
             "--count" => count = Some(value()?.parse().map_err(|e| format!("--count: {e}"))?),
@@ -56,8 +59,12 @@ fn parse() -> Result<Args, String> {
     if !matches!(op.as_str(), "apply_async" | "map1" | "map" | "start") {
         return Err(format!("unknown op {op:?}\n{USAGE}"));
     }
-    let count = count.filter(|&c| c > 0).ok_or("--count must be a positive integer")?;
-    let workers = workers.filter(|&w| w > 0).ok_or("--workers must be a positive integer")?;
+    let count = count
+        .filter(|&c| c > 0)
+        .ok_or("--count must be a positive integer")?;
+    let workers = workers
+        .filter(|&w| w > 0)
+        .ok_or("--workers must be a positive integer")?;
     Ok(Args {
         op,
         count,

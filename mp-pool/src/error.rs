@@ -188,7 +188,10 @@ impl fmt::Display for Error {
                 "the worker could not serialize the task's result: {message}"
             ),
             Error::ArgsNotDecodable { message } => {
-                write!(f, "the worker could not decode the task's arguments: {message}")
+                write!(
+                    f,
+                    "the worker could not decode the task's arguments: {message}"
+                )
             }
             Error::BadFunction { message } => {
                 write!(f, "the worker refused the task's function: {message}")
@@ -211,7 +214,10 @@ impl fmt::Display for Error {
             Error::Timeout => f.write_str("timed out waiting for the result"),
             Error::NotReady => f.write_str("the result is not ready"),
             Error::NotRunning(state) => {
-                write!(f, "Pool not running: the pool is {state} and takes no new tasks")
+                write!(
+                    f,
+                    "Pool not running: the pool is {state} and takes no new tasks"
+                )
             }
             Error::Terminated => f.write_str("the pool was terminated before the task finished"),
             Error::InitializerFailed { message } => write!(
@@ -220,9 +226,9 @@ impl fmt::Display for Error {
                  workers whose initializer fails): {message}"
             ),
             Error::WorkerStart(_) => f.write_str("could not start a pool worker process"),
-            Error::StillRunning => f.write_str(
-                "the pool is still running: call close() or terminate() before join()",
-            ),
+            Error::StillRunning => {
+                f.write_str("the pool is still running: call close() or terminate() before join()")
+            }
             Error::InvalidArgument(what) => write!(f, "invalid argument: {what}"),
             Error::Io(_) => f.write_str("the pool's plumbing failed"),
         }

@@ -23,7 +23,11 @@ pub fn from_worker(payload: &[u8]) -> Result<usize, String> {
                 let _ = decode_item::<String>(status, bytes);
                 n += 1;
             }
-            assert_eq!(n, results.count(), "a checked results list yields every item");
+            assert_eq!(
+                n,
+                results.count(),
+                "a checked results list yields every item"
+            );
         }
     })
     .map_err(|e| e.to_string())?;

@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
-use crate::job::{Outcome, Sink, Stream, decode_item, deadline_after};
+use crate::job::{Outcome, Sink, Stream, deadline_after, decode_item};
 use crate::pool::Shared;
 use crate::wire::UnitRecord;
 
@@ -93,8 +93,7 @@ where
                 Err(e) => {
                     // This chunk fails alone, at its place in the results.
                     let e = crate::pool::arg_error(e);
-                    self.stream
-                        .complete(unit, self.ordered, Outcome::Failed(e));
+                    self.stream.complete(unit, self.ordered, Outcome::Failed(e));
                 }
                 Ok(()) => {
                     let sink = Sink::Stream {
@@ -148,9 +147,11 @@ where
             }
             let count = self.counts.remove(&unit).unwrap_or(0);
             match outcome {
-                Outcome::Done(items) => self
-                    .ready
-                    .extend(items.iter().map(|(status, bytes)| decode_item(status, bytes))),
+                Outcome::Done(items) => self.ready.extend(
+                    items
+                        .iter()
+                        .map(|(status, bytes)| decode_item(status, bytes)),
+                ),
                 Outcome::Failed(e) => self.ready.extend((0..count).map(|_| Err(e.clone()))),
             }
         }

@@ -43,7 +43,11 @@ impl Notifier {
 
     /// Waits until `done()` holds or `deadline` passes (`None`: no limit);
     /// returns `done()`.
-    pub(crate) fn wait_until(&self, deadline: Option<Instant>, mut done: impl FnMut() -> bool) -> bool {
+    pub(crate) fn wait_until(
+        &self,
+        deadline: Option<Instant>,
+        mut done: impl FnMut() -> bool,
+    ) -> bool {
         if done() {
             return true;
         }
@@ -609,9 +613,11 @@ mod tests {
         let n = Arc::new(Notifier::default());
         let flag = Arc::new(AtomicBool::new(false));
         let t0 = Instant::now();
-        assert!(!n.wait_until(deadline_after(Some(Duration::from_millis(20))), || {
-            flag.load(Ordering::SeqCst)
-        }));
+        assert!(
+            !n.wait_until(deadline_after(Some(Duration::from_millis(20))), || {
+                flag.load(Ordering::SeqCst)
+            })
+        );
         assert!(t0.elapsed() >= Duration::from_millis(20));
         let (n2, f2) = (n.clone(), flag.clone());
         let setter = std::thread::spawn(move || {

@@ -114,7 +114,10 @@ impl Shared {
         match state.status {
             PoolState::Running => {}
             PoolState::Broken => {
-                return Err(state.broken.clone().unwrap_or(Error::NotRunning(PoolState::Broken)));
+                return Err(state
+                    .broken
+                    .clone()
+                    .unwrap_or(Error::NotRunning(PoolState::Broken)));
             }
             other => return Err(Error::NotRunning(other)),
         }
@@ -411,19 +414,19 @@ impl Pool {
             wake: EventFd::new()?,
             sleeping: AtomicBool::new(false),
         });
-        let supervisor = crate::supervisor::start(shared.clone())?;
-        // The thread is spawned with everything it serves: if that fails,
-        // the supervisor (and with it the workers) is handed back and
-        // stopped.
+        // The supervisor thread starts first and waits for what it will
+        // serve, so that it is up by the time the workers are: starting a
+        // thread on a busy machine takes longer than the forks.
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let spawned = std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("mp-pool".into())
-            .spawn(move || match rx.recv() {
-                Ok(sup) => crate::supervisor::run(sup),
-                Err(_) => {}
-            });
-        match spawned {
-            Ok(handle) => {
+            .spawn(move || {
+                if let Ok(sup) = rx.recv() {
+                    crate::supervisor::run(sup)
+                }
+            })?;
+        match crate::supervisor::start(shared.clone()) {
+            Ok(supervisor) => {
                 let _ = tx.send(supervisor);
                 Ok(Pool {
                     shared,
@@ -431,9 +434,9 @@ impl Pool {
                 })
             }
             Err(e) => {
-                shared.lock().status = PoolState::Terminated;
-                crate::supervisor::stop(supervisor);
-                Err(e.into())
+                drop(tx);
+                let _ = handle.join();
+                Err(e)
             }
         }
     }
@@ -529,7 +532,12 @@ impl Pool {
     /// chunk has been answered (CPython's `map` does not fail fast either);
     /// the submission errors of [`apply_async`](Pool::apply_async);
     /// [`Error::InvalidArgument`] for a `chunksize` of 0.
-    pub fn map<A, R, I>(&self, f: fn(A) -> R, iterable: I, chunksize: Option<usize>) -> Result<Vec<R>>
+    pub fn map<A, R, I>(
+        &self,
+        f: fn(A) -> R,
+        iterable: I,
+        chunksize: Option<usize>,
+    ) -> Result<Vec<R>>
     where
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + 'static,
@@ -596,7 +604,10 @@ impl Pool {
             records.push(record);
         }
         drop(items);
-        let job = Job::new(records.len(), records.iter().map(|r| r.count() as usize).sum());
+        let job = Job::new(
+            records.len(),
+            records.iter().map(|r| r.count() as usize).sum(),
+        );
         if records.is_empty() {
             // Nothing to send: ready now, callbacks run here (as CPython's
             // MapResult does for an empty input).
@@ -643,7 +654,12 @@ impl Pool {
     /// # Errors
     ///
     /// As [`map`](Pool::map).
-    pub fn starmap<A, R, I>(&self, f: fn(A) -> R, iterable: I, chunksize: Option<usize>) -> Result<Vec<R>>
+    pub fn starmap<A, R, I>(
+        &self,
+        f: fn(A) -> R,
+        iterable: I,
+        chunksize: Option<usize>,
+    ) -> Result<Vec<R>>
     where
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + 'static,
@@ -705,7 +721,12 @@ impl Pool {
     ///
     /// [`Error::InvalidArgument`] for a `chunksize` of 0,
     /// [`Error::NotRunning`] or the error that broke the pool.
-    pub fn imap<A, R, I>(&self, f: fn(A) -> R, iterable: I, chunksize: usize) -> Result<IMap<A, R, I::IntoIter>>
+    pub fn imap<A, R, I>(
+        &self,
+        f: fn(A) -> R,
+        iterable: I,
+        chunksize: usize,
+    ) -> Result<IMap<A, R, I::IntoIter>>
     where
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + 'static,

@@ -189,7 +189,8 @@ impl Worker {
         }
         self.quit_sent = true;
         let mut buf = [0; 12];
-        self.out.extend_from_slice(mp_conn::encode_header(1, &mut buf));
+        self.out
+            .extend_from_slice(mp_conn::encode_header(1, &mut buf));
         wire::quit(&mut self.out);
     }
 
@@ -426,7 +427,12 @@ impl Supervisor {
                     return Ok(());
                 }
                 PoolState::Broken => {
-                    let e = self.shared.lock().broken.clone().unwrap_or(Error::Terminated);
+                    let e = self
+                        .shared
+                        .lock()
+                        .broken
+                        .clone()
+                        .unwrap_or(Error::Terminated);
                     self.shutdown(e);
                     return Ok(());
                 }
@@ -482,8 +488,10 @@ impl Supervisor {
     }
 
     fn start_worker(&mut self) -> Result<()> {
-        let heap = |e: mp_heap::HeapError| Error::Io(Arc::new(std::io::Error::other(e.to_string())));
-        let conn_err = |e: mp_conn::Error| Error::Io(Arc::new(std::io::Error::other(e.to_string())));
+        let heap =
+            |e: mp_heap::HeapError| Error::Io(Arc::new(std::io::Error::other(e.to_string())));
+        let conn_err =
+            |e: mp_conn::Error| Error::Io(Arc::new(std::io::Error::other(e.to_string())));
         let (tasks_r, tasks) = sys::worker_pipe()?;
         let (results, results_w) = sys::worker_pipe()?;
         sys::set_nonblocking(tasks.as_fd())?;
@@ -518,8 +526,10 @@ impl Supervisor {
         let pid = process.pid().ok().flatten().unwrap_or(0);
         let registered = process.sentinel().map_err(start_err).and_then(|sentinel| {
             let serial = self.next_serial;
-            self.epoll.add(results.as_fd(), key(serial, RESULTS), false)?;
-            self.epoll.add(sentinel.as_fd(), key(serial, EXITED), false)?;
+            self.epoll
+                .add(results.as_fd(), key(serial, RESULTS), false)?;
+            self.epoll
+                .add(sentinel.as_fd(), key(serial, EXITED), false)?;
             Ok((serial, sentinel))
         });
         let (serial, sentinel) = match registered {
@@ -686,10 +696,14 @@ impl Supervisor {
         // The worker has exited, so nothing writes the slot any more.
         let started = w.slot[STARTED];
         let ready = w.slot[READY] != 0;
-        let lost = started.saturating_sub(w.answered).min(w.inflight.len() as u64) as usize;
+        let lost = started
+            .saturating_sub(w.answered)
+            .min(w.inflight.len() as u64) as usize;
         for (i, f) in w.inflight.drain(..lost).enumerate() {
             let error = match self.shared.config.task_timeout {
-                Some(limit) if w.timed_out && i + 1 == lost => Error::TaskTimeout { pid: w.pid, limit },
+                Some(limit) if w.timed_out && i + 1 == lost => {
+                    Error::TaskTimeout { pid: w.pid, limit }
+                }
                 _ => Error::WorkerLost {
                     pid: w.pid,
                     exitcode,
@@ -749,9 +763,4 @@ impl Supervisor {
         }
         self.shared.lock().workers.clear();
     }
-}
-
-/// Stops a supervisor whose thread could not be started.
-pub(crate) fn stop(mut sup: Supervisor) {
-    sup.shutdown(Error::Terminated);
 }

@@ -111,7 +111,12 @@ impl Epoll {
         } else {
             epoll::EventFlags::IN
         };
-        Ok(epoll::add(&self.fd, fd, epoll::EventData::new_u64(key), flags)?)
+        Ok(epoll::add(
+            &self.fd,
+            fd,
+            epoll::EventData::new_u64(key),
+            flags,
+        )?)
     }
 
     /// Stops watching `fd` (an fd that was not watched is fine).
@@ -138,7 +143,11 @@ impl Epoll {
             }
         });
         events.clear();
-        match epoll::wait(&self.fd, rustix::buffer::spare_capacity(&mut *events), ts.as_ref()) {
+        match epoll::wait(
+            &self.fd,
+            rustix::buffer::spare_capacity(&mut *events),
+            ts.as_ref(),
+        ) {
             Ok(_) | Err(Errno::INTR) => {}
             Err(e) => return Err(e.into()),
         }
@@ -216,14 +225,17 @@ mod tests {
         let ev = EventFd::new().unwrap();
         ep.add(ev.as_fd(), 7, false).unwrap();
         let (mut events, mut ready) = (epoll_events(), Vec::new());
-        ep.wait(Some(Duration::ZERO), &mut events, &mut ready).unwrap();
+        ep.wait(Some(Duration::ZERO), &mut events, &mut ready)
+            .unwrap();
         assert!(ready.is_empty());
         ev.signal();
-        ep.wait(Some(Duration::from_secs(5)), &mut events, &mut ready).unwrap();
+        ep.wait(Some(Duration::from_secs(5)), &mut events, &mut ready)
+            .unwrap();
         assert_eq!(ready, [7]);
         ev.drain();
         ready.clear();
-        ep.wait(Some(Duration::ZERO), &mut events, &mut ready).unwrap();
+        ep.wait(Some(Duration::ZERO), &mut events, &mut ready)
+            .unwrap();
         assert!(ready.is_empty());
     }
 }

@@ -319,8 +319,8 @@ impl UnitRecord {
     /// fails as a whole).
     pub(crate) fn push<A: serde::Serialize>(&mut self, args: &A) -> Result<(), ArgError> {
         let at = open_len(&mut self.buf);
-        self.buf = postcard::to_extend(args, std::mem::take(&mut self.buf))
-            .map_err(ArgError::Encode)?;
+        self.buf =
+            postcard::to_extend(args, std::mem::take(&mut self.buf)).map_err(ArgError::Encode)?;
         close_len(&mut self.buf, at).map_err(|_| ArgError::TooLong)?;
         self.count += 1;
         Ok(())

@@ -106,7 +106,11 @@ fn install_panic_hook() {
 /// Calls `f` on one item's arguments, appending the result to `out`.
 /// A failure gives its status and message; `Err(Ok(code))` is `exit(code)`
 /// inside the task.
-fn call_task(f: &ResolvedFn, args: &[u8], out: &mut Vec<u8>) -> Result<(), Result<i32, (u8, String)>> {
+fn call_task(
+    f: &ResolvedFn,
+    args: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), Result<i32, (u8, String)>> {
     IN_TASK.with(|t| t.set(true));
     let result = f.call(args, out);
     IN_TASK.with(|t| t.set(false));
@@ -114,9 +118,7 @@ fn call_task(f: &ResolvedFn, args: &[u8], out: &mut Vec<u8>) -> Result<(), Resul
     match result {
         Ok(()) => Ok(()),
         Err(CallError::Exit(code)) => Err(Ok(code)),
-        Err(CallError::Panicked(message)) => {
-            Err(Err((wire::PANICKED, hooked.unwrap_or(message))))
-        }
+        Err(CallError::Panicked(message)) => Err(Err((wire::PANICKED, hooked.unwrap_or(message)))),
         Err(e @ CallError::Args { .. }) => Err(Err((wire::ARGS_UNDECODABLE, format!("{e:?}")))),
         Err(e @ CallError::Result { .. }) => {
             Err(Err((wire::RESULT_UNSERIALIZABLE, format!("{e:?}"))))

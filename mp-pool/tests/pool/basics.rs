@@ -14,13 +14,31 @@ use crate::{LONG, METHODS, pool};
 
 pub(crate) const TESTS: &[(&str, fn())] = &[
     ("results_in_order", results_in_order),
-    ("imap_unordered_gives_every_result_once", imap_unordered_gives_every_result_once),
+    (
+        "imap_unordered_gives_every_result_once",
+        imap_unordered_gives_every_result_once,
+    ),
     ("empty_inputs", empty_inputs),
-    ("callbacks_and_error_callbacks", callbacks_and_error_callbacks),
-    ("async_result_get_wait_ready_successful", async_result_get_wait_ready_successful),
-    ("task_errors_stay_with_their_task", task_errors_stay_with_their_task),
-    ("initializer_effects_are_visible_in_tasks", initializer_effects_are_visible_in_tasks),
-    ("close_join_and_the_states_of_a_pool", close_join_and_the_states_of_a_pool),
+    (
+        "callbacks_and_error_callbacks",
+        callbacks_and_error_callbacks,
+    ),
+    (
+        "async_result_get_wait_ready_successful",
+        async_result_get_wait_ready_successful,
+    ),
+    (
+        "task_errors_stay_with_their_task",
+        task_errors_stay_with_their_task,
+    ),
+    (
+        "initializer_effects_are_visible_in_tasks",
+        initializer_effects_are_visible_in_tasks,
+    ),
+    (
+        "close_join_and_the_states_of_a_pool",
+        close_join_and_the_states_of_a_pool,
+    ),
     ("many_threads_share_one_pool", many_threads_share_one_pool),
 ];
 
@@ -39,7 +57,10 @@ fn shout(s: String) -> String {
 /// The worker's start method and name, as it sees them.
 fn whoami(_: ()) -> (String, String) {
     let method = mp_context::get_start_method(false).map_or("none", |m| m.name());
-    (method.to_string(), mp_context::current_process().name().to_string())
+    (
+        method.to_string(),
+        mp_context::current_process().name().to_string(),
+    )
 }
 
 fn results_in_order() {
@@ -70,9 +91,16 @@ fn results_in_order() {
         }
         let pairs: Vec<(u64, u64)> = (0..50).map(|i| (i, 2 * i)).collect();
         let sums: Vec<u64> = (0..50).map(|i| 3 * i).collect();
-        assert_eq!(p.starmap(add, pairs.clone(), None).unwrap(), sums, "{m}: starmap");
         assert_eq!(
-            p.starmap_async(add, pairs, Some(7)).unwrap().get(LONG).unwrap(),
+            p.starmap(add, pairs.clone(), None).unwrap(),
+            sums,
+            "{m}: starmap"
+        );
+        assert_eq!(
+            p.starmap_async(add, pairs, Some(7))
+                .unwrap()
+                .get(LONG)
+                .unwrap(),
             sums,
             "{m}: starmap_async"
         );
@@ -121,7 +149,12 @@ fn empty_inputs() {
         assert!(p.map(square, none.clone(), Some(1)).unwrap().is_empty());
         assert!(p.starmap(add, Vec::new(), None).unwrap().is_empty());
         assert!(p.imap(square, none.clone(), 1).unwrap().next().is_none());
-        assert!(p.imap_unordered(square, none.clone(), 4).unwrap().next().is_none());
+        assert!(
+            p.imap_unordered(square, none.clone(), 4)
+                .unwrap()
+                .next()
+                .is_none()
+        );
         let (tx, rx) = mpsc::channel();
         let r = p
             .map_async_with(
@@ -223,7 +256,10 @@ fn async_result_get_wait_ready_successful() {
         assert!(matches!(r.successful(), Err(Error::NotReady)), "{m}");
         // CPython's test_async_timeout: get(timeout) raises TimeoutError.
         let t0 = Instant::now();
-        assert!(matches!(r.get(Some(Duration::from_millis(50))), Err(Error::Timeout)));
+        assert!(matches!(
+            r.get(Some(Duration::from_millis(50))),
+            Err(Error::Timeout)
+        ));
         assert!(t0.elapsed() >= Duration::from_millis(50));
         assert!(!r.ready());
         assert!(r.wait(LONG));
@@ -264,7 +300,10 @@ fn task_errors_stay_with_their_task() {
             other => panic!("{m}: {other:?}"),
         }
         let e = p.apply(unsendable, ()).unwrap_err();
-        assert!(matches!(e, Error::ResultNotSerializable { .. }), "{m}: {e:?}");
+        assert!(
+            matches!(e, Error::ResultNotSerializable { .. }),
+            "{m}: {e:?}"
+        );
         assert!(format!("{e:?}").contains("Unsendable"), "{m}: {e:?}");
         // A map fails with the first failing item's error, after all of it ran.
         assert!(matches!(
@@ -303,11 +342,14 @@ fn initializer_effects_are_visible_in_tasks() {
             .initializer(set_base, 1000)
             .build()
             .unwrap();
-        assert_eq!(p.map(plus_base, [1, 2, 3], Some(1)).unwrap(), [1001, 1002, 1003], "{m}");
+        assert_eq!(
+            p.map(plus_base, [1, 2, 3], Some(1)).unwrap(),
+            [1001, 1002, 1003],
+            "{m}"
+        );
         assert_eq!(BASE.load(Ordering::SeqCst), 0, "the initializer ran here");
     }
 }
-
 
 fn close_join_and_the_states_of_a_pool() {
     for m in METHODS {
@@ -315,11 +357,16 @@ fn close_join_and_the_states_of_a_pool() {
         assert!(matches!(p.join(), Err(Error::StillRunning)), "{m}");
         let workers = p.worker_pids();
         assert_eq!(workers.len(), 2);
-        let results: Vec<_> = (0..20).map(|i| p.apply_async(sleep_ms, i % 5).unwrap()).collect();
+        let results: Vec<_> = (0..20)
+            .map(|i| p.apply_async(sleep_ms, i % 5).unwrap())
+            .collect();
         p.close();
         assert_eq!(p.state(), PoolState::Closed);
         let e = p.apply_async(square, 1).unwrap_err();
-        assert!(matches!(e, Error::NotRunning(PoolState::Closed)), "{m}: {e:?}");
+        assert!(
+            matches!(e, Error::NotRunning(PoolState::Closed)),
+            "{m}: {e:?}"
+        );
         assert!(format!("{e}").contains("closed"), "{e}");
         assert!(p.map(square, [1], None).is_err());
         assert!(p.imap(square, [1], 1).is_err());

@@ -13,11 +13,26 @@ use mp_pool::{Error, Pool};
 use crate::{LONG, METHODS, alive, pool};
 
 pub(crate) const TESTS: &[(&str, fn())] = &[
-    ("maxtasksperchild_replaces_workers", maxtasksperchild_replaces_workers),
-    ("terminate_with_tasks_in_flight", terminate_with_tasks_in_flight),
-    ("dropping_a_pool_terminates_it", dropping_a_pool_terminates_it),
-    ("lazy_imap_over_an_endless_input", lazy_imap_over_an_endless_input),
-    ("a_panicking_input_is_raised_in_place", a_panicking_input_is_raised_in_place),
+    (
+        "maxtasksperchild_replaces_workers",
+        maxtasksperchild_replaces_workers,
+    ),
+    (
+        "terminate_with_tasks_in_flight",
+        terminate_with_tasks_in_flight,
+    ),
+    (
+        "dropping_a_pool_terminates_it",
+        dropping_a_pool_terminates_it,
+    ),
+    (
+        "lazy_imap_over_an_endless_input",
+        lazy_imap_over_an_endless_input,
+    ),
+    (
+        "a_panicking_input_is_raised_in_place",
+        a_panicking_input_is_raised_in_place,
+    ),
     ("a_large_pool", a_large_pool),
     (
         "workers_exit_when_the_pool_process_dies",
@@ -54,7 +69,10 @@ fn workers_exit_when_the_pool_process_dies() {
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
-        let pids: Vec<i32> = text.split_whitespace().map(|w| w.parse().unwrap()).collect();
+        let pids: Vec<i32> = text
+            .split_whitespace()
+            .map(|w| w.parse().unwrap())
+            .collect();
         assert_eq!(pids.len(), 2, "{m}: {text:?}");
         for pid in pids {
             crate::eventually(&format!("{m}: worker {pid} to exit"), || !alive(pid));
@@ -103,25 +121,38 @@ fn maxtasksperchild_replaces_workers() {
 fn terminate_with_tasks_in_flight() {
     for m in METHODS {
         let p = pool(m, 2);
-        let sleepers: Vec<_> = (0..4).map(|_| p.apply_async(sleep_ms, 60_000).unwrap()).collect();
-        let queued: Vec<_> = (0..10_000).map(|i| p.apply_async(square, i).unwrap()).collect();
+        let sleepers: Vec<_> = (0..4)
+            .map(|_| p.apply_async(sleep_ms, 60_000).unwrap())
+            .collect();
+        let queued: Vec<_> = (0..10_000)
+            .map(|i| p.apply_async(square, i).unwrap())
+            .collect();
         std::thread::sleep(Duration::from_millis(100));
         let workers = p.worker_pids();
         assert_eq!(workers.len(), 2);
         let t0 = Instant::now();
         p.terminate();
         let took = t0.elapsed();
-        assert!(took < Duration::from_secs(20), "{m}: terminate took {took:?}");
+        assert!(
+            took < Duration::from_secs(20),
+            "{m}: terminate took {took:?}"
+        );
         for w in &workers {
             assert!(!alive(*w), "{m}: worker {w} left behind");
         }
         for r in &sleepers {
-            assert!(matches!(r.get(Some(Duration::ZERO)), Err(Error::Terminated)), "{m}");
+            assert!(
+                matches!(r.get(Some(Duration::ZERO)), Err(Error::Terminated)),
+                "{m}"
+            );
         }
         // Every queued task is finished one way or the other.
         assert!(queued.iter().all(|r| r.ready()), "{m}");
         assert!(mp_context::active_children().iter().all(|c| {
-            c.pid().ok().flatten().is_none_or(|pid| !workers.contains(&pid))
+            c.pid()
+                .ok()
+                .flatten()
+                .is_none_or(|pid| !workers.contains(&pid))
         }));
     }
 }

@@ -13,12 +13,27 @@ use rustix::process::{Pid, Signal, kill_process};
 use crate::{LONG, METHODS, alive, eventually, pool};
 
 pub(crate) const TESTS: &[(&str, fn())] = &[
-    ("kill_9_fails_the_running_task_alone", kill_9_fails_the_running_task_alone),
-    ("map_with_a_killed_worker_does_not_hang", map_with_a_killed_worker_does_not_hang),
-    ("a_slow_task_does_not_hold_earlier_results", a_slow_task_does_not_hold_earlier_results),
+    (
+        "kill_9_fails_the_running_task_alone",
+        kill_9_fails_the_running_task_alone,
+    ),
+    (
+        "map_with_a_killed_worker_does_not_hang",
+        map_with_a_killed_worker_does_not_hang,
+    ),
+    (
+        "a_slow_task_does_not_hold_earlier_results",
+        a_slow_task_does_not_hold_earlier_results,
+    ),
     ("exit_and_abort_inside_tasks", exit_and_abort_inside_tasks),
-    ("results_before_an_exit_are_kept", results_before_an_exit_are_kept),
-    ("failing_initializer_stops_the_pool", failing_initializer_stops_the_pool),
+    (
+        "results_before_an_exit_are_kept",
+        results_before_an_exit_are_kept,
+    ),
+    (
+        "failing_initializer_stops_the_pool",
+        failing_initializer_stops_the_pool,
+    ),
     (
         "task_timeout_fails_the_task_and_replaces_the_worker",
         task_timeout_fails_the_task_and_replaces_the_worker,
@@ -50,7 +65,9 @@ fn announce_then_sleep((path, ms): (String, u64)) -> u64 {
 fn announced(path: &Path) -> i32 {
     let mut pid = None;
     eventually("the task to announce its pid", || {
-        pid = std::fs::read_to_string(path).ok().and_then(|s| s.parse().ok());
+        pid = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| s.parse().ok());
         pid.is_some()
     });
     pid.unwrap()
@@ -80,14 +97,20 @@ fn kill_9_fails_the_running_task_alone() {
         kill_9(pid);
         let t0 = Instant::now();
         match victim.get(LONG) {
-            Err(Error::WorkerLost { pid: lost, exitcode }) => {
+            Err(Error::WorkerLost {
+                pid: lost,
+                exitcode,
+            }) => {
                 assert_eq!((lost, exitcode), (pid, -9), "{m}");
             }
             other => panic!("{m}: {other:?}"),
         }
         assert!(t0.elapsed() < Duration::from_secs(30), "{m}: noticed late");
         let e = victim.get(None).unwrap_err();
-        assert!(format!("{e}").contains("killed by signal 9 (SIGKILL)"), "{e}");
+        assert!(
+            format!("{e}").contains("killed by signal 9 (SIGKILL)"),
+            "{e}"
+        );
         for (i, r) in others.iter().enumerate() {
             assert_eq!(r.get(LONG).unwrap(), (i * i) as u64, "{m}: task {i}");
         }
@@ -161,9 +184,15 @@ fn a_slow_task_does_not_hold_earlier_results() {
         for i in 0..3 {
             assert_eq!(it.next().unwrap().unwrap(), i * i, "{m}");
         }
-        assert!(t0.elapsed() < Duration::from_secs(30), "{m}: results held back");
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "{m}: results held back"
+        );
         kill_9(announced(&path));
-        assert!(matches!(it.next(), Some(Err(Error::WorkerLost { .. }))), "{m}");
+        assert!(
+            matches!(it.next(), Some(Err(Error::WorkerLost { .. }))),
+            "{m}"
+        );
     }
 }
 
@@ -195,7 +224,11 @@ fn exit_and_abort_inside_tasks() {
             other => panic!("{m}: {other:?}"),
         };
         assert_eq!(lost(p.apply(exits, 7)), 7, "{m}: mp_context::exit");
-        assert_eq!(lost(p.apply(process_exits, 3)), 3, "{m}: std::process::exit");
+        assert_eq!(
+            lost(p.apply(process_exits, 3)),
+            3,
+            "{m}: std::process::exit"
+        );
         assert_eq!(lost(p.apply(aborts, ())), -6, "{m}: abort");
         assert_eq!(p.map(square, 0..10, Some(2)).unwrap()[9], 81, "{m}");
         assert_eq!(p.state(), PoolState::Running);
@@ -331,7 +364,10 @@ fn memory_limit_replaces_the_worker_between_tasks() {
         // The task that leaks gets its result; the next task runs elsewhere.
         let leaker = p.apply(leak, 192).unwrap();
         let next = p.apply(pid_of, 0).unwrap();
-        assert_ne!(leaker, next, "{m}: the worker over its limit was not replaced");
+        assert_ne!(
+            leaker, next,
+            "{m}: the worker over its limit was not replaced"
+        );
         eventually("the leaking worker to exit", || !alive(leaker));
     }
 }
