@@ -101,22 +101,51 @@ fn words(ws: &[&str]) -> Vec<String> {
     ws.iter().map(|w| w.to_string()).collect()
 }
 
+/// A row of trivial tasks.
+struct TaskRow {
+    /// The `pool_bench` op.
+    op: &'static str,
+    /// CPython's tasks a repetition (ours and raw do `scale` times as many).
+    n: u64,
+    scale: u64,
+    /// The raw limit's batch (`None`: the default chunk).
+    batch: Option<usize>,
+    goals: Vec<Goal>,
+}
+
 pub(crate) fn specs() -> Vec<Spec> {
     let mut v = Vec::new();
-    // (op, CPython's tasks a repetition, ours and raw do `scale` times as
-    // many, raw batch (None: the default chunk), goals)
-    let task_rows: [(&str, u64, u64, Option<usize>, Vec<Goal>); 3] = [
-        (
-            "apply_async",
-            20_000,
-            10,
-            Some(RAW_BATCH),
-            vec![Goal::Py(3.0), Goal::Crate(4.0)],
-        ),
-        ("map1", 20_000, 10, Some(RAW_BATCH), vec![Goal::Py(3.0)]),
-        ("map", 1_000_000, 1, None, vec![Goal::Py(2.0)]),
+    let task_rows = [
+        TaskRow {
+            op: "apply_async",
+            n: 20_000,
+            scale: 10,
+            batch: Some(RAW_BATCH),
+            goals: vec![Goal::Py(3.0), Goal::Crate(4.0)],
+        },
+        TaskRow {
+            op: "map1",
+            n: 20_000,
+            scale: 10,
+            batch: Some(RAW_BATCH),
+            goals: vec![Goal::Py(3.0)],
+        },
+        TaskRow {
+            op: "map",
+            n: 1_000_000,
+            scale: 1,
+            batch: None,
+            goals: vec![Goal::Py(2.0)],
+        },
     ];
-    for (op, n, scale, batch, goals) in task_rows {
+    for TaskRow {
+        op,
+        n,
+        scale,
+        batch,
+        goals,
+    } in task_rows
+    {
         for placement in [Placement::Free, Placement::Same] {
             let name = format!("pool_{op}{}", placement.tag());
             let goals = goals.clone();

@@ -41,10 +41,10 @@ pub(crate) struct FnTable {
 }
 
 impl FnTable {
-    fn intern<A: 'static, R: 'static>(&mut self, f: fn(A) -> R) -> Result<u32>
+    fn intern<A, R>(&mut self, f: fn(A) -> R) -> Result<u32>
     where
-        A: DeserializeOwned,
-        R: Serialize,
+        A: DeserializeOwned + 'static,
+        R: Serialize + 'static,
     {
         // The type is part of the key: two functions of different types
         // may share an address once identical code is folded.

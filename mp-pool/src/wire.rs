@@ -507,7 +507,7 @@ mod tests {
 
     #[test]
     fn malformed_batches_are_errors() {
-        assert!(parse_from_worker(&[b'Z'], |_| {}).is_err());
+        assert!(parse_from_worker(b"Z", |_| {}).is_err());
         // A results record that claims more items than it holds.
         let mut batch = Vec::new();
         begin_results(&mut batch, 1, 2);

@@ -264,13 +264,13 @@ fn async_result_get_wait_ready_successful() {
         assert!(!r.ready());
         assert!(r.wait(LONG));
         assert!(r.ready());
-        assert_eq!(r.successful().unwrap(), true);
+        assert!(r.successful().unwrap());
         // The value stays: get() as often as you like.
         assert_eq!(r.get(None).unwrap(), 1500);
         assert_eq!(r.get(Some(Duration::ZERO)).unwrap(), 1500);
         let bad = p.apply_async(fails_on_seven, 7).unwrap();
         assert!(bad.wait(LONG));
-        assert_eq!(bad.successful().unwrap(), false, "{m}");
+        assert!(!bad.successful().unwrap(), "{m}");
     }
 }
 

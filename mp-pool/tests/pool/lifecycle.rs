@@ -218,11 +218,10 @@ fn lazy_imap_over_an_endless_input() {
 /// chunks read before it.
 fn a_panicking_input_is_raised_in_place() {
     let p = pool("forkserver", 2);
-    let input = (0u64..10).map(|i| {
+    let input = (0u64..10).inspect(|&i| {
         if i == 5 {
             panic!("the input iterator fails on purpose");
         }
-        i
     });
     let mut it = p.imap(square, input, 1).unwrap();
     let mut got = Vec::new();
