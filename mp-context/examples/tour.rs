@@ -2,7 +2,8 @@
 //!
 //! An end-to-end tour of the workspace on built-in defaults: connections
 //! and the CPython handshake (mp-auth, mp-conn), shared memory (mp-heap),
-//! and processes under every start method (mp-context, mp-forkserver).
+//! processes under every start method (mp-context, mp-forkserver), and a
+//! process pool (mp-pool).
 //! Each step prints one line; the tour exits non-zero if a step fails. The
 //! CPython step talks to a real `multiprocessing.connection.Client` when
 //! `python3` is on PATH.
@@ -27,7 +28,7 @@ const PATIENCE: Duration = Duration::from_secs(30);
 fn main() -> ExitCode {
     // First thing: a spawned child or the fork server never gets past here.
     mp_context::init();
-    let steps: [Named; 9] = [
+    let steps: [Named; 10] = [
         ("pipe", pipe_round_trip),
         ("listener", listener_and_client),
         ("fd passing", fd_passing),
@@ -37,6 +38,7 @@ fn main() -> ExitCode {
         ("exit codes", exit_codes),
         ("shared mem", shared_memory),
         ("heap", heap_statistics),
+        ("pool", pool_at_work),
     ];
     println!("mp-rs tour: multiprocessing for Rust, wire-compatible with CPython\n");
     let mut failed = false;
@@ -331,4 +333,35 @@ fn heap_statistics() -> Step {
         "5 blocks: {} arenas, {} bytes used, {} free; after drop: {} arenas, {} mallocs = {} frees",
         busy.arenas, busy.used_bytes, busy.free_bytes, idle.arenas, idle.mallocs, idle.frees
     ))
+}
+
+fn square(n: u64) -> u64 {
+    n * n
+}
+
+fn exits_inside_a_task(code: i32) -> u64 {
+    mp_context::exit(code)
+}
+
+/// mp-pool on its defaults: a map over the usable CPUs' worth of workers
+/// (forkserver), and a task that ends its worker failing alone while the
+/// pool replaces the worker and goes on.
+fn pool_at_work() -> Step {
+    let pool = mp_pool::Pool::new(None)?;
+    let total: u64 = pool.map(square, 0..1000, None)?.iter().sum();
+    let lost = pool.apply(exits_inside_a_task, 9);
+    let after = pool.apply(square, 12)?;
+    pool.close();
+    pool.join()?;
+    if total != 332_833_500 || after != 144 {
+        return Err(format!("map sum {total}, then {after}").into());
+    }
+    match lost {
+        Err(mp_pool::Error::WorkerLost { exitcode: 9, .. }) => Ok(format!(
+            "{} workers: 1000 squares sum to {total}; a task that calls exit(9) fails alone \
+             (WorkerLost, exit code 9), the pool replaces the worker and goes on",
+            pool.processes()
+        )),
+        other => Err(format!("the exiting task gave {other:?}").into()),
+    }
 }
