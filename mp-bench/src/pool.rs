@@ -371,11 +371,17 @@ fn inc(n: u64) -> u64 {
     n + 1
 }
 
+/// Jobs procspawn's pool holds at a time in the role: each spawned job
+/// keeps two ipc-channel pairs (fds) open until it is joined, so all of a
+/// repetition's jobs at once would run out of fds.
+const PROCSPAWN_WINDOW: usize = 256;
+
 /// The procspawn pool role: per repetition a `procspawn::Pool` of two,
-/// warmed up, `count` jobs spawned and joined; CPU time counts the whole
-/// repetition, the pool's start and its (killed and waited for) workers
-/// included.
+/// warmed up, `count` jobs spawned (at most [`PROCSPAWN_WINDOW`] unjoined)
+/// and joined; CPU time counts the whole repetition, the pool's start and
+/// its (killed and waited for) workers included.
 pub(crate) fn procspawn_pool_role(plan: &Plan) -> Result<(), String> {
+    sys::raise_nofile_limit();
     let err = |e: procspawn::SpawnError| format!("procspawn: {e}");
     let mut reps = Vec::new();
     for _ in 0..plan.reps {
@@ -385,9 +391,16 @@ pub(crate) fn procspawn_pool_role(plan: &Plan) -> Result<(), String> {
             pool.spawn(i, inc).join().map_err(err)?;
         }
         let t0 = Instant::now();
-        let handles: Vec<_> = (0..plan.n).map(|i| pool.spawn(i, inc)).collect();
+        let mut pending = std::collections::VecDeque::new();
         let mut sum = 0;
-        for h in handles {
+        for i in 0..plan.n {
+            if pending.len() == PROCSPAWN_WINDOW {
+                let h: procspawn::JoinHandle<u64> = pending.pop_front().expect("a full window");
+                sum += h.join().map_err(err)?;
+            }
+            pending.push_back(pool.spawn(i, inc));
+        }
+        for h in pending {
             sum += h.join().map_err(err)?;
         }
         let wall = t0.elapsed().as_secs_f64();

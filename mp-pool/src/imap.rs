@@ -86,7 +86,7 @@ where
                 return;
             }
             let unit = self.made;
-            let mut record = UnitRecord::new();
+            let mut record = UnitRecord::with_capacity(chunk.len());
             let encoded = chunk.iter().try_for_each(|item| record.push(item));
             let count = chunk.len() as u32;
             match encoded {

@@ -597,7 +597,7 @@ impl Pool {
             chunksize.unwrap_or_else(|| default_chunksize(items.len(), self.processes()));
         let mut records = Vec::with_capacity(items.len().div_ceil(chunksize.max(1)));
         for chunk in items.chunks(chunksize.max(1)) {
-            let mut record = UnitRecord::new();
+            let mut record = UnitRecord::with_capacity(chunk.len());
             for item in chunk {
                 record.push(item).map_err(arg_error)?;
             }

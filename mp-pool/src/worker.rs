@@ -167,9 +167,16 @@ impl Outbox {
     /// Adds records; sends everything if `urgent`, if the oldest pending
     /// record has waited [`FLUSH_AFTER`], or if it is a lot. Says whether
     /// records are left pending; `Err` once the pool is gone.
-    fn add(&self, records: &[u8], now: Instant, urgent: bool) -> Result<bool, Gone> {
+    fn add(&self, records: &mut Vec<u8>, now: Instant, urgent: bool) -> Result<bool, Gone> {
         let mut p = self.lock();
-        p.buf.extend_from_slice(records);
+        if p.buf.is_empty() {
+            // Nothing pending: take the records over instead of copying
+            // them (a map chunk's results are megabytes).
+            std::mem::swap(&mut p.buf, records);
+        } else {
+            p.buf.extend_from_slice(records);
+        }
+        records.clear();
         let since = *p.since.get_or_insert(now);
         if urgent || now - since >= FLUSH_AFTER || p.buf.len() >= FLUSH_BYTES {
             return if p.flush() { Ok(false) } else { Err(Gone) };
@@ -356,7 +363,7 @@ impl Worker {
             if let Some((message, stop)) = failure {
                 let mut out = Vec::new();
                 wire::init_failed(&mut out, &message);
-                let _ = self.outbox.add(&out, Instant::now(), true);
+                let _ = self.outbox.add(&mut out, Instant::now(), true);
                 return Err(stop);
             }
         }
@@ -364,7 +371,7 @@ impl Worker {
         if self.report_ready {
             let mut out = Vec::new();
             wire::ready(&mut out);
-            let _ = self.outbox.add(&out, Instant::now(), true);
+            let _ = self.outbox.add(&mut out, Instant::now(), true);
         }
         Ok(())
     }
@@ -474,7 +481,7 @@ impl Worker {
         self.done += 1;
         let now = Instant::now();
         let took = now - t0;
-        match self.outbox.add(&self.out, now, took >= FLUSH_AFTER) {
+        match self.outbox.add(&mut self.out, now, took >= FLUSH_AFTER) {
             Ok(pending) => self.pending = pending,
             Err(Gone) => return Err(Stop::Normal),
         }
