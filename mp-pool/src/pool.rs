@@ -400,6 +400,7 @@ impl Pool {
     }
 
     fn start(config: Config) -> Result<Pool> {
+        crate::worker::install_panic_hook();
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 status: PoolState::Running,

@@ -70,6 +70,10 @@ const MAX_INFLIGHT_BYTES: usize = 8 << 20;
 /// killed.
 const EOF_GRACE: Duration = Duration::from_secs(2);
 
+/// How much one read of a result pipe takes (a small buffer, since its
+/// pages are zeroed for every pool; a megabyte frame takes 64 reads).
+const READ_BUF: usize = 16 * 1024;
+
 /// How long to wait for a killed or exiting worker to be reaped.
 const REAP_PATIENCE: Duration = Duration::from_secs(30);
 
@@ -412,7 +416,10 @@ impl Supervisor {
             next_serial: 0,
             started: 0,
             rotate: 0,
-            read_buf: vec![0; 64 * 1024],
+            // Filled on first use, on the supervisor thread: after the
+            // first workers are forked, so its pages are not shared with
+            // them (a page shared with a forked child is copied when written).
+            read_buf: Vec::new(),
             ready: Vec::new(),
         })
     }
@@ -641,6 +648,9 @@ impl Supervisor {
             let Some(w) = self.workers.iter_mut().find(|w| w.serial == k >> 2) else {
                 continue;
             };
+            if self.read_buf.is_empty() {
+                self.read_buf = vec![0; READ_BUF];
+            }
             match k & 3 {
                 RESULTS => w.read_results(&mut self.read_buf, &self.epoll),
                 EXITED => w.exited = true,
@@ -685,6 +695,9 @@ impl Supervisor {
     /// Deals with a worker that has exited: files its last results, fails
     /// the units it started without answering, queues the others again.
     fn reap(&mut self, mut w: Worker) {
+        if self.read_buf.is_empty() {
+            self.read_buf = vec![0; READ_BUF];
+        }
         w.read_results(&mut self.read_buf, &self.epoll);
         self.epoll.remove(w.results.as_fd());
         self.epoll.remove(w.sentinel.as_fd());

@@ -81,10 +81,14 @@ thread_local! {
     static PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
-/// Replaces the panic hook once: a task's panic becomes its error (with
-/// its location) instead of text on the worker's stderr, as CPython sends
-/// a task's exception to the caller; other panics go to the previous hook.
-fn install_panic_hook() {
+/// Replaces the panic hook once per process: a task's panic becomes its
+/// error (with its location) instead of text on the worker's stderr, as
+/// CPython sends a task's exception to the caller; other panics go to the
+/// previous hook. The pool's process installs it too (where it only ever
+/// passes panics on), so that a forked worker finds it in place and does
+/// not write to memory it shares with the pool (each page written is
+/// copied).
+pub(crate) fn install_panic_hook() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let previous = std::panic::take_hook();
@@ -307,7 +311,7 @@ pub(crate) fn main(args: WorkerArgs) {
         .and_then(|limit| ResidentMemory::open().ok().map(|m| (limit, m)));
     let outbox = Arc::new(Outbox {
         pending: Mutex::new(Pending {
-            buf: Vec::with_capacity(64 * 1024),
+            buf: Vec::new(),
             since: None,
             results: args.results,
             broken: false,
