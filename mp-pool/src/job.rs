@@ -200,13 +200,9 @@ impl Job {
     pub(crate) fn finish(&self) {
         let callback = lock(&self.on_done).take();
         if let Some(callback) = callback {
-            if let Err(payload) =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| callback(self)))
-            {
-                eprintln!(
-                    "mp-pool: a result callback panicked: {}",
-                    panic_text(&*payload)
-                );
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| callback(self))).is_err() {
+                // The panic hook has printed the message.
+                eprintln!("mp-pool: a result callback panicked; the pool goes on");
             }
         }
         self.done.store(true, Ordering::Release);
@@ -218,17 +214,6 @@ impl Job {
 
     fn outcome(&self, unit: usize) -> Option<&Outcome> {
         self.units.get(unit)?.get()
-    }
-}
-
-/// The text of a panic payload: its message when it is a string.
-pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic whose payload is not a string".to_owned()
     }
 }
 

@@ -32,7 +32,7 @@ use mp_context::{Process, Sentinel, StartMethod};
 use mp_heap::RawArray;
 
 use crate::error::{Error, PoolState, Result, describe_exit};
-use crate::job::{Items, Outcome, Unit, panic_text};
+use crate::job::{Items, Outcome, Unit};
 use crate::pool::Shared;
 use crate::sys::{self, Epoll};
 use crate::wire::{self, FromWorker, WireError};
@@ -388,10 +388,9 @@ pub(crate) fn run(mut sup: Supervisor) {
     let failure = match served {
         Ok(Ok(())) => return,
         Ok(Err(e)) => e,
-        Err(payload) => Error::Io(Arc::new(std::io::Error::other(format!(
-            "the pool's supervisor thread panicked: {}",
-            panic_text(&*payload)
-        )))),
+        Err(_) => Error::Io(Arc::new(std::io::Error::other(
+            "the pool's supervisor thread panicked (its message is on stderr)",
+        ))),
     };
     // Never leave a task waiting: stop the workers and fail everything.
     {

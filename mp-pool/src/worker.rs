@@ -98,7 +98,13 @@ pub(crate) fn install_panic_hook() {
                     .location()
                     .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
                     .unwrap_or_default();
-                let text = format!("{location}\0{}", crate::job::panic_text(info.payload()));
+                let payload = info.payload();
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .copied()
+                    .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                    .unwrap_or("a panic whose payload is not a string");
+                let text = format!("{location}\0{message}");
                 PANIC.with(|p| *p.borrow_mut() = Some(text));
             } else {
                 previous(info)
