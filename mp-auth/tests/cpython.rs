@@ -1,11 +1,11 @@
 //! Cross-checks the sans-IO core against CPython's own functions
 //! (`multiprocessing.connection._create_response` and `_verify_challenge`)
-//! in every interpreter we have: 3.11 (legacy MD5 only) and 3.12/3.13
-//! (`{digest}` prefixes). The protocol drivers are exercised against real
+//! in every interpreter `mp-testsupport` finds: 3.11 (legacy MD5 only)
+//! and 3.12 to 3.15 (`{digest}` prefixes). The protocol drivers are exercised against real
 //! CPython peers over sockets in mp-conn's interop suite.
 //!
-//! A missing interpreter skips with a loud message, unless
-//! `MP_REQUIRE_PYTHON=1` (set by `cargo xtask test`) makes it a failure.
+//! A missing interpreter skips with a loud message, unless `CI=true` (or
+//! `MP_REQUIRE_PYTHON=1`) makes it a failure.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -42,7 +42,7 @@ for line in sys.stdin:
 "#;
 
 fn interpreters() -> Vec<(String, PathBuf)> {
-    [11, 12, 13]
+    mp_testsupport::VERSIONS
         .into_iter()
         .filter_map(mp_testsupport::find)
         .map(|py| (format!("3.{}", py.minor), py.path))

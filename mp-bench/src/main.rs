@@ -26,12 +26,14 @@
 #![deny(unsafe_code)]
 
 mod crates;
+mod exact_reads;
 mod measure;
 #[cfg(feature = "conn")]
 mod ours;
 #[cfg(not(feature = "conn"))]
 #[path = "ours_stub.rs"]
 mod ours;
+mod pickle;
 mod pool;
 mod python;
 mod raw;
@@ -631,6 +633,7 @@ fn specs() -> Vec<Spec> {
             .measure(ctx, refs)
         }));
     }
+    v.extend(exact_reads::specs());
     for p in Placement::ALL {
         let name = format!("pipe_rtt_64B_pipepair{}", p.tag());
         v.push(spec(name.clone(), move |ctx, refs| {
@@ -812,6 +815,7 @@ fn specs() -> Vec<Spec> {
             }
         }));
     }
+    v.extend(pickle::specs());
     v.extend(pool::specs());
     v
 }

@@ -2,6 +2,12 @@
 //! low-latency mode) and over `pipe_pair()`, byte streams received with
 //! `recv_bytes_into_vec`, authenticated connect + handshake, `wait()` and
 //! the reusable `Waiter`.
+//!
+//! The peers are forked after their connection is made, so each end would
+//! read exactly (an end that existed at a fork may be shared); each says it
+//! is its end's only reader (`set_exact_reads(false)`), which is the
+//! read-ahead path these rows measure. The exact-read path has rows of its
+//! own (`exact_reads.rs`).
 //! Written against the mp-conn API contract; compiled with `--features conn`.
 
 use std::io::{self, Read as _};
@@ -31,7 +37,7 @@ pub(crate) fn pingpong(
     plan: &Plan,
     low_latency: Option<Duration>,
 ) -> Result<Vec<Rep>, String> {
-    pingpong_over(placement, allowed, plan, low_latency, || {
+    pingpong_over(placement, allowed, plan, low_latency, false, || {
         mp_conn::pipe(true)
     })
 }
@@ -43,17 +49,21 @@ pub(crate) fn pingpong_pipe_pair(
     allowed: &[usize],
     plan: &Plan,
 ) -> Result<Vec<Rep>, String> {
-    pingpong_over(placement, allowed, plan, None, mp_conn::pipe_pair)
+    pingpong_over(placement, allowed, plan, None, false, mp_conn::pipe_pair)
 }
 
-fn pingpong_over(
+/// 64-byte round trips over the ends `make` makes; each end reads exactly
+/// if `exact`, else ahead.
+pub(crate) fn pingpong_over(
     placement: Placement,
     allowed: &[usize],
     plan: &Plan,
     low_latency: Option<Duration>,
+    exact: bool,
     make: impl FnOnce() -> mp_conn::Result<(Connection, Connection)>,
 ) -> Result<Vec<Rep>, String> {
     let ping = |mut a: Connection| {
+        a.set_exact_reads(exact);
         a.set_low_latency(low_latency);
         let msg = [7u8; MSG_LEN];
         move || {
@@ -66,6 +76,7 @@ fn pingpong_over(
         }
     };
     let echo = |mut b: Connection| {
+        b.set_exact_reads(exact);
         b.set_low_latency(low_latency);
         move || {
             let m = b.recv_bytes().map_err(io)?;
@@ -80,6 +91,7 @@ fn pingpong_over(
 /// receiver reuses one buffer (`recv_bytes_into_vec`).
 pub(crate) fn stream(size: usize, allowed: &[usize], plan: &Plan) -> Result<Vec<Rep>, String> {
     let receiver = |mut a: Connection| {
+        a.set_exact_reads(false);
         let mut buf = Vec::new();
         move || {
             let n = a.recv_bytes_into_vec(&mut buf).map_err(io)?;

@@ -1,19 +1,25 @@
 //! `Connection`: CPython's `multiprocessing.connection.Connection` over an
 //! owned socket or pipe fd.
 
+mod share;
+
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use mp_reduction::ForkInterest;
 use rustix::event::PollFlags;
 use rustix::io::Errno;
 
+use crate::codec::{self, Parcel};
 use crate::error::{Error, Result};
 use crate::frame::{self, HEADER_LEN, Header, LONG_LEN};
-use crate::sys::{self, FdBatch, Kind};
+use crate::sys::{self, FdBatch, Kind, fork};
+use share::HandoffState;
 
 /// Size of the read-ahead buffer. 16 KiB holds CPython's "small" messages
 /// (it writes header and payload together up to 16 KiB) in one read.
@@ -123,6 +129,17 @@ impl Io {
         self.kind == Kind::UnixSocket && self.write.is_none()
     }
 
+    /// What this connection is, for an error that says why fds cannot
+    /// travel on it.
+    fn describe(&self) -> &'static str {
+        match (&self.write, self.kind) {
+            (Some(_), _) => "a pipe_pair end (two OS pipes)",
+            (None, Kind::UnixSocket) => "a unix socket",
+            (None, Kind::Socket) => "a TCP socket",
+            (None, Kind::Other) => "an OS pipe",
+        }
+    }
+
     /// One [`sys::read`] at the current stream position, advancing it by
     /// what arrived; `EINTR` and `EAGAIN` are the caller's to handle.
     fn read_once(&mut self, buf: &mut [u8], nonblock: bool) -> rustix::io::Result<usize> {
@@ -163,15 +180,52 @@ impl Io {
 /// writable or both; a receive or send in the wrong direction is an error,
 /// as is any use after [`close`](Connection::close).
 ///
-/// # Read-ahead
+/// Values that hold fds (a `Connection`, a `mp_heap::SharedBuffer` or
+/// `Value`, an `mp_reduction::Fd`, or a struct holding them) travel
+/// through [`send`](Connection::send)/[`recv`](Connection::recv) on a
+/// unix-socket connection, their fds as `SCM_RIGHTS` beside the bytes, and
+/// arrive working. A message without fds is the same bytes as ever.
+///
+/// # Read-ahead, and ends that several readers share
 ///
 /// A receive may read past the end of the current message into an
-/// internal 16 KiB buffer, so that a small message costs one system call.
+/// internal 16 KiB buffer, so that a small message costs one system call
+/// (CPython reads exactly: the header, then the payload).
 /// [`poll`](Connection::poll) and [`wait`](crate::wait) count the buffered
-/// bytes. When another reader shares the fd (after
-/// [`try_clone`](Connection::try_clone), or an fd you duplicated yourself),
-/// switch to exact reads with [`set_exact_reads`](Connection::set_exact_reads),
-/// so that no receive ever takes bytes past its message.
+/// bytes. That is only right while this handle is the fd's one reader, so a
+/// handle that may share its fd with another reader reads **exactly**
+/// (never a byte past its message; two system calls for a small one), by
+/// default:
+///
+/// - after [`try_clone`](Connection::try_clone) (both handles);
+/// - after it was serialized to travel (a process argument under spawn or
+///   forkserver, or inside a value given to [`send`](Connection::send)):
+///   the original and the copy that arrives;
+/// - after a fork: every handle that existed when the process called
+///   `fork(2)`, in the parent and in the child (the fork start method
+///   included); fork handlers count the forks, so this costs no system
+///   call per receive;
+/// - after [`Waiter::add`](crate::Waiter::add).
+///
+/// A handle known to be the only reader (a child's end whose parent closed
+/// its copy) can go back to reading ahead with
+/// [`set_exact_reads(false)`](Connection::set_exact_reads), until the next
+/// fork. An end that several processes will read should be made exact
+/// with `set_exact_reads(true)` before its first receive, so that nothing
+/// is read ahead while it is still unshared (a queue's reader, say).
+///
+/// Bytes already read ahead are never delivered twice, and not lost:
+///
+/// - A handle passed on (serialized) takes them with it: the copy receives
+///   them first; the original gives them up once the copy has arrived (a
+///   failed send or start leaves them where they were).
+/// - A fork start method argument: the child's handle keeps them; the
+///   parent's gives them up.
+/// - Any other fork (a raw `fork(2)`; a connection that a fork child
+///   reaches through a static): they stay with the parent's handle, and the
+///   child's handle reads on from the fd. If they ended inside a message,
+///   the rest of that message is the parent's to read: receives on the
+///   child's handle fail with [`Error::LostBoundary`].
 ///
 /// # Examples
 ///
@@ -186,12 +240,27 @@ pub struct Connection {
     io: Option<Io>,
     readable: bool,
     writable: bool,
+    /// Exact reads: set when the handle may be shared (atomic so that
+    /// serializing, through `&self`, can set it).
     exact: AtomicBool,
     /// The read-ahead buffer (allocated on first use); `rbuf[start..end]`
     /// holds bytes read from the fd but not consumed yet.
     rbuf: Vec<u8>,
     start: usize,
     end: usize,
+    /// The fork generation ([`fork::generation`]) this handle last
+    /// accounted for; a different one means a fork happened since.
+    generation: u64,
+    /// Shared with the handoffs of copies of this handle that took its
+    /// read-ahead along (made on first use).
+    handoff: OnceLock<Arc<HandoffState>>,
+    /// Held while read-ahead bytes or fds are held, so that the fork start
+    /// method knows to look for them (`mp_reduction::fork_move`).
+    interest: Option<ForkInterest>,
+    /// The fd is not at a message boundary, and the rest of the current
+    /// message is another copy's: receives fail with
+    /// [`Error::LostBoundary`].
+    lost_boundary: bool,
 }
 
 impl fmt::Debug for Connection {
@@ -211,7 +280,7 @@ impl fmt::Debug for Connection {
         d.field("readable", &self.readable)
             .field("writable", &self.writable)
             .field("exact_reads", &self.exact.load(Ordering::Relaxed))
-            .field("buffered", &(self.end - self.start))
+            .field("buffered", &self.buffered_len())
             .finish()
     }
 }
@@ -232,6 +301,9 @@ impl Connection {
             ));
         }
         let kind = Kind::of(fd.as_fd())?;
+        // Without fork handlers no fork can be seen: then every handle is
+        // taken to be shared.
+        let forks_counted = fork::watch();
         Ok(Connection {
             io: Some(Io {
                 fd,
@@ -244,10 +316,14 @@ impl Connection {
             }),
             readable,
             writable,
-            exact: AtomicBool::new(false),
+            exact: AtomicBool::new(!forks_counted),
             rbuf: Vec::new(),
             start: 0,
             end: 0,
+            generation: fork::generation(),
+            handoff: OnceLock::new(),
+            interest: None,
+            lost_boundary: false,
         })
     }
 
@@ -316,9 +392,21 @@ impl Connection {
         self.io.as_ref().is_some_and(|io| io.write.is_some())
     }
 
-    /// The number of bytes read ahead and not yet consumed.
+    /// The number of bytes read ahead and not yet consumed (by this
+    /// handle: bytes that went to another copy of it do not count).
     pub fn buffered_len(&self) -> usize {
-        self.end - self.start
+        let given_up = self.pending().map_or(0, |p| p.give_up);
+        self.end - self.start - given_up
+    }
+
+    /// Whether a receive would return at once without reading the fd: a
+    /// message (or part of one) is buffered, or the handle lost track of
+    /// message boundaries (the receive fails).
+    pub(crate) fn ready_without_io(&self) -> bool {
+        match self.pending() {
+            None => self.end > self.start || self.lost_boundary,
+            Some(p) => self.end - self.start > p.give_up || self.lost_boundary || p.lost_boundary,
+        }
     }
 
     /// Closes the fd (both fds of a [`pipe_pair`](crate::pipe_pair) end).
@@ -331,6 +419,7 @@ impl Connection {
         self.rbuf = Vec::new();
         self.start = 0;
         self.end = 0;
+        self.interest = None;
     }
 
     fn io(&self) -> Result<&Io> {
@@ -398,22 +487,68 @@ impl Connection {
 
     /// Sends `value` encoded with postcard, as one message.
     ///
+    /// If the value holds fds (a `Connection`, a `mp_heap::SharedBuffer` or
+    /// `Value`, an `mp_reduction::Fd`, anything serialized through
+    /// `mp_reduction`), they travel beside the bytes as `SCM_RIGHTS`
+    /// (duplicates: the value keeps its own), and [`recv`](Connection::recv)
+    /// in the other process rebuilds the value around them. A connection
+    /// inside the value takes its read-ahead bytes along, and gives them up
+    /// here once the send succeeded. A value without fds goes out as the
+    /// same bytes as ever, in one write.
+    ///
     /// # Errors
     ///
-    /// [`Error::Encode`] if serialization fails; otherwise as
-    /// [`send_bytes`](Connection::send_bytes).
+    /// [`Error::Encode`] if serialization fails (with serde's
+    /// explanation); [`Error::FdsNeedUnixSocket`] if the value holds fds
+    /// and this connection is not a unix socket; nothing is sent then.
+    /// Otherwise as [`send_bytes`](Connection::send_bytes).
     pub fn send<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<()> {
+        self.check_writable()?;
+        self.send_parcel(Parcel::encode(value)?)
+    }
+
+    /// Sends an encoded value (see [`Parcel`]) as one message, its fds as
+    /// `SCM_RIGHTS` with the message's first bytes (in batches of at most
+    /// 253, Linux's `SCM_MAX_FD`), and tells the parcel it was delivered.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::FdsNeedUnixSocket`] if the parcel holds fds and this is
+    /// not a unix-socket connection (nothing is sent); otherwise as
+    /// [`send_bytes`](Connection::send_bytes). A parcel that was not sent
+    /// is dropped undelivered: the values it was encoded from keep their
+    /// state.
+    #[doc(alias = "SCM_RIGHTS")]
+    pub fn send_parcel(&self, parcel: Parcel) -> Result<()> {
         let io = self.check_writable()?;
-        // Room for the longest header in front, so that header and payload
-        // are one contiguous buffer and one write.
-        let mut buf = postcard::to_extend(value, vec![0u8; 12]).map_err(Error::Encode)?;
-        let len = (buf.len() - 12) as u64;
+        let (mut buf, start, fds, handoffs, type_name) = parcel.into_send_parts();
         let mut header = [0; 12];
-        let header = frame::encode_header(len, &mut header);
-        let at = 12 - header.len();
-        buf[at..12].copy_from_slice(header);
+        let header = frame::encode_header((buf.len() - start) as u64, &mut header);
+        // Header and payload as one contiguous buffer: in the room left in
+        // front of an encoded payload, or copied for a received one.
+        let framed = if start >= header.len() {
+            let at = start - header.len();
+            buf[at..start].copy_from_slice(header);
+            &buf[at..]
+        } else {
+            buf.splice(..start, header.iter().copied());
+            &buf[..]
+        };
         let (fd, kind) = io.write_fd();
-        sys::write_all2(fd, kind, &[], &buf[at..])?;
+        if fds.is_empty() {
+            sys::write_all2(fd, kind, &[], framed)?;
+        } else {
+            if !io.passes_fds() {
+                return Err(Error::FdsNeedUnixSocket {
+                    type_name: type_name.unwrap_or("a received Parcel"),
+                    fds: fds.len(),
+                    connection: io.describe(),
+                });
+            }
+            let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
+            sys::write_all_with_fds(fd, framed, &borrowed)?;
+        }
+        handoffs.delivered();
         Ok(())
     }
 
@@ -465,7 +600,32 @@ impl Connection {
 
     /// Reads and decodes a message header; `max` is the receiver's limit.
     fn read_header(&mut self, max: usize) -> Result<u64> {
+        self.read_header_at(max).map(|(_, len)| len)
+    }
+
+    /// Makes the handle ready to read a message: checks the direction,
+    /// settles what it owes its copies ([`sync`](Connection::sync)), and
+    /// refuses if it lost track of message boundaries.
+    fn begin_read(&mut self) -> Result<()> {
         self.check_readable()?;
+        self.sync();
+        if self.lost_boundary {
+            return Err(Error::LostBoundary);
+        }
+        if self.end > self.start && self.handoff.get().is_some_and(|s| s.promised()) {
+            return Err(Error::InvalidArgument(
+                "this connection's read-ahead bytes belong to a copy of it that is on its way \
+                 (an encoded Parcel not sent yet): send or drop that Parcel before receiving here",
+            ));
+        }
+        Ok(())
+    }
+
+    /// [`read_header`](Connection::read_header), also returning the
+    /// stream position where the message starts (to find its fds).
+    fn read_header_at(&mut self, max: usize) -> Result<(u64, u64)> {
+        self.begin_read()?;
+        let at = self.consumed_pos();
         if !self.fill(HEADER_LEN)? {
             return Err(if self.start == self.end {
                 Error::Eof
@@ -495,7 +655,7 @@ impl Connection {
         if len > max as u64 {
             return Err(self.lose_boundaries(Error::MessageTooLong { len, max }));
         }
-        Ok(len)
+        Ok((at, len))
     }
 
     /// After a refused header the message boundaries are lost: the
@@ -561,8 +721,37 @@ impl Connection {
             filled = target;
         }
         out.truncate(len);
-        self.prune_batches();
         Ok(())
+    }
+
+    /// Takes the fds that came with the message at stream positions
+    /// `start..end` (the kernel ends a read after bytes that carry fds, so
+    /// they are recorded at a position inside the message); older batches
+    /// are closed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::FdTransfer`] if the kernel truncated any of them
+    /// (`MSG_CTRUNC`); every fd that did arrive is closed then.
+    fn take_message_fds(&mut self, start: u64, end: u64) -> Result<Vec<OwnedFd>> {
+        let Some(io) = self.io.as_mut() else {
+            return Ok(Vec::new());
+        };
+        drop_batches_before(&mut io.batches, start);
+        let mut fds = Vec::new();
+        let mut truncated = false;
+        while io.batches.front().is_some_and(|b| b.pos < end) {
+            if let Some(batch) = io.batches.pop_front() {
+                truncated |= batch.truncated;
+                fds.extend(batch.fds);
+            }
+        }
+        if truncated {
+            return Err(Error::FdTransfer(
+                "control data truncated (MSG_CTRUNC): fds of the message were lost",
+            ));
+        }
+        Ok(fds)
     }
 
     /// Closes fds that arrived with bytes already consumed as message data.
@@ -601,6 +790,12 @@ impl Connection {
     /// closed if it is not writable either). Otherwise as
     /// [`recv_bytes`](Connection::recv_bytes).
     pub fn recv_bytes_max(&mut self, maxlength: usize) -> Result<Vec<u8>> {
+        let result = self.recv_bytes_max_inner(maxlength);
+        self.note_read_ahead();
+        result
+    }
+
+    fn recv_bytes_max_inner(&mut self, maxlength: usize) -> Result<Vec<u8>> {
         let len = self.read_header(maxlength)?;
         let buffered = self.end - self.start;
         if len <= buffered as u64 {
@@ -612,6 +807,7 @@ impl Connection {
         }
         let mut out = Vec::new();
         self.read_payload_vec(len, &mut out)?;
+        self.prune_batches();
         Ok(out)
     }
 
@@ -633,6 +829,12 @@ impl Connection {
     /// [`Error::InvalidArgument`] if `offset > buf.len()` (nothing is
     /// read); otherwise as [`recv_bytes_into`](Connection::recv_bytes_into).
     pub fn recv_bytes_into_at(&mut self, buf: &mut [u8], offset: usize) -> Result<usize> {
+        let result = self.recv_bytes_into_at_inner(buf, offset);
+        self.note_read_ahead();
+        result
+    }
+
+    fn recv_bytes_into_at_inner(&mut self, buf: &mut [u8], offset: usize) -> Result<usize> {
         self.check_readable()?;
         if offset > buf.len() {
             return Err(Error::InvalidArgument("offset too large"));
@@ -642,6 +844,7 @@ impl Connection {
         if len > room as u64 {
             let mut whole = Vec::new();
             self.read_payload_vec(len, &mut whole)?;
+            self.prune_batches();
             return Err(Error::BufferTooShort(whole));
         }
         let len = len as usize;
@@ -660,32 +863,77 @@ impl Connection {
     /// As [`recv_bytes`](Connection::recv_bytes); `buf`'s contents are
     /// unspecified after an error.
     pub fn recv_bytes_into_vec(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
-        let len = self.read_header(usize::MAX)?;
-        self.read_payload_vec(len, buf)?;
-        Ok(buf.len())
+        let result = self
+            .read_header(usize::MAX)
+            .and_then(|len| self.read_payload_vec(len, buf));
+        self.prune_batches();
+        self.note_read_ahead();
+        result.map(|()| buf.len())
     }
 
     /// Receives one message and decodes it with postcard. A message that
     /// fits in the read-ahead buffer is decoded in place, without
     /// allocating.
     ///
+    /// Fds that came with the message (sent by [`send`](Connection::send)
+    /// of a value that holds them) are handed to the value's fd slots
+    /// (`mp_reduction::provide_fds`); any that no slot claims are closed.
+    ///
     /// # Errors
     ///
     /// [`Error::Decode`] if the message is not a valid encoding of `T`
-    /// (including trailing bytes); otherwise as
+    /// (including trailing bytes, and fd slots that the fds that came do
+    /// not back), with serde's explanation; [`Error::FdTransfer`] if the
+    /// kernel truncated the message's fds. The message is consumed either
+    /// way and its fds closed. Otherwise as
     /// [`recv_bytes`](Connection::recv_bytes).
     pub fn recv<T: serde::de::DeserializeOwned>(&mut self) -> Result<T> {
-        let len = self.read_header(usize::MAX)?;
+        let result = self.recv_inner();
+        self.note_read_ahead();
+        result
+    }
+
+    fn recv_inner<T: serde::de::DeserializeOwned>(&mut self) -> Result<T> {
+        let (at, len) = self.read_header_at(usize::MAX)?;
         if len <= (self.end - self.start) as u64 {
             let len = len as usize;
-            let value = decode_exact(&self.rbuf[self.start..self.start + len]);
+            let end = self.consumed_pos() + len as u64;
+            let value = self
+                .take_message_fds(at, end)
+                .and_then(|fds| codec::decode(&self.rbuf[self.start..self.start + len], fds));
             self.consume(len);
             self.prune_batches();
             return value;
         }
         let mut out = Vec::new();
-        self.read_payload_vec(len, &mut out)?;
-        decode_exact(&out)
+        let read = self.read_payload_vec(len, &mut out);
+        let fds = self.take_message_fds(at, self.consumed_pos());
+        self.prune_batches();
+        read?;
+        codec::decode(&out, fds?)
+    }
+
+    /// Receives one message as a [`Parcel`]: its bytes and the fds that
+    /// came with it, to [`decode`](Parcel::decode) later (outside a lock
+    /// held while receiving, say).
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Connection::recv), but nothing is decoded.
+    pub fn recv_parcel(&mut self) -> Result<Parcel> {
+        let result = self.recv_parcel_inner();
+        self.note_read_ahead();
+        result
+    }
+
+    fn recv_parcel_inner(&mut self) -> Result<Parcel> {
+        let (at, len) = self.read_header_at(usize::MAX)?;
+        let mut out = Vec::new();
+        let read = self.read_payload_vec(len, &mut out);
+        let fds = self.take_message_fds(at, self.consumed_pos());
+        self.prune_batches();
+        read?;
+        Ok(Parcel::from_parts(out, fds?))
     }
 
     /// Whether a message (or end of file) is ready to receive, waiting up
@@ -699,7 +947,8 @@ impl Connection {
     /// example `EBADF` for a bogus fd).
     pub fn poll(&mut self, timeout: Option<Duration>) -> Result<bool> {
         self.check_readable()?;
-        if self.end > self.start {
+        self.sync();
+        if self.end > self.start || self.lost_boundary {
             return Ok(true);
         }
         Ok(sys::wait_fd(self.fd()?, PollFlags::IN, timeout)?)
@@ -716,6 +965,7 @@ impl Connection {
     ///
     /// [`Error::Closed`] or the OS error of `fcntl(F_DUPFD_CLOEXEC)`.
     pub fn try_clone(&mut self) -> Result<Connection> {
+        self.sync();
         let io = self.io()?;
         let fd = sys::dup(io.fd.as_fd())?;
         let write = match &io.write {
@@ -735,10 +985,24 @@ impl Connection {
     }
 
     /// Chooses exact reads (never read past the current message; two
-    /// system calls per small message) or read-ahead (the default).
-    /// Needed when another reader shares the fd.
+    /// system calls per small message, as CPython) or read-ahead.
+    ///
+    /// A handle reads ahead until it may be shared (see "Read-ahead, and
+    /// ends that several readers share" above), then exactly.
+    /// `set_exact_reads(true)` makes it exact before it is shared: do it
+    /// on an end that several processes will read, before the first
+    /// receive. `set_exact_reads(false)` says that this handle is the fd's
+    /// only reader from now on (the other copies are closed or never
+    /// receive); it holds until the next fork.
     pub fn set_exact_reads(&mut self, exact: bool) {
+        self.sync();
         self.exact.store(exact, Ordering::Relaxed);
+    }
+
+    /// Whether receives read exactly (see
+    /// [`set_exact_reads`](Connection::set_exact_reads)).
+    pub fn exact_reads(&self) -> bool {
+        self.exact.load(Ordering::Relaxed) || self.pending().is_some_and(|p| p.forked)
     }
 
     /// Exact reads, through a shared reference (for `Waiter::add`).
@@ -798,6 +1062,7 @@ impl Connection {
         if self.io.is_none() {
             return Err((self, Error::Closed));
         }
+        self.sync();
         if self.has_write_fd() {
             return Err((
                 self,
@@ -826,7 +1091,13 @@ impl Connection {
     /// Takes the next byte of the stream and the fds that came with it.
     /// Reads exactly one byte if nothing is buffered.
     pub(crate) fn take_fd_byte(&mut self) -> Result<(u8, Option<FdBatch>)> {
-        self.check_readable()?;
+        let result = self.take_fd_byte_inner();
+        self.note_read_ahead();
+        result
+    }
+
+    fn take_fd_byte_inner(&mut self) -> Result<(u8, Option<FdBatch>)> {
+        self.begin_read()?;
         if self.start == self.end {
             let io = self.io.as_mut().ok_or(Error::Closed)?;
             let mut byte = [0u8; 1];
@@ -862,15 +1133,6 @@ impl Connection {
         }
         Ok(())
     }
-
-    /// Turns `self` into its fd for sending, with its direction flags.
-    pub(crate) fn into_parts(self) -> Result<(OwnedFd, bool, bool)> {
-        let (readable, writable) = (self.readable, self.writable);
-        match self.into_fd() {
-            Ok(fd) => Ok((fd, readable, writable)),
-            Err((_, e)) => Err(e),
-        }
-    }
 }
 
 /// Closes the fds of batches that arrived before stream position `pos`.
@@ -894,15 +1156,6 @@ fn restore_blocking(io: &Io) {
     if io.set_nonblocking {
         // Best effort: the fd may be going away anyway.
         let _ = sys::set_nonblocking(io.fd.as_fd(), false);
-    }
-}
-
-/// postcard decoding that refuses trailing bytes.
-fn decode_exact<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    match postcard::take_from_bytes(bytes) {
-        Ok((value, [])) => Ok(value),
-        Ok(_) => Err(Error::Decode(postcard::Error::DeserializeBadEncoding)),
-        Err(e) => Err(Error::Decode(e)),
     }
 }
 
@@ -931,73 +1184,5 @@ impl mp_auth::MessageChannel for Connection {
 
     fn recv_message(&mut self, max_len: usize) -> io::Result<Vec<u8>> {
         Ok(self.recv_bytes_max(max_len)?)
-    }
-}
-
-// ----- serde: a Connection as a process argument (mp-reduction) -----
-
-/// How a [`Connection`] is written inside a serde value: its fd as an
-/// `mp_reduction::FdSlot` (the fd itself travels beside the bytes), its
-/// direction flags, and its separate write fd if it has one.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct ConnectionWire {
-    fd: mp_reduction::FdSlot,
-    readable: bool,
-    writable: bool,
-    write_fd: Option<mp_reduction::FdSlot>,
-}
-
-/// Serializable only inside `mp_reduction::collect_fds` (for example as a
-/// process argument of `mp-context`): the fd is duplicated into the table.
-/// A closed connection, or one holding read-ahead data (which would be
-/// lost), is refused with a serde error.
-impl serde::Serialize for Connection {
-    fn serialize<S: serde::Serializer>(
-        &self,
-        serializer: S,
-    ) -> std::result::Result<S::Ok, S::Error> {
-        use serde::ser::Error as _;
-        let io = self
-            .io
-            .as_ref()
-            .ok_or_else(|| S::Error::custom("handle is closed"))?;
-        if self.end > self.start || !io.batches.is_empty() {
-            return Err(S::Error::custom("the connection holds read-ahead data"));
-        }
-        let fd = mp_reduction::FdSlot::collect(io.fd.as_fd()).map_err(S::Error::custom)?;
-        let write_fd = match &io.write {
-            Some(w) => Some(mp_reduction::FdSlot::collect(w.fd.as_fd()).map_err(S::Error::custom)?),
-            None => None,
-        };
-        ConnectionWire {
-            fd,
-            readable: self.readable,
-            writable: self.writable,
-            write_fd,
-        }
-        .serialize(serializer)
-    }
-}
-
-/// Deserializable only inside `mp_reduction::provide_fds`.
-impl<'de> serde::Deserialize<'de> for Connection {
-    fn deserialize<D: serde::Deserializer<'de>>(
-        deserializer: D,
-    ) -> std::result::Result<Connection, D::Error> {
-        use serde::de::Error as _;
-        let wire = ConnectionWire::deserialize(deserializer)?;
-        let fd = wire.fd.take().map_err(D::Error::custom)?;
-        match wire.write_fd {
-            Some(slot) => {
-                let write = slot.take().map_err(D::Error::custom)?;
-                if !(wire.readable && wire.writable) {
-                    return Err(D::Error::custom(
-                        "a connection with a write fd must be duplex",
-                    ));
-                }
-                Connection::from_fd_pair(fd, write).map_err(D::Error::custom)
-            }
-            None => Connection::new(fd, wire.readable, wire.writable).map_err(D::Error::custom),
-        }
     }
 }

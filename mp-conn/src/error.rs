@@ -1,5 +1,6 @@
 //! The errors of `mp-conn`, named after the exceptions CPython raises.
 
+use std::fmt;
 use std::io;
 
 /// Everything that can go wrong on a connection.
@@ -8,7 +9,10 @@ use std::io;
 /// `EOFError`, [`Error::BufferTooShort`] is `multiprocessing.BufferTooShort`,
 /// [`Error::InvalidArgument`] is `ValueError`, [`Error::Authentication`] is
 /// `multiprocessing.AuthenticationError`, and the rest are `OSError`s.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Debug` prints the message and its causes (`message: cause: cause`),
+/// which is what `main() -> Result<(), Box<dyn Error>>` shows.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The peer closed its end at a message boundary (CPython's `EOFError`).
@@ -52,12 +56,14 @@ pub enum Error {
     /// `RuntimeError('Invalid data received')` and friends).
     #[error("fd transfer failed: {0}")]
     FdTransfer(&'static str),
-    /// A value could not be serialized with postcard.
-    #[error("could not encode the value")]
-    Encode(#[source] postcard::Error),
-    /// A message could not be deserialized with postcard.
-    #[error("could not decode the message")]
-    Decode(#[source] postcard::Error),
+    /// A value could not be serialized with postcard; the source says why
+    /// (serde's own explanation, kept).
+    #[error("could not encode a value of type {}", .0.type_name())]
+    Encode(#[source] SerdeError),
+    /// A message could not be deserialized with postcard; the source says
+    /// why (serde's own explanation, kept).
+    #[error("could not decode a message as a value of type {}", .0.type_name())]
+    Decode(#[source] SerdeError),
     /// The handshake failed to authenticate.
     #[error(transparent)]
     Authentication(mp_auth::AuthenticationError),
@@ -72,7 +78,110 @@ pub enum Error {
     /// A handshake did not finish in time (CPython's `TimeoutError`).
     #[error("timed out")]
     Timeout,
+    /// [`send`](crate::Connection::send) of a value that holds fds over a
+    /// connection that cannot carry them: only a unix socket can (not a
+    /// TCP socket, an OS pipe or a [`pipe_pair`](crate::pipe_pair) end).
+    /// Nothing was sent.
+    #[error(
+        "cannot send a value of type {type_name}: it holds {fds} file descriptor(s), and only \
+         a unix-socket connection can carry them (this one is {connection}); send it over \
+         mp_conn::pipe(true) or a unix-socket Listener/client connection"
+    )]
+    FdsNeedUnixSocket {
+        /// The value's type (`std::any::type_name`).
+        type_name: &'static str,
+        /// How many fds the value holds.
+        fds: usize,
+        /// What this connection is instead.
+        connection: &'static str,
+    },
+    /// This copy of a shared connection cannot tell where the next message
+    /// starts: read-ahead bytes that ended inside a message went to another
+    /// copy (the parent of a fork, or a copy that was passed on), and the
+    /// rest of that message is that copy's to read. Receives on this copy
+    /// fail; sends still work.
+    #[error(
+        "lost track of message boundaries: this connection's read-ahead ended inside a message, \
+         and another copy of the connection (across a fork, or passed to another process) \
+         owns the rest of it; receive on that copy, or share the connection before reading \
+         ahead (set_exact_reads(true))"
+    )]
+    LostBoundary,
 }
+
+impl fmt::Debug for Error {
+    /// The message and its causes, `message: cause: cause`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_chain(self, f)
+    }
+}
+
+/// Writes `err`'s message, then each of its sources after `": "`.
+fn write_chain(err: &dyn std::error::Error, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    write!(f, "{err}")?;
+    let mut source = err.source();
+    while let Some(cause) = source {
+        write!(f, ": {cause}")?;
+        source = cause.source();
+    }
+    Ok(())
+}
+
+/// Why serde could not encode a value or decode a message: the value's
+/// type and serde's explanation, which postcard itself drops for custom
+/// errors (`serde::ser::Error::custom` becomes a bare `SerdeSerCustom`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SerdeError {
+    type_name: &'static str,
+    message: String,
+    postcard: Option<postcard::Error>,
+}
+
+impl SerdeError {
+    pub(crate) fn new(
+        type_name: &'static str,
+        message: String,
+        postcard: Option<postcard::Error>,
+    ) -> SerdeError {
+        SerdeError {
+            type_name,
+            message,
+            postcard,
+        }
+    }
+
+    /// The type being encoded or decoded (`std::any::type_name`).
+    pub fn type_name(&self) -> &'static str {
+        self.type_name
+    }
+
+    /// What went wrong, in serde's words (a custom message such as "fd
+    /// slot 3 out of range", or postcard's description of a format error).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// postcard's error, if postcard raised one (`None` when the value's
+    /// own impl failed before reaching postcard).
+    pub fn postcard(&self) -> Option<&postcard::Error> {
+        self.postcard.as_ref()
+    }
+}
+
+impl fmt::Display for SerdeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl fmt::Debug for SerdeError {
+    /// As `Display`: the message (it has no source).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_chain(self, f)
+    }
+}
+
+impl std::error::Error for SerdeError {}
 
 /// The result type of `mp-conn`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -114,14 +223,15 @@ impl Error {
             Error::MessageTooLong { .. }
             | Error::BadLength(_)
             | Error::FdTransfer(_)
-            | Error::Decode(_) => io::ErrorKind::InvalidData,
+            | Error::Decode(_)
+            | Error::LostBoundary => io::ErrorKind::InvalidData,
             Error::BufferTooShort(_) | Error::InvalidArgument(_) | Error::Encode(_) => {
                 io::ErrorKind::InvalidInput
             }
             Error::Closed | Error::NotReadable | Error::NotWritable => io::ErrorKind::Unsupported,
             Error::Authentication(_) => io::ErrorKind::PermissionDenied,
             Error::Io(e) => e.kind(),
-            Error::BadAddress(_) => io::ErrorKind::InvalidInput,
+            Error::BadAddress(_) | Error::FdsNeedUnixSocket { .. } => io::ErrorKind::InvalidInput,
             Error::Timeout => io::ErrorKind::TimedOut,
         }
     }

@@ -2,12 +2,26 @@
 //! `multiprocessing.reduction.sendfds`/`recvfds`: one data byte,
 //! `len(fds) % 256`, with the fds as `SCM_RIGHTS` ancillary data in the
 //! same `sendmsg`.
+//!
+//! CPython 3.14 added an acknowledgement on every platform (before, only on
+//! macOS): after the fds arrive, `recvfds` sends the byte `b"A"` back, and
+//! `sendfds` waits for it. The `_acked` methods speak that form; the plain
+//! ones speak the form of 3.13 and older on Linux (and of our own peers).
+//!
+//! ```text
+//! sender                             receiver
+//!   [len(fds) % 256] + SCM_RIGHTS  ->
+//!                                  <-  b"A"        (CPython >= 3.14 only)
+//! ```
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::sys;
+
+/// The acknowledgement CPython 3.14's `recvfds` sends after fds arrive.
+const FD_ACK: u8 = b'A';
 
 impl Connection {
     /// Sends `fds` as CPython's `reduction.sendfds` does: one byte,
@@ -72,42 +86,69 @@ impl Connection {
         Ok(batch.fds)
     }
 
-    /// Sends `conn` to the peer: one message with its direction flags,
-    /// then its fd with [`send_fds`](Connection::send_fds). Our copy of
-    /// the fd is closed afterwards.
+    /// [`send_fds`](Connection::send_fds), then waits for the receiver's
+    /// acknowledgement, the byte `b"A"`: the protocol of CPython 3.14's
+    /// `reduction.sendfds`, whose `recvfds` (and `recv_handle`) sends it.
+    /// Use it when the receiver is CPython 3.14 or newer, which would
+    /// otherwise leave the byte unread in the stream.
     ///
     /// # Errors
     ///
-    /// As [`send_fds`](Connection::send_fds); [`Error::InvalidArgument`]
-    /// if `conn` holds read-ahead bytes (they would be lost).
+    /// As [`send_fds`](Connection::send_fds); [`Error::FdTransfer`] if
+    /// anything else than `b"A"` comes back (CPython's `RuntimeError('did
+    /// not receive acknowledgement of fd')`), [`Error::Eof`] if the peer
+    /// closed instead.
+    #[doc(alias = "sendfds")]
+    pub fn send_fds_acked(&mut self, fds: &[BorrowedFd<'_>]) -> Result<()> {
+        self.check_fd_passing_readable()?;
+        self.send_fds(fds)?;
+        match self.take_fd_byte()? {
+            (FD_ACK, None) => Ok(()),
+            _ => Err(Error::FdTransfer("did not receive acknowledgement of fd")),
+        }
+    }
+
+    /// [`recv_fds`](Connection::recv_fds), then acknowledges them with the
+    /// byte `b"A"`: the protocol of CPython 3.14's `reduction.recvfds`,
+    /// whose `sendfds` (and `send_handle`) waits for it. Use it when the
+    /// sender is CPython 3.14 or newer.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv_fds`](Connection::recv_fds) (no acknowledgement is sent
+    /// then), or the write of the acknowledgement failed.
+    #[doc(alias = "recvfds")]
+    pub fn recv_fds_acked(&mut self, max: usize) -> Result<Vec<OwnedFd>> {
+        self.check_fd_passing_writable()?;
+        let fds = self.recv_fds(max)?;
+        sys::send_with_fds(self.check_fd_passing_writable()?, FD_ACK, &[])?;
+        Ok(fds)
+    }
+
+    /// Sends `conn` to the peer, as [`send(&conn)`](Connection::send)
+    /// does: its fd (or both fds of a [`pipe_pair`](crate::pipe_pair)
+    /// end) as `SCM_RIGHTS`, its directions, and any bytes it read ahead,
+    /// which the copy receives first. Our copy is closed afterwards.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] if this is not a unix-socket connection;
+    /// otherwise as [`send`](Connection::send).
     pub fn send_connection(&self, conn: Connection) -> Result<()> {
         self.check_fd_passing_writable()?;
-        let (fd, readable, writable) = conn.into_parts()?;
-        let flags = u8::from(readable) | (u8::from(writable) << 1);
-        self.send_bytes(&[flags])?;
-        self.send_fds(&[fd.as_fd()])
+        self.send(&conn)
     }
 
     /// Receives a connection sent by
-    /// [`send_connection`](Connection::send_connection).
+    /// [`send_connection`](Connection::send_connection) (or inside any
+    /// value given to [`send`](Connection::send)).
     ///
     /// # Errors
     ///
-    /// [`Error::FdTransfer`] for a malformed flags message or missing fd;
-    /// otherwise as [`recv_fds`](Connection::recv_fds).
+    /// [`Error::InvalidArgument`] on a connection that is not a unix
+    /// socket; otherwise as [`recv`](Connection::recv).
     pub fn recv_connection(&mut self) -> Result<Connection> {
         self.check_fd_passing_readable()?;
-        let flags = self.recv_bytes_max(1)?;
-        let [flags] = flags[..] else {
-            return Err(Error::FdTransfer("connection flags message is empty"));
-        };
-        if flags == 0 || flags > 3 {
-            return Err(Error::FdTransfer("bad connection direction flags"));
-        }
-        let mut fds = self.recv_fds(1)?;
-        let Some(fd) = fds.pop() else {
-            return Err(Error::FdTransfer("no fd arrived for the connection"));
-        };
-        Connection::new(fd, flags & 1 != 0, flags & 2 != 0)
+        self.recv()
     }
 }

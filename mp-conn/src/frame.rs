@@ -85,6 +85,32 @@ pub fn encode_header(len: u64, out: &mut [u8; 12]) -> &[u8] {
     }
 }
 
+/// Whether `bytes` is a whole number of messages: it ends exactly where a
+/// message ends (a malformed header is not a boundary).
+pub(crate) fn whole_messages(mut bytes: &[u8]) -> bool {
+    while !bytes.is_empty() {
+        let Some((header, rest)) = bytes.split_first_chunk::<HEADER_LEN>() else {
+            return false;
+        };
+        let (len, rest) = match decode_header(*header) {
+            Ok(Header::Short(n)) => (u64::from(n), rest),
+            Ok(Header::Long) => match rest.split_first_chunk::<LONG_LEN>() {
+                Some((long, rest)) => match decode_long_length(*long) {
+                    Ok(len) => (len, rest),
+                    Err(_) => return false,
+                },
+                None => return false,
+            },
+            Err(_) => return false,
+        };
+        match usize::try_from(len) {
+            Ok(len) if len <= rest.len() => bytes = &rest[len..],
+            _ => return false,
+        }
+    }
+    true
+}
+
 /// Where a [`FrameDecoder`] is in the stream.
 #[derive(Debug)]
 enum State {

@@ -17,7 +17,13 @@
 //!   TCP, with the HMAC handshake of [`mp_auth`] when given a key.
 //! - [`wait`] and [`Waiter`]: readiness of many objects at once.
 //! - fd passing ([`Connection::send_fds`], [`Connection::recv_fds`]),
-//!   compatible with CPython's `reduction.sendfds`/`recvfds`.
+//!   compatible with CPython's `reduction.sendfds`/`recvfds`; and values
+//!   that hold fds (a [`Connection`], `mp_heap::SharedBuffer`,
+//!   `mp_reduction::Fd`, ...) through typed `send`/`recv` on unix sockets,
+//!   or encoded now and sent later as a [`Parcel`].
+//! - Ends that several processes read in turn: a handle that may share its
+//!   fd reads exactly, and bytes it read ahead travel with it (see
+//!   [`Connection`], "Read-ahead, and ends that several readers share").
 //! - [`frame`]: the framing without I/O, including a [`FrameDecoder`].
 //!
 //! Linux first, other Unixes through rustix; no Windows.
@@ -50,11 +56,13 @@
 pub mod __fuzz;
 mod address;
 mod client;
+mod codec;
 mod connection;
 mod error;
 mod fds;
 pub mod frame;
 mod handshake;
+mod keep;
 mod listener;
 mod pipe;
 mod sys;
@@ -62,8 +70,9 @@ mod wait;
 
 pub use address::{Address, Family, arbitrary_address};
 pub use client::{ClientBuilder, client};
+pub use codec::Parcel;
 pub use connection::Connection;
-pub use error::{Error, Result};
+pub use error::{Error, Result, SerdeError};
 pub use frame::{
     FrameDecoder, HEADER_LEN, Header, decode_header, decode_long_length, encode_header,
 };

@@ -68,8 +68,9 @@ pub fn pipe(duplex: bool) -> Result<(Connection, Connection)> {
 /// fds) and [`into_fd`](Connection::into_fd) (there are two fds). What
 /// works: everything else, including [`try_clone`](Connection::try_clone)
 /// (both fds duplicated), the low-latency mode, [`wait`](crate::wait),
-/// [`Waiter`](crate::Waiter), and passing an end as a process argument
-/// (both fds travel).
+/// [`Waiter`](crate::Waiter), and passing an end to another process, as
+/// a process argument or inside a message sent over a unix socket (both
+/// fds travel).
 ///
 /// Every fd is close-on-exec.
 ///

@@ -51,7 +51,7 @@ impl Waitable for Connection {
         self.as_fd()
     }
     fn ready_without_io(&self) -> bool {
-        self.buffered_len() > 0
+        Connection::ready_without_io(self)
     }
     fn try_wait_fd(&self) -> Result<BorrowedFd<'_>> {
         self.fd()

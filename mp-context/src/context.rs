@@ -104,6 +104,22 @@ impl Context {
         }
     }
 
+    /// Sets the program that spawn and forkserver children run (see
+    /// [`set_executable`](crate::set_executable), which this is for this
+    /// context's method; the setting is process-wide, as CPython's).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ExecutableForFork`] for the fork context: a fork child is a
+    /// copy of this process and runs no executable. [`Error::Executable`]
+    /// if `path` is not an executable file.
+    pub fn set_executable(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
+        if self.method == StartMethod::Fork {
+            return Err(Error::ExecutableForFork);
+        }
+        crate::executable::set(path.as_ref())
+    }
+
     /// Always [`Error::ConcreteContext`]: a concrete context cannot be
     /// re-targeted (CPython's `ValueError`).
     ///

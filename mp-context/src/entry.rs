@@ -5,14 +5,15 @@ use std::cell::Cell;
 use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::context::{StartMethod, force_start_method};
 use crate::current::{self, ProcessInfo};
-use crate::sys;
+use crate::executable::{self, ExeId};
+use crate::{LOGGER_NAME, logging, sys};
 
 /// The most bytes of process data a child accepts (the arguments are in
 /// it): a guard against a corrupt length, not a practical limit.
@@ -23,9 +24,19 @@ const MAX_CHILD_DATA: usize = 1 << 30;
 pub(crate) struct ChildData {
     /// [`sys::check_value`] in the parent.
     pub(crate) check: u64,
+    /// The file the parent runs: the offsets below are only meaningful in
+    /// a child of the same file.
+    pub(crate) exe: Option<ExeId>,
+    /// The parent's executable, for messages.
+    pub(crate) parent_exe: String,
     pub(crate) trampoline: u64,
     pub(crate) target: u64,
+    /// The target's symbol names (sorted), when the child may run another
+    /// binary ([`crate::set_executable`]); empty otherwise.
+    pub(crate) target_names: Vec<String>,
     pub(crate) type_name: String,
+    /// The parent's `log_to_stderr` level, if it called it.
+    pub(crate) log_level: Option<u8>,
     pub(crate) info: ProcessInfo,
     pub(crate) parent_pid: i32,
     pub(crate) parent_name: String,
@@ -60,19 +71,86 @@ pub fn exit(code: i32) -> ! {
     std::process::exit(code)
 }
 
+/// Whether this process's panic hook prints the process header: set while
+/// our wrapper is (part of) the hook; fork children inherit both.
+static PANIC_HEADER: AtomicBool = AtomicBool::new(false);
+
+/// Lives inside our hook: when the program replaces the hook (dropping
+/// ours), the next [`install_panic_header`] wraps the new one.
+struct HeaderInstalled;
+
+impl Drop for HeaderInstalled {
+    fn drop(&mut self) {
+        PANIC_HEADER.store(false, Ordering::Relaxed);
+    }
+}
+
+/// Wraps the panic hook so that a panic on the thread running a target is
+/// introduced by a line naming the process, `Process Process-1 (pid N):`,
+/// as CPython prints `Process Process-1:` before the traceback of a target
+/// that raised. The hook then runs as before (the message, a backtrace if
+/// asked for); on any other thread, and in a process that runs no target,
+/// it does nothing more than the hook it wraps.
+///
+/// The fork start method installs it in the parent, before the fork, so
+/// that a fork child writes no memory for it (each page it writes is a
+/// copy); the fork server installs it before it forks; a spawned child
+/// before its target.
+pub(crate) fn install_panic_header() {
+    // A read first: in a child that inherited the hook, nothing is written.
+    if PANIC_HEADER.load(Ordering::Relaxed) || PANIC_HEADER.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    let previous = std::panic::take_hook();
+    let installed = HeaderInstalled;
+    std::panic::set_hook(Box::new(move |info| {
+        let _ = &installed;
+        if IN_TARGET.with(Cell::get) {
+            // One write, so that the header stays on its own line even
+            // when other processes share this stderr.
+            let header = format!(
+                "Process {} (pid {}):\n",
+                current::current_process().name(),
+                std::process::id()
+            );
+            let _ = std::io::stderr().write_all(header.as_bytes());
+        }
+        previous(info)
+    }));
+}
+
 /// Runs a target and turns its outcome into an exit code: 0 on return,
 /// the code given to [`exit`], 1 after a panic (whose message the panic
-/// hook has printed on stderr).
+/// hook has printed on stderr, after the process header).
 pub(crate) fn run_target(f: impl FnOnce()) -> i32 {
+    install_panic_header();
+    log::info!(target: LOGGER_NAME, "child process calling self.run()");
     IN_TARGET.with(|t| t.set(true));
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
     IN_TARGET.with(|t| t.set(false));
-    match outcome {
+    let code = match outcome {
         Ok(()) => 0,
         Err(payload) => match payload.downcast_ref::<ExitRequest>() {
             Some(ExitRequest(code)) => *code,
             None => 1,
         },
+    };
+    log::info!(target: LOGGER_NAME, "process exiting with exitcode {code}");
+    code
+}
+
+/// Replaces stdin with the null device, as CPython's `_bootstrap` does in
+/// every child (`util._close_stdin`): a child never competes with its
+/// parent for the terminal's or a pipe's input. Left as it is if the null
+/// device cannot be opened.
+pub(crate) fn stdin_to_null() {
+    // A `CStr` path: no allocation, which matters in a fork child.
+    if let Ok(null) = rustix::fs::open(
+        c"/dev/null",
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    ) {
+        let _ = rustix::stdio::dup2_stdin(&null);
     }
 }
 
@@ -91,23 +169,54 @@ pub(crate) fn trampoline<A: DeserializeOwned>(
         ));
     }
     let f = sys::resolve_target::<A>(target);
-    // Unclaimed fds (none for a well-formed message) close here.
-    let (args, _unclaimed) = mp_reduction::provide_fds(fds, || postcard::from_bytes::<A>(args));
-    let args = args.map_err(|e| format!("could not deserialize the process arguments: {e}"))?;
+    // Unclaimed fds (none for a well-formed message) close there.
+    let args = mp_conn::Parcel::from_parts(args.to_vec(), fds)
+        .decode::<A>()
+        .map_err(|e| format!("could not deserialize the process arguments: {e:?}"))?;
     f(args);
     Ok(())
+}
+
+/// Finds the child's entry and target: by offset in a child of the
+/// parent's own file, by name in another binary ([`crate::set_executable`]).
+fn resolve_entry(data: &ChildData) -> Result<(sys::Trampoline, u64), String> {
+    let same_file = match (data.exe, executable::self_id()) {
+        (Some(parent), Some(me)) => parent == me,
+        // Unknown (no /proc): the check value alone decides, as before.
+        _ => true,
+    };
+    if same_file && data.check == sys::check_value() {
+        return Ok((sys::resolve_trampoline(data.trampoline), data.target));
+    }
+    if !data.target_names.is_empty() {
+        return executable::find_registered(&data.target_names, &data.type_name);
+    }
+    let me = std::env::current_exe().map(|p| p.display().to_string());
+    Err(if same_file {
+        "this child runs a different build of the program than its parent (function offsets \
+         do not match); was the binary replaced while running?"
+            .to_string()
+    } else {
+        format!(
+            "this child runs {} but its parent {} sent no target names: use \
+             mp_context::set_executable to start children of another binary",
+            me.unwrap_or_else(|_| "another binary".into()),
+            data.parent_exe
+        )
+    })
 }
 
 /// Sets up this process as the child described by `data` and runs it.
 fn run_child(data: ChildData, fds: Vec<OwnedFd>, parent_sentinel: OwnedFd) -> i32 {
     current::INIT_CALLED.store(true, Ordering::Relaxed);
-    if data.check != sys::check_value() {
-        eprintln!(
-            "mp-context: this child runs a different build of the program than its parent \
-             (function offsets do not match); was the binary replaced while running?"
-        );
-        return 1;
-    }
+    logging::apply_child_setting(data.log_level);
+    let (trampoline, target) = match resolve_entry(&data) {
+        Ok(found) => found,
+        Err(msg) => {
+            eprintln!("mp-context: {msg}");
+            return 1;
+        }
+    };
     current::set_current(data.info);
     *current::lock_parent() = Some(Arc::new(current::parent_from_fd(
         data.parent_name,
@@ -115,8 +224,7 @@ fn run_child(data: ChildData, fds: Vec<OwnedFd>, parent_sentinel: OwnedFd) -> i3
         parent_sentinel,
     )));
     force_start_method(data.start_method);
-    let trampoline = sys::resolve_trampoline(data.trampoline);
-    let (target, type_name, args) = (data.target, data.type_name, data.args);
+    let (type_name, args) = (data.type_name, data.args);
     run_target(move || {
         if let Err(msg) = trampoline(target, &type_name, &args, fds) {
             eprintln!("mp-context: {msg}");
@@ -171,13 +279,7 @@ fn spawn_main() -> ! {
         .unwrap_or_else(|e| fail(format_args!("dup of stdin failed: {e}")));
     let (data, fds, sentinel) =
         read_child_data(stdin, true).unwrap_or_else(|e| fail(format_args!("spawned child {e}")));
-    if let Ok(null) = rustix::fs::open(
-        "/dev/null",
-        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    ) {
-        let _ = rustix::stdio::dup2_stdin(&null);
-    }
+    stdin_to_null();
     let code = run_child(data, fds, sentinel);
     crate::shutdown();
     std::process::exit(code)
@@ -185,10 +287,10 @@ fn spawn_main() -> ! {
 
 /// A child forked by the fork server: the process data arrives on the data
 /// pipe, one `mp-conn` message; the argument fds came with the request.
+/// (The server's "alive" pipe went to `ForkServer::global()`, which makes
+/// the processes this child starts come from the same server.)
 fn forkserver_child_main(child: mp_forkserver::ForkedChild) -> i32 {
-    let mp_forkserver::ForkedChild { data, alive, fds } = child;
-    // Holding the "alive" pipe keeps the server up while this child lives.
-    std::mem::forget(alive);
+    let mp_forkserver::ForkedChild { data, fds } = child;
     match read_child_data(data, false) {
         Ok((data, _, sentinel)) => {
             let code = run_child(data, fds, sentinel);
@@ -202,22 +304,28 @@ fn forkserver_child_main(child: mp_forkserver::ForkedChild) -> i32 {
     }
 }
 
-/// Preload data: the check value and the hook's offset.
+/// Preload data: the file the hook is in, the check value and the hook's
+/// offset.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct Preload {
+    pub(crate) exe: Option<ExeId>,
     pub(crate) check: u64,
     pub(crate) hook: u64,
 }
 
 fn run_preload(bytes: &[u8]) {
     match postcard::from_bytes::<Preload>(bytes) {
-        Ok(p) if p.check == sys::check_value() => {
+        Ok(p) if p.exe == executable::self_id() && p.check == sys::check_value() => {
             let hook = sys::resolve_preload(p.hook);
             if std::panic::catch_unwind(hook).is_err() {
                 eprintln!("mp-context: the forkserver preload hook panicked");
             }
         }
-        _ => eprintln!("mp-context: ignoring bad forkserver preload data"),
+        Ok(_) => eprintln!(
+            "mp-context: the fork server runs another binary than the program that set its \
+             preload hook (set_executable); the hook is not run"
+        ),
+        Err(_) => eprintln!("mp-context: ignoring bad forkserver preload data"),
     }
 }
 
@@ -239,10 +347,16 @@ pub fn init() {
     match mp_forkserver::take_role().as_deref() {
         None => current::INIT_CALLED.store(true, Ordering::Relaxed),
         Some("spawn") => spawn_main(),
-        Some("forkserver") => mp_forkserver::serve(mp_forkserver::ServerHooks {
-            preload: run_preload,
-            child_main: forkserver_child_main,
-        }),
+        Some("forkserver") => {
+            // What every child needs, done once here rather than in each
+            // forked child (whose every written page is a copy).
+            install_panic_header();
+            let _ = executable::self_id();
+            mp_forkserver::serve(mp_forkserver::ServerHooks {
+                preload: run_preload,
+                child_main: forkserver_child_main,
+            })
+        }
         Some(other) => fail(format_args!(
             "unknown {} role {other:?}",
             mp_forkserver::ROLE_ENV

@@ -44,6 +44,37 @@ pub enum Error {
          `harness = false` test target whose main calls it first), or use the fork start method"
     )]
     InitNotCalled,
+    /// `set_executable` for the fork start method, whose children are
+    /// copies of this process and run no executable.
+    #[error(
+        "the fork start method runs no executable (a fork child is a copy of this process): \
+         set_executable applies to spawn and forkserver"
+    )]
+    ExecutableForFork,
+    /// The path given to `set_executable` is not an executable file.
+    #[error("cannot run {path} as the executable of child processes: {reason}")]
+    Executable {
+        /// The path given.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A child of another binary (`set_executable`) finds its target by
+    /// name, and this program's target has none it can send.
+    #[error("cannot name the target function in {exe} for a child of another binary: {reason}")]
+    TargetNames {
+        /// This program's executable.
+        exe: std::path::PathBuf,
+        /// Why (no symbol table, or no symbol for the target).
+        reason: String,
+    },
+    /// `log_to_stderr` found another logger installed; multiprocessing's
+    /// messages go to it.
+    #[error(
+        "another logger is installed already: multiprocessing's messages go to it, under the \
+         log target \"multiprocessing\""
+    )]
+    LoggerInstalled,
     /// Too many fds in the arguments for one transfer.
     #[error("too many fds: the arguments hold {count}, at most {max} can be passed")]
     TooManyFds {
@@ -52,9 +83,10 @@ pub enum Error {
         /// The most that can be passed.
         max: usize,
     },
-    /// The arguments could not be serialized.
+    /// The arguments could not be serialized; the source says why (the
+    /// type and serde's explanation).
     #[error("could not serialize the process arguments")]
-    Encode(#[source] postcard::Error),
+    Encode(#[source] mp_conn::Error),
     /// The fork server failed (includes `AuthenticationError`).
     #[error(transparent)]
     ForkServer(#[from] mp_forkserver::Error),

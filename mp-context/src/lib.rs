@@ -24,11 +24,43 @@
 //! For spawn and forkserver the child must find `target` again. The parent
 //! sends the function's offset from a fixed symbol of this binary (the
 //! approach of the `procspawn` crate), together with the offset of a second
-//! symbol and the argument type's name; the child runs exactly the same
-//! file (`/proc/self/exe`), checks both, and only then rebuilds the
-//! pointer. A mismatch is an error message and exit code 1, never a call
-//! through a wrong pointer. Targets must live in the executable itself, not
-//! in a dynamically loaded library.
+//! symbol, the argument type's name and which file it runs (device and
+//! inode of `/proc/self/exe`); the child runs exactly the same file, checks
+//! all three, and only then rebuilds the pointer. A mismatch is an error
+//! message and exit code 1, never a call through a wrong pointer. Targets
+//! must live in the executable itself, not in a dynamically loaded library.
+//!
+//! ## A separate worker binary
+//!
+//! [`set_executable`] (CPython's) makes spawn and forkserver children run
+//! another binary of the program, built from the same code, whose `main`
+//! registers the targets it serves with [`register_target`] and then calls
+//! [`init`]. Offsets mean nothing in another binary, so the parent also
+//! sends the target's symbol names, read from its own symbol table, and
+//! the worker calls the registered target of those names and that argument
+//! type, through its own entry for that type. Put the targets in a library
+//! crate both binaries link, and strip neither binary's symbols; an
+//! unregistered target is an error message in the child and exit code 1.
+//! The fork method has no executable: [`Context::set_executable`] refuses
+//! it.
+//!
+//! ## What a child starts with
+//!
+//! As CPython's `_bootstrap`: stdin is the null device (under every start
+//! method), and a panic of the target is introduced on stderr by a line
+//! naming the process, `Process Process-1 (pid 1234):` (CPython's
+//! `Process Process-1:` before the traceback). A forkserver child that
+//! starts processes itself has them forked by the same fork server, which
+//! it keeps running while it lives (CPython's inherited alive fd).
+//!
+//! ## Logging
+//!
+//! [`get_logger`] and [`log_to_stderr`] are CPython's, over the `log`
+//! facade: messages of the target [`LOGGER_NAME`] (`multiprocessing`) at
+//! the places CPython's `util.info` speaks (a child's run and exit, the
+//! exit handler's terminate and join calls, a fork server's start) go to
+//! the program's logger, or to stderr as `[INFO/Process-1] ...` after
+//! `log_to_stderr`, which spawn and forkserver children then call too.
 //!
 //! [`FnRef`] does the same for functions `fn(A) -> R` that a child is sent
 //! and calls many times (the tasks of `mp-pool`'s workers): a serde value
@@ -37,17 +69,25 @@
 //! ## Arguments that hold fds or shared memory
 //!
 //! Under fork the arguments are moved into the child as they are. Under
-//! spawn and forkserver they are serialized with postcard inside
-//! `mp_reduction::collect_fds`: an `mp_conn::Connection`, an
-//! `mp_reduction::Fd`, or an `mp_heap::SharedBuffer`, `Arena`, `Value` or
-//! `Array` puts its fd in the table, and the fds travel with `SCM_RIGHTS`
-//! (the child maps a received arena again and never frees a received
-//! block). To keep seeing what a child writes, keep the buffer and pass
-//! `buf.share()`, or clones of an `Arc<mp_heap::Value<T>>`.
+//! spawn and forkserver they are serialized with postcard (as an
+//! `mp_conn::Parcel`): an `mp_conn::Connection`, an `mp_reduction::Fd`, or
+//! an `mp_heap::SharedBuffer`, `Arena`, `Value` or `Array` puts its fd in
+//! the table, and the fds travel with `SCM_RIGHTS` (the child maps a
+//! received arena again and never frees a received block). To keep seeing
+//! what a child writes, keep the buffer and pass `buf.share()`, or clones
+//! of an `Arc<mp_heap::Value<T>>`.
+//!
+//! A connection argument with messages already read ahead takes them
+//! along under every start method: the child receives them first, and the
+//! parent's handle (if it kept one, through an `Arc`) gives them up once
+//! the child has its arguments. An argument that cannot be serialized
+//! fails `start()` with [`Error::Encode`], whose cause is serde's own
+//! explanation ("handle is closed", ...).
 //!
 //! ## Calling [`init`]
 //!
-//! `mp_context::init()` must be the first thing `main` does. Forgetting it
+//! `mp_context::init()` must be the first thing `main` does (a worker
+//! binary's [`register_target`] calls may come before it). Forgetting it
 //! is caught in the parent: spawn and forkserver starts return
 //! [`Error::InitNotCalled`], whose message says what to do. In `cargo test`,
 //! put cross-process tests in a `harness = false` target whose `main` calls
@@ -112,9 +152,12 @@
 
 mod context;
 mod current;
+mod elf;
 mod entry;
 mod error;
+mod executable;
 mod function;
+mod logging;
 mod process;
 mod sys;
 
@@ -125,20 +168,25 @@ pub use context::{
 pub use current::{ParentProcess, ProcessInfo, active_children, current_process, parent_process};
 pub use entry::{exit, init};
 pub use error::{Error, Result};
+pub use executable::{get_executable, register_target, set_executable};
 pub use function::{CallError, FnRef, FnRefError, ResolvedFn};
+pub use logging::{LOGGER_NAME, LevelFilter, Logger, get_logger, log_to_stderr};
 pub use process::{Process, Sentinel};
 
 /// Terminates daemonic children, then joins every child (CPython's
 /// `util._exit_function`). Runs by itself when the main process exits
 /// normally (see the crate docs); calling it earlier is harmless.
 pub fn shutdown() {
+    log::info!(target: LOGGER_NAME, "process shutting down");
     let children = active_children();
     for p in &children {
         if p.daemon() {
+            log::info!(target: LOGGER_NAME, "calling terminate() for daemon {}", p.name());
             let _ = p.terminate();
         }
     }
     for p in &children {
+        log::info!(target: LOGGER_NAME, "calling join() for process {}", p.name());
         let _ = p.join(None);
     }
 }
@@ -150,6 +198,7 @@ pub fn shutdown() {
 /// not leave threads running.
 pub fn set_forkserver_preload(hook: fn()) {
     let data = entry::Preload {
+        exe: executable::self_id(),
         check: sys::check_value(),
         hook: sys::offset_of(hook as usize),
     };

@@ -19,20 +19,23 @@ use serde::de::DeserializeOwned;
 use crate::context::{Context, StartMethod, default_method};
 use crate::current::{self, ProcessInfo, current_process};
 use crate::entry::{self, ChildData};
-use crate::{Error, Result, sys};
+use crate::{Error, Result, executable, sys};
 
 /// A target and its arguments with the type erased.
 pub(crate) trait ErasedTarget: Send {
     /// Starts the target with the fork start method ([`start_fork`]).
     fn fork(self: Box<Self>, info: ProcessInfo, parent_name: String) -> Result<Popen>;
-    /// The entry point, the serialized arguments and the fds they hold.
-    fn encode(&self) -> Result<(Encoded, Vec<OwnedFd>)>;
+    /// The entry point and the serialized arguments, with the fds they
+    /// hold (tell the parcel `delivered` once the child has them).
+    fn encode(&self) -> Result<(Encoded, mp_conn::Parcel)>;
 }
 
 /// The parts of [`ChildData`] that depend on the argument type.
 pub(crate) struct Encoded {
     pub(crate) trampoline: u64,
     pub(crate) target: u64,
+    /// The target's address, to name it (set_executable).
+    pub(crate) target_addr: usize,
     pub(crate) type_name: &'static str,
     pub(crate) args: Vec<u8>,
 }
@@ -47,30 +50,41 @@ impl<A: Serialize + DeserializeOwned + Send + 'static> ErasedTarget for Typed<A>
         // Out of the box and onto this stack before the fork, so that the
         // child neither writes nor frees heap memory to run the target.
         let Typed { f, args } = *self;
-        let mut call = Some((f, args));
-        start_fork(
+        // Connections in the arguments that hold read-ahead bytes: the
+        // child's copies keep them, the parent's give them up (a walk only
+        // when some connection in this process holds any).
+        let handoffs = mp_reduction::fork_move(&args);
+        let mut call = Some((f, args, handoffs));
+        let popen = start_fork(
             &mut || {
-                if let Some((f, args)) = call.take() {
+                if let Some((f, args, handoffs)) = call.take() {
+                    if !handoffs.is_empty() {
+                        handoffs.adopted_in_fork_child();
+                    }
                     f(args)
                 }
             },
             info,
             parent_name,
-        )
+        )?;
+        if let Some((_, _, handoffs)) = call.take() {
+            handoffs.delivered();
+        }
+        Ok(popen)
     }
 
-    fn encode(&self) -> Result<(Encoded, Vec<OwnedFd>)> {
-        let (args, fds) = mp_reduction::collect_fds(|| postcard::to_allocvec(&self.args));
-        let args = args.map_err(Error::Encode)?;
+    fn encode(&self) -> Result<(Encoded, mp_conn::Parcel)> {
+        let parcel = mp_conn::Parcel::encode(&self.args).map_err(Error::Encode)?;
         let trampoline = entry::trampoline::<A> as sys::Trampoline;
         Ok((
             Encoded {
                 trampoline: sys::offset_of(trampoline as usize),
                 target: sys::offset_of(self.f as usize),
+                target_addr: self.f as usize,
                 type_name: std::any::type_name::<A>(),
-                args,
+                args: parcel.bytes().to_vec(),
             },
-            fds,
+            parcel,
         ))
     }
 }
@@ -84,7 +98,14 @@ enum Handle {
     /// children are simply joined.
     Child { pidfd: OnceLock<OwnedFd> },
     /// A fork server's child: its exit code arrives on the status pipe.
-    Status { status_r: OwnedFd },
+    /// Once it has been read, the pipe is readable again only when the
+    /// server closes its end, which a busy server may do a moment later;
+    /// so from then on the sentinel is `ended`, an fd that is always
+    /// readable (CPython's sentinel is ready after `join`).
+    Status {
+        status_r: OwnedFd,
+        ended: OnceLock<OwnedFd>,
+    },
 }
 
 /// A started child (CPython's `Popen` objects).
@@ -157,7 +178,7 @@ impl Popen {
     /// returns it.
     fn ensure_sentinel(&self) -> Result<BorrowedFd<'_>> {
         let pidfd = match &self.handle {
-            Handle::Status { status_r } => return Ok(status_r.as_fd()),
+            Handle::Status { .. } => return Ok(self.sentinel()),
             Handle::Child { pidfd } => pidfd,
         };
         if let Some(fd) = pidfd.get() {
@@ -184,7 +205,7 @@ impl Popen {
                 .get()
                 .expect("a Sentinel is only made after ensure_sentinel")
                 .as_fd(),
-            Handle::Status { status_r } => status_r.as_fd(),
+            Handle::Status { status_r, ended } => ended.get().unwrap_or(status_r).as_fd(),
         }
     }
 
@@ -192,7 +213,7 @@ impl Popen {
     fn poll(&self, block: bool) -> Result<Option<i32>> {
         match &self.handle {
             Handle::Child { .. } => self.poll_child(block),
-            Handle::Status { status_r } => {
+            Handle::Status { status_r, ended } => {
                 let mut exit = self.lock_exit();
                 if exit.is_some() {
                     return Ok(*exit);
@@ -207,6 +228,10 @@ impl Popen {
                         Err(e) => return Err(e.into()),
                     }
                 };
+                if code.is_some() {
+                    let fd = rustix::event::eventfd(1, rustix::event::EventfdFlags::CLOEXEC)?;
+                    let _ = ended.set(fd);
+                }
                 *exit = code;
                 Ok(code)
             }
@@ -547,8 +572,18 @@ impl Process {
             }
         };
         let popen = Arc::new(result?);
+        let pid = popen.pid;
         inner.state = State::Started(popen);
+        // Logged without our lock: the program's logger may call back.
+        let name = log::log_enabled!(target: crate::LOGGER_NAME, log::Level::Debug)
+            .then(|| inner.name.clone());
         drop(inner);
+        if let Some(name) = name {
+            log::debug!(
+                target: crate::LOGGER_NAME,
+                "started {name} (pid {pid}) with the {method} start method"
+            );
+        }
         current::lock_children().push(self.clone());
         ATEXIT.call_once(|| sys::register_atexit(atexit_hook));
         Ok(())
@@ -704,6 +739,8 @@ impl Process {
 fn start_fork(run: &mut dyn FnMut(), info: ProcessInfo, parent_name: String) -> Result<Popen> {
     // Buffered output must not be written twice, by parent and child.
     let _ = std::io::stdout().flush();
+    // The child inherits the hook instead of writing one (see there).
+    entry::install_panic_header();
     let parent_pid = std::process::id() as i32;
     let mut child_state = Some((
         info,
@@ -741,6 +778,7 @@ fn start_fork(run: &mut dyn FnMut(), info: ProcessInfo, parent_name: String) -> 
             }
             current::COUNTER.store(1, Ordering::Relaxed);
             mp_forkserver::ForkServer::global().after_fork_in_child();
+            entry::stdin_to_null();
             let code = entry::run_target(run);
             entry::finish_forked_child(code)
         }
@@ -769,25 +807,39 @@ fn start_exec(
     if !current::init_called() {
         return Err(Error::InitNotCalled);
     }
-    let (encoded, fds) = target.encode()?;
+    let (encoded, parcel) = target.encode()?;
+    // A child of another binary (set_executable) finds its target by name.
+    let target_names = if executable::children_run_another_binary() {
+        executable::target_names(encoded.target_addr)?
+    } else {
+        Vec::new()
+    };
     let data = ChildData {
         check: sys::check_value(),
+        exe: executable::self_id(),
+        parent_exe: executable::self_path().to_owned(),
         trampoline: encoded.trampoline,
         target: encoded.target,
+        target_names,
         type_name: encoded.type_name.to_owned(),
+        log_level: crate::logging::child_setting(),
         info,
         parent_pid: std::process::id() as i32,
         parent_name: parent_name.to_owned(),
         start_method: method,
         args: encoded.args,
-        nfds: fds.len() as u32,
+        nfds: parcel.fds().len() as u32,
     };
-    let payload = postcard::to_allocvec(&data).map_err(Error::Encode)?;
-    let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
-    match method {
-        StartMethod::Spawn => spawn(&payload, &borrowed),
-        _ => forkserver(&payload, &borrowed),
-    }
+    let payload = mp_conn::Parcel::encode(&data).map_err(Error::Encode)?;
+    let borrowed: Vec<BorrowedFd<'_>> = parcel.fds().iter().map(AsFd::as_fd).collect();
+    let popen = match method {
+        StartMethod::Spawn => spawn(payload.bytes(), &borrowed),
+        _ => forkserver(payload.bytes(), &borrowed),
+    }?;
+    // The child has the arguments: connections in them that held
+    // read-ahead bytes (which went along) give them up.
+    parcel.delivered();
+    Ok(popen)
 }
 
 /// Gives back the fd of a connection we only wrote to (nothing was read
@@ -850,7 +902,10 @@ fn forkserver(payload: &[u8], fds: &[BorrowedFd<'_>]) -> Result<Popen> {
     Ok(Popen::new(
         pid,
         StartMethod::ForkServer,
-        Handle::Status { status_r },
+        Handle::Status {
+            status_r,
+            ended: OnceLock::new(),
+        },
         Some(writer_fd(data)?),
     ))
 }

@@ -51,6 +51,15 @@ pub(crate) fn register_atexit(f: extern "C" fn()) {
     }
 }
 
+/// The run-time address of this executable's entry point
+/// (`getauxval(AT_ENTRY)`): with the ELF header's `e_entry`, it gives the
+/// load bias that turns symbol values into addresses (see `elf.rs`).
+pub(crate) fn entry_point() -> u64 {
+    // SAFETY: `getauxval` only reads the auxiliary vector the kernel gave
+    // this process; an absent entry is 0, never an error.
+    unsafe { libc::getauxval(libc::AT_ENTRY) }
+}
+
 /// The base all offsets are measured from.
 #[inline(never)]
 fn anchor() -> u32 {

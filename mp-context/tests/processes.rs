@@ -658,6 +658,315 @@ fn values_and_arrays_add_up() {
     }
 }
 
+/// Runs this test binary again as `role` (see `main`), with stdin closed
+/// and stdout/stderr captured; fails the test if it takes over two
+/// minutes.
+fn run_role(role: &str) -> (std::process::ExitStatus, String, String) {
+    use std::io::Read;
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .env("MP_CONTEXT_TEST_ROLE", role)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("role {role} did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status, out.join().unwrap(), err.join().unwrap())
+}
+
+/// Exits 8 unless stdin is the null device and reads nothing.
+fn check_stdin_is_null(_: ()) {
+    let null = rustix::fs::stat("/dev/null").unwrap();
+    let stdin = rustix::fs::fstat(rustix::stdio::stdin()).unwrap();
+    let mut buf = [0u8; 16];
+    let read = rustix::io::read(rustix::stdio::stdin(), &mut buf);
+    if stdin.st_rdev != null.st_rdev || stdin.st_ino != null.st_ino || !matches!(read, Ok(0)) {
+        eprintln!("child stdin is not the null device: {stdin:?}, read {read:?}");
+        mp_context::exit(8);
+    }
+}
+
+/// CPython's `_bootstrap` gives every child the null device as stdin: here
+/// the parent's stdin is a pipe holding data, which no child may see.
+fn child_stdin_is_the_null_device() {
+    let saved = rustix::io::fcntl_dupfd_cloexec(rustix::stdio::stdin(), 3).unwrap();
+    let (r, w) = rustix::pipe::pipe().unwrap();
+    rustix::io::write(&w, b"for the parent only").unwrap();
+    rustix::stdio::dup2_stdin(&r).unwrap();
+    let codes: Vec<_> = METHODS
+        .iter()
+        .map(|m| run(&ctx(m).process(check_stdin_is_null, ())))
+        .collect();
+    rustix::stdio::dup2_stdin(&saved).unwrap();
+    assert_eq!(codes, [Some(0); 3], "exit codes for {METHODS:?}");
+    // The data is still there for the parent.
+    let mut buf = [0u8; 32];
+    let n = rustix::io::read(&r, &mut buf).unwrap();
+    assert_eq!(&buf[..n], b"for the parent only");
+}
+
+/// The role: a panicking child under every method; prints `pid name` of
+/// each on stdout.
+fn role_panicking_children() {
+    for m in METHODS {
+        let p = ctx(m).process(panics, ());
+        assert_eq!(run(&p), Some(1), "{m}");
+        println!("{} {}", p.pid().unwrap().unwrap(), p.name());
+    }
+    // A hook the program sets afterwards is wrapped in turn (the fork
+    // method wraps the parent's hook, which its children inherit).
+    std::panic::set_hook(Box::new(|info| {
+        let message = info.payload().downcast_ref::<&str>().unwrap_or(&"?");
+        eprintln!("custom hook panicked at x\ncustom hook: {message}");
+    }));
+    let p = ctx("fork").process(panics, ());
+    assert_eq!(run(&p), Some(1));
+    println!("{} {}", p.pid().unwrap().unwrap(), p.name());
+}
+
+/// A panicking child's message is introduced by `Process NAME (pid N):`,
+/// as CPython's `Process Process-1:` before the traceback.
+fn panic_header_names_the_process() {
+    let (status, out, err) = run_role("panicking-children");
+    assert!(status.success(), "{status}: {err}");
+    let lines: Vec<&str> = err.lines().collect();
+    let children: Vec<&str> = out.lines().collect();
+    assert_eq!(children.len(), 4, "{out}");
+    for child in children {
+        let (pid, name) = child.split_once(' ').unwrap();
+        let header = format!("Process {name} (pid {pid}):");
+        let at = lines
+            .iter()
+            .position(|l| *l == header)
+            .unwrap_or_else(|| panic!("no {header:?} in:\n{err}"));
+        // The panic hook's own lines follow at once (after the blank line
+        // std's hook starts with).
+        let mut rest = lines[at + 1..].iter().filter(|l| !l.is_empty());
+        let next = rest.next().copied().unwrap_or("");
+        assert!(next.contains("panicked at"), "{header:?} then {next:?}");
+        let message = rest.next().copied().unwrap_or("");
+        assert!(
+            message.contains("this panic is expected by the test"),
+            "{header:?} then {message:?}"
+        );
+    }
+}
+
+/// The role: multiprocessing's logger to stderr at INFO, one child under
+/// each method, and a daemonic child left to the exit handler.
+fn role_logging() {
+    let logger = mp_context::log_to_stderr(Some(mp_context::LevelFilter::Info)).unwrap();
+    assert_eq!(logger.level(), mp_context::LevelFilter::Info);
+    assert!(
+        mp_context::log_to_stderr(None).is_ok(),
+        "a second call is fine"
+    );
+    for m in METHODS {
+        let p = ctx(m).process(nothing, ());
+        assert_eq!(run(&p), Some(0));
+        println!("{}", p.name());
+    }
+    let daemon = ctx("forkserver")
+        .process(sleep_ms, 60_000)
+        .with_daemon(true);
+    daemon.start().unwrap();
+    println!("{}", daemon.name());
+    // Returning from main runs the exit handler (shutdown).
+}
+
+/// Messages where CPython's `util.info` speaks, in CPython's format, from
+/// the parent and from children of every method.
+fn logging_where_cpython_logs() {
+    let (status, out, err) = run_role("logging");
+    assert!(status.success(), "{status}: {err}");
+    let names: Vec<&str> = out.lines().collect();
+    assert_eq!(names.len(), 4, "{out}");
+    let expect = |line: String| assert!(err.lines().any(|l| l == line), "no {line:?} in:\n{err}");
+    for name in &names[..3] {
+        expect(format!("[INFO/{name}] child process calling self.run()"));
+        expect(format!("[INFO/{name}] process exiting with exitcode 0"));
+    }
+    expect("[INFO/MainProcess] process shutting down".into());
+    expect(format!(
+        "[INFO/MainProcess] calling terminate() for daemon {}",
+        names[3]
+    ));
+    expect(format!(
+        "[INFO/MainProcess] calling join() for process {}",
+        names[3]
+    ));
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("[INFO/MainProcess] fork server started (pid ")),
+        "{err}"
+    );
+    // INFO, not DEBUG: the parent's debug line is filtered out.
+    assert!(!err.contains("[DEBUG/"), "{err}");
+}
+
+/// The child's processes, by `/proc/*/stat`'s ppid field.
+fn children_of(pid: i32) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|s| {
+                    let after = s.rsplit_once(')')?.1;
+                    after.split_whitespace().nth(1)?.parse::<i32>().ok()
+                })
+                == Some(pid)
+        })
+        .collect()
+}
+
+fn report_ppid(conn: mp_conn::Connection) {
+    let ppid = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get());
+    conn.send(&ppid).unwrap();
+}
+
+/// A forkserver child that starts a grandchild: (the server pid it knows,
+/// the grandchild's parent, its own children meanwhile).
+fn start_grandchild(report: mp_conn::Connection) {
+    let (mut ours, theirs) = mp_conn::pipe(true).unwrap();
+    let g = get_context(Some("forkserver"))
+        .unwrap()
+        .process(report_ppid, theirs);
+    g.start().unwrap();
+    let grandchild_ppid: i32 = ours.recv().unwrap();
+    let own_children = children_of(std::process::id() as i32).len();
+    g.join(LONG).unwrap();
+    let server = mp_forkserver::ForkServer::global().pid();
+    report
+        .send(&(server, grandchild_ppid, own_children, g.exitcode().unwrap()))
+        .unwrap();
+}
+
+/// CPython's forkserver children inherit the server's alive fd, address
+/// and key, and their own children come from the same server.
+fn forkserver_child_reuses_its_parents_server() {
+    let c = ctx("forkserver");
+    assert_eq!(run(&c.process(nothing, ())), Some(0));
+    let server = mp_forkserver::ForkServer::global().pid().unwrap();
+    let (mut ours, theirs) = mp_conn::pipe(true).unwrap();
+    let p = c.process(start_grandchild, theirs);
+    p.start().unwrap();
+    let sentinel = p.sentinel().unwrap();
+    let ready = mp_conn::wait(&[&ours, &sentinel], LONG).unwrap();
+    assert!(ready.contains(&0), "the child reported nothing");
+    let (known, grandchild_ppid, own_children, code): (Option<i32>, i32, usize, Option<i32>) =
+        ours.recv().unwrap();
+    p.join(LONG).unwrap();
+    assert_eq!(p.exitcode().unwrap(), Some(0));
+    assert_eq!(code, Some(0), "the grandchild's exit code");
+    assert_eq!(known, Some(server), "the child's fork server");
+    assert_eq!(grandchild_ppid, server, "the grandchild's parent");
+    assert_eq!(own_children, 0, "the child started a server of its own");
+    assert_eq!(mp_forkserver::ForkServer::global().pid(), Some(server));
+}
+
+/// The worker example, built beside this test by `cargo test` (as every
+/// example is).
+fn worker_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/processes-<hash> -> target/<profile>/examples/worker
+    let worker = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .join("examples/worker");
+    assert!(
+        worker.is_file(),
+        "{} is not built: run `cargo build -p mp-context --example worker` \
+         (plain `cargo test -p mp-context` builds it)",
+        worker.display()
+    );
+    worker
+}
+
+/// spawn and forkserver children run another binary of the same code,
+/// finding their target there by name; an unregistered target is a clear
+/// failure in the child, and fork refuses the setting.
+fn set_executable_runs_a_worker_binary() {
+    use mp_testsupport::targets;
+    let worker = worker_binary();
+    let before = mp_context::get_executable();
+    let server = mp_forkserver::ForkServer::global();
+    // A running server keeps its binary (as CPython's): start a new one.
+    server.stop();
+    let err = ctx("fork").set_executable(&worker).unwrap_err();
+    assert!(matches!(err, Error::ExecutableForFork), "{err:?}");
+    assert!(err.to_string().contains("spawn and forkserver"), "{err}");
+    let err = ctx("spawn")
+        .set_executable("/nonexistent/worker")
+        .unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/worker"), "{err}");
+    let dir = std::env::temp_dir().join(format!("mp-context-exe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let result = std::panic::catch_unwind(|| {
+        ctx("spawn").set_executable(&worker).unwrap();
+        assert_eq!(mp_context::get_executable(), worker);
+        for m in ["spawn", "forkserver"] {
+            let report = dir.join(format!("{m}.txt"));
+            let p = ctx(m).process(
+                targets::report_executable,
+                report.to_str().unwrap().to_string(),
+            );
+            assert_eq!(run(&p), Some(0), "{m}");
+            let ran = std::fs::read_to_string(&report).unwrap();
+            assert_eq!(
+                std::path::Path::new(ran.trim()),
+                worker.canonicalize().unwrap(),
+                "{m}: the child ran another binary"
+            );
+            // Registered: found and run (and its panic is exit code 1).
+            let p = ctx(m).process(targets::panic_with, "expected in the worker".into());
+            assert_eq!(run(&p), Some(1), "{m}");
+            // Not registered in the worker: refused there, never called.
+            assert_eq!(
+                run(&ctx(m).process(targets::not_registered, 5)),
+                Some(1),
+                "{m}"
+            );
+            // A function of this test binary alone cannot be found there.
+            assert_eq!(run(&ctx(m).process(nothing, ())), Some(1), "{m}");
+        }
+        // Fork children are copies of this process, whatever is set.
+        assert_eq!(run(&ctx("fork").process(nothing, ())), Some(0));
+    });
+    mp_context::set_executable(&before).unwrap();
+    server.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+    assert_eq!(run(&ctx("forkserver").process(nothing, ())), Some(0));
+    assert_eq!(run(&ctx("spawn").process(nothing, ())), Some(0));
+}
+
 fn main() {
     mp_context::init();
     if std::env::var("MP_CONTEXT_TEST_ROLE").as_deref() == Ok("forkserver-parent") {
@@ -666,7 +975,35 @@ fn main() {
         println!("{}", mp_forkserver::ForkServer::global().pid().unwrap());
         std::process::exit(0);
     }
+    match std::env::var("MP_CONTEXT_TEST_ROLE").as_deref() {
+        Ok("panicking-children") => {
+            role_panicking_children();
+            std::process::exit(0)
+        }
+        Ok("logging") => {
+            role_logging();
+            std::process::exit(0)
+        }
+        _ => {}
+    }
     let tests: &[(&str, fn())] = &[
+        (
+            "child_stdin_is_the_null_device",
+            child_stdin_is_the_null_device,
+        ),
+        (
+            "panic_header_names_the_process",
+            panic_header_names_the_process,
+        ),
+        ("logging_where_cpython_logs", logging_where_cpython_logs),
+        (
+            "forkserver_child_reuses_its_parents_server",
+            forkserver_child_reuses_its_parents_server,
+        ),
+        (
+            "set_executable_runs_a_worker_binary",
+            set_executable_runs_a_worker_binary,
+        ),
         ("exit_codes", exit_codes),
         ("join_with_an_endless_timeout", join_with_an_endless_timeout),
         ("join_timeout_and_lifecycle", join_timeout_and_lifecycle),
@@ -697,31 +1034,7 @@ fn main() {
         ("shared_buffer_as_argument", shared_buffer_as_argument),
         ("values_and_arrays_add_up", values_and_arrays_add_up),
     ];
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let (mut passed, mut failed) = (0, 0);
-    for (name, test) in tests {
-        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
-            continue;
-        }
-        let t0 = Instant::now();
-        match std::panic::catch_unwind(test) {
-            Ok(()) => {
-                passed += 1;
-                println!("test {name} ... ok ({:.2}s)", t0.elapsed().as_secs_f64());
-            }
-            Err(_) => {
-                failed += 1;
-                println!("test {name} ... FAILED");
-            }
-        }
-    }
-    let verdict = if failed == 0 { "ok" } else { "FAILED" };
-    println!(
-        "\ntest result: {verdict}. {passed} passed; {failed} failed; 0 ignored; 0 measured; 0 filtered out"
-    );
+    let ok = mp_testsupport::harness::run_tests(tests);
     mp_context::shutdown();
-    std::process::exit(if failed == 0 { 0 } else { 101 });
+    std::process::exit(mp_testsupport::harness::exit_code(ok));
 }

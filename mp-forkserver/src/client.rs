@@ -7,8 +7,8 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use mp_conn::{Address, ClientBuilder, Connection, Family};
@@ -16,7 +16,7 @@ use rustix::pipe::{PipeFlags, pipe_with};
 use rustix::process::{Pid, Signal, WaitOptions, kill_process, waitpid};
 
 use crate::server::{CLIENT_TIMEOUT, Config};
-use crate::{AUTHKEY_LEN, Error, MAXFDS_TO_SEND, ROLE_ENV, Result, SCM_MAX_FD};
+use crate::{AUTHKEY_LEN, Error, LOG_TARGET, MAXFDS_TO_SEND, ROLE_ENV, Result, SCM_MAX_FD};
 
 /// How long a new server may take to start and bind its socket before it
 /// is given up on (killed). Generous: it covers an `exec` of a large
@@ -27,8 +27,9 @@ const LAUNCH_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Debug)]
 struct Running {
     pid: i32,
-    /// Whether the server is this process's child (false after a fork:
-    /// then `waitpid` cannot tell whether it lives).
+    /// Whether the server is this process's child (false after a fork, and
+    /// in a child the server forked: then `waitpid` cannot tell whether it
+    /// lives, and its socket is not ours to remove).
     is_child: bool,
     address: PathBuf,
     alive_w: OwnedFd,
@@ -150,7 +151,9 @@ impl ForkServer {
 
     /// Stops the server this process started: closes the "alive" pipe's
     /// write end (the server exits once no child holds it either), waits
-    /// for it, and removes its socket (CPython's `_stop`).
+    /// for it, and removes its socket (CPython's `_stop`). A server this
+    /// process inherited (as a fork or forkserver child) is only let go of:
+    /// it goes on serving the processes that started it.
     pub fn stop(&self) {
         let mut inner = self.lock();
         if let Some(running) = inner.running.take() {
@@ -166,9 +169,34 @@ impl ForkServer {
                 if let Some(pid) = Pid::from_raw(pid) {
                     let _ = waitpid(Some(pid), WaitOptions::empty());
                 }
+                remove_socket(&address);
             }
-            remove_socket(&address);
         }
+    }
+
+    /// In a child the server has just forked: the server that forked it
+    /// becomes this process's server (CPython's inherited
+    /// `_forkserver_alive_fd`, address and key), so that the processes the
+    /// child starts come from the same server instead of a new one.
+    /// Holding `alive_w` keeps that server up while this child lives.
+    pub(crate) fn adopt(
+        &self,
+        pid: i32,
+        address: PathBuf,
+        authkey: [u8; AUTHKEY_LEN],
+        alive_w: OwnedFd,
+    ) {
+        // The server's own copy of this state is empty (it never starts a
+        // server), so nothing is dropped here but a fresh `None`.
+        let mut inner = self.lock();
+        inner.running = Some(Running {
+            pid,
+            is_child: false,
+            address,
+            alive_w,
+            authkey,
+        });
+        self.started.store(true, Ordering::Relaxed);
     }
 
     /// To be called in a child created by `fork` (not by this server): the
@@ -231,8 +259,41 @@ fn ensure_running_locked(inner: &mut Inner) -> Result<()> {
             }
         }
     }
-    inner.running = Some(launch(&inner.preload).map_err(Error::Launch)?);
+    let running = launch(&inner.preload).map_err(Error::Launch)?;
+    log::info!(
+        target: LOG_TARGET,
+        "fork server started (pid {}, {}) at {}",
+        running.pid,
+        executable().display(),
+        running.address.display()
+    );
+    inner.running = Some(running);
     Ok(())
+}
+
+/// The executable [`start_role`] runs, if set ([`set_executable`]).
+static EXECUTABLE: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+fn lock_executable() -> MutexGuard<'static, Option<PathBuf>> {
+    EXECUTABLE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Sets the executable that [`start_role`] (the spawn start method and the
+/// fork server) runs, instead of this process's own ([`self_exe`]); `None`
+/// goes back to it (CPython's `set_executable`). The binary must be built
+/// from the same code and call `mp_context::init()` (see mp-context's
+/// `set_executable`).
+///
+/// Like CPython's, it affects a fork server started afterwards; a server
+/// already running keeps its binary until [`ForkServer::stop`].
+pub fn set_executable(path: Option<PathBuf>) {
+    *lock_executable() = path;
+}
+
+/// The executable [`start_role`] runs: the one given to
+/// [`set_executable`], or [`self_exe`].
+pub fn executable() -> PathBuf {
+    lock_executable().clone().unwrap_or_else(self_exe)
 }
 
 /// The executable to start again: `/proc/self/exe` names exactly the file
@@ -247,23 +308,31 @@ pub fn self_exe() -> PathBuf {
     }
 }
 
-/// Starts this executable again ([`self_exe`]) in `role` ([`ROLE_ENV`]:
-/// `forkserver` or `spawn`), with one end of a fresh unix socket pair as
-/// its stdin, over which it receives what it needs. Returns the child's
-/// pid and the other end of the pair; the caller reaps the child.
+/// Starts this executable again ([`self_exe`], or the one given to
+/// [`set_executable`]) in `role` ([`ROLE_ENV`]: `forkserver` or `spawn`),
+/// with one end of a fresh unix socket pair as its stdin, over which it
+/// receives what it needs. Returns the child's pid and the other end of
+/// the pair; the caller reaps the child.
 ///
-/// `argv[0]` is this process's own path, so the child looks like the
-/// program it is in `ps`.
+/// `argv[0]` is this process's own path (or the executable's, when one was
+/// set), so the child looks like the program it is in `ps`.
 ///
 /// # Errors
 ///
 /// Creating the socket pair or starting the process failed.
 pub fn start_role(role: &str) -> io::Result<(i32, UnixStream)> {
     let (parent, child) = UnixStream::pair()?;
-    let mut cmd = Command::new(self_exe());
-    if let Ok(exe) = std::env::current_exe() {
-        cmd.arg0(exe);
-    }
+    let custom = lock_executable().clone();
+    let mut cmd = match custom {
+        Some(exe) => Command::new(exe),
+        None => {
+            let mut cmd = Command::new(self_exe());
+            if let Ok(exe) = std::env::current_exe() {
+                cmd.arg0(exe);
+            }
+            cmd
+        }
+    };
     cmd.env(ROLE_ENV, role)
         .stdin(Stdio::from(OwnedFd::from(child)));
     // `cmd` (holding the child's end) is dropped on return: only the child

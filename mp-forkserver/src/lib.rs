@@ -66,7 +66,7 @@ mod sys;
 use std::io;
 use std::os::fd::BorrowedFd;
 
-pub use client::{ForkServer, self_exe, start_role};
+pub use client::{ForkServer, executable, self_exe, set_executable, start_role};
 pub use error::{Error, Result};
 pub use server::{ForkedChild, ServerHooks, serve};
 
@@ -83,6 +83,11 @@ pub const SCM_MAX_FD: usize = 253;
 
 /// The length of the control socket's key (`os.urandom(32)` in CPython).
 pub const AUTHKEY_LEN: usize = 32;
+
+/// The `log` target of every message of this crate and of `mp-context`:
+/// `multiprocessing`, the name of CPython's logger
+/// (`multiprocessing.util.LOGGER_NAME`).
+pub const LOG_TARGET: &str = "multiprocessing";
 
 /// The environment variable that tells a re-executed binary which role it
 /// plays: `forkserver` (see [`serve`]) or `spawn` (an `mp-context` child).

@@ -49,15 +49,19 @@ pub struct ServerHooks {
 }
 
 /// What a forked child receives: CPython's `_serve_one` arguments.
+///
+/// The write end of the server's "alive" pipe that came with the request
+/// is not here: it went to [`ForkServer::global`](crate::ForkServer::global),
+/// which now knows the server that forked this child (its address, key and
+/// pid), so that the processes the child starts come from that same server
+/// (CPython's inherited `_forkserver_alive_fd`), and which keeps the server
+/// up while the child lives.
 #[derive(Debug)]
 pub struct ForkedChild {
     /// The read end of the data pipe: the parent writes the process data
     /// here, then keeps its end open while it lives (EOF here afterwards
     /// means the parent has gone).
     pub data: OwnedFd,
-    /// A write end of the server's "alive" pipe: holding it keeps the
-    /// server running (for grandchildren).
-    pub alive: OwnedFd,
     /// The fds the parent passed, in order.
     pub fds: Vec<OwnedFd>,
 }
@@ -129,6 +133,10 @@ fn bind(config: &Config) -> io::Result<Listener> {
 
 fn run(hooks: ServerHooks) -> io::Result<()> {
     let (config, alive_r, mut listener) = configure()?;
+    let authkey: [u8; AUTHKEY_LEN] = config.authkey[..]
+        .try_into()
+        .expect("configure checked the key's length");
+    let address = PathBuf::from(OsString::from_vec(config.address.clone()));
     // stdin no longer carries anything; children get the null device
     // (CPython's `util._close_stdin`).
     let null = rustix::fs::open(
@@ -206,8 +214,7 @@ fn run(hooks: ServerHooks) -> io::Result<()> {
             // the listener unlinks the socket; the private directory the
             // client made for it goes too (CPython's temp dir finalizer).
             drop(listener);
-            let path = PathBuf::from(OsString::from_vec(config.address));
-            if let Some(dir) = path.parent() {
+            if let Some(dir) = address.parent() {
                 let _ = std::fs::remove_dir(dir);
             }
             return Ok(());
@@ -253,19 +260,17 @@ fn run(hooks: ServerHooks) -> io::Result<()> {
             continue;
         };
         drop(conn);
+        let server_pid = std::process::id() as i32;
         match sys::fork_server_child() {
             Ok(None) => {
-                let child = ForkedChild {
-                    data: child_r,
-                    alive: alive_w,
-                    fds,
-                };
+                let child = ForkedChild { data: child_r, fds };
                 // Close what belongs to the server and to other clients,
                 // as `_serve_one` does.
                 drop((
                     listener, alive_r, sig_r, sig_w, pid_to_fd, awaiting, child_w,
                 ));
                 let _ = sys::restore_child_signals();
+                crate::ForkServer::global().adopt(server_pid, address.clone(), authkey, alive_w);
                 let code = (hooks.child_main)(child);
                 let _ = io::stdout().flush();
                 sys::exit_immediately(code)

@@ -1,9 +1,13 @@
 //! The registry of fuzz targets and their seed corpora.
 
+mod fd_message;
 mod handshake;
+mod pickle;
 mod pool;
 
+pub use fd_message::fd_message;
 pub use handshake::{client_handshake, listener_handshake};
+pub use pickle::pickle_reader;
 pub use pool::{pool_wire, pool_wire_seeds};
 
 /// One fuzz target: a name, a seed corpus, and the function under test.
@@ -38,6 +42,16 @@ pub static TARGETS: &[Target] = &[
         name: "client_handshake",
         seeds: handshake::client_seeds,
         run: client_handshake,
+    },
+    Target {
+        name: "fd_message",
+        seeds: fd_message::seeds,
+        run: fd_message,
+    },
+    Target {
+        name: "pickle_reader",
+        seeds: pickle::seeds,
+        run: pickle_reader,
     },
     Target {
         name: "pool_wire",

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use mp_context::{Context, FnRef, Process};
+use mp_context::{Context, FnRef, Process, StartMethod};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -148,6 +148,15 @@ pub(crate) fn arg_error(e: ArgError) -> Error {
             "a task's serialized arguments are over 4 GiB; pass them through shared memory",
         ),
     }
+}
+
+/// Whether spawn and forkserver children would run another file than this
+/// process ([`mp_context::set_executable`]).
+fn children_run_another_binary() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let id = |p: &std::path::Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    let theirs = id(&mp_context::get_executable());
+    theirs.is_some() && theirs != id(std::path::Path::new("/proc/self/exe"))
 }
 
 /// CPython's default `chunksize` for `map`: `len / (4 * processes)`,
@@ -299,7 +308,8 @@ impl Builder {
     /// # Errors
     ///
     /// [`Error::InvalidArgument`] for zero processes, `maxtasksperchild`,
-    /// `imap_window` or task timeout, or an unknown start method;
+    /// `imap_window` or task timeout, an unknown start method, or spawn and
+    /// forkserver after `mp_context::set_executable` named another binary;
     /// [`Error::ArgsNotSerializable`] for initializer arguments that cannot
     /// be serialized; [`Error::WorkerStart`] if a worker cannot be started
     /// (for spawn and forkserver, `mp_context::init()` must have been
@@ -330,6 +340,13 @@ impl Builder {
                 ));
             }
         };
+        if context.start_method() != StartMethod::Fork && children_run_another_binary() {
+            return Err(Error::InvalidArgument(
+                "pool workers run this program's own binary: with mp_context::set_executable \
+                 naming another one, use the fork start method (workers and task functions \
+                 are found by their offsets in this binary)",
+            ));
+        }
         let initializer = self
             .initializer
             .transpose()

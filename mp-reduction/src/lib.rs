@@ -17,6 +17,12 @@
 //! `SharedBuffer` serde types, and `mp-context` to pass them as process
 //! arguments; this crate depends on neither of them.
 //!
+//! Some values hold state that exactly one copy may keep (a connection's
+//! read-ahead bytes). They register a [`Handoff`] while serialized;
+//! [`collect`] returns the fds with those [`Handoffs`], which the caller
+//! tells [`delivered`](Handoffs::delivered) once the copy has arrived, and
+//! [`fork_move`] gathers them for a value that moves into a fork child.
+//!
 //! Tables nest (an inner `collect_fds` gets its own table), and a table is
 //! removed even if the closure panics. Serializing an fd outside
 //! `collect_fds`, or deserializing one outside `provide_fds`, is an error of
@@ -51,20 +57,36 @@ use serde::de::Error as _;
 use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+mod handoff;
+mod walk;
+
+pub use handoff::{Collected, ForkInterest, Handoff, Handoffs, collect, fork_move, hand_off};
+pub use walk::explain_serialize_error;
+
 /// One table on the thread-local stack.
 enum Table {
-    /// Serializing: fds duplicated so far, in slot order.
-    Collect(Vec<OwnedFd>),
+    /// Serializing for bytes that travel: fds duplicated so far, in slot
+    /// order, and what to tell the values once the bytes are delivered.
+    Collect {
+        fds: Vec<OwnedFd>,
+        handoffs: Vec<Box<dyn Handoff>>,
+    },
     /// Deserializing: fds not yet claimed (`None` once taken).
     Provide(Vec<Option<OwnedFd>>),
+    /// Walking a value that moves into a fork child ([`fork_move`]): the
+    /// child inherits every fd, so none is duplicated (slots are numbered
+    /// but back nothing); only handoffs are gathered.
+    ForkWalk {
+        slots: u32,
+        handoffs: Vec<Box<dyn Handoff>>,
+    },
 }
 
 thread_local! {
     static STACK: RefCell<Vec<Table>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Pops the table pushed by [`collect_fds`] or [`provide_fds`], even when
-/// the closure unwinds.
+/// Pops the table pushed by [`with_table`], even when the closure unwinds.
 struct PopGuard;
 
 impl Drop for PopGuard {
@@ -75,8 +97,17 @@ impl Drop for PopGuard {
     }
 }
 
-fn pop_table() -> Option<Table> {
-    STACK.with(|s| s.borrow_mut().pop())
+/// Runs `f` with `table` on top of this thread's stack and returns its
+/// result and the table as `f` left it (the table is popped, and dropped,
+/// even if `f` unwinds).
+fn with_table<R>(table: Table, f: impl FnOnce() -> R) -> (R, Option<Table>) {
+    STACK.with(|s| s.borrow_mut().push(table));
+    let guard = PopGuard;
+    let result = f();
+    std::mem::forget(guard);
+    // The stack is only changed by balanced push/pop pairs on this thread,
+    // so the top is the table pushed above.
+    (result, STACK.with(|s| s.borrow_mut().pop()))
 }
 
 /// Runs `f` (which serializes something) with a fresh fd table and returns
@@ -85,17 +116,16 @@ fn pop_table() -> Option<Table> {
 /// Every fd serialized inside `f` is duplicated (`F_DUPFD_CLOEXEC`), so the
 /// value being serialized keeps its own fds. If `f` fails, the collected
 /// fds are still returned (and close when dropped).
+///
+/// The bytes count as delivered as soon as `f` returns: a value that hands
+/// state over to its serialized copy ([`hand_off`]; a connection's
+/// read-ahead bytes) gives it up at once, even if `f` failed. [`collect`]
+/// tells such values only once the bytes have really arrived.
 pub fn collect_fds<R>(f: impl FnOnce() -> R) -> (R, Vec<OwnedFd>) {
-    STACK.with(|s| s.borrow_mut().push(Table::Collect(Vec::new())));
-    let guard = PopGuard;
-    let result = f();
-    std::mem::forget(guard);
-    match pop_table() {
-        Some(Table::Collect(fds)) => (result, fds),
-        // The stack is only changed by balanced push/pop pairs on this
-        // thread, so the top is the table pushed above.
-        _ => (result, Vec::new()),
-    }
+    let (result, collected) = collect(f);
+    let (fds, handoffs) = collected.into_parts();
+    handoffs.delivered();
+    (result, fds)
 }
 
 /// Runs `f` (which deserializes something) with `fds` as the table that
@@ -103,23 +133,31 @@ pub fn collect_fds<R>(f: impl FnOnce() -> R) -> (R, Vec<OwnedFd>) {
 /// slot claimed, so that the caller can decide whether leftovers are an
 /// error (they close when dropped).
 pub fn provide_fds<R>(fds: Vec<OwnedFd>, f: impl FnOnce() -> R) -> (R, Vec<OwnedFd>) {
-    STACK.with(|s| {
-        s.borrow_mut()
-            .push(Table::Provide(fds.into_iter().map(Some).collect()))
-    });
-    let guard = PopGuard;
-    let result = f();
-    std::mem::forget(guard);
-    match pop_table() {
-        Some(Table::Provide(left)) => (result, left.into_iter().flatten().collect()),
-        _ => (result, Vec::new()),
+    let table = Table::Provide(fds.into_iter().map(Some).collect());
+    match with_table(table, f) {
+        (result, Some(Table::Provide(left))) => (result, left.into_iter().flatten().collect()),
+        (result, _) => (result, Vec::new()),
     }
 }
 
-/// Whether the innermost table on this thread is a [`collect_fds`] table,
-/// that is, whether serializing an fd right now would succeed.
+/// Whether serializing an fd right now would succeed: the innermost table
+/// on this thread is a [`collect_fds`]/[`collect`] table or a
+/// [`fork_move`] walk.
 pub fn collecting() -> bool {
-    STACK.with(|s| matches!(s.borrow().last(), Some(Table::Collect(_))))
+    STACK.with(|s| {
+        matches!(
+            s.borrow().last(),
+            Some(Table::Collect { .. } | Table::ForkWalk { .. })
+        )
+    })
+}
+
+/// Whether the innermost table on this thread is a [`fork_move`] walk: the
+/// value being serialized moves into a fork child as memory, and its bytes
+/// go nowhere. A `Serialize` impl with state to hand over registers a
+/// [`Handoff`] and need not write anything else.
+pub fn moving_into_fork() -> bool {
+    STACK.with(|s| matches!(s.borrow().last(), Some(Table::ForkWalk { .. })))
 }
 
 /// The index of an fd in the current table: what the serialized bytes hold
@@ -192,15 +230,22 @@ impl FdSlot {
     pub fn collect(fd: BorrowedFd<'_>) -> Result<FdSlot, SlotError> {
         STACK.with(|s| {
             let mut stack = s.borrow_mut();
-            let Some(Table::Collect(fds)) = stack.last_mut() else {
-                return Err(SlotError::NotCollecting);
-            };
-            let dup = fd.try_clone_to_owned().map_err(SlotError::Dup)?;
-            let slot = u32::try_from(fds.len()).map_err(|_| {
-                SlotError::Dup(std::io::Error::other("more than u32::MAX fds in one value"))
-            })?;
-            fds.push(dup);
-            Ok(FdSlot(slot))
+            let too_many =
+                || SlotError::Dup(std::io::Error::other("more than u32::MAX fds in one value"));
+            match stack.last_mut() {
+                Some(Table::Collect { fds, .. }) => {
+                    let dup = fd.try_clone_to_owned().map_err(SlotError::Dup)?;
+                    let slot = u32::try_from(fds.len()).map_err(|_| too_many())?;
+                    fds.push(dup);
+                    Ok(FdSlot(slot))
+                }
+                Some(Table::ForkWalk { slots, .. }) => {
+                    let slot = *slots;
+                    *slots = slots.checked_add(1).ok_or_else(too_many)?;
+                    Ok(FdSlot(slot))
+                }
+                _ => Err(SlotError::NotCollecting),
+            }
         })
     }
 
@@ -390,6 +435,88 @@ mod tests {
         assert!(res.is_err());
         // No table at all.
         assert!(matches!(FdSlot(0).take(), Err(SlotError::NotProviding)));
+    }
+
+    /// Counts what a value is told about its copy.
+    #[derive(Default)]
+    struct Told {
+        delivered: std::sync::atomic::AtomicUsize,
+        adopted: std::sync::atomic::AtomicUsize,
+    }
+
+    struct Tell(std::sync::Arc<Told>);
+
+    impl Handoff for Tell {
+        fn delivered(&self) {
+            self.0
+                .delivered
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        fn adopted(&self) {
+            self.0
+                .adopted
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// A value with state to hand over: registers a [`Tell`] whenever it
+    /// is serialized inside a table, and holds a [`ForkInterest`].
+    struct Stateful(std::sync::Arc<Told>, #[allow(dead_code)] ForkInterest);
+
+    impl Serialize for Stateful {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            hand_off(Box::new(Tell(self.0.clone()))).map_err(S::Error::custom)?;
+            if moving_into_fork() {
+                return serializer.serialize_unit();
+            }
+            7u8.serialize(serializer)
+        }
+    }
+
+    fn counts(told: &Told) -> (usize, usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (told.delivered.load(Relaxed), told.adopted.load(Relaxed))
+    }
+
+    #[test]
+    fn handoffs_are_told_only_what_happened() {
+        let told = std::sync::Arc::new(Told::default());
+        let value = (Stateful(told.clone(), ForkInterest::new()), 1u8);
+        // Outside a table: an error, and nobody is told anything.
+        assert!(postcard::to_allocvec(&value).is_err());
+        // collect: told once delivered, not before; dropped: never.
+        let (bytes, collected) = collect(|| postcard::to_allocvec(&value));
+        assert_eq!(bytes.unwrap(), [7, 1]);
+        let (fds, handoffs) = collected.into_parts();
+        assert!(fds.is_empty());
+        assert_eq!((handoffs.len(), counts(&told)), (1, (0, 0)));
+        handoffs.delivered();
+        assert_eq!(counts(&told), (1, 0));
+        let (_, collected) = collect(|| postcard::to_allocvec(&value));
+        drop(collected);
+        assert_eq!(counts(&told), (1, 0));
+        // collect_fds: delivered as soon as the closure returns.
+        let _ = collect_fds(|| postcard::to_allocvec(&value));
+        assert_eq!(counts(&told), (2, 0));
+        // fork_move: a walk that writes nothing; the child adopts.
+        let handoffs = fork_move(&value);
+        assert_eq!(handoffs.len(), 1);
+        handoffs.adopted_in_fork_child();
+        assert_eq!(counts(&told), (2, 1));
+        assert!(!collecting() && !moving_into_fork());
+    }
+
+    #[test]
+    fn fork_move_walks_only_while_some_value_has_state() {
+        // (Other tests may hold a ForkInterest at the same time, so only
+        // the "some value has state" half is certain here.)
+        let told = std::sync::Arc::new(Told::default());
+        let value = Stateful(told.clone(), ForkInterest::new());
+        assert!(ForkInterest::any());
+        // Fds are not duplicated in a walk: the slots back nothing.
+        let (a, _b) = UnixStream::pair().unwrap();
+        let with_fd = (&value, Fd::from(OwnedFd::from(a)));
+        assert_eq!(fork_move(&with_fd).len(), 1);
     }
 
     #[test]

@@ -1,15 +1,37 @@
 //! Test support shared by the workspace's suites (never published).
 //!
 //! [`find`] locates the CPython interpreters the interop suites run as real
-//! peers: `python3` on PATH (3.11 here, the legacy handshake), and 3.12 and
-//! 3.13 under pyenv's root (`$PYENV_ROOT`, `pyenv root`, or `~/.pyenv`). A
-//! missing one is skipped loudly, unless `MP_REQUIRE_PYTHON=1` (set by
-//! `cargo xtask test`), in which case the test fails.
+//! peers, for every version of [`VERSIONS`] (3.11 to 3.15). For CPython
+//! 3.`minor` it tries, in order:
+//!
+//! 1. pyenv: `versions/3.minor.*/bin/python3` under pyenv's root
+//!    (`$PYENV_ROOT`, `pyenv root`, or `~/.pyenv`);
+//! 2. `python3.minor` on `PATH` (and `python3` itself, whatever it is);
+//! 3. the folder `.ci/cpython-newest` fills from Debian's packages:
+//!    `target/cpython-newest/bin/python3.minor` in this workspace.
+//!
+//! Each candidate is run and must report that version. Under `CI=true`
+//! (or `MP_REQUIRE_PYTHON=1`) a missing interpreter fails the test;
+//! elsewhere it is skipped with a loud line naming it, so that the suites
+//! pass on a developer's machine with a single CPython.
+//!
+//! [`targets`] holds plain functions that a test binary and a separate
+//! worker binary (mp-context's `set_executable` tests) both link, so that
+//! the two name them alike.
+//!
+//! [`harness::run_tests`] runs the tests of a `harness = false` target.
 
 #![forbid(unsafe_code)]
 
+pub mod harness;
+pub mod targets;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// The CPython minor versions the interop suites run against: 3.11 (the
+/// legacy HMAC-MD5 handshake) to 3.15 (today's newest).
+pub const VERSIONS: [u32; 5] = [11, 12, 13, 14, 15];
 
 /// A CPython interpreter to test against.
 #[derive(Clone, Debug)]
@@ -27,9 +49,12 @@ impl Python {
     }
 }
 
-/// Whether `MP_REQUIRE_PYTHON=1` turns a missing interpreter into a failure.
+/// Whether a missing interpreter is a failure rather than a skip: under
+/// `CI=true`, or when `MP_REQUIRE_PYTHON=1` asks for it on a developer's
+/// machine.
 pub fn required() -> bool {
-    std::env::var("MP_REQUIRE_PYTHON").is_ok_and(|v| v == "1")
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+        || std::env::var("MP_REQUIRE_PYTHON").is_ok_and(|v| v == "1")
 }
 
 /// The `3.x` minor version `path` reports, if it runs.
@@ -72,47 +97,90 @@ pub fn pyenv_root() -> Option<PathBuf> {
     None
 }
 
-/// The interpreter for CPython 3.`minor`, or `None` after a loud message
-/// (a panic when `MP_REQUIRE_PYTHON=1`).
-pub fn find(minor: u32) -> Option<Python> {
+/// The folder `.ci/cpython-newest` puts its wrappers in:
+/// `target/cpython-newest/bin` of this workspace.
+pub fn newest_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("mp-testsupport sits in the workspace root")
+        .join("target/cpython-newest/bin")
+}
+
+/// Every place CPython 3.`minor` may be, in the order [`find`] tries them.
+pub fn candidates(minor: u32) -> Vec<PathBuf> {
     let mut candidates = Vec::new();
-    if minor == 11 {
-        candidates.push(PathBuf::from("python3"));
+    if let Some(root) = pyenv_root()
+        && let Ok(entries) = std::fs::read_dir(root.join("versions"))
+    {
+        let prefix = format!("3.{minor}.");
+        let mut versions: Vec<PathBuf> = entries
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .map(|e| e.path().join("bin/python3"))
+            .collect();
+        versions.sort();
+        candidates.extend(versions);
     }
-    if let Some(root) = pyenv_root() {
-        let versions = root.join("versions");
-        let exact = match minor {
-            12 => Some("3.12.1"),
-            13 => Some("3.13.0"),
-            _ => None,
-        };
-        if let Some(exact) = exact {
-            candidates.push(versions.join(exact).join("bin/python3"));
-        }
-        if let Ok(entries) = std::fs::read_dir(&versions) {
-            let mut others: Vec<PathBuf> = entries
-                .flatten()
-                .filter(|e| {
-                    e.file_name()
-                        .to_string_lossy()
-                        .starts_with(&format!("3.{minor}."))
-                })
-                .map(|e| e.path().join("bin/python3"))
-                .collect();
-            others.sort();
-            candidates.extend(others);
+    let name = format!("python3.{minor}");
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            // pyenv's shims answer for versions that are not installed
+            // (with an error): pyenv's own folders were searched above.
+            if dir.components().any(|c| c.as_os_str() == "shims") {
+                continue;
+            }
+            candidates.push(dir.join(&name));
         }
     }
-    for path in candidates {
-        if minor_of(&path) == Some(minor) {
+    candidates.push(PathBuf::from("python3"));
+    candidates.push(newest_dir().join(&name));
+    candidates
+}
+
+/// The interpreter for CPython 3.`minor`, or `None` after a loud line
+/// naming it (a panic when [`required`]).
+pub fn find(minor: u32) -> Option<Python> {
+    for path in candidates(minor) {
+        if (path.is_file() || path.components().count() == 1) && minor_of(&path) == Some(minor) {
             return Some(Python { path, minor });
         }
     }
-    let message =
-        format!("CPython 3.{minor} not found (python3 on PATH, pyenv root versions/3.{minor}.*)");
+    let hint = if minor >= 14 {
+        format!("`.ci/cpython-newest {minor}` fetches it from Debian")
+    } else {
+        format!("`pyenv install 3.{minor}` provides it")
+    };
+    let message = format!(
+        "CPython 3.{minor} not found (pyenv versions/3.{minor}.*, python3.{minor} on PATH, {}; \
+         {hint})",
+        newest_dir().join(format!("python3.{minor}")).display()
+    );
     if required() {
-        panic!("{message}, and MP_REQUIRE_PYTHON=1");
+        panic!("{message}, and CI=true or MP_REQUIRE_PYTHON=1 require it");
     }
-    eprintln!("\n*** SKIPPING interop test: {message} ***\n");
+    eprintln!("\n*** SKIPPING interop test against CPython 3.{minor}: {message} ***\n");
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_newest_folder_is_searched_last() {
+        let c = candidates(15);
+        assert_eq!(c.last(), Some(&newest_dir().join("python3.15")));
+        assert!(newest_dir().ends_with("target/cpython-newest/bin"));
+    }
+
+    #[test]
+    fn a_found_interpreter_reports_its_version() {
+        // python3 exists on every machine the suites run on; whatever its
+        // version, find() of that version returns an interpreter of it.
+        let Some(minor) = minor_of(Path::new("python3")) else {
+            return;
+        };
+        let py = find(minor).expect("python3 itself is a candidate");
+        assert_eq!(minor_of(&py.path), Some(minor));
+    }
 }

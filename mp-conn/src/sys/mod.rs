@@ -5,8 +5,10 @@
 //! from real errors; the retry policy lives in the callers, which know
 //! their deadlines.
 //!
-//! Only [`poller`] needs `unsafe` (registering a source with `polling`).
+//! Only [`poller`] (registering a source with `polling`) and [`fork`]
+//! (registering fork handlers) need `unsafe`.
 
+pub(crate) mod fork;
 pub(crate) mod poller;
 
 use std::collections::VecDeque;
@@ -219,20 +221,26 @@ pub(crate) fn send_with_fds(
     byte: u8,
     fds: &[BorrowedFd<'_>],
 ) -> std::io::Result<()> {
+    send_some_with_fds(fd, &[byte], fds).map(drop)
+}
+
+/// One `sendmsg` of (a first part of) `data` with `fds` as `SCM_RIGHTS`,
+/// retried on `EINTR` and, on a nonblocking fd, after waiting on `EAGAIN`;
+/// returns how many bytes went (at least one if `data` is not empty). The
+/// fds travel with those bytes.
+fn send_some_with_fds(
+    fd: BorrowedFd<'_>,
+    data: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> std::io::Result<usize> {
     let mut space = vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
-    let data = [byte];
     loop {
         let mut control = SendAncillaryBuffer::new(&mut space);
         if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
             return Err(std::io::Error::other("control buffer too small"));
         }
-        match rustix::net::sendmsg(
-            fd,
-            &[IoSlice::new(&data)],
-            &mut control,
-            SendFlags::NOSIGNAL,
-        ) {
-            Ok(_) => return Ok(()),
+        match rustix::net::sendmsg(fd, &[IoSlice::new(data)], &mut control, SendFlags::NOSIGNAL) {
+            Ok(n) => return Ok(n),
             Err(Errno::INTR) => {}
             Err(Errno::AGAIN) => {
                 wait_fd(fd, PollFlags::OUT, None)?;
@@ -240,6 +248,41 @@ pub(crate) fn send_with_fds(
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// Writes all of `buf` on the unix socket `fd`, with `fds` as
+/// `SCM_RIGHTS` on its first bytes: in batches of at most [`SCM_MAX_FD`],
+/// every batch but the last with one byte of its own (the kernel ends a
+/// read after the bytes that carry fds, so each batch arrives at its own
+/// stream position), the last with the rest of the first write.
+///
+/// # Errors
+///
+/// `InvalidInput` if `buf` has fewer bytes than there are batches (a
+/// message always has more: its 4-byte header and at least a byte per
+/// fd); otherwise the OS error.
+pub(crate) fn write_all_with_fds(
+    fd: BorrowedFd<'_>,
+    buf: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> std::io::Result<()> {
+    let batches = fds.len().div_ceil(SCM_MAX_FD);
+    if buf.len() < batches {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "too few bytes to carry the fds",
+        ));
+    }
+    let mut done = 0;
+    for (i, batch) in fds.chunks(SCM_MAX_FD).enumerate() {
+        let end = if i + 1 == batches {
+            buf.len()
+        } else {
+            done + 1
+        };
+        done += send_some_with_fds(fd, &buf[done..end], batch)?;
+    }
+    write_all2(fd, Kind::UnixSocket, &[], &buf[done..])
 }
 
 /// `poll(2)` on one fd until one of `events` (or an error or hang-up) is

@@ -320,7 +320,10 @@ fn conn35_signals_never_surface_during_recv_or_send() {
     });
     assert_eq!(a.recv_bytes().unwrap(), b"after signals");
     let b = helper.join().unwrap();
-    assert!(signals.load(Ordering::SeqCst) >= before + 5);
+    // Standard signals do not queue: on a loaded machine several of the
+    // five may merge into one delivery, so count deliveries, not sends.
+    let after_recv = signals.load(Ordering::SeqCst);
+    assert!(after_recv > before, "no SIGALRM reached the blocked recv");
 
     // A large send that fills the socket buffer, interrupted while blocked.
     let msg: Vec<u8> = (0..(32usize << 20)).map(|i| (i % 249) as u8).collect();
@@ -333,7 +336,10 @@ fn conn35_signals_never_surface_during_recv_or_send() {
     });
     b.send_bytes(&msg).unwrap();
     receiver.join().unwrap();
-    assert!(signals.load(Ordering::SeqCst) >= before + 10);
+    assert!(
+        signals.load(Ordering::SeqCst) > after_recv,
+        "no SIGALRM reached the blocked send"
+    );
 }
 
 /// `pthread_self()` of the calling thread.

@@ -171,3 +171,27 @@ fn send_connection_in_process_keeps_socket_kind() {
     x2.send_bytes(b"through a passed connection").unwrap();
     assert_eq!(y.recv_bytes().unwrap(), b"through a passed connection");
 }
+
+/// CPython 3.14's form of fd passing: the receiver acknowledges with b"A",
+/// which the sender waits for; anything else is refused, and the stream
+/// stays in step for the messages after it.
+#[test]
+fn acknowledged_fd_passing_as_cpython_3_14() {
+    let (mut a, mut b) = pipe(true).unwrap();
+    let file = temp_file();
+    let receiver = std::thread::spawn(move || {
+        let fds = b.recv_fds_acked(1).unwrap();
+        assert_eq!(b.recv_bytes().unwrap(), b"after");
+        b.send_bytes(b"not an ack").unwrap();
+        (fds, b)
+    });
+    a.send_fds_acked(&[file.as_fd()]).unwrap();
+    a.send_bytes(b"after").unwrap();
+    let (fds, mut b) = receiver.join().unwrap();
+    assert_eq!(fds.len(), 1);
+    // A peer that answers with anything but the ack byte (here a frame).
+    let err = a.send_fds_acked(&[file.as_fd()]).unwrap_err();
+    assert!(matches!(err, Error::FdTransfer(_)), "{err:?}");
+    assert!(err.to_string().contains("acknowledgement"), "{err}");
+    drop(b.recv_fds(1).unwrap());
+}

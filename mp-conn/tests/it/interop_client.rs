@@ -131,9 +131,15 @@ fn run(minor: u32) {
         }
     }
 
-    // fd passing: CPython's sendfds to our recv_fds.
-    let (address, server) = accept_one(listener(Family::Unix).bind().unwrap(), |mut conn| {
-        let fds = conn.recv_fds(3).unwrap();
+    // fd passing: CPython's sendfds to our recv_fds. CPython 3.14 and newer
+    // acknowledge fds (a b"A" back to the sender), older ones on Linux not.
+    let acks = python.minor >= 14;
+    let (address, server) = accept_one(listener(Family::Unix).bind().unwrap(), move |mut conn| {
+        let fds = if acks {
+            conn.recv_fds_acked(3).unwrap()
+        } else {
+            conn.recv_fds(3).unwrap()
+        };
         let contents: Vec<Vec<u8>> = fds.into_iter().map(read_all).collect();
         conn.send_bytes(b"thanks").unwrap();
         contents
@@ -148,10 +154,15 @@ fn run(minor: u32) {
     }
 
     // Our send_fds to CPython's recvfds: it writes into our pipes.
-    let (address, server) = accept_one(listener(Family::Unix).bind().unwrap(), |mut conn| {
+    let (address, server) = accept_one(listener(Family::Unix).bind().unwrap(), move |mut conn| {
         let (r1, w1) = rustix::pipe::pipe().unwrap();
         let (r2, w2) = rustix::pipe::pipe().unwrap();
-        conn.send_fds(&[w1.as_fd(), w2.as_fd()]).unwrap();
+        let ends = [w1.as_fd(), w2.as_fd()];
+        if acks {
+            conn.send_fds_acked(&ends).unwrap()
+        } else {
+            conn.send_fds(&ends).unwrap()
+        }
         drop((w1, w2));
         assert_eq!(conn.recv_bytes().unwrap(), b"done");
         (read_all(r1), read_all(r2))
@@ -167,8 +178,13 @@ fn run(minor: u32) {
     );
 
     // send_handle / recv_handle, CPython's one-fd wrappers.
-    let (address, server) = accept_one(listener(Family::Unix).bind().unwrap(), |mut conn| {
-        let fd = conn.recv_fds(1).unwrap().pop().unwrap();
+    let (address, server) = accept_one(listener(Family::Unix).bind().unwrap(), move |mut conn| {
+        let fds = if acks {
+            conn.recv_fds_acked(1).unwrap()
+        } else {
+            conn.recv_fds(1).unwrap()
+        };
+        let fd = fds.into_iter().next().unwrap();
         let content = read_all(fd);
         conn.send_bytes(b"got it").unwrap();
         content
@@ -178,9 +194,13 @@ fn run(minor: u32) {
     ));
     assert_eq!(peer.result(), Ok("got it".into()));
     assert_eq!(server.join().unwrap().unwrap(), b"python handle");
-    let (address, server) = accept_one(listener(Family::Unix).bind().unwrap(), |mut conn| {
+    let (address, server) = accept_one(listener(Family::Unix).bind().unwrap(), move |mut conn| {
         let (r, w) = rustix::pipe::pipe().unwrap();
-        conn.send_fds(&[w.as_fd()]).unwrap();
+        if acks {
+            conn.send_fds_acked(&[w.as_fd()]).unwrap()
+        } else {
+            conn.send_fds(&[w.as_fd()]).unwrap()
+        }
         drop(w);
         assert_eq!(conn.recv_bytes().unwrap(), b"done");
         read_all(r)

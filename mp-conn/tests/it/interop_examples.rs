@@ -139,8 +139,9 @@ fn examples_against_each_other_and_cpython() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 
-    // The example client against CPython's Listener (legacy 3.11 included).
-    for minor in [11, 13] {
+    // The example client against CPython's Listener (legacy 3.11 and the
+    // newest included).
+    for minor in [11, 13, 15] {
         let Some(python) = find(minor) else { continue };
         let mut peer = Peer::start(&python);
         let address = peer.serve(&format!(

@@ -10,4 +10,6 @@ mod listener;
 mod pipe;
 mod pipe_pair;
 mod python;
+mod shared;
+mod typed_fds;
 mod wait;

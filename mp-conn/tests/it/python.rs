@@ -1,6 +1,7 @@
 //! Driving `tests/python/mp_peer.py`, a peer built on CPython's own
 //! `multiprocessing.connection`, under the interpreters `mp-testsupport`
-//! finds (a missing one is skipped loudly unless `MP_REQUIRE_PYTHON=1`).
+//! finds (a missing one is skipped loudly unless `CI=true` or
+//! `MP_REQUIRE_PYTHON=1`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -142,7 +143,7 @@ impl Drop for Peer {
     }
 }
 
-/// The tests `cpython_3_11`, `cpython_3_12` and `cpython_3_13`: each calls
+/// The tests `cpython_3_11` to `cpython_3_15`: each calls
 /// `$run(minor)`, which finds that interpreter (or skips) and runs against it.
 macro_rules! cpython_tests {
     ($run:path) => {
@@ -159,6 +160,16 @@ macro_rules! cpython_tests {
         #[test]
         fn cpython_3_13() {
             $run(13);
+        }
+
+        #[test]
+        fn cpython_3_14() {
+            $run(14);
+        }
+
+        #[test]
+        fn cpython_3_15() {
+            $run(15);
         }
     };
 }

@@ -338,7 +338,7 @@ fn serve(fd: OwnedFd, script: &Script<'_>) -> Heard {
 }
 
 /// A connected pair of blocking stream sockets.
-fn pair() -> (OwnedFd, OwnedFd) {
+pub(super) fn pair() -> (OwnedFd, OwnedFd) {
     socketpair(
         AddressFamily::UNIX,
         SocketType::STREAM,

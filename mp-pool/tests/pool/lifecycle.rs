@@ -38,7 +38,41 @@ pub(crate) const TESTS: &[(&str, fn())] = &[
         "workers_exit_when_the_pool_process_dies",
         workers_exit_when_the_pool_process_dies,
     ),
+    (
+        "another_executable_is_refused_for_spawn_and_forkserver",
+        another_executable_is_refused_for_spawn_and_forkserver,
+    ),
 ];
+
+/// The environment variable that makes this binary run
+/// [`refuse_another_executable`] (process-wide state, so in a process of
+/// its own).
+pub(crate) const OTHER_EXE_ROLE: &str = "MP_POOL_TEST_OTHER_EXECUTABLE";
+
+/// With `set_executable` naming another binary, spawn and forkserver pools
+/// are refused with a message that says why; fork pools still work.
+pub(crate) fn refuse_another_executable() -> ! {
+    mp_context::set_executable("/bin/true").unwrap();
+    for m in ["spawn", "forkserver"] {
+        let e = Pool::builder()
+            .processes(1)
+            .start_method(m)
+            .build()
+            .unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)), "{m}: {e:?}");
+        assert!(format!("{e}").contains("set_executable"), "{e}");
+    }
+    assert_eq!(pool("fork", 1).apply(square, 5).unwrap(), 25);
+    std::process::exit(0)
+}
+
+fn another_executable_is_refused_for_spawn_and_forkserver() {
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .env(OTHER_EXE_ROLE, "1")
+        .status()
+        .unwrap();
+    assert!(status.success(), "{status}");
+}
 
 /// The environment variable that makes this binary
 /// [`start_pool_then_die`] with the start method it names.

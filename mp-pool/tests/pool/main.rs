@@ -58,6 +58,9 @@ fn main() {
     if let Ok(method) = std::env::var(lifecycle::DIE_ROLE) {
         lifecycle::start_pool_then_die(&method);
     }
+    if std::env::var_os(lifecycle::OTHER_EXE_ROLE).is_some() {
+        lifecycle::refuse_another_executable();
+    }
     let mut tests: Vec<(&str, fn())> = Vec::new();
     tests.extend(basics::TESTS);
     tests.extend(lifecycle::TESTS);
