@@ -40,6 +40,7 @@ mod ours;
 #[path = "ours_stub.rs"]
 mod ours;
 mod pickle;
+mod pool;
 mod python;
 mod raw;
 mod sync;
@@ -121,7 +122,9 @@ impl Examples {
         if !no_build {
             let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
             let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            eprintln!("mp-bench: cargo build --release --examples -p mp-heap -p mp-context");
+            eprintln!(
+                "mp-bench: cargo build --release --examples -p mp-heap -p mp-context -p mp-pool"
+            );
             let status = Command::new(cargo)
                 .current_dir(&workspace)
                 .args([
@@ -133,6 +136,8 @@ impl Examples {
                     "mp-heap",
                     "-p",
                     "mp-context",
+                    "-p",
+                    "mp-pool",
                 ])
                 .env("CARGO_TARGET_DIR", target)
                 .stdin(Stdio::null())
@@ -831,6 +836,7 @@ fn specs() -> Vec<Spec> {
     }
     v.extend(pickle::specs());
     v.extend(sync::specs());
+    v.extend(pool::specs());
     v
 }
 
@@ -1009,6 +1015,8 @@ fn run_role(args: &[String]) -> Result<(), String> {
         "procspawn" => crates::procspawn_role(&plan).map_err(|e| e.to_string()),
         raw::ROLE_FORK_WAIT => raw_role(raw::fork_wait(&plan)),
         raw::ROLE_FORK_EXEC => raw_role(raw::fork_exec_true(&plan)),
+        pool::ROLE_RAW_START => pool::raw_start_role(&plan),
+        pool::ROLE_PROCSPAWN_POOL => pool::procspawn_pool_role(&plan),
         other => Err(format!("unknown role {other:?}")),
     }
 }
@@ -1048,9 +1056,9 @@ fn main() -> ExitCode {
     // The raw process-start loops are served first of all, in a process
     // that has allocated nothing else yet (not even procspawn's state).
     if args.first().map(String::as_str) == Some("--role")
-        && args
-            .get(1)
-            .is_some_and(|r| r == raw::ROLE_FORK_WAIT || r == raw::ROLE_FORK_EXEC)
+        && args.get(1).is_some_and(|r| {
+            r == raw::ROLE_FORK_WAIT || r == raw::ROLE_FORK_EXEC || r == pool::ROLE_RAW_START
+        })
     {
         return match run_role(&args[1..]) {
             Ok(()) => ExitCode::SUCCESS,

@@ -387,6 +387,10 @@ const ROW_NOTES: &[(&str, &str)] = &[
         "proc_",
         "raw.fork_waitpid and raw.fork_exec_true run in a freshly exec'ed copy of mp-bench, before it allocates anything (fork copies the parent's page tables, so the bench process itself would fork slower): the raw limit is a small program's.",
     ),
+    (
+        "pool_",
+        "pool_*: two workers (fork, or the named start method); ours is mp-pool's pool_bench example, CPython's multiprocessing.Pool, procspawn's Pool; cpu counts the workers; raw.pool_echo_* is two forked workers echoing batches of 8-byte tasks over pipes (no framing or encoding), raw.pool_start_2x_fork_rtt forks two children, one round trip each, waits.",
+    ),
 ];
 
 fn text_table(out: &mut String, headers: &[&str], lines: &[Vec<String>]) {

@@ -2,7 +2,8 @@
 //!
 //! An end-to-end tour of the workspace on built-in defaults: connections
 //! and the CPython handshake (mp-auth, mp-conn), shared memory (mp-heap),
-//! and processes under every start method (mp-context, mp-forkserver).
+//! processes under every start method (mp-context, mp-forkserver), and a
+//! process pool (mp-pool).
 //! Each step prints one line, the run ends with a summary line (`9/9 ok`,
 //! or which steps failed) and exits non-zero if a step failed; `--help`
 //! lists the steps, and naming steps runs only those. The CPython step
@@ -94,6 +95,11 @@ const STEPS: &[Step] = &[
         "heap",
         heap_statistics,
         "heap.py's allocator: arenas, best fit, coalescing"
+    ),
+    step!(
+        "pool",
+        pool_at_work,
+        "a process Pool's map, and a task whose worker exits failing alone"
     ),
 ];
 
@@ -460,6 +466,37 @@ fn heap_statistics() -> Outcome {
         "5 blocks: {} arenas, {} bytes used, {} free; after drop: {} arenas, {} mallocs = {} frees",
         busy.arenas, busy.used_bytes, busy.free_bytes, idle.arenas, idle.mallocs, idle.frees
     ))
+}
+
+fn square(n: u64) -> u64 {
+    n * n
+}
+
+fn exits_inside_a_task(code: i32) -> u64 {
+    mp_context::exit(code)
+}
+
+/// mp-pool on its defaults: a map over the usable CPUs' worth of workers
+/// (forkserver), and a task that ends its worker failing alone while the
+/// pool replaces the worker and goes on.
+fn pool_at_work() -> Outcome {
+    let pool = mp_pool::Pool::new(None)?;
+    let total: u64 = pool.map(square, 0..1000, None)?.iter().sum();
+    let lost = pool.apply(exits_inside_a_task, 9);
+    let after = pool.apply(square, 12)?;
+    pool.close();
+    pool.join()?;
+    if total != 332_833_500 || after != 144 {
+        return Err(format!("map sum {total}, then {after}").into());
+    }
+    match lost {
+        Err(mp_pool::Error::WorkerLost { exitcode: 9, .. }) => Ok(format!(
+            "{} workers: 1000 squares sum to {total}; a task that calls exit(9) fails alone \
+             (WorkerLost, exit code 9), the pool replaces the worker and goes on",
+            pool.processes()
+        )),
+        other => Err(format!("the exiting task gave {other:?}").into()),
+    }
 }
 
 #[cfg(test)]

@@ -54,7 +54,7 @@ thread_local! {
 }
 
 /// The payload [`exit`] unwinds with.
-struct ExitRequest(i32);
+pub(crate) struct ExitRequest(pub(crate) i32);
 
 /// Ends the current process with exit code `code` (CPython's
 /// `sys.exit(code)`).

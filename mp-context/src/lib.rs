@@ -62,6 +62,10 @@
 //! the program's logger, or to stderr as `[INFO/Process-1] ...` after
 //! `log_to_stderr`, which spawn and forkserver children then call too.
 //!
+//! [`FnRef`] does the same for functions `fn(A) -> R` that a child is sent
+//! and calls many times (the tasks of `mp-pool`'s workers): a serde value
+//! holding the offsets, checked once by [`FnRef::resolve`].
+//!
 //! ## Arguments that hold fds or shared memory
 //!
 //! Under fork the arguments are moved into the child as they are. Under
@@ -153,6 +157,7 @@ mod elf;
 mod entry;
 mod error;
 mod executable;
+mod function;
 mod logging;
 mod process;
 mod sys;
@@ -166,6 +171,7 @@ pub use current::{ParentProcess, ProcessInfo, active_children, current_process, 
 pub use entry::{exit, init};
 pub use error::{Error, Result};
 pub use executable::{get_executable, register_target, set_executable};
+pub use function::{CallError, FnRef, FnRefError, ResolvedFn};
 pub use logging::{LOGGER_NAME, LevelFilter, Logger, get_logger, log_to_stderr};
 pub use process::{Process, Sentinel};
 

@@ -3,10 +3,12 @@
 mod fd_message;
 mod handshake;
 mod pickle;
+mod pool;
 
 pub use fd_message::fd_message;
 pub use handshake::{client_handshake, listener_handshake};
 pub use pickle::pickle_reader;
+pub use pool::{pool_wire, pool_wire_seeds};
 
 /// One fuzz target: a name, a seed corpus, and the function under test.
 #[derive(Debug, Clone, Copy)]
@@ -50,6 +52,11 @@ pub static TARGETS: &[Target] = &[
         name: "pickle_reader",
         seeds: pickle::seeds,
         run: pickle_reader,
+    },
+    Target {
+        name: "pool_wire",
+        seeds: pool_wire_seeds,
+        run: pool_wire,
     },
 ];
 
