@@ -410,7 +410,13 @@ impl Client {
     }
 
     /// Calls `method` of object `ident` on this thread's connection.
-    pub(crate) fn call(&self, ident: &Value, method: &str, args: Value, kwds: Dict) -> Result<Reply> {
+    pub(crate) fn call(
+        &self,
+        ident: &Value,
+        method: &str,
+        args: Value,
+        kwds: Dict,
+    ) -> Result<Reply> {
         let msg = wire::request(Some(ident), Value::from(method), args, Value::Dict(kwds));
         let mut buf = Vec::with_capacity(64);
         self.codec.encode(&msg, &mut buf)?;
@@ -460,7 +466,12 @@ impl Client {
 
     /// `create(typeid, *args, **kwds)`: a new object, with this process's
     /// reference taken. Returns its id and exposed methods.
-    pub(crate) fn create(&self, typeid: &str, args: Vec<Value>, kwds: Dict) -> Result<(Arc<str>, Vec<String>)> {
+    pub(crate) fn create(
+        &self,
+        typeid: &str,
+        args: Vec<Value>,
+        kwds: Dict,
+    ) -> Result<(Arc<str>, Vec<String>)> {
         let mut full = Vec::with_capacity(args.len() + 1);
         full.push(Value::from(typeid));
         full.extend(args);

@@ -61,8 +61,8 @@ impl Codec for Postcard {
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<Value, CodecError> {
-        let (value, rest) =
-            postcard::take_from_bytes::<Value>(bytes).map_err(|e| CodecError::new("postcard", e))?;
+        let (value, rest) = postcard::take_from_bytes::<Value>(bytes)
+            .map_err(|e| CodecError::new("postcard", e))?;
         if !rest.is_empty() {
             return Err(CodecError::new(
                 "postcard",

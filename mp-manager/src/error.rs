@@ -381,10 +381,7 @@ mod tests {
         assert_eq!(back, e);
         assert_eq!(back.to_string(), "KeyError: 3");
         assert_eq!(Exception::queue_empty().to_string(), "queue.Empty");
-        assert_eq!(
-            Exception::value_error("bad").to_string(),
-            "ValueError: bad"
-        );
+        assert_eq!(Exception::value_error("bad").to_string(), "ValueError: bad");
         assert!(!Exception::queue_full().is("queue.Empty"));
         assert!(Exception::queue_full().is("queue.Full"));
     }

@@ -82,6 +82,76 @@ mod wire;
 pub use codec::{Codec, Postcard, codec_by_name, register_codec};
 pub use error::{CodecError, Error, Exception, Result};
 pub use manager::{BaseManager, DEFAULT_SHUTDOWN_TIMEOUT, Initializer};
+/// Makes a Rust type shareable through a manager: on the type's `impl`
+/// block, generates the server-side dispatch ([`SharedType`]) and a typed
+/// proxy, `<Type>Proxy`, whose methods have the same names and arguments
+/// and return [`Result`]`<R>`.
+///
+/// - Only `pub` methods can be called; names starting with `_` are
+///   callable but not exposed unless the registration says so
+///   ([`TypeSpec::exposed`]), as CPython's `public_methods`.
+/// - `pub fn new(...)` (no `self`) is the constructor, called with the
+///   arguments of `create`; without one, the type's `Default`.
+/// - Arguments and results travel with serde: owned types and `&str`.
+/// - A method returning `Result<T, E>` with `E: Into<Exception>` raises
+///   the exception in the caller, with its class ([`Error::Raised`]).
+/// - `#[shared(proxy = "TypeId")]` on a method returning another shared
+///   type makes it return a new shared object and its proxy (CPython's
+///   `method_to_typeid`).
+///
+/// The object lives behind a mutex in the manager: its methods run one at
+/// a time. A type whose methods must block while others run implements
+/// [`Shared`] by hand.
+///
+/// # Examples
+///
+/// ```
+/// use mp_manager::{BaseManager, Exception, Registrar, Registry};
+///
+/// #[derive(Default)]
+/// pub struct Counter {
+///     n: i64,
+/// }
+///
+/// #[mp_manager::shared]
+/// impl Counter {
+///     pub fn new(start: i64) -> Counter {
+///         Counter { n: start }
+///     }
+///     pub fn incr(&mut self, by: i64) -> i64 {
+///         self.n += by;
+///         self.n
+///     }
+///     pub fn check(&self, limit: i64) -> Result<(), Exception> {
+///         if self.n > limit {
+///             return Err(Exception::value_error(format!("{} > {limit}", self.n)));
+///         }
+///         Ok(())
+///     }
+///     #[shared(proxy = "Counter")]
+///     pub fn fork(&self) -> Counter {
+///         Counter { n: self.n }
+///     }
+/// }
+///
+/// struct Types;
+/// impl Registrar for Types {
+///     fn register(r: &mut Registry) {
+///         r.register_type::<Counter>("Counter");
+///     }
+/// }
+///
+/// # mp_context::init();
+/// let manager = BaseManager::<Types>::new(&mp_context::get_context(Some("fork"))?);
+/// manager.start()?;
+/// let c: CounterProxy = manager.create("Counter", &(10,))?;
+/// assert_eq!(c.incr(5)?, 15);
+/// assert!(c.check(12).unwrap_err().is("ValueError"));
+/// let other = c.fork()?;
+/// assert_eq!(other.incr(1)?, 16);
+/// assert_eq!(c.incr(0)?, 15);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub use mp_manager_derive::shared;
 pub use proxy::{Proxy, ProxyType};
 pub use registry::{Constructor, NoTypes, Registrar, Registry, TypeSpec};

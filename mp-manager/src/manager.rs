@@ -263,7 +263,12 @@ impl<R: Registrar> BaseManager<R> {
         self.finish_start(&mut inner, &mut reader, process)
     }
 
-    fn finish_start(&self, inner: &mut Inner, reader: &mut Connection, process: Process) -> Result<()> {
+    fn finish_start(
+        &self,
+        inner: &mut Inner,
+        reader: &mut Connection,
+        process: Process,
+    ) -> Result<()> {
         let identity = process
             .identity()
             .iter()
@@ -287,7 +292,9 @@ impl<R: Registrar> BaseManager<R> {
             }
         };
         let address: Address = match report {
-            Ok(text) => text.parse().map_err(|e| Error::Start(format!("bad address {text:?}: {e}")))?,
+            Ok(text) => text
+                .parse()
+                .map_err(|e| Error::Start(format!("bad address {text:?}: {e}")))?,
             Err(why) => {
                 let _ = process.join(Some(self.shutdown_timeout));
                 return Err(Error::Start(why));
@@ -321,7 +328,9 @@ impl<R: Registrar> BaseManager<R> {
         match (&inner.state, &inner.client) {
             (State::Started, Some(c)) => Ok(Arc::clone(c)),
             (State::Shutdown, _) => Err(Error::State("Manager has shut down")),
-            _ => Err(Error::State("Manager is not started (call start() or connect())")),
+            _ => Err(Error::State(
+                "Manager is not started (call start() or connect())",
+            )),
         }
     }
 
@@ -342,7 +351,12 @@ impl<R: Registrar> BaseManager<R> {
     /// # Errors
     ///
     /// As [`BaseManager::create`].
-    pub fn create_kw<P: ProxyType>(&self, typeid: &str, args: &impl Serialize, kwds: Dict) -> Result<P> {
+    pub fn create_kw<P: ProxyType>(
+        &self,
+        typeid: &str,
+        args: &impl Serialize,
+        kwds: Dict,
+    ) -> Result<P> {
         let client = self.client()?;
         let args = crate::client::encoding(&client, || mp_value::to_value(args))?;
         let args = match args {

@@ -219,9 +219,11 @@ impl Proxy {
     /// value instead.
     pub fn call_proxy<P: ProxyType>(&self, method: &str, args: &impl Serialize) -> Result<P> {
         match self.raw_call(method, args, Dict::new())? {
-            Reply::Proxy { exposed, token } => {
-                Ok(P::from_proxy(self.proxy_from_reply(exposed, token, P::CLASS)?))
-            }
+            Reply::Proxy { exposed, token } => Ok(P::from_proxy(self.proxy_from_reply(
+                exposed,
+                token,
+                P::CLASS,
+            )?)),
             other => {
                 let v = client::reply_value(other)?;
                 // A proxy inside a value (a stored proxy) works too.
@@ -333,7 +335,10 @@ impl Proxy {
             }
         }
         if mp_reduction::collecting() {
-            kwds.insert("authkey", Value::Bytes(inner.client.authkey.as_slice().into()))?;
+            kwds.insert(
+                "authkey",
+                Value::Bytes(inner.client.authkey.as_slice().into()),
+            )?;
         }
         if !client::encoding_for(&inner.client) && inner.client.codec.name() == "postcard" {
             if let Some(key) = inner.client.transfer(&inner.ident)? {
@@ -366,7 +371,11 @@ fn known_class(name: &str) -> &'static str {
         "SetProxy",
         "PoolProxy",
     ];
-    CLASSES.iter().find(|c| **c == name).copied().unwrap_or("AutoProxy")
+    CLASSES
+        .iter()
+        .find(|c| **c == name)
+        .copied()
+        .unwrap_or("AutoProxy")
 }
 
 impl Serialize for Proxy {

@@ -151,7 +151,8 @@ impl Server {
             builder = builder.address(a.clone());
         }
         let listener = builder.bind().map_err(|e| {
-            let shown = address.map_or_else(|| "a fresh AF_UNIX address".to_owned(), |a| a.to_string());
+            let shown =
+                address.map_or_else(|| "a fresh AF_UNIX address".to_owned(), |a| a.to_string());
             Error::Connection {
                 address: shown,
                 source: e,
@@ -474,7 +475,10 @@ impl Core {
         });
         let id = id?;
         let table = self.table();
-        table.slots.get(id.as_str()).map(|s| Arc::clone(&s.entry.obj))
+        table
+            .slots
+            .get(id.as_str())
+            .map(|s| Arc::clone(&s.entry.obj))
     }
 
     fn lookup(&self, ident: &str) -> Option<Arc<Entry>> {
@@ -909,11 +913,16 @@ impl Core {
                 }
                 let typeid = match args.remove(0) {
                     Value::Str(s) => s,
-                    other => return Err(Raise::Traceback(traceback(&format!("KeyError: {other}")))),
+                    other => {
+                        return Err(Raise::Traceback(traceback(&format!("KeyError: {other}"))));
+                    }
                 };
                 let (ident, exposed) = self.create(&typeid, Args::new(args, kwds), owner, cx)?;
                 let exposed: Vec<Value> = exposed.into_iter().map(Value::from).collect();
-                Ok(Value::from((Value::from(&*ident), Value::Tuple(Tuple::from(exposed)))))
+                Ok(Value::from((
+                    Value::from(&*ident),
+                    Value::Tuple(Tuple::from(exposed)),
+                )))
             }
             "incref" => self.incref(&one_str(&args)?, owner).map(|()| Value::None),
             "decref" => self.decref(&one_str(&args)?, owner).map(|()| Value::None),
@@ -927,7 +936,11 @@ impl Core {
                 let entry = id.and_then(|id| self.lookup(&id)).ok_or_else(|| {
                     Raise::Traceback(traceback("KeyError: get_methods() of an unknown object"))
                 })?;
-                let names: Vec<Value> = entry.exposed.iter().map(|m| Value::from(m.as_str())).collect();
+                let names: Vec<Value> = entry
+                    .exposed
+                    .iter()
+                    .map(|m| Value::from(m.as_str()))
+                    .collect();
                 Ok(Value::Tuple(Tuple::from(names)))
             }
             _ => Err(Raise::Traceback(traceback(&format!(
@@ -1054,7 +1067,9 @@ impl ClientConn {
             }
             EXT_JOIN => {
                 let session = request.args.first().and_then(Value::as_i64).unwrap_or(-1);
-                let session = u64::try_from(session).ok().filter(|s| self.core.join_session(*s));
+                let session = u64::try_from(session)
+                    .ok()
+                    .filter(|s| self.core.join_session(*s));
                 let Some(session) = session else {
                     let _ = self.send(&wire::reply(
                         wire::TRACEBACK,
@@ -1078,16 +1093,14 @@ impl ClientConn {
                     peer: None,
                     server: Some(&self.core),
                 };
-                let reply = match self.core.public(
-                    &func,
-                    request.args,
-                    request.kwds,
-                    Owner::Global,
-                    &cx,
-                ) {
-                    Ok(v) => wire::reply(wire::RETURN, v),
-                    Err(r) => raise_reply(r),
-                };
+                let reply =
+                    match self
+                        .core
+                        .public(&func, request.args, request.kwds, Owner::Global, &cx)
+                    {
+                        Ok(v) => wire::reply(wire::RETURN, v),
+                        Err(r) => raise_reply(r),
+                    };
                 let _ = self.send(&reply);
             }
         }
@@ -1125,7 +1138,9 @@ impl ClientConn {
             // CPython's `#UNSERIALIZABLE`: the result could not be
             // encoded; the text always can.
             self.out.clear();
-            let text = Value::from(traceback(&format!("TypeError: cannot encode the result: {e}")));
+            let text = Value::from(traceback(&format!(
+                "TypeError: cannot encode the result: {e}"
+            )));
             self.core
                 .codec
                 .encode(&wire::reply(wire::UNSERIALIZABLE, text), &mut self.out)
@@ -1236,7 +1251,9 @@ impl ClientConn {
                     .unwrap_or_else(|| "a panic".to_owned());
                 wire::reply(
                     wire::TRACEBACK,
-                    Value::from(traceback(&format!("SystemError: {method}() panicked: {what}"))),
+                    Value::from(traceback(&format!(
+                        "SystemError: {method}() panicked: {what}"
+                    ))),
                 )
             }
         };
@@ -1314,7 +1331,8 @@ impl ClientConn {
                     peer: Some(self.conn.as_fd()),
                     server: Some(&self.core),
                 };
-                self.core.public(&func, args, kwds, Owner::Session(session), &cx)
+                self.core
+                    .public(&func, args, kwds, Owner::Session(session), &cx)
             }
         };
         match result {
@@ -1395,4 +1413,3 @@ pub fn decode_reply_kind(value: Value) -> std::result::Result<&'static str, Stri
         Reply::Unserializable(_) => wire::UNSERIALIZABLE,
     })
 }
-

@@ -288,7 +288,9 @@ impl Bound {
                         "'timeout' must be a non-negative number",
                     ));
                 }
-                Ok(Some(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)))
+                Ok(Some(
+                    Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX),
+                ))
             }
         }
     }
@@ -475,7 +477,9 @@ mod tests {
         assert!(Args::new(vec![], kw).bind("f", &["a"]).is_err());
         let mut kw = Dict::new();
         kw.insert("timeout", -1).unwrap();
-        let b = Args::new(vec![], kw).bind("get", &["block", "timeout"]).unwrap();
+        let b = Args::new(vec![], kw)
+            .bind("get", &["block", "timeout"])
+            .unwrap();
         assert!(b.timeout(1).is_err());
     }
 }

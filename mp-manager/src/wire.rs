@@ -368,10 +368,14 @@ impl Reply {
                 let parts = parts.ok_or_else(|| format!("bad #PROXY payload {payload}"))?;
                 let exposed = parts[0]
                     .as_seq()
-                    .map(|e| e.iter().filter_map(|m| m.as_str().map(str::to_owned)).collect())
+                    .map(|e| {
+                        e.iter()
+                            .filter_map(|m| m.as_str().map(str::to_owned))
+                            .collect()
+                    })
                     .ok_or_else(|| format!("bad exposed list {}", parts[0]))?;
-                let token =
-                    Token::from_value(&parts[1]).ok_or_else(|| format!("bad token {}", parts[1]))?;
+                let token = Token::from_value(&parts[1])
+                    .ok_or_else(|| format!("bad token {}", parts[1]))?;
                 Ok(Reply::Proxy { exposed, token })
             }
             _ => Err(format!("Unrecognized message type {kind}")),
@@ -418,8 +422,16 @@ mod tests {
 
     #[test]
     fn requests_of_the_wrong_shape_are_refused_in_python_words() {
-        assert!(Request::from_value(Value::from(3)).unwrap_err().contains("non-iterable int"));
-        assert!(Request::from_value(Value::from((1, 2))).unwrap_err().contains("expected 4"));
+        assert!(
+            Request::from_value(Value::from(3))
+                .unwrap_err()
+                .contains("non-iterable int")
+        );
+        assert!(
+            Request::from_value(Value::from((1, 2)))
+                .unwrap_err()
+                .contains("expected 4")
+        );
         let ok = Request::from_value(request(
             None,
             Value::from("dummy"),

@@ -89,12 +89,15 @@ fn seq_cmp(x: &[Value], y: &[Value]) -> Result<Ordering, Raise> {
 
 /// A Python index (negative from the end) into a sequence of `len`.
 fn index(v: &Value, len: usize, what: &str) -> Result<usize, Raise> {
-    let i = v.as_i64().filter(|_| !matches!(v, Value::Float(_))).ok_or_else(|| {
-        Exception::type_error(format!(
-            "{what} indices must be integers or slices, not {}",
-            v.type_name()
-        ))
-    })?;
+    let i = v
+        .as_i64()
+        .filter(|_| !matches!(v, Value::Float(_)))
+        .ok_or_else(|| {
+            Exception::type_error(format!(
+                "{what} indices must be integers or slices, not {}",
+                v.type_name()
+            ))
+        })?;
     let len = len as i64;
     let at = if i < 0 { i + len } else { i };
     if at < 0 || at >= len {
@@ -123,10 +126,9 @@ fn slice_indices(v: &Value, len: usize) -> Option<Result<Vec<usize>, Raise>> {
     let get = |i: usize| -> Result<Option<i64>, Raise> {
         match parts.get(i) {
             None | Some(Value::None) => Ok(None),
-            Some(v) => v
-                .as_i64()
-                .map(Some)
-                .ok_or_else(|| Exception::type_error("slice indices must be integers or None").into()),
+            Some(v) => v.as_i64().map(Some).ok_or_else(|| {
+                Exception::type_error("slice indices must be integers or None").into()
+            }),
         }
     };
     Some((|| {
@@ -148,7 +150,10 @@ fn slice_indices(v: &Value, len: usize) -> Option<Result<Vec<usize>, Raise>> {
                 i += step;
             }
         } else {
-            let (mut i, stop) = (clamp(start, len - 1, -1, len - 1), clamp(stop, -1, -1, len - 1));
+            let (mut i, stop) = (
+                clamp(start, len - 1, -1, len - 1),
+                clamp(stop, -1, -1, len - 1),
+            );
             while i > stop {
                 out.push(i as usize);
                 i += step;
@@ -254,10 +259,14 @@ impl Shared for SharedDict {
             },
             "get" => {
                 let default = a.get(1).cloned().unwrap_or_default();
-                ok(d.get(arg(0)?).map_err(unhashable)?.cloned().unwrap_or(default))
+                ok(d.get(arg(0)?)
+                    .map_err(unhashable)?
+                    .cloned()
+                    .unwrap_or(default))
             }
             "__setitem__" => {
-                d.insert(arg(0)?.clone(), arg(1)?.clone()).map_err(unhashable)?;
+                d.insert(arg(0)?.clone(), arg(1)?.clone())
+                    .map_err(unhashable)?;
                 none()
             }
             "__delitem__" => match d.remove(arg(0)?).map_err(unhashable)? {
@@ -520,9 +529,10 @@ impl Shared for SharedList {
                     let new = iterate(arg(1)?)?;
                     let contiguous = ix.windows(2).all(|w| w[1] == w[0] + 1);
                     if contiguous {
-                        let start = ix.first().copied().unwrap_or_else(|| {
-                            slice_start(key, l.len())
-                        });
+                        let start = ix
+                            .first()
+                            .copied()
+                            .unwrap_or_else(|| slice_start(key, l.len()));
                         let end = start + ix.len();
                         l.splice(start..end, new);
                     } else {
@@ -624,7 +634,12 @@ impl Shared for SharedList {
                 ok(Value::List(List::from(items)))
             }
             "sort" => {
-                if kwds.get(&Value::from("key")).ok().flatten().is_some_and(|k| !k.is_none()) {
+                if kwds
+                    .get(&Value::from("key"))
+                    .ok()
+                    .flatten()
+                    .is_some_and(|k| !k.is_none())
+                {
                     return Err(Exception::type_error(
                         "sort(key=...): a key function cannot be sent to the manager",
                     )
@@ -674,12 +689,13 @@ impl Shared for SharedList {
                 ok(Value::List(List::from(out)))
             }
             "__mul__" | "__rmul__" | "__imul__" => {
-                let n = arg(0)?.as_i64().ok_or_else(|| {
-                    Exception::type_error("can't multiply sequence by non-int")
-                })?;
+                let n = arg(0)?
+                    .as_i64()
+                    .ok_or_else(|| Exception::type_error("can't multiply sequence by non-int"))?;
                 let n = usize::try_from(n).unwrap_or(0);
                 let total = l.len().checked_mul(n).filter(|t| *t <= 1 << 28);
-                let total = total.ok_or_else(|| Exception::builtin("MemoryError", "list too long"))?;
+                let total =
+                    total.ok_or_else(|| Exception::builtin("MemoryError", "list too long"))?;
                 let mut out = Vec::with_capacity(total);
                 for _ in 0..n {
                     out.extend(l.iter().cloned());
@@ -713,7 +729,11 @@ impl Shared for SharedList {
 /// Where an empty slice assignment inserts: its clamped start.
 fn slice_start(key: &Value, len: usize) -> usize {
     let Value::Object(o) = key else { return len };
-    let start = o.args().as_seq().and_then(|p| p.first()).and_then(Value::as_i64);
+    let start = o
+        .args()
+        .as_seq()
+        .and_then(|p| p.first())
+        .and_then(Value::as_i64);
     let len = len as i64;
     (match start {
         None => 0,
@@ -823,7 +843,9 @@ impl Shared for SharedSet {
         let op_name = |m: &str| -> &'static str {
             match m {
                 "__or__" | "__ror__" | "__ior__" | "union" | "update" => "union",
-                "__and__" | "__rand__" | "__iand__" | "intersection" | "intersection_update" => "intersection",
+                "__and__" | "__rand__" | "__iand__" | "intersection" | "intersection_update" => {
+                    "intersection"
+                }
                 "__sub__" | "__isub__" | "difference" | "difference_update" => "difference",
                 _ => "symmetric_difference",
             }
@@ -870,7 +892,10 @@ impl Shared for SharedSet {
                 }
                 ok(Value::Set(out))
             }
-            "update" | "intersection_update" | "difference_update" | "symmetric_difference_update" => {
+            "update"
+            | "intersection_update"
+            | "difference_update"
+            | "symmetric_difference_update" => {
                 let mut out = s.clone();
                 for o in others()? {
                     out = set_op(op_name(method), &out, &o)?;
@@ -954,7 +979,8 @@ impl Shared for Namespace {
             }
         };
         let missing = || -> Raise {
-            Exception::attribute_error(format!("'Namespace' object has no attribute '{name}'")).into()
+            Exception::attribute_error(format!("'Namespace' object has no attribute '{name}'"))
+                .into()
         };
         let mut d = lock(&self.0);
         let key = Value::Str(name.clone());
@@ -1072,7 +1098,9 @@ impl SharedArray {
         let typecode: String = b.arg(0)?;
         let mut chars = typecode.chars();
         let (Some(tc), None) = (chars.next(), chars.next()) else {
-            return Err(Exception::type_error("array() argument 1 must be a unicode character").into());
+            return Err(
+                Exception::type_error("array() argument 1 must be a unicode character").into(),
+            );
         };
         if !"bBuhHiIlLqQfd".contains(tc) {
             return Err(Exception::value_error(
@@ -1117,7 +1145,11 @@ fn check_item(tc: char, v: Value) -> Result<Value, Raise> {
         'h' => range(-32768, 32767),
         'H' => range(0, 65535),
         'i' | 'l' => range(i128::from(i32::MIN), i128::from(i32::MAX)).or_else(|e| {
-            if tc == 'l' { range(i128::from(i64::MIN), i128::from(i64::MAX)) } else { Err(e) }
+            if tc == 'l' {
+                range(i128::from(i64::MIN), i128::from(i64::MAX))
+            } else {
+                Err(e)
+            }
         }),
         'I' => range(0, i128::from(u32::MAX)),
         'L' | 'Q' => range(0, i128::from(u64::MAX)),
@@ -1153,7 +1185,9 @@ impl Shared for SharedArray {
         match method {
             "__len__" => ok(items.len()),
             "__getitem__" => {
-                let key = a.first().ok_or_else(|| Exception::type_error("__getitem__() needs an index"))?;
+                let key = a
+                    .first()
+                    .ok_or_else(|| Exception::type_error("__getitem__() needs an index"))?;
                 if let Some(ix) = slice_indices(key, items.len()) {
                     let out: Vec<Value> = ix?.into_iter().map(|i| items[i].clone()).collect();
                     return ok(Value::List(List::from(out)));
@@ -1163,13 +1197,18 @@ impl Shared for SharedArray {
             }
             "__setitem__" => {
                 let (Some(key), Some(v)) = (a.first(), a.get(1)) else {
-                    return Err(Exception::type_error("__setitem__() needs an index and a value").into());
+                    return Err(
+                        Exception::type_error("__setitem__() needs an index and a value").into(),
+                    );
                 };
                 if let Some(ix) = slice_indices(key, items.len()) {
                     let ix = ix?;
                     let new = iterate(v)?;
                     if new.len() != ix.len() {
-                        return Err(Exception::value_error("can only assign array of the same length to a slice of an array").into());
+                        return Err(Exception::value_error(
+                            "can only assign array of the same length to a slice of an array",
+                        )
+                        .into());
                     }
                     for (i, v) in ix.into_iter().zip(new) {
                         items[i] = check_item(self.typecode, v)?;
@@ -1201,4 +1240,3 @@ impl Shared for SharedArray {
         Ok(Value::List(List::from(lock(&self.items).clone())))
     }
 }
-

@@ -141,7 +141,14 @@ impl SyncManager {
             .proxytype("AcquirerProxy");
         registry
             .register("Condition", |a, cx| Ok(arc(Condition::new(a, cx)?)))
-            .exposed(&["acquire", "release", "locked", "wait", "notify", "notify_all"])
+            .exposed(&[
+                "acquire",
+                "release",
+                "locked",
+                "wait",
+                "notify",
+                "notify_all",
+            ])
             .proxytype("ConditionProxy");
         registry
             .register("Barrier", |a, _| Ok(arc(Barrier::new(a)?)))

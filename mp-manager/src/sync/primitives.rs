@@ -42,7 +42,9 @@ fn acquire_args(args: Args, function: &str) -> Result<(bool, Option<Instant>), R
         Some(_) => b.timeout(1)?,
     };
     if !blocking && timeout.is_some() {
-        return Err(Exception::value_error("can't specify a timeout for a non-blocking call").into());
+        return Err(
+            Exception::value_error("can't specify a timeout for a non-blocking call").into(),
+        );
     }
     Ok((blocking, deadline_after(timeout)))
 }
@@ -71,7 +73,12 @@ impl Lock {
 
     /// Acquires for `owner`; `Ok(false)` on timeout or when not blocking,
     /// `Err` when the call was cancelled.
-    fn acquire(&self, cx: &Call<'_>, blocking: bool, deadline: Option<Instant>) -> Result<bool, Raise> {
+    fn acquire(
+        &self,
+        cx: &Call<'_>,
+        blocking: bool,
+        deadline: Option<Instant>,
+    ) -> Result<bool, Raise> {
         let me = cx.owner();
         let mut st = lock(&self.state);
         loop {
@@ -173,12 +180,18 @@ impl Lock {
 }
 
 fn cancelled() -> Raise {
-    Raise::Traceback("the call was cancelled: the client disconnected or the server is stopping\n".into())
+    Raise::Traceback(
+        "the call was cancelled: the client disconnected or the server is stopping\n".into(),
+    )
 }
 
 impl Shared for Lock {
     fn type_name(&self) -> &str {
-        if self.reentrant { "_thread.RLock" } else { "_thread.lock" }
+        if self.reentrant {
+            "_thread.RLock"
+        } else {
+            "_thread.lock"
+        }
     }
 
     fn methods(&self) -> Vec<&'static str> {
@@ -238,7 +251,11 @@ impl Semaphore {
 
 impl Shared for Semaphore {
     fn type_name(&self) -> &str {
-        if self.bound.is_some() { "threading.BoundedSemaphore" } else { "threading.Semaphore" }
+        if self.bound.is_some() {
+            "threading.BoundedSemaphore"
+        } else {
+            "threading.Semaphore"
+        }
     }
 
     fn methods(&self) -> Vec<&'static str> {
@@ -287,7 +304,9 @@ impl Shared for Semaphore {
                 let mut v = lock(&self.value);
                 if let Some(bound) = self.bound {
                     if *v + n > bound {
-                        return Err(Exception::value_error("Semaphore released too many times").into());
+                        return Err(
+                            Exception::value_error("Semaphore released too many times").into()
+                        );
                     }
                 }
                 *v += n;
@@ -324,7 +343,9 @@ impl Condition {
             None | Some(Value::None) => Arc::new(Lock::new(true)),
             Some(v) => {
                 let obj = cx.resolve(v).ok_or_else(|| {
-                    Exception::type_error("Condition(lock): the lock must be a Lock or RLock proxy of this manager")
+                    Exception::type_error(
+                        "Condition(lock): the lock must be a Lock or RLock proxy of this manager",
+                    )
                 })?;
                 if obj.as_any().downcast_ref::<Lock>().is_none() {
                     return Err(Exception::type_error(
@@ -402,7 +423,14 @@ impl Shared for Condition {
     }
 
     fn methods(&self) -> Vec<&'static str> {
-        vec!["acquire", "notify", "notify_all", "release", "wait", "wait_for"]
+        vec![
+            "acquire",
+            "notify",
+            "notify_all",
+            "release",
+            "wait",
+            "wait_for",
+        ]
     }
 
     fn call(&self, method: &str, args: Args, cx: &Call<'_>) -> Result<Output, Raise> {
@@ -528,7 +556,10 @@ impl Barrier {
             .filter(|p| *p >= 1)
             .ok_or_else(|| Exception::value_error("parties must be >= 1"))?;
         if !matches!(b.value(1), None | Some(Value::None)) {
-            return Err(Exception::type_error("Barrier(action=...): a manager barrier takes no action").into());
+            return Err(Exception::type_error(
+                "Barrier(action=...): a manager barrier takes no action",
+            )
+            .into());
         }
         Ok(Barrier {
             parties,
@@ -643,7 +674,11 @@ impl Shared for Barrier {
                 let st = lock(&self.state);
                 let v = match name.as_str() {
                     "parties" => Value::from(self.parties),
-                    "n_waiting" => Value::from(if st.phase == BarrierPhase::Filling { st.count } else { 0 }),
+                    "n_waiting" => Value::from(if st.phase == BarrierPhase::Filling {
+                        st.count
+                    } else {
+                        0
+                    }),
                     "broken" => Value::Bool(st.phase == BarrierPhase::Broken),
                     other => {
                         return Err(Exception::attribute_error(format!(
@@ -663,10 +698,7 @@ impl Shared for Barrier {
         if st.phase == BarrierPhase::Broken {
             "<threading.Barrier: broken>".into()
         } else {
-            format!(
-                "<threading.Barrier: waiters={}/{}>",
-                st.count, self.parties
-            )
+            format!("<threading.Barrier: waiters={}/{}>", st.count, self.parties)
         }
     }
 }
@@ -704,7 +736,13 @@ impl Queue {
         })
     }
 
-    fn put(&self, item: Value, block: bool, deadline: Option<Instant>, cx: &Call<'_>) -> Result<(), Raise> {
+    fn put(
+        &self,
+        item: Value,
+        block: bool,
+        deadline: Option<Instant>,
+        cx: &Call<'_>,
+    ) -> Result<(), Raise> {
         let mut st = lock(&self.state);
         loop {
             if st.is_shutdown {
@@ -873,7 +911,11 @@ impl Shared for Queue {
 
     fn repr(&self) -> String {
         let st = lock(&self.state);
-        format!("<queue.Queue maxsize={} qsize={}>", st.maxsize, st.items.len())
+        format!(
+            "<queue.Queue maxsize={} qsize={}>",
+            st.maxsize,
+            st.items.len()
+        )
     }
 
     fn visit_values(&self, f: &mut dyn FnMut(&Value)) {

@@ -911,7 +911,11 @@ impl ConditionProxy {
     /// # Errors
     ///
     /// As [`ConditionProxy::wait`].
-    pub fn wait_for(&self, mut predicate: impl FnMut() -> bool, timeout: Option<Duration>) -> Result<bool> {
+    pub fn wait_for(
+        &self,
+        mut predicate: impl FnMut() -> bool,
+        timeout: Option<Duration>,
+    ) -> Result<bool> {
         let deadline = timeout.and_then(|t| std::time::Instant::now().checked_add(t));
         let mut result = predicate();
         while !result {
