@@ -13,7 +13,7 @@
 //! - `TProxy`, a typed proxy whose methods have the same names and
 //!   arguments, returning `mp_manager::Result<R>`.
 //!
-//! Only `pub` methods are callable; those whose names start with `_` are
+//! Only `pub` (or `pub(crate)`, …) methods are callable; those whose names start with `_` are
 //! callable but not exposed by default (CPython's `public_methods`). A
 //! method marked `#[shared(proxy = "TypeId")]` returns a new shared object
 //! of that registered type id (CPython's `method_to_typeid`), and its proxy
@@ -89,7 +89,9 @@ fn expand(block: &mut ItemImpl) -> syn::Result<TokenStream2> {
     for item in &mut block.items {
         let ImplItem::Fn(f) = item else { continue };
         let proxy_typeid = take_shared_attr(&mut f.attrs)?;
-        if !matches!(f.vis, Visibility::Public(_)) {
+        // `pub` and `pub(crate)`-style methods are callable; private ones
+        // stay the type's own.
+        if matches!(f.vis, Visibility::Inherited) {
             continue;
         }
         let receiver = f.sig.receiver().cloned();

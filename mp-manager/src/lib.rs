@@ -87,7 +87,7 @@ pub use manager::{BaseManager, DEFAULT_SHUTDOWN_TIMEOUT, Initializer};
 /// proxy, `<Type>Proxy`, whose methods have the same names and arguments
 /// and return [`Result`]`<R>`.
 ///
-/// - Only `pub` methods can be called; names starting with `_` are
+/// - Only `pub` (or `pub(crate)`) methods can be called; names starting with `_` are
 ///   callable but not exposed unless the registration says so
 ///   ([`TypeSpec::exposed`]), as CPython's `public_methods`.
 /// - `pub fn new(...)` (no `self`) is the constructor, called with the

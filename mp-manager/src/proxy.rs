@@ -6,14 +6,17 @@
 //! holds one server reference per object however many handles it has, and
 //! gives it back when the last handle goes.
 //!
-//! A proxy is a serde type. Inside a request to its own manager (a proxy
-//! stored in a shared dict) it is CPython's `RebuildProxy(func, token,
-//! serializer, kwds)` and the server tracks it. Anywhere else (a process
-//! argument, a message on a pipe, a value for another manager) it first
-//! takes a *transfer* reference on a Rust server, which the receiving
-//! process claims when it rebuilds the proxy, so the object cannot be
-//! freed in between; as a process argument under spawn or forkserver it
-//! also carries the manager's key, as CPython's does while spawning.
+//! A proxy is a serde type; its form is CPython's `RebuildProxy(func,
+//! token, serializer, kwds)`. Inside a request to its own manager (a proxy
+//! stored in a shared dict) the server tracks it. Serialized to bytes (a
+//! process argument, a message on a pipe) it first takes a *transfer*
+//! reference on a Rust server, which the receiving process claims when it
+//! rebuilds the proxy, so the object cannot be freed in between; as a
+//! process argument under spawn or forkserver it also carries the
+//! manager's key, as CPython's does while spawning. Turned into a
+//! [`Value`] with `mp_value::to_value` it takes nothing: a value stays in
+//! this process (one stored in *another* manager does not keep the object
+//! alive).
 
 use std::fmt;
 use std::sync::Arc;
@@ -340,7 +343,14 @@ impl Proxy {
                 Value::Bytes(inner.client.authkey.as_slice().into()),
             )?;
         }
-        if !client::encoding_for(&inner.client) && inner.client.codec.name() == "postcard" {
+        // Bytes may travel to another process: keep the object alive until
+        // it is rebuilt there. A value (to_value) stays in this process,
+        // and inside a request to our own manager the server tracks it.
+        let travels = !mp_value::in_to_value();
+        if travels
+            && !client::encoding_for(&inner.client)
+            && inner.client.codec.name() == "postcard"
+        {
             if let Some(key) = inner.client.transfer(&inner.ident)? {
                 kwds.insert(TRANSFER_KWD, key)?;
             }

@@ -1156,9 +1156,15 @@ impl ClientConn {
                 Ok(Some(r)) => r,
                 Ok(None) | Err(Stop::Closed) => return,
             };
-            let reply = match request {
-                Ok(req) => self.handle(req),
-                Err(text) => wire::reply(wire::TRACEBACK, Value::from(traceback(&text))),
+            let (reply, called) = match request {
+                Ok(req) => {
+                    let ident = req.ident.clone();
+                    (self.handle(req), ident)
+                }
+                Err(text) => (
+                    wire::reply(wire::TRACEBACK, Value::from(traceback(&text))),
+                    None,
+                ),
             };
             // References held for the previous reply go once this request
             // (the client's chance to take its own) has been handled.
@@ -1173,6 +1179,11 @@ impl ClientConn {
             self.core.hold_reply_refs(&held);
             let old = std::mem::replace(&mut self.reply_refs, held);
             self.core.release_reply_refs(old);
+            // Objects the call dropped from its holder may be unreachable
+            // now (those in the reply are held for it, above).
+            if let Some(ident) = called {
+                self.core.collect_after_call(&ident);
+            }
             if self.send(&reply).is_err() {
                 return;
             }
@@ -1257,7 +1268,6 @@ impl ClientConn {
                 )
             }
         };
-        self.core.collect_after_call(&ident);
         reply
     }
 

@@ -846,7 +846,9 @@ impl Shared for SharedSet {
                 "__and__" | "__rand__" | "__iand__" | "intersection" | "intersection_update" => {
                     "intersection"
                 }
-                "__sub__" | "__isub__" | "difference" | "difference_update" => "difference",
+                "__sub__" | "__rsub__" | "__isub__" | "difference" | "difference_update" => {
+                    "difference"
+                }
                 _ => "symmetric_difference",
             }
         };

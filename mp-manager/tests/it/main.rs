@@ -5,3 +5,9 @@
 mod support;
 
 mod basics;
+mod containers;
+mod custom;
+mod hostile;
+mod refcounts;
+mod sync_types;
+mod wire;

@@ -49,3 +49,53 @@ impl Drop for Served {
         }
     }
 }
+
+/// A raw authenticated connection to `served`'s server, speaking
+/// postcard-encoded values: what a buggy or hostile client can send.
+pub(crate) struct Raw {
+    pub(crate) conn: mp_conn::Connection,
+}
+
+impl Raw {
+    pub(crate) fn connect(served: &Served) -> Raw {
+        let address = served.handle.address().clone();
+        let conn = mp_conn::client(&address, Some(b"test key")).unwrap();
+        Raw { conn }
+    }
+
+    pub(crate) fn send(&self, v: &mp_value::Value) {
+        use mp_manager::Codec;
+        let mut buf = Vec::new();
+        mp_manager::Postcard.encode(v, &mut buf).unwrap();
+        self.conn.send_bytes(&buf).unwrap();
+    }
+
+    pub(crate) fn recv(&mut self) -> mp_value::Value {
+        use mp_manager::Codec;
+        let bytes = self.conn.recv_bytes().unwrap();
+        mp_manager::Postcard.decode(&bytes).unwrap()
+    }
+
+    /// Sends `(ident, method, args, {})` and returns `(kind, payload)`.
+    pub(crate) fn request(
+        &mut self,
+        ident: mp_value::Value,
+        method: &str,
+        args: mp_value::Value,
+    ) -> (String, mp_value::Value) {
+        self.send(&mp_value::Value::from((
+            ident,
+            method,
+            args,
+            mp_value::Value::Dict(mp_value::Dict::new()),
+        )));
+        let reply = self.recv();
+        let items = reply.as_seq().unwrap().to_vec();
+        (items[0].as_str().unwrap().to_owned(), items[1].clone())
+    }
+}
+
+/// `()` as a value: an empty argument tuple.
+pub(crate) fn no_args() -> mp_value::Value {
+    mp_value::Value::Tuple(mp_value::Tuple::new())
+}
