@@ -28,7 +28,7 @@ use mp_value::{Dict, Tuple, Value};
 
 use crate::codec::Codec;
 use crate::error::{Error, Result};
-use crate::server::{EXT_CLAIM, EXT_JOIN, EXT_SESSION, EXT_TRANSFER};
+use crate::server::{EXT_CLAIM, EXT_FORK, EXT_JOIN, EXT_SESSION, EXT_TRANSFER};
 use crate::wire::{self, Reply};
 
 /// What kind of server is at the address.
@@ -57,6 +57,11 @@ struct State {
     anchor: Option<Connection>,
     /// Proxy handles per object id in this process.
     refs: HashMap<Arc<str>, usize>,
+    /// Set in the parent just before a fork: the transfer of everything
+    /// the session holds, which the forked child claims (its copies of the
+    /// proxies keep the objects alive even if the parent drops its own at
+    /// once, as `Process` does with the arguments it moved to the child).
+    fork_key: Option<i64>,
 }
 
 /// A process's view of one manager.
@@ -80,9 +85,10 @@ impl std::fmt::Debug for Client {
 
 static NEXT_CLIENT: AtomicU64 = AtomicU64::new(1);
 
+static CLIENTS_LOCK: Mutex<Vec<Weak<Client>>> = Mutex::new(Vec::new());
+
 fn clients() -> MutexGuard<'static, Vec<Weak<Client>>> {
-    static CLIENTS: Mutex<Vec<Weak<Client>>> = Mutex::new(Vec::new());
-    CLIENTS.lock().unwrap_or_else(|e| e.into_inner())
+    CLIENTS_LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Server addresses known to run CPython (no session extension).
@@ -184,9 +190,12 @@ impl Client {
                 kind,
                 anchor: None,
                 refs: HashMap::new(),
+                fork_key: None,
             }),
         });
         all.push(Arc::downgrade(&client));
+        drop(all);
+        register_fork_hooks();
         client
     }
 
@@ -220,21 +229,44 @@ impl Client {
     fn state(&self) -> Result<MutexGuard<'_, State>> {
         let mut st = self.lock();
         if st.pid != pid() {
-            st.pid = pid();
-            // Our copy of the parent's socket: closed, never written.
-            st.anchor = None;
-            if matches!(st.kind, Kind::Rust { .. }) {
-                st.kind = Kind::Unknown;
-            }
-            let held: Vec<Arc<str>> = st.refs.keys().cloned().collect();
-            self.ensure_kind(&mut st)?;
-            for ident in held {
-                if self.server_incref(&mut st, &ident).is_err() {
-                    st.refs.remove(&ident);
+            self.start_over(&mut st)?;
+        }
+        Ok(st)
+    }
+
+    /// In a forked child: a session of our own, and references for the
+    /// proxies the child got copies of (claimed from the parent's fork
+    /// transfer, or taken afresh).
+    fn start_over(&self, st: &mut State) -> Result<()> {
+        st.pid = pid();
+        // Our copy of the parent's socket: closed, never written.
+        st.anchor = None;
+        let fork_key = st.fork_key.take();
+        if matches!(st.kind, Kind::Rust { .. }) {
+            st.kind = Kind::Unknown;
+        }
+        self.ensure_kind(st)?;
+        let mut missing: Vec<Arc<str>> = st.refs.keys().cloned().collect();
+        if let (Kind::Rust { .. }, Some(key)) = (&st.kind, fork_key) {
+            let claimed = self.in_band(st, EXT_CLAIM, vec![Value::from(key)], Dict::new())?;
+            let claimed: Vec<&str> = claimed
+                .as_seq()
+                .map(|c| c.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            missing.retain(|id| !claimed.contains(&&**id));
+            // References for proxies the child has no copy of go back.
+            for id in claimed {
+                if !st.refs.contains_key(id) {
+                    let _ = self.in_band(st, "decref", vec![Value::from(id)], Dict::new());
                 }
             }
         }
-        Ok(st)
+        for ident in missing {
+            if self.server_incref(st, &ident).is_err() {
+                st.refs.remove(&ident);
+            }
+        }
+        Ok(())
     }
 
     /// Connects and authenticates a fresh connection.
@@ -583,7 +615,7 @@ impl Client {
             return self.acquire(ident);
         }
         let claimed = self.in_band(&mut st, EXT_CLAIM, vec![Value::from(key)], Dict::new())?;
-        if claimed == Value::Bool(true) {
+        if claimed.as_seq().is_some_and(|c| !c.is_empty()) {
             // The server moved the reference into our session (or dropped
             // it if we held one already): count the handle.
             *st.refs.entry(Arc::clone(ident)).or_insert(0) += 1;
@@ -631,4 +663,60 @@ fn parse_created(v: &Value) -> Result<(Arc<str>, Vec<String>)> {
         Some((id, exposed))
     });
     parsed.ok_or_else(|| Error::Protocol(format!("bad create reply {v}")))
+}
+
+fn register_fork_hooks() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        mp_context::register_at_fork(mp_context::ForkHooks {
+            before: before_fork,
+            after_in_parent: after_fork_in_parent,
+            after_in_child: after_fork_in_child,
+        })
+    });
+}
+
+fn live_clients() -> Vec<Arc<Client>> {
+    clients().iter().filter_map(Weak::upgrade).collect()
+}
+
+/// Before a fork: each session with references takes a fork transfer for
+/// the child.
+fn before_fork() {
+    for c in live_clients() {
+        let mut st = c.lock();
+        if st.pid != pid() || st.refs.is_empty() || !matches!(st.kind, Kind::Rust { .. }) {
+            continue;
+        }
+        st.fork_key = c
+            .in_band(&mut st, EXT_FORK, Vec::new(), Dict::new())
+            .ok()
+            .and_then(|k| k.as_i64());
+    }
+}
+
+/// The transfers are the child's to claim.
+fn after_fork_in_parent() {
+    for c in live_clients() {
+        c.lock().fork_key = None;
+    }
+}
+
+/// In the child: claim at once, so that a child that never uses the
+/// manager does not leave the transfer pending. Locks another thread held
+/// at the fork are skipped (that client starts over on first use, if
+/// ever).
+fn after_fork_in_child() {
+    let Ok(all) = CLIENTS_LOCK.try_lock() else {
+        return;
+    };
+    drop(all);
+    for c in live_clients() {
+        let Ok(mut st) = c.state.try_lock() else {
+            continue;
+        };
+        if st.fork_key.is_some() && st.pid != pid() {
+            let _ = c.start_over(&mut st);
+        }
+    }
 }

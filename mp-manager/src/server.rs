@@ -69,8 +69,11 @@ pub(crate) const EXT_SESSION: &str = "#mp_rs.session";
 pub(crate) const EXT_JOIN: &str = "#mp_rs.join";
 /// Takes a transfer reference for a proxy about to travel.
 pub(crate) const EXT_TRANSFER: &str = "#mp_rs.transfer";
-/// Claims a transfer reference.
+/// Claims a transfer reference (or a fork's set of them).
 pub(crate) const EXT_CLAIM: &str = "#mp_rs.claim";
+/// Takes transfer references for everything the session holds, for a
+/// child about to be forked with copies of every proxy.
+pub(crate) const EXT_FORK: &str = "#mp_rs.fork";
 /// The version of the extensions, sent back by `#mp_rs.session`.
 pub(crate) const EXT_VERSION: i64 = 1;
 
@@ -342,8 +345,10 @@ struct Session {
     transfers: Vec<u64>,
 }
 
+/// References in transit: one proxy's, or every proxy a forked child got
+/// copies of.
 struct Transfer {
-    ident: Arc<str>,
+    idents: Vec<Arc<str>>,
     owner: u64,
 }
 
@@ -709,9 +714,11 @@ impl Core {
         }
         for key in &session.transfers {
             if let Some(t) = table.transfers.remove(key) {
-                if let Some(slot) = table.slots.get_mut(&t.ident) {
-                    slot.transfers -= 1;
-                    collect |= self.maybe_free(&mut table, &t.ident);
+                for ident in &t.idents {
+                    if let Some(slot) = table.slots.get_mut(ident) {
+                        slot.transfers -= 1;
+                        collect |= self.maybe_free(&mut table, ident);
+                    }
                 }
             }
         }
@@ -723,48 +730,72 @@ impl Core {
     }
 
     fn transfer(&self, ident: &str, session: u64) -> std::result::Result<u64, Raise> {
-        let mut table = self.table();
-        let Some(slot) = table.slots.get_mut(ident) else {
+        let table = self.table();
+        let Some((ident, _)) = table.slots.get_key_value(ident) else {
             return Err(Raise::Traceback(traceback(&format!("KeyError: '{ident}'"))));
         };
-        slot.transfers += 1;
-        let ident: Arc<str> = Arc::clone(table.slots.get_key_value(ident).expect("found").0);
-        table.next_transfer += 1;
-        let key = table.next_transfer;
-        table.transfers.insert(
-            key,
-            Transfer {
-                ident,
-                owner: session,
-            },
-        );
-        if let Some(s) = table.sessions.get_mut(&session) {
-            s.transfers.push(key);
-        }
-        Ok(key)
+        let ident = Arc::clone(ident);
+        Ok(self.new_transfer(table, vec![ident], session))
     }
 
-    /// Moves a transfer reference into `session`; `false` if it is gone
-    /// (claimed already, or its sender's session ended).
-    fn claim(&self, key: u64, session: u64) -> bool {
+    /// A transfer of everything `session` holds (see [`EXT_FORK`]).
+    fn fork_transfer(&self, session: u64) -> u64 {
+        let table = self.table();
+        let idents: Vec<Arc<str>> = table
+            .sessions
+            .get(&session)
+            .map(|s| s.idents.iter().cloned().collect())
+            .unwrap_or_default();
+        self.new_transfer(table, idents, session)
+    }
+
+    fn new_transfer(
+        &self,
+        mut table: MutexGuard<'_, Table>,
+        idents: Vec<Arc<str>>,
+        owner: u64,
+    ) -> u64 {
+        for ident in &idents {
+            if let Some(slot) = table.slots.get_mut(ident) {
+                slot.transfers += 1;
+            }
+        }
+        table.next_transfer += 1;
+        let key = table.next_transfer;
+        table.transfers.insert(key, Transfer { idents, owner });
+        if let Some(s) = table.sessions.get_mut(&owner) {
+            s.transfers.push(key);
+        }
+        key
+    }
+
+    /// Moves the references of transfer `key` into `session`; returns the
+    /// ids it held (none if it is gone: claimed already, or its sender's
+    /// session ended).
+    fn claim(&self, key: u64, session: u64) -> Vec<Arc<str>> {
         let mut table = self.table();
         let Some(t) = table.transfers.remove(&key) else {
-            return false;
+            return Vec::new();
         };
         if let Some(owner) = table.sessions.get_mut(&t.owner) {
             owner.transfers.retain(|k| *k != key);
         }
-        let Some(slot) = table.slots.get_mut(&t.ident) else {
-            return false;
-        };
-        slot.transfers -= 1;
-        add_ref(&mut table, &t.ident, Owner::Session(session));
-        let collect = self.maybe_free(&mut table, &t.ident);
+        let mut moved = Vec::new();
+        let mut collect = false;
+        for ident in t.idents {
+            let Some(slot) = table.slots.get_mut(&ident) else {
+                continue;
+            };
+            slot.transfers -= 1;
+            add_ref(&mut table, &ident, Owner::Session(session));
+            collect |= self.maybe_free(&mut table, &ident);
+            moved.push(ident);
+        }
         drop(table);
         if collect {
             self.collect();
         }
-        true
+        moved
     }
 
     // ----- nesting -----
@@ -1325,9 +1356,15 @@ impl ClientConn {
                 _ => Err(Raise::Traceback(traceback("TypeError: transfer(id)"))),
             },
             EXT_CLAIM => match args.as_slice() {
-                [Value::Int(k)] => Ok(Value::Bool(self.core.claim(*k as u64, session))),
+                [Value::Int(k)] => {
+                    let moved = self.core.claim(*k as u64, session);
+                    Ok(Value::List(
+                        moved.iter().map(|i| Value::from(&**i)).collect(),
+                    ))
+                }
                 _ => Err(Raise::Traceback(traceback("TypeError: claim(key)"))),
             },
+            EXT_FORK => Ok(Value::from(self.core.fork_transfer(session) as i64)),
             "shutdown" => {
                 self.core.stop();
                 Ok(Value::None)
