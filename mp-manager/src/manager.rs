@@ -6,8 +6,11 @@ use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use std::os::fd::OwnedFd;
+
 use mp_conn::{Address, Connection};
 use mp_context::{Context, Process};
+use mp_reduction::Fd;
 use mp_value::{Dict, Value};
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +38,9 @@ struct Inner {
     address: Option<Address>,
     process: Option<Process>,
     client: Option<Arc<Client>>,
+    /// The write end of the started server's control pipe: a byte asks it
+    /// to shut down.
+    control: Option<OwnedFd>,
 }
 
 /// A manager: the handle to a server process that holds shared objects
@@ -118,6 +124,7 @@ impl<R: Registrar> BaseManager<R> {
                 address: None,
                 process: None,
                 client: None,
+                control: None,
             }),
             _types: PhantomData,
         }
@@ -252,7 +259,11 @@ impl<R: Registrar> BaseManager<R> {
         self.check_initial(&inner)?;
         let (mut reader, writer) =
             mp_conn::pipe(false).map_err(|e| Error::Start(format!("no pipe: {e}")))?;
+        let (control_r, control_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+            .map_err(|e| Error::Start(format!("no pipe: {e}")))?;
+        inner.control = Some(control_w);
         let args = ServerArgs {
+            control: Fd::from(control_r),
             address: inner.address.as_ref().map(ToString::to_string),
             authkey: self.authkey.clone(),
             codec: self.codec.name().to_owned(),
@@ -421,7 +432,7 @@ impl<R: Registrar> BaseManager<R> {
     ///
     /// A failed wait for the process.
     pub fn shutdown(&self) -> Result<()> {
-        let (process, client) = {
+        let (process, client, control) = {
             let mut inner = self.lock();
             if inner.state != State::Started {
                 if inner.state == State::Initial {
@@ -430,14 +441,24 @@ impl<R: Registrar> BaseManager<R> {
                 return Ok(());
             }
             inner.state = State::Shutdown;
-            (inner.process.take(), inner.client.take())
+            (
+                inner.process.take(),
+                inner.client.take(),
+                inner.control.take(),
+            )
         };
         let Some(process) = process else {
             return Ok(());
         };
         if process.is_alive()? {
-            if let Some(c) = &client {
-                let _ = c.public_call("shutdown", Vec::new(), Dict::new());
+            // Ask: one byte on the control pipe (the server's watcher stops
+            // it, as CPython's `shutdown` request would, without a
+            // connection and two handshakes); failing that, the request.
+            let asked = control.is_some_and(|w| rustix::io::write(&w, &[1]).is_ok());
+            if !asked {
+                if let Some(c) = &client {
+                    let _ = c.public_call("shutdown", Vec::new(), Dict::new());
+                }
             }
             drop(client);
             process.join(Some(self.shutdown_timeout))?;
@@ -495,6 +516,9 @@ struct ServerArgs {
     codec: String,
     /// The parent reads the address (or the reason there is none) here.
     writer: Connection,
+    /// Readable when the parent asks for a shutdown (a byte) or has gone
+    /// (end of file, when no other process holds the write end).
+    control: Fd,
     init: Option<Vec<u8>>,
 }
 
@@ -505,6 +529,7 @@ fn server_main<R: Registrar, I: Initializer>(args: ServerArgs) {
         authkey,
         codec,
         writer,
+        control,
         init,
     } = args;
     let report = |r: std::result::Result<String, String>| {
@@ -535,17 +560,42 @@ fn server_main<R: Registrar, I: Initializer>(args: ServerArgs) {
     };
     report(Ok(server.address().to_string()));
     drop(writer);
-    // The manager ends with its parent, however that one ends.
-    if let Some(parent) = mp_context::parent_process() {
-        let handle = server.handle();
-        let _ = std::thread::Builder::new()
-            .name("mp-manager-parent-watch".into())
-            .spawn(move || {
-                parent.join(None);
-                handle.shutdown();
-            });
-    }
+    // The manager ends when its parent asks, or when the parent dies,
+    // however it dies (a SIGKILL runs no exit handler).
+    let handle = server.handle();
+    let parent = mp_context::parent_process();
+    let _ = std::thread::Builder::new()
+        .name("mp-manager-watch".into())
+        .spawn(move || {
+            watch(control.into_inner(), parent.as_deref());
+            handle.shutdown();
+        });
     if server.serve_forever().is_err() {
         mp_context::exit(1);
     }
 }
+
+/// Returns when the control pipe is readable (a shutdown request, or end
+/// of file) or the parent process has gone (checked every
+/// [`PARENT_CHECK`]: under fork the parent is known by pid only).
+fn watch(control: OwnedFd, parent: Option<&mp_context::ParentProcess>) {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let slice = Timespec {
+        tv_sec: 0,
+        tv_nsec: PARENT_CHECK.as_nanos() as i64,
+    };
+    loop {
+        let mut fds = [PollFd::new(&control, PollFlags::IN)];
+        match rustix::event::poll(&mut fds, Some(&slice)) {
+            Ok(n) if n > 0 => return,
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(_) => return,
+        }
+        if parent.is_some_and(|p| !p.is_alive()) {
+            return;
+        }
+    }
+}
+
+/// How often a started server checks that its parent is alive.
+const PARENT_CHECK: Duration = Duration::from_millis(50);

@@ -178,6 +178,22 @@ impl Registry {
         self.types.get_mut(typeid).expect("inserted above")
     }
 
+    /// A new object of `typeid`, made by its constructor outside any
+    /// server (for example a queue to hand out with
+    /// [`Registry::register_shared`]).
+    ///
+    /// # Errors
+    ///
+    /// The constructor's error; a `KeyError` traceback for an unknown type
+    /// id or one without a constructor.
+    pub fn instantiate(&self, typeid: &str, args: Args) -> Result<Arc<dyn Shared>, Raise> {
+        let ctor = self
+            .get(typeid)
+            .and_then(|s| s.constructor.clone())
+            .ok_or_else(|| Raise::Traceback(format!("KeyError: '{typeid}'\n")))?;
+        ctor(args, &Call::detached(0))
+    }
+
     /// The entry of `typeid`.
     pub fn get(&self, typeid: &str) -> Option<&TypeSpec> {
         self.types.get(typeid)

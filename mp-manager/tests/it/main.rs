@@ -7,6 +7,7 @@ mod support;
 mod basics;
 mod containers;
 mod custom;
+mod examples;
 mod hostile;
 mod refcounts;
 mod sync_types;
