@@ -26,6 +26,7 @@
 #![deny(unsafe_code)]
 
 mod crates;
+mod manager;
 mod measure;
 #[cfg(feature = "conn")]
 mod ours;
@@ -112,7 +113,9 @@ impl Examples {
         if !no_build {
             let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
             let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            eprintln!("mp-bench: cargo build --release --examples -p mp-heap -p mp-context");
+            eprintln!(
+                "mp-bench: cargo build --release --examples -p mp-heap -p mp-context -p mp-manager"
+            );
             let status = Command::new(cargo)
                 .current_dir(&workspace)
                 .args([
@@ -124,6 +127,8 @@ impl Examples {
                     "mp-heap",
                     "-p",
                     "mp-context",
+                    "-p",
+                    "mp-manager",
                 ])
                 .env("CARGO_TARGET_DIR", target)
                 .stdin(Stdio::null())
@@ -807,6 +812,7 @@ fn specs() -> Vec<Spec> {
             }
         }));
     }
+    v.extend(manager::specs());
     v
 }
 

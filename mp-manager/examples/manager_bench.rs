@@ -21,14 +21,26 @@ use std::time::Instant;
 
 use mp_manager::SyncManager;
 
+/// Pins this thread (`None`) or every thread of process `pid` to `cpu`
+/// (threads it starts later inherit it).
 fn pin(pid: Option<i32>, cpu: i64) -> Result<(), String> {
     if cpu < 0 {
         return Ok(());
     }
     let mut set = rustix::thread::CpuSet::new();
     set.set(cpu as usize);
-    let pid = pid.and_then(rustix::process::Pid::from_raw);
-    rustix::thread::sched_setaffinity(pid, &set).map_err(|e| format!("sched_setaffinity: {e}"))
+    let set_one = |tid: Option<i32>| {
+        let tid = tid.and_then(rustix::process::Pid::from_raw);
+        rustix::thread::sched_setaffinity(tid, &set).map_err(|e| format!("sched_setaffinity: {e}"))
+    };
+    let Some(pid) = pid else { return set_one(None) };
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).map_err(|e| e.to_string())?;
+    for t in tasks.flatten() {
+        if let Some(tid) = t.file_name().to_str().and_then(|s| s.parse().ok()) {
+            set_one(Some(tid))?;
+        }
+    }
+    Ok(())
 }
 
 fn run(op: &str, count: u64, method: &str, cpus: (i64, i64)) -> Result<f64, String> {
@@ -36,6 +48,13 @@ fn run(op: &str, count: u64, method: &str, cpus: (i64, i64)) -> Result<f64, Stri
     pin(None, cpus.0)?;
     let err = |e: mp_manager::Error| format!("{e:?}");
     if op == "start" {
+        // Under forkserver, the fork server starts outside the timed loop,
+        // as a long-running program would have it already.
+        if method == "forkserver" {
+            let warm = SyncManager::new(&ctx);
+            warm.start().map_err(err)?;
+            warm.shutdown().map_err(err)?;
+        }
         let t0 = Instant::now();
         for _ in 0..count {
             let m = SyncManager::new(&ctx);
@@ -106,7 +125,14 @@ fn main() -> ExitCode {
         (String::new(), 10_000u64, "fork".to_string(), (-1, -1));
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
-        let value = args.next().unwrap_or_default();
+        // `--name=value` or `--name value`.
+        let (arg, value) = match arg.split_once('=') {
+            Some((a, v)) => (a.to_string(), v.to_string()),
+            None => {
+                let v = args.next().unwrap_or_default();
+                (arg, v)
+            }
+        };
         match arg.as_str() {
             "--op" => op = value,
             "--count" => count = value.parse().unwrap_or(0),

@@ -560,40 +560,18 @@ fn server_main<R: Registrar, I: Initializer>(args: ServerArgs) {
     };
     report(Ok(server.address().to_string()));
     drop(writer);
+
     // The manager ends when its parent asks, or when the parent dies,
-    // however it dies (a SIGKILL runs no exit handler).
-    let handle = server.handle();
-    let parent = mp_context::parent_process();
-    let _ = std::thread::Builder::new()
-        .name("mp-manager-watch".into())
-        .spawn(move || {
-            watch(control.into_inner(), parent.as_deref());
-            handle.shutdown();
-        });
+    // however it dies (a SIGKILL runs no exit handler): the accept loop
+    // watches both.
+    let mut server = server;
+    server.stop_when(
+        control.into_inner(),
+        mp_context::parent_process(),
+        PARENT_CHECK,
+    );
     if server.serve_forever().is_err() {
         mp_context::exit(1);
-    }
-}
-
-/// Returns when the control pipe is readable (a shutdown request, or end
-/// of file) or the parent process has gone (checked every
-/// [`PARENT_CHECK`]: under fork the parent is known by pid only).
-fn watch(control: OwnedFd, parent: Option<&mp_context::ParentProcess>) {
-    use rustix::event::{PollFd, PollFlags, Timespec};
-    let slice = Timespec {
-        tv_sec: 0,
-        tv_nsec: PARENT_CHECK.as_nanos() as i64,
-    };
-    loop {
-        let mut fds = [PollFd::new(&control, PollFlags::IN)];
-        match rustix::event::poll(&mut fds, Some(&slice)) {
-            Ok(n) if n > 0 => return,
-            Ok(_) | Err(rustix::io::Errno::INTR) => {}
-            Err(_) => return,
-        }
-        if parent.is_some_and(|p| !p.is_alive()) {
-            return;
-        }
     }
 }
 

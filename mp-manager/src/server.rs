@@ -95,6 +95,15 @@ const DRAIN: Duration = Duration::from_secs(2);
 pub struct Server {
     listener: Listener,
     core: Arc<Core>,
+    /// A started manager's server also stops when this fd is readable (its
+    /// parent's shutdown byte) or the parent process has gone.
+    watch: Option<Watch>,
+}
+
+struct Watch {
+    control: OwnedFd,
+    parent: Option<Arc<mp_context::ParentProcess>>,
+    every: Duration,
 }
 
 impl std::fmt::Debug for Server {
@@ -102,6 +111,7 @@ impl std::fmt::Debug for Server {
         f.debug_struct("Server")
             .field("address", &self.core.address)
             .field("codec", &self.core.codec.name())
+            .field("watched", &self.watch.is_some())
             .finish()
     }
 }
@@ -183,6 +193,7 @@ impl Server {
         Ok(Server {
             listener,
             core: Arc::new(core),
+            watch: None,
         })
     }
 
@@ -195,6 +206,21 @@ impl Server {
     /// A handle to stop the server from another thread.
     pub fn handle(&self) -> ServerHandle {
         ServerHandle(Arc::clone(&self.core))
+    }
+
+    /// Also stops serving when `control` is readable or `parent` has gone
+    /// (checked every `every`): what a manager's own server process does.
+    pub(crate) fn stop_when(
+        &mut self,
+        control: OwnedFd,
+        parent: Option<Arc<mp_context::ParentProcess>>,
+        every: Duration,
+    ) {
+        self.watch = Some(Watch {
+            control,
+            parent,
+            every,
+        });
     }
 
     /// Sets the largest message accepted (default [`DEFAULT_MAX_MESSAGE`]).
@@ -239,7 +265,20 @@ impl Server {
             if self.core.stopping() {
                 return Ok(());
             }
+            if let Some(w) = &self.watch {
+                if w.parent.as_ref().is_some_and(|p| !p.is_alive()) {
+                    return Ok(());
+                }
+            }
             let deadline = self.listener.next_handshake_deadline();
+            let check = self
+                .watch
+                .as_ref()
+                .and_then(|w| w.parent.as_ref().map(|_| Instant::now() + w.every));
+            let deadline = match (deadline, check) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let ready = {
                 let mut fds: Vec<PollFd<'_>> = self
                     .listener
@@ -257,6 +296,9 @@ impl Server {
                     self.core.stop_fd.as_fd(),
                     PollFlags::IN,
                 ));
+                if let Some(w) = &self.watch {
+                    fds.push(PollFd::from_borrowed_fd(w.control.as_fd(), PollFlags::IN));
+                }
                 let timeout = deadline.map(|d| {
                     let left = d.saturating_duration_since(Instant::now());
                     Timespec {
@@ -268,7 +310,12 @@ impl Server {
                     Ok(_) | Err(rustix::io::Errno::INTR) => {}
                     Err(e) => return Err(Error::connection(&self.core.address, e.into())),
                 }
-                let stop = fds.last().is_some_and(|f| !f.revents().is_empty());
+                let stops = if self.watch.is_some() { 2 } else { 1 };
+                let stop = fds
+                    .iter()
+                    .rev()
+                    .take(stops)
+                    .any(|f| !f.revents().is_empty());
                 if stop {
                     return Ok(());
                 }
