@@ -1,8 +1,10 @@
 //! The registry of fuzz targets and their seed corpora.
 
 mod handshake;
+mod manager;
 
 pub use handshake::{client_handshake, listener_handshake};
+pub use manager::manager_request;
 
 /// One fuzz target: a name, a seed corpus, and the function under test.
 #[derive(Debug, Clone, Copy)]
@@ -36,6 +38,11 @@ pub static TARGETS: &[Target] = &[
         name: "client_handshake",
         seeds: handshake::client_seeds,
         run: client_handshake,
+    },
+    Target {
+        name: "manager_request",
+        seeds: manager::manager_seeds,
+        run: manager_request,
     },
 ];
 

@@ -1451,12 +1451,31 @@ fn raise_reply(r: Raise) -> Value {
     }
 }
 
-/// Decodes and dispatches one request as a served connection would, with
-/// no socket: the entry point of the fuzz target for the server's request
-/// handling. Returns the encoded reply.
+/// The fuzz target's entry point: decodes and dispatches one request as a
+/// served session connection would, with no socket, and returns the
+/// encoded reply. The first byte chooses: 0, the rest is a whole request;
+/// otherwise the rest is `(method, args, kwds)` for a call on a fresh
+/// object of the SyncManager type it names, freed afterwards. Blocking
+/// calls give up at once (the "client" is gone).
 #[doc(hidden)]
 pub fn fuzz_request(bytes: &[u8]) -> Vec<u8> {
     use std::sync::OnceLock;
+    const TYPES: &[&str] = &[
+        "dict",
+        "list",
+        "set",
+        "Queue",
+        "Lock",
+        "RLock",
+        "Semaphore",
+        "BoundedSemaphore",
+        "Condition",
+        "Event",
+        "Barrier",
+        "Value",
+        "Array",
+        "Namespace",
+    ];
     static CORE: OnceLock<Option<Arc<Core>>> = OnceLock::new();
     let core = CORE.get_or_init(|| {
         let mut registry = Registry::new();
@@ -1470,27 +1489,53 @@ pub fn fuzz_request(bytes: &[u8]) -> Vec<u8> {
             Arc::new(crate::Postcard),
         )
         .ok()?;
-        let core = Arc::clone(&server.core);
-        std::mem::forget(server);
-        Some(core)
+        Some(Arc::clone(&server.core))
     });
-    let Some(core) = core else { return Vec::new() };
-    let (a, b) = match mp_conn::pipe(true) {
-        Ok(p) => p,
-        Err(_) => return Vec::new(),
+    let (Some(core), Some((&which, rest))) = (core, bytes.split_first()) else {
+        return Vec::new();
     };
-    // The "client" is gone: a blocking call gives up at once.
+    let Ok((a, b)) = mp_conn::pipe(true) else {
+        return Vec::new();
+    };
     drop(b);
     let mut client = ClientConn::new(Arc::clone(core), a, u64::MAX);
     client.mode = Some(Mode::Session(0));
-    let reply = match core.codec.decode(bytes).map_err(|e| e.to_string()) {
-        Ok(v) => match Request::from_value(v) {
+    let decoded = core.codec.decode(rest).map_err(|e| e.to_string());
+    let mut made = None;
+    let reply = match (which, decoded) {
+        (_, Err(t)) => wire::reply(wire::TRACEBACK, Value::from(t)),
+        (0, Ok(v)) => match Request::from_value(v) {
             Ok(req) => client.handle(req),
             Err(t) => wire::reply(wire::TRACEBACK, Value::from(t)),
         },
-        Err(t) => wire::reply(wire::TRACEBACK, Value::from(t)),
+        (n, Ok(v)) => {
+            let typeid = TYPES[usize::from(n - 1) % TYPES.len()];
+            let cx = Call::detached(u64::MAX);
+            let (method, args, kwds) = match v.as_seq() {
+                Some([m, a, k]) => (m.clone(), a.clone(), k.clone()),
+                _ => (
+                    v.clone(),
+                    Value::Tuple(Tuple::new()),
+                    Value::Dict(Dict::new()),
+                ),
+            };
+            match core.create(typeid, Args::default(), Owner::Global, &cx) {
+                Ok((ident, _)) => {
+                    made = Some(Arc::clone(&ident));
+                    let request = wire::request(Some(&Value::Str(ident)), method, args, kwds);
+                    match Request::from_value(request) {
+                        Ok(req) => client.handle(req),
+                        Err(t) => wire::reply(wire::TRACEBACK, Value::from(t)),
+                    }
+                }
+                Err(r) => raise_reply(r),
+            }
+        }
     };
     drop(client);
+    if let Some(ident) = made {
+        let _ = core.decref(&ident, Owner::Global);
+    }
     let mut out = Vec::new();
     let _ = core.codec.encode(&reply, &mut out);
     out
