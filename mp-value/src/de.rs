@@ -24,7 +24,7 @@ use crate::error::Error;
 use crate::ser::{PASSTHROUGH, SLOT};
 use crate::value::{Constructor, Dict, Value};
 
-/// Converts `value` into a `T` (see the [module docs](self) for what is
+/// Converts `value` into a `T` (see the crate docs for what is
 /// accepted). `T` may borrow strings and bytes from `value`.
 ///
 /// # Errors

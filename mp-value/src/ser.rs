@@ -85,7 +85,7 @@ impl Drop for Restore {
     }
 }
 
-/// Converts `value` into a [`Value`] (see the [module docs](self) for the
+/// Converts `value` into a [`Value`] (see the crate docs for the
 /// mapping).
 ///
 /// # Errors

@@ -329,27 +329,27 @@ impl Eq for Global {}
 /// opcode each one stands for is in brackets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Constructor {
-    /// `callable(*args)` [`REDUCE`]: exceptions, most `__reduce__` results.
+    /// `callable(*args)` (pickle's `REDUCE`): exceptions, most `__reduce__` results.
     Reduce,
-    /// `cls.__new__(cls, *args)` [`NEWOBJ`]: instances of plain classes.
+    /// `cls.__new__(cls, *args)` (pickle's `NEWOBJ`): instances of plain classes.
     NewObj,
-    /// `cls.__new__(cls, *args, **kwargs)` [`NEWOBJ_EX`].
+    /// `cls.__new__(cls, *args, **kwargs)` (pickle's `NEWOBJ_EX`).
     NewObjEx,
-    /// `cls(*args)` for a class named in the opcode [`INST`, protocol 0].
+    /// `cls(*args)` for a class named in the opcode (pickle's `INST`, protocol 0).
     Inst,
-    /// `cls(*args)` for a class taken from the stack [`OBJ`, protocol 1].
+    /// `cls(*args)` for a class taken from the stack (pickle's `OBJ`, protocol 1).
     Obj,
 }
 
 /// A step applied to an object after it is created, in order.
 #[derive(Clone, Debug)]
 pub enum ObjectOp {
-    /// `obj.extend(items)` (or `append` each) [`APPENDS`].
+    /// `obj.extend(items)` (or `append` each) (pickle's `APPENDS`).
     Append(Vec<Value>),
-    /// `obj[key] = value` for each pair [`SETITEMS`].
+    /// `obj[key] = value` for each pair (pickle's `SETITEMS`).
     SetItems(Vec<(Value, Value)>),
     /// `obj.__setstate__(state)`, or an update of its `__dict__` (and slots
-    /// when the state is a `(dict, slots)` pair) [`BUILD`].
+    /// when the state is a `(dict, slots)` pair) (pickle's `BUILD`).
     Build(Value),
 }
 
