@@ -347,7 +347,9 @@ fn square_worker(
     while let Ok(Some(n)) = tasks.get() {
         let _held = lock.lock().expect("lock");
         let sum = results.get(&"sum".into()).expect("get").unwrap_or(0);
-        results.set_item(&"sum".into(), &(sum + n * n)).expect("set");
+        results
+            .set_item(&"sum".into(), &(sum + n * n))
+            .expect("set");
     }
 }
 
@@ -361,7 +363,12 @@ fn manager_at_work() -> Step {
     let results = manager.dict::<String, i64>()?;
     let lock = manager.lock()?;
     let workers: Vec<Process> = (0..3)
-        .map(|_| ctx.process(square_worker, (tasks.clone(), results.clone(), lock.clone())))
+        .map(|_| {
+            ctx.process(
+                square_worker,
+                (tasks.clone(), results.clone(), lock.clone()),
+            )
+        })
         .collect();
     for w in &workers {
         w.start()?;

@@ -165,6 +165,11 @@ pub use sync::{
 pub use typed::{Locked, SharedType};
 pub use wire::Token;
 
+/// The README's example, run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 /// Support for the `shared` attribute and the proxy macros (not public
 /// API).
 #[doc(hidden)]

@@ -321,7 +321,7 @@ impl Server {
                 }
                 fds.iter().any(|f| !f.revents().is_empty())
             };
-            if !ready && !deadline.is_some_and(|d| Instant::now() >= d) {
+            if !ready && deadline.is_none_or(|d| Instant::now() < d) {
                 continue;
             }
             match self.listener.accept_timeout(Some(Duration::ZERO)) {
@@ -555,15 +555,12 @@ impl Core {
         // The constructor may keep the proxies it was given.
         let holds = args.args.iter().any(has_token) || args.kwds.values().any(has_token);
         let obj: Arc<dyn Shared> = match &spec.constructor {
-            Some(ctor) => {
-                let obj = ctor(args, cx).map_err(|r| match r {
-                    // CPython's create runs the callable on the public
-                    // connection: its exception is a traceback there.
-                    Raise::Exception(e) => Raise::Traceback(traceback(&e.to_string())),
-                    t => t,
-                })?;
-                obj
-            }
+            // CPython's create runs the callable on the public connection:
+            // its exception is a traceback there.
+            Some(ctor) => ctor(args, cx).map_err(|r| match r {
+                Raise::Exception(e) => Raise::Traceback(traceback(&e.to_string())),
+                t => t,
+            })?,
             None => {
                 if !args.kwds.is_empty() || args.args.len() != 1 {
                     return Err(Raise::Traceback(traceback(
@@ -1317,7 +1314,7 @@ impl ClientConn {
         };
         let args = Args::new(req.args, req.kwds);
         let result = catch_unwind(AssertUnwindSafe(|| entry.obj.call(method, args, &cx)));
-        let reply = match result {
+        match result {
             Ok(Ok(out)) => match entry.method_to_typeid.as_ref().and_then(|m| m.get(method)) {
                 Some(typeid) => self.proxy_reply(typeid, out, &cx),
                 None => match out {
@@ -1345,8 +1342,7 @@ impl ClientConn {
                     ))),
                 )
             }
-        };
-        reply
+        }
     }
 
     /// `#PROXY`: registers the result as a new object of `typeid`.

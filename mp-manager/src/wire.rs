@@ -272,7 +272,7 @@ impl Request {
                 ));
             }
         };
-        let [ident, method, args, kwds] = &items[..] else {
+        let [ident, method, args, kwds] = items else {
             return Err(format!(
                 "ValueError: expected 4 values to unpack (got {})",
                 items.len()

@@ -329,11 +329,14 @@ impl Shared for Semaphore {
     }
 }
 
+/// A condition waiter: woken by setting its flag.
+type Waiter = Arc<(Mutex<bool>, Condvar)>;
+
 /// `threading.Condition(lock)`.
 pub(crate) struct Condition {
     lock: Arc<dyn Shared>,
-    /// FIFO of waiters; each is woken by setting its flag.
-    waiters: Mutex<VecDeque<Arc<(Mutex<bool>, Condvar)>>>,
+    /// FIFO of waiters.
+    waiters: Mutex<VecDeque<Waiter>>,
 }
 
 impl Condition {
@@ -657,9 +660,7 @@ impl Shared for Barrier {
             "reset" => {
                 let mut st = lock(&self.state);
                 if st.count > 0 {
-                    if st.phase == BarrierPhase::Filling {
-                        st.phase = BarrierPhase::Resetting;
-                    } else if st.phase == BarrierPhase::Broken {
+                    if matches!(st.phase, BarrierPhase::Filling | BarrierPhase::Broken) {
                         st.phase = BarrierPhase::Resetting;
                     }
                 } else {

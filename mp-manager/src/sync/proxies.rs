@@ -192,7 +192,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
     }
 
     /// `d | other`: a plain dict (the right operand's values win), read
-    /// into `M` (a `HashMap`, a `BTreeMap`, a [`Value`]…).
+    /// into `M` (a `HashMap`, a `BTreeMap`, a [`Value`](mp_value::Value)…).
     ///
     /// # Errors
     ///

@@ -15,7 +15,7 @@ pub(crate) struct Served {
 
 impl Served {
     pub(crate) fn new() -> Served {
-        Served::with_registry(|r| SyncManager::register_types(r))
+        Served::with_registry(SyncManager::register_types)
     }
 
     pub(crate) fn with_registry(f: impl FnOnce(&mut Registry)) -> Served {
