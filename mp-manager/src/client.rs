@@ -450,8 +450,14 @@ impl Client {
         kwds: Dict,
     ) -> Result<Reply> {
         let msg = wire::request(Some(ident), Value::from(method), args, Value::Dict(kwds));
+        self.exchange_on_thread(&msg)
+    }
+
+    /// Sends `msg` on this thread's connection (opened if needed) and
+    /// reads the reply.
+    fn exchange_on_thread(&self, msg: &Value) -> Result<Reply> {
         let mut buf = Vec::with_capacity(64);
-        self.codec.encode(&msg, &mut buf)?;
+        self.codec.encode(msg, &mut buf)?;
         let bytes = self.with_conn(|conn| {
             conn.send_bytes(&buf)?;
             conn.recv_bytes()
@@ -469,13 +475,7 @@ impl Client {
             Value::Dict(kwds),
         );
         if self.has_thread_conn() {
-            let mut buf = Vec::with_capacity(64);
-            self.codec.encode(&msg, &mut buf)?;
-            let bytes = self.with_conn(|conn| {
-                conn.send_bytes(&buf)?;
-                conn.recv_bytes()
-            })?;
-            return reply_value(self.read_reply(&bytes)?);
+            return reply_value(self.exchange_on_thread(&msg)?);
         }
         let Some(anchor) = st.anchor.as_mut() else {
             return Err(Error::Protocol("the session connection is gone".into()));

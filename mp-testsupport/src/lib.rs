@@ -116,3 +116,71 @@ pub fn find(minor: u32) -> Option<Python> {
     eprintln!("\n*** SKIPPING interop test: {message} ***\n");
     None
 }
+
+/// Runs the tests of a `harness = false` target whose `main` called
+/// `mp_context::init()` first: each test by name (command-line words that
+/// do not start with `-` filter by substring), a panic is a failure, and
+/// libtest's summary line is printed so that the workspace's test driver
+/// counts them. Exits 0 if all passed, 101 otherwise; `after` runs first
+/// (joining children, say).
+pub fn run_harness(tests: &[(&str, fn())], after: fn()) -> ! {
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let (mut passed, mut failed) = (0, 0);
+    for (name, test) in tests {
+        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
+            continue;
+        }
+        let t0 = std::time::Instant::now();
+        match std::panic::catch_unwind(test) {
+            Ok(()) => {
+                passed += 1;
+                println!("test {name} ... ok ({:.2}s)", t0.elapsed().as_secs_f64());
+            }
+            Err(_) => {
+                failed += 1;
+                println!("test {name} ... FAILED");
+            }
+        }
+    }
+    let verdict = if failed == 0 { "ok" } else { "FAILED" };
+    println!(
+        "\ntest result: {verdict}. {passed} passed; {failed} failed; 0 ignored; 0 measured; 0 filtered out"
+    );
+    after();
+    std::process::exit(if failed == 0 { 0 } else { 101 });
+}
+
+/// The directory of `package`'s compiled examples for an integration test
+/// (`target/<profile>/examples/`, where `cargo test` puts them). When
+/// `names` are not all there (only the test target was built), builds
+/// them with `cargo build --examples -p package` into `target/<profile>/
+/// <package>-examples`, so as never to wait on the outer cargo's lock.
+/// `manifest_dir` is the test crate's `CARGO_MANIFEST_DIR`.
+pub fn examples_dir(package: &str, names: &[&str], manifest_dir: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    // target/<profile>/deps/<test>-<hash> -> target/<profile>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
+    let next_to_us = profile_dir.join("examples");
+    if names.iter().all(|n| next_to_us.join(n).exists()) {
+        return next_to_us;
+    }
+    let target = profile_dir.join(format!("{package}-examples"));
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--examples", "-p", package, "--target-dir"])
+        .arg(&target)
+        .current_dir(manifest_dir)
+        .status()
+        .expect("run cargo build --examples");
+    assert!(
+        status.success(),
+        "cargo build --examples -p {package} failed"
+    );
+    target.join("debug").join("examples")
+}

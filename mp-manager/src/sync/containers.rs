@@ -23,6 +23,13 @@ fn none() -> Result<Output, Raise> {
     Ok(Output::Value(Value::None))
 }
 
+/// Positional argument `i` of `method`, which must be given.
+fn nth<'a>(a: &'a [Value], i: usize, method: &str) -> Result<&'a Value, Raise> {
+    a.get(i).ok_or_else(|| {
+        Exception::type_error(format!("{method}() missing required argument")).into()
+    })
+}
+
 fn unhashable(e: mp_value::Unhashable) -> Raise {
     Exception::type_error(e.to_string()).into()
 }
@@ -245,11 +252,7 @@ impl Shared for SharedDict {
     fn call(&self, method: &str, args: Args, _: &Call<'_>) -> Result<Output, Raise> {
         let a = args.args;
         let kwds = args.kwds;
-        let arg = |i: usize| -> Result<&Value, Raise> {
-            a.get(i).ok_or_else(|| {
-                Exception::type_error(format!("{method}() missing required argument")).into()
-            })
-        };
+        let arg = |i: usize| nth(&a, i, method);
         let mut d = lock(&self.0);
         match method {
             "__len__" => ok(d.len()),
@@ -505,11 +508,7 @@ impl Shared for SharedList {
     fn call(&self, method: &str, args: Args, _: &Call<'_>) -> Result<Output, Raise> {
         let a = args.args;
         let kwds = args.kwds;
-        let arg = |i: usize| -> Result<&Value, Raise> {
-            a.get(i).ok_or_else(|| {
-                Exception::type_error(format!("{method}() missing required argument")).into()
-            })
-        };
+        let arg = |i: usize| nth(&a, i, method);
         let mut l = lock(&self.0);
         match method {
             "__len__" => ok(l.len()),
@@ -833,11 +832,7 @@ impl Shared for SharedSet {
 
     fn call(&self, method: &str, args: Args, _: &Call<'_>) -> Result<Output, Raise> {
         let a = args.args;
-        let arg = |i: usize| -> Result<&Value, Raise> {
-            a.get(i).ok_or_else(|| {
-                Exception::type_error(format!("{method}() missing required argument")).into()
-            })
-        };
+        let arg = |i: usize| nth(&a, i, method);
         let mut s = lock(&self.0);
         let others = || -> Result<Vec<Set>, Raise> { a.iter().map(set_of).collect() };
         let op_name = |m: &str| -> &'static str {

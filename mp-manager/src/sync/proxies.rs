@@ -18,6 +18,37 @@ use crate::proxy::ProxyType;
 
 use super::containers::slice_value;
 
+/// `len()` and `is_empty()` of the sized proxies.
+macro_rules! sized {
+    ($name:ident<$($t:ident),*>) => {
+        impl<$($t: Serialize + DeserializeOwned),*> $name<$($t),*> {
+            /// `len(x)`.
+            ///
+            /// # Errors
+            ///
+            /// Connection errors (and so for every method of every proxy;
+            /// the others add the exceptions they name).
+            pub fn len(&self) -> Result<usize> {
+                self.proxy.call("__len__", &())
+            }
+
+            /// `len(x) == 0`.
+            ///
+            /// # Errors
+            ///
+            /// As `len`.
+            pub fn is_empty(&self) -> Result<bool> {
+                Ok(self.len()? == 0)
+            }
+        }
+    };
+}
+
+sized!(DictProxy<K, V>);
+sized!(ListProxy<T>);
+sized!(ArrayProxy<T>);
+sized!(SetProxy<T>);
+
 /// A timeout in seconds, as the server reads it (`None`: no timeout).
 fn secs(t: Option<Duration>) -> Option<f64> {
     t.map(|d| d.as_secs_f64())
@@ -32,25 +63,6 @@ crate::__proxy_type!(
 );
 
 impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy<K, V> {
-    /// `len(d)`.
-    ///
-    /// # Errors
-    ///
-    /// Connection errors (and so for every method of every proxy; the
-    /// others add the exceptions they name).
-    pub fn len(&self) -> Result<usize> {
-        self.proxy.call("__len__", &())
-    }
-
-    /// `len(d) == 0`.
-    ///
-    /// # Errors
-    ///
-    /// As [`DictProxy::len`].
-    pub fn is_empty(&self) -> Result<bool> {
-        Ok(self.len()? == 0)
-    }
-
     /// `d[key]`.
     ///
     /// # Errors
@@ -64,7 +76,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
     ///
     /// # Errors
     ///
-    /// As [`DictProxy::len`].
+    /// As [`DictProxy::len`] (connection errors).
     pub fn get(&self, key: &K) -> Result<Option<V>> {
         self.proxy.call("get", &(key,))
     }
@@ -91,7 +103,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
     ///
     /// # Errors
     ///
-    /// As [`DictProxy::len`].
+    /// As [`DictProxy::len`] (connection errors).
     pub fn contains(&self, key: &K) -> Result<bool> {
         self.proxy.call("__contains__", &(key,))
     }
@@ -100,7 +112,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
     ///
     /// # Errors
     ///
-    /// As [`DictProxy::len`].
+    /// As [`DictProxy::len`] (connection errors).
     pub fn keys(&self) -> Result<Vec<K>> {
         self.proxy.call("keys", &())
     }
@@ -109,7 +121,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
     ///
     /// # Errors
     ///
-    /// As [`DictProxy::len`].
+    /// As [`DictProxy::len`] (connection errors).
     pub fn values(&self) -> Result<Vec<V>> {
         self.proxy.call("values", &())
     }
@@ -118,7 +130,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
     ///
     /// # Errors
     ///
-    /// As [`DictProxy::len`].
+    /// As [`DictProxy::len`] (connection errors).
     pub fn items(&self) -> Result<Vec<(K, V)>> {
         self.proxy.call("items", &())
     }
@@ -127,7 +139,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
     ///
     /// # Errors
     ///
-    /// As [`DictProxy::len`].
+    /// As [`DictProxy::len`] (connection errors).
     pub fn reversed(&self) -> Result<Vec<K>> {
         self.proxy.call("__reversed__", &())
     }
@@ -145,7 +157,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
     ///
     /// # Errors
     ///
-    /// As [`DictProxy::len`].
+    /// As [`DictProxy::len`] (connection errors).
     pub fn pop_or(&self, key: &K, default: &V) -> Result<V> {
         self.proxy.call("pop", &(key, default))
     }
@@ -196,7 +208,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
     ///
     /// # Errors
     ///
-    /// As [`DictProxy::len`].
+    /// As [`DictProxy::len`] (connection errors).
     pub fn or<M: Serialize + DeserializeOwned>(&self, other: &M) -> Result<M> {
         self.proxy.call("__or__", &(other,))
     }
@@ -205,7 +217,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
     ///
     /// # Errors
     ///
-    /// As [`DictProxy::len`].
+    /// As [`DictProxy::len`] (connection errors).
     pub fn ror<M: Serialize + DeserializeOwned>(&self, other: &M) -> Result<M> {
         self.proxy.call("__ror__", &(other,))
     }
@@ -214,7 +226,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
     ///
     /// # Errors
     ///
-    /// As [`DictProxy::len`].
+    /// As [`DictProxy::len`] (connection errors).
     pub fn copy<M: DeserializeOwned>(&self) -> Result<M> {
         self.proxy.call("copy", &())
     }
@@ -224,7 +236,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
     ///
     /// # Errors
     ///
-    /// As [`DictProxy::len`].
+    /// As [`DictProxy::len`] (connection errors).
     pub fn fromkeys<M: DeserializeOwned>(&self, keys: &[K], value: &V) -> Result<M> {
         self.proxy.call("fromkeys", &(keys, value))
     }
@@ -233,7 +245,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
     ///
     /// # Errors
     ///
-    /// As [`DictProxy::len`].
+    /// As [`DictProxy::len`] (connection errors).
     pub fn clear(&self) -> Result<()> {
         self.proxy.call("clear", &())
     }
@@ -243,7 +255,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
     ///
     /// # Errors
     ///
-    /// As [`DictProxy::len`].
+    /// As [`DictProxy::len`] (connection errors).
     pub fn iter(&self) -> Result<IteratorProxy<K>> {
         self.proxy.call_proxy("__iter__", &())
     }
@@ -252,7 +264,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
     ///
     /// # Errors
     ///
-    /// As [`DictProxy::len`].
+    /// As [`DictProxy::len`] (connection errors).
     pub fn to_map(&self) -> Result<HashMap<K, V>>
     where
         K: Eq + Hash,
@@ -298,24 +310,6 @@ crate::__proxy_type!(
 );
 
 impl<T: Serialize + DeserializeOwned> ListProxy<T> {
-    /// `len(l)`.
-    ///
-    /// # Errors
-    ///
-    /// Connection errors.
-    pub fn len(&self) -> Result<usize> {
-        self.proxy.call("__len__", &())
-    }
-
-    /// `len(l) == 0`.
-    ///
-    /// # Errors
-    ///
-    /// Connection errors.
-    pub fn is_empty(&self) -> Result<bool> {
-        Ok(self.len()? == 0)
-    }
-
     /// `l[index]` (negative from the end).
     ///
     /// # Errors
@@ -700,24 +694,6 @@ crate::__proxy_type!(
 );
 
 impl<T: Serialize + DeserializeOwned> ArrayProxy<T> {
-    /// `len(a)`.
-    ///
-    /// # Errors
-    ///
-    /// Connection errors.
-    pub fn len(&self) -> Result<usize> {
-        self.proxy.call("__len__", &())
-    }
-
-    /// `len(a) == 0`.
-    ///
-    /// # Errors
-    ///
-    /// Connection errors.
-    pub fn is_empty(&self) -> Result<bool> {
-        Ok(self.len()? == 0)
-    }
-
     /// `a[index]`.
     ///
     /// # Errors
@@ -1068,24 +1044,6 @@ crate::__proxy_type!(
 );
 
 impl<T: Serialize + DeserializeOwned> SetProxy<T> {
-    /// `len(s)`.
-    ///
-    /// # Errors
-    ///
-    /// Connection errors.
-    pub fn len(&self) -> Result<usize> {
-        self.proxy.call("__len__", &())
-    }
-
-    /// `len(s) == 0`.
-    ///
-    /// # Errors
-    ///
-    /// Connection errors.
-    pub fn is_empty(&self) -> Result<bool> {
-        Ok(self.len()? == 0)
-    }
-
     /// `x in s`.
     ///
     /// # Errors

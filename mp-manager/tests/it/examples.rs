@@ -16,21 +16,11 @@ use mp_manager::{BaseManager, NoTypes, QueueProxy, SyncManager};
 fn examples_dir() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().unwrap().parent().unwrap();
-        let next_to_us = profile_dir.join("examples");
-        if next_to_us.join("manager_server").exists() && next_to_us.join("manager_bench").exists() {
-            return next_to_us;
-        }
-        let target = profile_dir.join("manager-examples");
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--examples", "-p", "mp-manager", "--target-dir"])
-            .arg(&target)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo build --examples");
-        assert!(status.success(), "cargo build --examples failed");
-        target.join("debug/examples")
+        mp_testsupport::examples_dir(
+            "mp-manager",
+            &["manager_server", "manager_bench"],
+            env!("CARGO_MANIFEST_DIR"),
+        )
     })
 }
 
