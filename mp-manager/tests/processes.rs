@@ -101,6 +101,27 @@ fn child_containers(
     ns.set("child", &true).unwrap();
 }
 
+fn child_semaphores(
+    (sem, bsem, arr, set): (
+        AcquirerProxy,
+        AcquirerProxy,
+        mp_manager::ArrayProxy<i64>,
+        mp_manager::SetProxy<i64>,
+    ),
+) {
+    // MGR-04: the child acquires, the parent releases.
+    assert!(sem.acquire().unwrap());
+    assert!(bsem.acquire().unwrap());
+    // MGR-12: indexing, len and iteration of an Array.
+    assert_eq!(arr.len().unwrap(), 2);
+    assert_eq!(arr.get(1).unwrap(), 1);
+    assert_eq!(arr.to_vec().unwrap(), [0, 1]);
+    arr.set(0, &7).unwrap();
+    // The set type.
+    set.add(&3).unwrap();
+    assert!(set.remove(&42).unwrap_err().is("KeyError"));
+}
+
 fn child_barrier((b, rounds): (BarrierProxy, usize)) {
     for _ in 0..rounds {
         b.wait(Some(Duration::from_secs(60))).unwrap();
@@ -159,6 +180,20 @@ fn sync_types_from_two_processes() {
         assert_eq!(l.copy().unwrap(), [2, 3]);
         assert_eq!(v.get().unwrap(), 2);
         assert!(ns.get::<bool>("child").unwrap());
+        // Semaphores, Array, set.
+        let sem = m.semaphore(1).unwrap();
+        let bsem = m.bounded_semaphore(1).unwrap();
+        let arr = m.array("i", &[0_i64, 1]).unwrap();
+        let set = m.set(&[1_i64, 2]).unwrap();
+        let args = (sem.clone(), bsem.clone(), arr.clone(), set.clone());
+        assert_eq!(run(&c.process(child_semaphores, args)), Some(0));
+        assert!(!sem.acquire_timeout(false, None).unwrap());
+        sem.release().unwrap();
+        bsem.release().unwrap();
+        assert!(bsem.release().unwrap_err().is("ValueError"));
+        assert_eq!(arr.get(0).unwrap(), 7);
+        assert!(set.contains(&3).unwrap());
+        drop((sem, bsem, arr, set));
         // A barrier of five: four processes and the parent, 3 rounds.
         let b = m.barrier(5, None).unwrap();
         let procs: Vec<_> = (0..4)

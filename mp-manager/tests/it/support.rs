@@ -42,7 +42,21 @@ impl Served {
 }
 
 impl Drop for Served {
+    /// As CPython's `ManagerMixin.tearDownClass` (MGR-36): after a test,
+    /// with its proxies gone, the manager holds no objects (a dead
+    /// client's session may take a moment to end).
     fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while self.handle.number_of_objects() != 0 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "objects left after the test:\n{}",
+                    self.manager.debug_info().unwrap_or_default()
+                );
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
         self.handle.shutdown();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
