@@ -33,6 +33,7 @@
 mod crates;
 mod docs;
 mod exact_reads;
+mod manager;
 mod measure;
 #[cfg(feature = "conn")]
 mod ours;
@@ -123,7 +124,7 @@ impl Examples {
             let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
             let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
             eprintln!(
-                "mp-bench: cargo build --release --examples -p mp-heap -p mp-context -p mp-pool"
+                "mp-bench: cargo build --release --examples -p mp-heap -p mp-context -p mp-pool -p mp-manager"
             );
             let status = Command::new(cargo)
                 .current_dir(&workspace)
@@ -138,6 +139,8 @@ impl Examples {
                     "mp-context",
                     "-p",
                     "mp-pool",
+                    "-p",
+                    "mp-manager",
                 ])
                 .env("CARGO_TARGET_DIR", target)
                 .stdin(Stdio::null())
@@ -837,6 +840,7 @@ fn specs() -> Vec<Spec> {
     v.extend(pickle::specs());
     v.extend(sync::specs());
     v.extend(pool::specs());
+    v.extend(manager::specs());
     v
 }
 

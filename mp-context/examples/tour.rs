@@ -3,7 +3,8 @@
 //! An end-to-end tour of the workspace on built-in defaults: connections
 //! and the CPython handshake (mp-auth, mp-conn), shared memory (mp-heap),
 //! processes under every start method (mp-context, mp-forkserver), and a
-//! process pool (mp-pool).
+//! process pool (mp-pool), and a manager whose shared objects several
+//! processes use (mp-manager).
 //! Each step prints one line, the run ends with a summary line (`9/9 ok`,
 //! or which steps failed) and exits non-zero if a step failed; `--help`
 //! lists the steps, and naming steps runs only those. The CPython step
@@ -100,6 +101,11 @@ const STEPS: &[Step] = &[
         "pool",
         pool_at_work,
         "a process Pool's map, and a task whose worker exits failing alone"
+    ),
+    step!(
+        "manager",
+        manager_at_work,
+        "a SyncManager's queue, dict and lock shared by 3 processes"
     ),
 ];
 
@@ -497,6 +503,69 @@ fn pool_at_work() -> Outcome {
         )),
         other => Err(format!("the exiting task gave {other:?}").into()),
     }
+}
+
+/// What a manager's worker does: takes numbers from a shared queue until
+/// `None`, adds their squares to a shared dict under a shared lock.
+fn square_worker(
+    (tasks, results, lock): (
+        mp_manager::QueueProxy<Option<i64>>,
+        mp_manager::DictProxy<String, i64>,
+        mp_manager::LockProxy,
+    ),
+) {
+    while let Ok(Some(n)) = tasks.get() {
+        let _held = lock.lock().expect("lock");
+        let sum = results.get(&"sum".into()).expect("get").unwrap_or(0);
+        results
+            .set_item(&"sum".into(), &(sum + n * n))
+            .expect("set");
+    }
+}
+
+/// A SyncManager: a queue, a dict and a lock in the manager's process,
+/// used by three workers under the default start method; every object is
+/// freed once the proxies are gone.
+fn manager_at_work() -> Outcome {
+    let ctx = get_context(None)?;
+    let manager = mp_manager::SyncManager::started(&ctx)?;
+    let tasks = manager.queue::<Option<i64>>(0)?;
+    let results = manager.dict::<String, i64>()?;
+    let lock = manager.lock()?;
+    let workers: Vec<Process> = (0..3)
+        .map(|_| {
+            ctx.process(
+                square_worker,
+                (tasks.clone(), results.clone(), lock.clone()),
+            )
+        })
+        .collect();
+    for w in &workers {
+        w.start()?;
+    }
+    for n in 1..=10 {
+        tasks.put(&Some(n))?;
+    }
+    for _ in &workers {
+        tasks.put(&None)?;
+    }
+    for w in &workers {
+        w.join(Some(PATIENCE))?;
+        if w.exitcode()? != Some(0) {
+            return Err(format!("a worker exited with {:?}", w.exitcode()?).into());
+        }
+    }
+    let sum = results.get_item(&"sum".into())?;
+    if sum != 385 {
+        return Err(format!("sum of squares {sum}, expected 385").into());
+    }
+    drop((tasks, results, lock));
+    let left = manager.number_of_objects()?;
+    manager.shutdown()?;
+    Ok(format!(
+        "3 {} workers summed squares 1..10 = {sum} through a shared queue, dict and lock; {left} objects left",
+        ctx.start_method()
+    ))
 }
 
 #[cfg(test)]

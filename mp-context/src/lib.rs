@@ -193,6 +193,42 @@ pub fn shutdown() {
     }
 }
 
+/// Functions that run around each fork of the `fork` start method
+/// (CPython's `os.register_at_fork`): `before` in the parent just before
+/// the fork (most recently registered first), then `after_in_parent` in the
+/// parent and `after_in_child` in the child, before its target (in
+/// registration order). Crates that keep per-process state which a forked
+/// child must not share (a manager's connections) register them.
+///
+/// The hooks run outside this crate's locks; `after_in_child` runs in the
+/// single-threaded child, so it must not wait for a lock that another
+/// thread of the parent may have held at the fork.
+#[derive(Clone, Copy, Debug)]
+pub struct ForkHooks {
+    /// Runs in the parent before the fork.
+    pub before: fn(),
+    /// Runs in the parent after the fork.
+    pub after_in_parent: fn(),
+    /// Runs in the child after the fork, before the target.
+    pub after_in_child: fn(),
+}
+
+static FORK_HOOKS: std::sync::Mutex<Vec<ForkHooks>> = std::sync::Mutex::new(Vec::new());
+
+/// Registers `hooks` to run around every later fork of the `fork` start
+/// method (see [`ForkHooks`]).
+pub fn register_at_fork(hooks: ForkHooks) {
+    FORK_HOOKS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(hooks);
+}
+
+/// The registered fork hooks (a copy, taken before the fork).
+pub(crate) fn fork_hooks() -> Vec<ForkHooks> {
+    FORK_HOOKS.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
 /// Sets the preload hook of the fork server (CPython's
 /// `set_forkserver_preload`): `hook` runs once in the server before it
 /// forks any child, so children inherit whatever it initialised. Like

@@ -766,6 +766,12 @@ impl Process {
 /// kept to a few writes: what it needs is built before the fork, nothing is
 /// freed there (it ends with `_exit`), and only its own few statics change.
 fn start_fork(run: &mut dyn FnMut(), info: ProcessInfo, parent_name: String) -> Result<Popen> {
+    // Registered fork hooks (a copy made here, so that the child needs no
+    // lock to find them), their `before` halves first.
+    let hooks = crate::fork_hooks();
+    for h in hooks.iter().rev() {
+        (h.before)();
+    }
     // Buffered output must not be written twice, by parent and child.
     let _ = std::io::stdout().flush();
     // The child inherits the hook instead of writing one (see there).
@@ -781,7 +787,14 @@ fn start_fork(run: &mut dyn FnMut(), info: ProcessInfo, parent_name: String) -> 
     let mut current_guard = current::lock_current();
     let mut parent_guard = current::lock_parent();
     let mut context_guard = crate::context::lock_for_fork();
-    match sys::fork()? {
+    let forked = sys::fork();
+    if forked.is_err() {
+        // No child: the parent's halves still run.
+        for h in &hooks {
+            (h.after_in_parent)();
+        }
+    }
+    match forked? {
         None => {
             // The child.
             let (info, parent) = child_state.take().expect("moved only here");
@@ -808,12 +821,18 @@ fn start_fork(run: &mut dyn FnMut(), info: ProcessInfo, parent_name: String) -> 
             current::COUNTER.store(1, Ordering::Relaxed);
             mp_forkserver::ForkServer::global().after_fork_in_child();
             entry::stdin_to_null();
+            for h in &hooks {
+                (h.after_in_child)();
+            }
             let code = entry::run_target(run);
             entry::finish_forked_child(code)
         }
         Some(pid) => {
             drop((children, current_guard, parent_guard, context_guard));
             drop(child_state);
+            for h in &hooks {
+                (h.after_in_parent)();
+            }
             let pidfd = OnceLock::new();
             Ok(Popen::new(
                 pid,

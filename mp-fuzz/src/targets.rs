@@ -2,11 +2,13 @@
 
 mod fd_message;
 mod handshake;
+mod manager;
 mod pickle;
 mod pool;
 
 pub use fd_message::fd_message;
 pub use handshake::{client_handshake, listener_handshake};
+pub use manager::manager_request;
 pub use pickle::pickle_reader;
 pub use pool::{pool_wire, pool_wire_seeds};
 
@@ -57,6 +59,11 @@ pub static TARGETS: &[Target] = &[
         name: "pool_wire",
         seeds: pool_wire_seeds,
         run: pool_wire,
+    },
+    Target {
+        name: "manager_request",
+        seeds: manager::manager_seeds,
+        run: manager_request,
     },
 ];
 

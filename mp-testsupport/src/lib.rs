@@ -177,6 +177,38 @@ pub fn find(minor: u32) -> Option<Python> {
     None
 }
 
+/// The directory of `package`'s compiled examples for an integration test
+/// (`target/<profile>/examples/`, where `cargo test` puts them). When
+/// `names` are not all there (only the test target was built), builds
+/// them with `cargo build --examples -p package` into `target/<profile>/
+/// <package>-examples`, so as never to wait on the outer cargo's lock.
+/// `manifest_dir` is the test crate's `CARGO_MANIFEST_DIR`.
+pub fn examples_dir(package: &str, names: &[&str], manifest_dir: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    // target/<profile>/deps/<test>-<hash> -> target/<profile>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
+    let next_to_us = profile_dir.join("examples");
+    if names.iter().all(|n| next_to_us.join(n).exists()) {
+        return next_to_us;
+    }
+    let target = profile_dir.join(format!("{package}-examples"));
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--examples", "-p", package, "--target-dir"])
+        .arg(&target)
+        .current_dir(manifest_dir)
+        .status()
+        .expect("run cargo build --examples");
+    assert!(
+        status.success(),
+        "cargo build --examples -p {package} failed"
+    );
+    target.join("debug").join("examples")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
