@@ -552,8 +552,14 @@ impl Core {
             .registry
             .get(typeid)
             .ok_or_else(|| Raise::Traceback(format!("KeyError: '{typeid}'\n")))?;
-        // The constructor may keep the proxies it was given.
-        let holds = args.args.iter().any(has_token) || args.kwds.values().any(has_token);
+        // The constructor may keep the proxies it was given: the new object
+        // holds them, and they may be held (a decref to zero then leaves
+        // them to the collector, as `note_nested` does for method calls).
+        let mut held: Vec<String> = Vec::new();
+        for v in args.args.iter().chain(args.kwds.values()) {
+            for_each_token(v, &mut |t| held.push(t.id.clone()));
+        }
+        let holds = !held.is_empty();
         let obj: Arc<dyn Shared> = match &spec.constructor {
             // CPython's create runs the callable on the public connection:
             // its exception is a traceback there.
@@ -571,6 +577,14 @@ impl Core {
                 Arc::new(Opaque(value))
             }
         };
+        if holds {
+            let mut table = self.table();
+            for id in &held {
+                if let Some(s) = table.slots.get_mut(id.as_str()) {
+                    s.nested = true;
+                }
+            }
+        }
         Ok(self.insert(spec, obj, owner, holds))
     }
 
