@@ -135,3 +135,56 @@ fn cpython_clients_use_a_rust_server(python: &Python) {
 }
 
 mp_testsupport::each_cpython!(cpython_clients_use_a_rust_server);
+
+/// The `manager_server` example with `--serializer pickle` (its contract:
+/// the address on the first stdout line; exit 0 after `shutdown`) serves
+/// the documentation's CPython client code.
+#[test]
+fn manager_server_example_serves_cpython_clients() {
+    let Some(python) = mp_testsupport::find(13) else {
+        return;
+    };
+    let mut server =
+        std::process::Command::new(crate::examples::examples_dir().join("manager_server"))
+            .args([
+                "--address",
+                "127.0.0.1:0",
+                "--authkey",
+                "abracadabra",
+                "--serializer",
+                "pickle",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    let address: Address = first.trim().parse().unwrap();
+    run_client(&python, &address, b"abracadabra", "example");
+    let reply = crate::support::public_pickled(
+        &address,
+        b"abracadabra",
+        "shutdown",
+        mp_value::Value::Tuple(mp_value::Tuple::new()),
+    );
+    assert_eq!(
+        reply,
+        mp_value::Value::from(("#RETURN", mp_value::Value::None))
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = server.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "manager_server did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(status.success(), "{status:?}");
+}

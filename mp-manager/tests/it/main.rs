@@ -8,6 +8,7 @@ mod support;
 mod basics;
 mod containers;
 mod cpython_client;
+mod cpython_server;
 mod custom;
 mod examples;
 mod hostile;

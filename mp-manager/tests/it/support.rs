@@ -130,3 +130,26 @@ impl Raw {
 pub(crate) fn no_args() -> mp_value::Value {
     mp_value::Value::Tuple(mp_value::Tuple::new())
 }
+
+/// `(None, func, args, {})` pickled on a fresh connection to `address`: a
+/// public function of a server, as CPython's `dispatch` calls it. Returns
+/// the `(kind, payload)` reply.
+pub(crate) fn public_pickled(
+    address: &Address,
+    key: &[u8],
+    func: &str,
+    args: mp_value::Value,
+) -> mp_value::Value {
+    let codec = mp_manager::Pickle::new();
+    let mut conn = mp_conn::client(address, Some(key)).unwrap();
+    let mut buf = Vec::new();
+    let request = mp_value::Value::from((
+        mp_value::Value::None,
+        func,
+        args,
+        mp_value::Value::Dict(mp_value::Dict::new()),
+    ));
+    codec.encode(&request, &mut buf).unwrap();
+    conn.send_bytes(&buf).unwrap();
+    codec.decode(&conn.recv_bytes().unwrap()).unwrap()
+}
