@@ -144,19 +144,20 @@ fn manager_server_example_serves_cpython_clients() {
     let Some(python) = mp_testsupport::find(13) else {
         return;
     };
-    let mut server =
-        std::process::Command::new(crate::examples::examples_dir().join("manager_server"))
-            .args([
-                "--address",
-                "127.0.0.1:0",
-                "--authkey",
-                "abracadabra",
-                "--serializer",
-                "pickle",
-            ])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+    let server = std::process::Command::new(crate::examples::examples_dir().join("manager_server"))
+        .args([
+            "--address",
+            "127.0.0.1:0",
+            "--authkey",
+            "abracadabra",
+            "--serializer",
+            "pickle",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut server = crate::support::KillOnDrop(server);
+    let server = &mut server.0;
     let mut first = String::new();
     std::io::BufRead::read_line(
         &mut std::io::BufReader::new(server.stdout.take().unwrap()),

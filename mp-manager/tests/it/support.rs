@@ -153,3 +153,14 @@ pub(crate) fn public_pickled(
     conn.send_bytes(&buf).unwrap();
     codec.decode(&conn.recv_bytes().unwrap()).unwrap()
 }
+
+/// A child process killed (and reaped) when the test ends, however it
+/// ends.
+pub(crate) struct KillOnDrop(pub(crate) std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
