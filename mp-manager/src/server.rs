@@ -1463,10 +1463,12 @@ fn raise_reply(r: Raise) -> Value {
 
 /// The fuzz target's entry point: decodes and dispatches one request as a
 /// served session connection would, with no socket, and returns the
-/// encoded reply. The first byte chooses: 0, the rest is a whole request;
-/// otherwise the rest is `(method, args, kwds)` for a call on a fresh
-/// object of the SyncManager type it names, freed afterwards. Blocking
-/// calls give up at once (the "client" is gone).
+/// encoded reply. The first byte chooses: its high bit the codec (set:
+/// pickle, as from a CPython client; clear: postcard); the rest of it 0,
+/// the remaining bytes are a whole request; otherwise they are `(method,
+/// args, kwds)` for a call on a fresh object of the SyncManager type it
+/// names, freed afterwards. Blocking calls give up at once (the "client"
+/// is gone).
 #[doc(hidden)]
 pub fn fuzz_request(bytes: &[u8]) -> Vec<u8> {
     use std::sync::OnceLock;
@@ -1486,22 +1488,36 @@ pub fn fuzz_request(bytes: &[u8]) -> Vec<u8> {
         "Array",
         "Namespace",
     ];
-    static CORE: OnceLock<Option<Arc<Core>>> = OnceLock::new();
-    let core = CORE.get_or_init(|| {
+    static POSTCARD: OnceLock<Option<Arc<Core>>> = OnceLock::new();
+    static PICKLE: OnceLock<Option<Arc<Core>>> = OnceLock::new();
+    let Some((&first, rest)) = bytes.split_first() else {
+        return Vec::new();
+    };
+    let pickled = first & 0x80 != 0;
+    let which = first & 0x7f;
+    let core = (if pickled { &PICKLE } else { &POSTCARD }).get_or_init(|| {
         let mut registry = Registry::new();
         crate::SyncManager::register_types(&mut registry);
+        let codec: Arc<dyn Codec> = if pickled {
+            Arc::new(crate::Pickle::new())
+        } else {
+            Arc::new(crate::Postcard)
+        };
+        let name = format!(
+            "mp-manager-fuzz-{}-{}",
+            codec.name(),
+            std::process::id()
+        );
         let server = Server::bind(
             registry,
-            Some(&Address::Abstract(
-                format!("mp-manager-fuzz-{}", std::process::id()).into_bytes(),
-            )),
+            Some(&Address::Abstract(name.into_bytes())),
             b"fuzz",
-            Arc::new(crate::Postcard),
+            codec,
         )
         .ok()?;
         Some(Arc::clone(&server.core))
     });
-    let (Some(core), Some((&which, rest))) = (core, bytes.split_first()) else {
+    let Some(core) = core else {
         return Vec::new();
     };
     let Ok((a, b)) = mp_conn::pipe(true) else {
