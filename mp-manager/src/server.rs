@@ -37,7 +37,7 @@ use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use mp_conn::{Address, Connection, Listener};
@@ -189,6 +189,7 @@ impl Server {
             next_conn: AtomicU64::new(1),
             max_message: DEFAULT_MAX_MESSAGE,
             gc: Mutex::new(()),
+            removals: AtomicU64::new(0),
         };
         Ok(Server {
             listener,
@@ -363,6 +364,9 @@ pub(crate) struct Entry {
     pub(crate) exposed: Vec<String>,
     exposed_set: HashSet<String>,
     pub(crate) method_to_typeid: Option<Arc<HashMap<String, String>>>,
+    /// Mirrors its slot's `holds`, so that a call on an object that never
+    /// received a proxy skips the collector without the table's lock.
+    holds: AtomicBool,
 }
 
 /// An object and what refers to it.
@@ -445,6 +449,9 @@ pub(crate) struct Core {
     max_message: usize,
     /// One collection at a time.
     gc: Mutex<()>,
+    /// How many objects were ever removed from the table: a connection's
+    /// cached entry is still the table's while this has not moved.
+    removals: AtomicU64,
 }
 
 impl Core {
@@ -537,6 +544,17 @@ impl Core {
         self.table().slots.get(ident).map(|s| Arc::clone(&s.entry))
     }
 
+    /// Takes `ident` out of the table.
+    fn remove_slot(&self, table: &mut Table, ident: &str) -> Option<Arc<Entry>> {
+        let slot = table.slots.remove(ident)?;
+        self.removals.fetch_add(1, Ordering::Release);
+        let ptr = Arc::as_ptr(&slot.entry.obj) as *const () as usize;
+        if table.by_ptr.get(&ptr).is_some_and(|id| &**id == ident) {
+            table.by_ptr.remove(&ptr);
+        }
+        Some(slot.entry)
+    }
+
     // ----- creating objects -----
 
     /// `create(typeid, *args, **kwds)`: a new object with one reference for
@@ -609,6 +627,7 @@ impl Core {
                     exposed_set: exposed.iter().cloned().collect(),
                     exposed: exposed.clone(),
                     method_to_typeid: spec.method_to_typeid.clone(),
+                    holds: AtomicBool::new(holds),
                 };
                 table.by_ptr.insert(ptr, Arc::clone(&ident));
                 table.slots.insert(
@@ -696,11 +715,14 @@ impl Core {
         if slot.nested || slot.holds {
             return true;
         }
-        remove_slot(table, ident);
+        self.remove_slot(table, ident);
         false
     }
 
     fn hold_reply_refs(&self, ids: &[Arc<str>]) {
+        if ids.is_empty() {
+            return;
+        }
         let mut table = self.table();
         for id in ids {
             if let Some(s) = table.slots.get_mut(id) {
@@ -874,6 +896,7 @@ impl Core {
         let mut table = self.table();
         if let Some(s) = table.slots.get_mut(holder) {
             s.holds = true;
+            s.entry.holds.store(true, Ordering::Relaxed);
         }
         for id in ids {
             if let Some(s) = table.slots.get_mut(id.as_str()) {
@@ -931,7 +954,7 @@ impl Core {
                     continue;
                 }
                 if table.slots.get(id).is_some_and(|s| s.external() == 0) {
-                    if let Some(entry) = remove_slot(&mut table, id) {
+                    if let Some(entry) = self.remove_slot(&mut table, id) {
                         freed.push(entry);
                     }
                 }
@@ -945,7 +968,10 @@ impl Core {
 
     /// After a call on an object that holds proxies: objects it dropped
     /// may be unreachable now.
-    fn collect_after_call(&self, holder: &str) {
+    fn collect_after_call(&self, holder: &str, entry: Option<&Entry>) {
+        if entry.is_some_and(|e| !e.holds.load(Ordering::Relaxed)) {
+            return;
+        }
         let table = self.table();
         let holds = table.slots.get(holder).is_some_and(|s| s.holds);
         let any_unreferenced = holds && table.slots.values().any(|s| s.external() == 0);
@@ -1064,15 +1090,6 @@ fn add_ref(table: &mut Table, ident: &str, owner: Owner) {
     }
 }
 
-fn remove_slot(table: &mut Table, ident: &str) -> Option<Arc<Entry>> {
-    let slot = table.slots.remove(ident)?;
-    let ptr = Arc::as_ptr(&slot.entry.obj) as *const () as usize;
-    if table.by_ptr.get(&ptr).is_some_and(|id| &**id == ident) {
-        table.by_ptr.remove(&ptr);
-    }
-    Some(slot.entry)
-}
-
 /// A traceback-style text for `#TRACEBACK` replies: what CPython's
 /// `format_exc()` ends with.
 pub(crate) fn traceback(exception_line: &str) -> String {
@@ -1096,6 +1113,10 @@ struct ClientConn {
     /// References held for the last reply (see the module docs).
     reply_refs: Vec<Arc<str>>,
     out: Vec<u8>,
+    /// The object of the last call, and `Core::removals` when it was
+    /// looked up: a client calls one proxy many times in a row. Weak, so
+    /// that an object the table lets go is dropped at once.
+    last: Option<(Arc<str>, Weak<Entry>, u64)>,
 }
 
 impl ClientConn {
@@ -1107,6 +1128,31 @@ impl ClientConn {
             mode: None,
             reply_refs: Vec::new(),
             out: Vec::new(),
+            last: None,
+        }
+    }
+
+    /// The table's entry for `ident`: the last call's while no object has
+    /// been removed since (ids are never reused), else looked up.
+    fn entry(&mut self, ident: &Arc<str>) -> Option<Arc<Entry>> {
+        let removals = self.core.removals.load(Ordering::Acquire);
+        if let Some((id, entry, seen)) = &self.last {
+            if *seen == removals && id == ident {
+                if let Some(entry) = entry.upgrade() {
+                    return Some(entry);
+                }
+            }
+        }
+        let entry = self.core.lookup(ident)?;
+        self.last = Some((Arc::clone(ident), Arc::downgrade(&entry), removals));
+        Some(entry)
+    }
+
+    /// The last call's entry if it was `ident`'s (and is still alive).
+    fn last_entry(&self, ident: &str) -> Option<Arc<Entry>> {
+        match &self.last {
+            Some((id, entry, _)) if &**id == ident => entry.upgrade(),
+            _ => None,
         }
     }
 
@@ -1271,7 +1317,8 @@ impl ClientConn {
             // Objects the call dropped from its holder may be unreachable
             // now (those in the reply are held for it, above).
             if let Some(ident) = called {
-                self.core.collect_after_call(&ident);
+                self.core
+                    .collect_after_call(&ident, self.last_entry(&ident).as_deref());
             }
             if self.send(&reply).is_err() {
                 return;
@@ -1283,7 +1330,7 @@ impl ClientConn {
         let Some(ident) = req.ident else {
             return self.in_band(req.method, req.args, req.kwds);
         };
-        let Some(entry) = self.core.lookup(&ident) else {
+        let Some(entry) = self.entry(&ident) else {
             return wire::reply(
                 wire::TRACEBACK,
                 Value::from(traceback(&format!("KeyError: '{ident}'"))),
@@ -1503,11 +1550,7 @@ pub fn fuzz_request(bytes: &[u8]) -> Vec<u8> {
         } else {
             Arc::new(crate::Postcard)
         };
-        let name = format!(
-            "mp-manager-fuzz-{}-{}",
-            codec.name(),
-            std::process::id()
-        );
+        let name = format!("mp-manager-fuzz-{}-{}", codec.name(), std::process::id());
         let server = Server::bind(
             registry,
             Some(&Address::Abstract(name.into_bytes())),

@@ -385,7 +385,16 @@ impl Reply {
 
 /// `(kind, payload)`.
 pub(crate) fn reply(kind: &str, payload: Value) -> Value {
-    Value::from((kind, payload))
+    // The kinds are made once: a reply per call allocates no string.
+    static KINDS: std::sync::OnceLock<[Value; 5]> = std::sync::OnceLock::new();
+    let kinds =
+        KINDS.get_or_init(|| [RETURN, ERROR, TRACEBACK, PROXY, UNSERIALIZABLE].map(Value::from));
+    let kind = kinds
+        .iter()
+        .find(|k| k.as_str() == Some(kind))
+        .cloned()
+        .unwrap_or_else(|| Value::from(kind));
+    Value::Tuple(Tuple::from(vec![kind, payload]))
 }
 
 #[cfg(test)]
