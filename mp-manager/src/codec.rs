@@ -213,7 +213,7 @@ mod tests {
         let e = Pickle::new().decode(&[0xff]).unwrap_err();
         assert_eq!(e.codec(), "pickle");
         // Deep nesting past the limit is an error, not a stack overflow.
-        let deep: Vec<u8> = [&[0x80, 4][..], &[b']'; 100][..], &[b'a'; 99][..], &[b'.']].concat();
+        let deep: Vec<u8> = [&[0x80, 4][..], &[b']'; 100][..], &[b'a'; 99][..], b"."].concat();
         assert!(Pickle::new().decode(&deep).is_ok());
         let tight = Pickle::with_limits(mp_pickle::Limits::default().max_depth(10));
         assert!(tight.decode(&deep).is_err());

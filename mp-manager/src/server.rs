@@ -1098,6 +1098,9 @@ pub(crate) fn traceback(exception_line: &str) -> String {
     )
 }
 
+/// The largest request buffer a connection keeps for the next request.
+const KEEP_INPUT: usize = 1 << 20;
+
 /// Why a connection stopped being served.
 enum Stop {
     /// The peer closed it or it failed: nothing more to send.
@@ -1112,6 +1115,9 @@ struct ClientConn {
     mode: Option<Mode>,
     /// References held for the last reply (see the module docs).
     reply_refs: Vec<Arc<str>>,
+    /// The request being read and the reply being written: one buffer
+    /// each, reused from call to call.
+    input: Vec<u8>,
     out: Vec<u8>,
     /// The object of the last call, and `Core::removals` when it was
     /// looked up: a client calls one proxy many times in a row. Weak, so
@@ -1127,6 +1133,7 @@ impl ClientConn {
             id,
             mode: None,
             reply_refs: Vec::new(),
+            input: Vec::new(),
             out: Vec::new(),
             last: None,
         }
@@ -1247,8 +1254,12 @@ impl ClientConn {
     fn read_request(
         &mut self,
     ) -> std::result::Result<Option<std::result::Result<Request, String>>, Stop> {
-        let bytes = match self.conn.recv_bytes_max(self.core.max_message) {
-            Ok(bytes) => bytes,
+        let mut bytes = std::mem::take(&mut self.input);
+        let received = self
+            .conn
+            .recv_bytes_into_vec_max(&mut bytes, self.core.max_message);
+        let bytes = match received {
+            Ok(_) => bytes,
             Err(mp_conn::Error::Eof) => return Ok(None),
             Err(mp_conn::Error::MessageTooLong { len, max }) => {
                 let _ = self.send(&wire::reply(
@@ -1261,10 +1272,16 @@ impl ClientConn {
             }
             Err(_) => return Err(Stop::Closed),
         };
-        Ok(Some(match self.core.codec.decode(&bytes) {
+        let request = match self.core.codec.decode(&bytes) {
             Ok(v) => Request::from_value(v),
             Err(e) => Err(format!("ValueError: could not decode the request: {e}")),
-        }))
+        };
+        // The buffer serves the next request, unless one huge request made
+        // it huge.
+        if bytes.capacity() <= KEEP_INPUT {
+            self.input = bytes;
+        }
+        Ok(Some(request))
     }
 
     fn send(&mut self, msg: &Value) -> std::result::Result<(), Stop> {

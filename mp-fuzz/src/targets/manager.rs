@@ -111,11 +111,18 @@ pub(super) fn manager_seeds() -> Vec<Vec<u8>> {
     ];
     let mut all = pickled(&seeds);
     all.extend(seeds);
-    all.extend(CAPTURED.iter().map(|h| [&[PICKLED][..], &unhex(h)].concat()));
+    all.extend(
+        CAPTURED
+            .iter()
+            .map(|h| [&[PICKLED][..], &unhex(h)].concat()),
+    );
     // What only pickle carries: a proxy (RebuildProxy of a Token) and an
     // object of a class the server does not know, as arguments.
-    let token = Object::new_obj(Global::new("multiprocessing.managers", "Token"), Tuple::new())
-        .with_state(("Queue", ("127.0.0.1", 50000), "10000000001"));
+    let token = Object::new_obj(
+        Global::new("multiprocessing.managers", "Token"),
+        Tuple::new(),
+    )
+    .with_state(("Queue", ("127.0.0.1", 50000), "10000000001"));
     let proxy = Object::reduce(
         Global::new("multiprocessing.managers", "RebuildProxy"),
         (
@@ -128,7 +135,11 @@ pub(super) fn manager_seeds() -> Vec<Vec<u8>> {
     let point = Object::new_obj(Global::new("__main__", "Point"), Tuple::new())
         .with_state(Dict::from_pairs([("x", 1)]).unwrap_or_default());
     for (kind, method, args) in [
-        (1, "__setitem__", Value::from(("q", Value::from(proxy.clone())))),
+        (
+            1,
+            "__setitem__",
+            Value::from(("q", Value::from(proxy.clone()))),
+        ),
         (2, "append", Value::from((Value::from(point),))),
         (9, "__init__", Value::from((Value::from(proxy),))),
     ] {

@@ -39,7 +39,7 @@ fn proxies_given_to_a_constructor_live_while_the_new_object_holds_them() {
     drop(inner);
     assert_eq!(m.number_of_objects().unwrap(), 4);
     for i in 0..3 {
-        assert_eq!(outer.get(i).unwrap().get(0).unwrap(), i as i64);
+        assert_eq!(outer.get(i).unwrap().get(0).unwrap(), i);
     }
     drop(outer);
     assert_eq!(m.number_of_objects().unwrap(), 0);
