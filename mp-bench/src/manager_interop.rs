@@ -37,7 +37,10 @@ fn server_arg(exe: Result<std::path::PathBuf, String>, extra: &[&str]) -> Result
     Ok(words.join(" "))
 }
 
-/// A contender that runs the client script against `server`.
+/// A contender that runs the client script against `server`. The raw
+/// limit runs under `--raw-only` too: its client is CPython by nature (the
+/// limit of a server for CPython clients), found here if the run did not
+/// look for it.
 fn client_of(
     who: Who,
     key: String,
@@ -48,7 +51,21 @@ fn client_of(
         let server = server.clone()?;
         let mut all = vec!["--server".to_string(), server];
         all.extend(args.iter().cloned());
-        ctx.run_py("manager_interop.py", &all, plan)
+        let found;
+        let python = match ctx.python() {
+            Ok(p) => p,
+            Err(_) if who == Who::Raw => {
+                found = python::Python::find()?;
+                &found
+            }
+            Err(e) => return Err(e),
+        };
+        python.run(
+            "manager_interop.py",
+            &all,
+            plan,
+            std::time::Duration::from_secs(300),
+        )
     })
 }
 
