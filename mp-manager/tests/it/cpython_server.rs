@@ -257,10 +257,8 @@ fn rust_client_uses_a_cpython_server(python: &Python) {
         remote_queue_and_proxies(&m, &address);
         queue_worker(&m, &address);
         settle(&address);
-        if let Address::Inet(_) = address {
-            relayed_like_cpython(&address);
-            settle(&address);
-        }
+        relayed_like_cpython(&address);
+        settle(&address);
     }
     let reply = public(&address, "shutdown", Value::Tuple(Tuple::new()));
     assert_eq!(reply, Value::from(("#RETURN", Value::None)));
@@ -295,12 +293,62 @@ struct Relay {
     frames: Arc<Mutex<Vec<Frame>>>,
 }
 
-impl Relay {
-    fn start(server: &Address) -> Relay {
-        let Address::Inet(target) = server else {
-            panic!("the relay is for TCP")
+/// The relay's connection to the server: TCP or AF_UNIX, as the server
+/// listens.
+enum Upstream {
+    Tcp(TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl Upstream {
+    fn connect(to: &Address) -> std::io::Result<Upstream> {
+        match to {
+            Address::Inet(a) => TcpStream::connect(a).map(Upstream::Tcp),
+            Address::Unix(p) => std::os::unix::net::UnixStream::connect(p).map(Upstream::Unix),
+            Address::Abstract(_) => Err(std::io::ErrorKind::Unsupported.into()),
+        }
+    }
+
+    fn try_clone(&self) -> std::io::Result<Upstream> {
+        match self {
+            Upstream::Tcp(s) => s.try_clone().map(Upstream::Tcp),
+            Upstream::Unix(s) => s.try_clone().map(Upstream::Unix),
+        }
+    }
+
+    fn shutdown(&self) {
+        let _ = match self {
+            Upstream::Tcp(s) => s.shutdown(std::net::Shutdown::Both),
+            Upstream::Unix(s) => s.shutdown(std::net::Shutdown::Both),
         };
-        let target = *target;
+    }
+}
+
+impl std::io::Read for Upstream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Upstream::Tcp(s) => s.read(buf),
+            Upstream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl std::io::Write for Upstream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Upstream::Tcp(s) => s.write(buf),
+            Upstream::Unix(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Relay {
+    /// A relay on TCP in front of `server` (TCP or a path).
+    fn start(server: &Address) -> Relay {
+        let target = server.clone();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let address = Address::Inet(listener.local_addr().unwrap());
         let frames = Arc::new(Mutex::new(Vec::new()));
@@ -308,9 +356,10 @@ impl Relay {
         std::thread::spawn(move || {
             for (n, client) in listener.incoming().enumerate() {
                 let Ok(client) = client else { break };
-                let Ok(upstream) = TcpStream::connect(target) else {
+                let Ok(upstream) = Upstream::connect(&target) else {
                     break;
                 };
+                let client = Upstream::Tcp(client);
                 for (from, to, to_server) in [
                     (
                         client.try_clone().unwrap(),
@@ -336,8 +385,8 @@ impl Relay {
 /// Copies framed messages from `from` to `to`, recording those after the
 /// handshake (3 frames each way).
 fn pump(
-    mut from: TcpStream,
-    mut to: TcpStream,
+    mut from: Upstream,
+    mut to: Upstream,
     conn: usize,
     to_server: bool,
     frames: &Mutex<Vec<Frame>>,
@@ -367,7 +416,7 @@ fn pump(
             break;
         }
     }
-    let _ = to.shutdown(std::net::Shutdown::Both);
+    to.shutdown();
 }
 
 /// CPython's own client's bytes for these requests, from
