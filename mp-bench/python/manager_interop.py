@@ -80,24 +80,8 @@ def main():
             pin_all(server.pid, server_cpu)
             m = SyncManager(address=address, authkey=KEY)
             m.connect()
-            if args.op in ("dict_set", "dict_get"):
-                d = m.dict()
-                d["key"] = 0
-                if args.op == "dict_set":
-                    def op():
-                        d["key"] = 1
-                else:
-                    def op():
-                        d["key"]
-                count = args.count
-            else:
-                q = m.Queue()
-                put, get = q.put, q.get
-
-                def op():
-                    put(1)
-                    get()
-                count = args.count // 2
+            op, per_run = benchlib.proxy_op(m, args.op)
+            count = args.count // per_run
             calls = args.count
             args.count = count
             blocks = benchlib.timed_blocks(args, op, lambda: task_cpu(server.pid))

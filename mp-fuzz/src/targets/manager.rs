@@ -4,6 +4,8 @@
 //! method of every SyncManager type, with hostile arguments.
 
 use mp_manager::Codec;
+
+use super::pickle::unhex;
 use mp_value::{Dict, Global, Object, Tuple, Value};
 
 /// The first byte's bit that selects the pickle codec (see
@@ -26,12 +28,6 @@ const CAPTURED: [&str; 4] = [
     "8004951f00000000000000288c0c376664656438333064653530948c03707574944b0185947d9474942e",
     "8004952300000000000000288c0c376666346162653039323130948c0a6765745f6e6f7761697494297d9474942e",
 ];
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len() / 2)
-        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap_or(0))
-        .collect()
-}
 
 /// The seeds again, their payloads pickled as a CPython client would
 /// send them.
