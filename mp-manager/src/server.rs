@@ -1123,6 +1123,8 @@ struct ClientConn {
     /// looked up: a client calls one proxy many times in a row. Weak, so
     /// that an object the table lets go is dropped at once.
     last: Option<(Arc<str>, Weak<Entry>, u64)>,
+    /// The last method called on that object, known to be exposed.
+    last_method: Option<Arc<str>>,
 }
 
 impl ClientConn {
@@ -1136,6 +1138,7 @@ impl ClientConn {
             input: Vec::new(),
             out: Vec::new(),
             last: None,
+            last_method: None,
         }
     }
 
@@ -1152,6 +1155,7 @@ impl ClientConn {
         }
         let entry = self.core.lookup(ident)?;
         self.last = Some((Arc::clone(ident), Arc::downgrade(&entry), removals));
+        self.last_method = None;
         Some(entry)
     }
 
@@ -1357,7 +1361,15 @@ impl ClientConn {
         if req.args.iter().any(has_token) || req.kwds.values().any(has_token) {
             self.core.note_nested(&ident, &req.args, &req.kwds);
         }
-        if !entry.exposed_set.contains(method) {
+        // A client calls one method many times in a row: checked once.
+        let exposed = self.last_method.as_deref() == Some(method) || {
+            let known = entry.exposed_set.contains(method);
+            if known {
+                self.last_method = Some(Arc::clone(&req.method));
+            }
+            known
+        };
+        if !exposed {
             let fallback = match method {
                 "#GETVALUE" => Some(entry.obj.get_value()),
                 "__str__" => Some(Ok(Value::from(entry.obj.str()))),

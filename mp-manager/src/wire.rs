@@ -189,6 +189,19 @@ impl RebuildProxy {
 /// Calls `f` with the id of every token inside `value`: bare tokens and the
 /// tokens of `RebuildProxy` objects, at any depth (iteratively).
 pub(crate) fn for_each_token(value: &Value, f: &mut dyn FnMut(&Token)) {
+    // Most arguments and results are scalars: no work list for them (this
+    // runs on every call's arguments and reply).
+    if !matches!(
+        value,
+        Value::List(_)
+            | Value::Tuple(_)
+            | Value::Dict(_)
+            | Value::Set(_)
+            | Value::FrozenSet(_)
+            | Value::Object(_)
+    ) {
+        return;
+    }
     let mut stack = vec![value];
     while let Some(v) = stack.pop() {
         match v {
