@@ -1,0 +1,1 @@
+//! Entry points for `mp-fuzz` (not part of the API).

@@ -1,0 +1,557 @@
+//! What every kind of queue shares: the shared parts (the ring's header and
+//! bytes, the side channel), the per-process state, and the operations on
+//! them under the ring's lock.
+
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::{Duration, Instant};
+
+use mp_heap::{Deadline, ForkCell, OWNER_CHECK_INTERVAL, ProcessLockGuard, ProcessStamp, Shared};
+use mp_sync::{CondState, SyncError};
+
+use crate::encode::{self, Encoded, Route};
+use crate::error::QueueError;
+use crate::feeder::{self, Local};
+use crate::ring::{Corrupt, Entry, Header, IMMEDIATE, Kind, Ring, SHUTDOWN, Txn};
+use crate::shm::RingBytes;
+use crate::side::{self, Payload, Received, ReceivedPayload, Side};
+
+/// The longest a waiter sleeps before it looks again for producers that
+/// died with items in their feeders (whose share of `maxsize` it then
+/// takes back): mp-heap's owner-check interval, for the same reason.
+pub(crate) const WAIT_SLICE: Duration = OWNER_CHECK_INTERVAL;
+
+/// The queue's shared memory and side channel, as this process maps them.
+#[derive(Debug)]
+pub(crate) struct Parts {
+    pub(crate) header: Shared<Header>,
+    pub(crate) bytes: RingBytes,
+    pub(crate) side: Side,
+}
+
+/// A queue as this process holds it: the shared parts, and the state of
+/// this process (its feeder); shared by every handle in the process.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) parts: Parts,
+    pub(crate) kind: Kind,
+    pub(crate) inline_max: usize,
+    local: ForkCell<Local>,
+    /// Handles in this process's memory (a feeder thread is not one): the
+    /// feeder ends once they are gone and its buffer is flushed.
+    pub(crate) handles: AtomicUsize,
+    /// The item type's name, for messages.
+    pub(crate) type_name: &'static str,
+}
+
+/// What a get took from the queue, to decode outside the lock.
+#[derive(Debug)]
+pub(crate) enum Taken {
+    /// An INLINE entry's payload.
+    Bytes(Vec<u8>),
+    /// A side-channel item.
+    Side(Vec<std::os::fd::OwnedFd>, ReceivedPayload),
+}
+
+/// The ring's lock, held; dropping it releases the lock.
+pub(crate) type Guard<'a> = ProcessLockGuard<'a>;
+
+impl Inner {
+    pub(crate) fn new(parts: Parts, kind: Kind, type_name: &'static str) -> Inner {
+        let inline_max = parts.header.inline_max();
+        Inner {
+            parts,
+            kind,
+            inline_max,
+            local: ForkCell::new(Local::new()),
+            handles: AtomicUsize::new(0),
+            type_name,
+        }
+    }
+
+    pub(crate) fn header(&self) -> &Header {
+        &self.parts.header
+    }
+
+    fn ring(&self) -> Ring<'_> {
+        Ring::new(&self.parts.header, &self.parts.bytes, self.inline_max)
+    }
+
+    /// This process's state; a forked child gets its own on first use.
+    pub(crate) fn local(&self) -> &Local {
+        let local = self.local.get();
+        if local.is_current() {
+            return local;
+        }
+        self.local.replace_if(|l| !l.is_current(), Local::new)
+    }
+
+    /// Takes the ring's lock, waiting as long as it takes; a lock taken
+    /// over from a dead process comes with the ring recovered.
+    pub(crate) fn lock(&self) -> Guard<'_> {
+        match self.header().lock.lock() {
+            Ok(g) => g,
+            Err(died) => {
+                let g = died.into_inner();
+                self.ring().recover();
+                g
+            }
+        }
+    }
+
+    /// Waits on `cond` with the lock held, at most until `deadline` and
+    /// one [`WAIT_SLICE`]; `false` once the deadline has passed.
+    pub(crate) fn wait(&self, cond: &CondState, deadline: Deadline) -> bool {
+        let slice = Deadline::after(Some(WAIT_SLICE)).min(deadline);
+        match cond.wait(&self.header().lock, slice) {
+            Ok(_) => {}
+            // Taken back from a process that died holding it.
+            Err(SyncError::OwnerDied { .. }) => {
+                self.ring().recover();
+            }
+            // Not held: cannot happen (our guard holds it); look again.
+            Err(_) => {}
+        }
+        !deadline.has_passed()
+    }
+
+    /// Wakes everyone waiting on anything (shutdown, lost items): with the
+    /// lock held.
+    fn notify_everyone(&self) {
+        let h = self.header();
+        let _ = h.not_empty.notify_all(&h.lock);
+        let _ = h.not_full.notify_all(&h.lock);
+        let _ = h.all_done.notify_all(&h.lock);
+    }
+
+    /// Writes `enc` to the ring (an INLINE entry, or a datagram and its
+    /// MARKER), with the lock held; `Ok(false)` if there is no room now.
+    pub(crate) fn commit(&self, enc: &Encoded) -> Result<bool, QueueError> {
+        let ring = self.ring();
+        let result = match enc.route {
+            Route::Ring => ring.push_inline(&enc.body.parts()),
+            Route::Dgram | Route::Memfd => return self.commit_side(&ring, enc),
+        };
+        match result {
+            Ok(done) => Ok(done),
+            Err(Corrupt(_)) => {
+                // A peer left the ring unreadable: drop what cannot be
+                // read, and let the caller try again.
+                ring.repair();
+                Ok(false)
+            }
+        }
+    }
+
+    fn commit_side(&self, ring: &Ring<'_>, enc: &Encoded) -> Result<bool, QueueError> {
+        let at = match ring.marker_room() {
+            Ok(Some(at)) => at,
+            Ok(None) => return Ok(false),
+            Err(Corrupt(_)) => {
+                ring.repair();
+                return Ok(false);
+            }
+        };
+        let seq = self.header().next_side_seq();
+        let fds: Vec<BorrowedFd<'_>> = enc.fds().iter().map(AsFd::as_fd).collect();
+        let parts = enc.body.parts();
+        let payload = match (&enc.route, &enc.memfd) {
+            (Route::Memfd, Some((fd, len))) => Payload::Memfd(fd, *len),
+            _ => Payload::Inline(&parts),
+        };
+        if !self.parts.side.send(seq, &payload, &fds)? {
+            return Ok(false);
+        }
+        ring.push_marker(at, seq);
+        Ok(true)
+    }
+
+    /// Accepts `enc` (room under `maxsize` was checked, the lock is held):
+    /// commits it now if this process has no backlog and the ring has
+    /// room, or hands it to this process's feeder thread.
+    pub(crate) fn accept(
+        self: &Arc<Self>,
+        guard: Guard<'_>,
+        local: &Local,
+        state: &mut feeder::State,
+        enc: Encoded,
+    ) -> Result<(), (QueueError, Encoded)> {
+        let h = self.header();
+        let joinable = self.kind == Kind::Joinable;
+        let txn = Txn::begin(h);
+        h.set_accepted(h.accepted().saturating_add(1));
+        if joinable {
+            h.set_unfinished(h.unfinished().saturating_add(1));
+        }
+        if state.backlog() == 0 {
+            match self.commit(&enc) {
+                Ok(true) => {
+                    drop(txn);
+                    let _ = h.not_empty.notify(&h.lock, 1);
+                    drop(guard);
+                    enc.delivered();
+                    return Ok(());
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    h.set_accepted(h.accepted().saturating_sub(1));
+                    if joinable {
+                        h.set_unfinished(h.unfinished().saturating_sub(1));
+                    }
+                    return Err((e, enc));
+                }
+            }
+        }
+        state.slot = txn.add_pending(local.stamp(), state.slot, 1);
+        drop(txn);
+        drop(guard);
+        if let Err(e) = feeder::ensure_running(self, state) {
+            self.withdraw(local, state, 1);
+            return Err((QueueError::Io(e), enc));
+        }
+        state.buffer.push_back(enc);
+        local.notify();
+        Ok(())
+    }
+
+    /// Takes `n` items accepted by this process back (they will never be
+    /// committed): they no longer count as accepted, nor as unfinished.
+    pub(crate) fn withdraw(&self, local: &Local, state: &mut feeder::State, n: u32) {
+        if n == 0 {
+            return;
+        }
+        let h = self.header();
+        let _g = self.lock();
+        let txn = Txn::begin(h);
+        h.set_accepted(h.accepted().saturating_sub(n));
+        if self.kind == Kind::Joinable {
+            h.set_unfinished(h.unfinished().saturating_sub(n));
+        }
+        txn.sub_pending(local.stamp(), state.slot, n);
+        drop(txn);
+        self.notify_everyone();
+    }
+
+    /// A put: waits (until `deadline`) for room under `maxsize`, then
+    /// accepts the item.
+    pub(crate) fn put(self: &Arc<Self>, enc: Encoded, deadline: Deadline) -> Result<(), (QueueError, Encoded)> {
+        let local = self.local();
+        let mut next_reclaim = Instant::now() + WAIT_SLICE;
+        loop {
+            let mut state = local.state();
+            if local.is_closed() {
+                return Err((QueueError::Closed, enc));
+            }
+            let guard = self.lock();
+            let h = self.header();
+            if h.flags() & SHUTDOWN != 0 {
+                return Err((QueueError::ShutDown, enc));
+            }
+            if h.accepted() < h.maxsize() {
+                return self.accept(guard, local, &mut state, enc);
+            }
+            drop(state);
+            if deadline.has_passed() {
+                return Err((QueueError::Full, enc));
+            }
+            let in_time = self.wait(&h.not_full, deadline);
+            drop(guard);
+            if !in_time && h.accepted() >= h.maxsize() {
+                // One last look for producers that died with items.
+                self.reclaim_dead(local);
+                if h.accepted() >= h.maxsize() {
+                    return Err((QueueError::Full, enc));
+                }
+            } else if Instant::now() >= next_reclaim {
+                self.reclaim_dead(local);
+                next_reclaim = Instant::now() + WAIT_SLICE;
+            }
+        }
+    }
+
+    /// A SimpleQueue's put: no feeder; writes under the lock, waiting for
+    /// room in the ring as long as it takes.
+    pub(crate) fn put_now(&self, enc: Encoded) -> Result<(), (QueueError, Encoded)> {
+        let local = self.local();
+        let h = self.header();
+        loop {
+            if local.is_closed() {
+                return Err((QueueError::Closed, enc));
+            }
+            let guard = self.lock();
+            let txn = Txn::begin(h);
+            match self.commit(&enc) {
+                Ok(true) => {
+                    h.set_accepted(h.accepted().saturating_add(1));
+                    drop(txn);
+                    let _ = h.not_empty.notify(&h.lock, 1);
+                    drop(guard);
+                    enc.delivered();
+                    return Ok(());
+                }
+                Ok(false) => {}
+                Err(e) => return Err((e, enc)),
+            }
+            drop(txn);
+            self.wait(&h.not_full, Deadline::Never);
+        }
+    }
+
+    /// A get: the next item, waiting until `deadline`.
+    pub(crate) fn get(&self, deadline: Deadline) -> Result<Taken, QueueError> {
+        let local = self.local();
+        if local.is_closed() {
+            return Err(QueueError::Closed);
+        }
+        let h = self.header();
+        if h.items() == 0 && !deadline.has_passed() {
+            local.spin_until(|| h.items() > 0 || h.flags() & SHUTDOWN != 0);
+        }
+        let mut next_reclaim = Instant::now() + WAIT_SLICE;
+        let mut guard = self.lock();
+        loop {
+            let ring = self.ring();
+            let txn = Txn::begin(h);
+            let mut buf = Vec::new();
+            match ring.pop(&mut buf) {
+                Ok(Some(entry)) => {
+                    h.set_accepted(h.accepted().saturating_sub(1));
+                    drop(txn);
+                    let taken = match entry {
+                        Entry::Inline => Ok(Taken::Bytes(buf)),
+                        Entry::Marker(seq) => match self.parts.side.recv(seq) {
+                            Ok(Received::Item { fds, payload }) => Ok(Taken::Side(fds, payload)),
+                            Ok(Received::Missing) => Err(QueueError::Corrupt(
+                                "an item's datagram was not on the side channel".into(),
+                            )),
+                            Err(side::SideError::Corrupt(why)) => {
+                                Err(QueueError::Corrupt(why.into()))
+                            }
+                            Err(side::SideError::Io(e)) => Err(QueueError::Io(e)),
+                        },
+                    };
+                    let _ = h.not_full.notify_all(&h.lock);
+                    drop(guard);
+                    return taken;
+                }
+                Ok(None) => drop(txn),
+                Err(Corrupt(why)) => {
+                    ring.repair();
+                    drop(txn);
+                    self.notify_everyone();
+                    return Err(QueueError::Corrupt(why.into()));
+                }
+            }
+            let shut = h.flags() & SHUTDOWN != 0;
+            if shut && h.accepted() == 0 {
+                return Err(QueueError::ShutDown);
+            }
+            if deadline.has_passed() {
+                return Err(QueueError::Empty);
+            }
+            self.wait(&h.not_empty, deadline);
+            if shut && Instant::now() >= next_reclaim {
+                // Items still accepted after a shutdown may sit in the
+                // feeder of a process that died.
+                drop(guard);
+                self.reclaim_dead(local);
+                next_reclaim = Instant::now() + WAIT_SLICE;
+                guard = self.lock();
+            }
+        }
+    }
+
+    /// CPython 3.13's `shutdown(immediate)`, for every process.
+    pub(crate) fn shutdown(&self, immediate: bool) {
+        let h = self.header();
+        let _g = self.lock();
+        let txn = Txn::begin(h);
+        let mut flags = h.flags() | SHUTDOWN;
+        if immediate {
+            flags |= IMMEDIATE;
+        }
+        h.set_flags(flags);
+        let mut markers = Vec::new();
+        if immediate {
+            let dropped = h.items();
+            markers = self.ring().clear();
+            h.set_accepted(h.accepted().saturating_sub(dropped));
+            if self.kind == Kind::Joinable {
+                h.set_unfinished(h.unfinished().saturating_sub(dropped));
+            }
+        }
+        drop(txn);
+        for seq in markers {
+            // Their fds close as the datagrams go.
+            let _ = self.parts.side.recv(seq);
+        }
+        self.notify_everyone();
+    }
+
+    /// JoinableQueue's `task_done()`.
+    pub(crate) fn task_done(&self) -> Result<(), QueueError> {
+        let h = self.header();
+        let _g = self.lock();
+        let txn = Txn::begin(h);
+        let n = h.unfinished();
+        if n == 0 {
+            return Err(QueueError::TaskDoneTooManyTimes);
+        }
+        h.set_unfinished(n - 1);
+        drop(txn);
+        if n == 1 {
+            let _ = h.all_done.notify_all(&h.lock);
+        }
+        Ok(())
+    }
+
+    /// JoinableQueue's `join()`: until every item put is done, at most
+    /// until `deadline`; whether they are.
+    pub(crate) fn join_tasks(&self, deadline: Deadline) -> bool {
+        let local = self.local();
+        let h = self.header();
+        let mut next_reclaim = Instant::now() + WAIT_SLICE;
+        loop {
+            let guard = self.lock();
+            if h.unfinished() == 0 {
+                return true;
+            }
+            if deadline.has_passed() {
+                return false;
+            }
+            self.wait(&h.all_done, deadline);
+            drop(guard);
+            if Instant::now() >= next_reclaim {
+                self.reclaim_dead(local);
+                next_reclaim = Instant::now() + WAIT_SLICE;
+            }
+        }
+    }
+
+    /// Takes back the pending items of producers that died with items in
+    /// their feeders (judged outside the lock, from `/proc`): they no
+    /// longer count as accepted or unfinished, and waiters are woken.
+    pub(crate) fn reclaim_dead(&self, local: &Local) {
+        let h = self.header();
+        let me = local.stamp().bits();
+        let dead: Vec<(usize, u64)> = h
+            .pending_owners()
+            .into_iter()
+            .filter(|&(_, stamp)| {
+                stamp != me && ProcessStamp::from_bits(stamp).is_some_and(|p| !p.is_alive())
+            })
+            .collect();
+        if dead.is_empty() {
+            return;
+        }
+        let _g = self.lock();
+        let mut lost = 0;
+        for (i, stamp) in dead {
+            let txn = Txn::begin(h);
+            lost += txn.reclaim(i, stamp);
+        }
+        if lost > 0 {
+            self.notify_everyone();
+        }
+    }
+
+    /// Commits a feeder's batch, in order, as room comes; discards it if
+    /// the queue was shut down with `immediate`.
+    pub(crate) fn flush_batch(&self, local: &Local, batch: &mut std::collections::VecDeque<Encoded>) {
+        let h = self.header();
+        let slot = local.state().slot;
+        let mut next_reclaim = Instant::now() + WAIT_SLICE;
+        while !batch.is_empty() {
+            let guard = self.lock();
+            let mut committed = 0;
+            let mut delivered = Vec::new();
+            while let Some(enc) = batch.front() {
+                if h.flags() & IMMEDIATE != 0 {
+                    let n = batch.len() as u32;
+                    let txn = Txn::begin(h);
+                    h.set_accepted(h.accepted().saturating_sub(n));
+                    if self.kind == Kind::Joinable {
+                        h.set_unfinished(h.unfinished().saturating_sub(n));
+                    }
+                    txn.sub_pending(local.stamp(), slot, n);
+                    drop(txn);
+                    batch.clear();
+                    self.notify_everyone();
+                    break;
+                }
+                let txn = Txn::begin(h);
+                match self.commit(enc) {
+                    Ok(true) => {
+                        txn.sub_pending(local.stamp(), slot, 1);
+                        committed += 1;
+                    }
+                    Ok(false) => break,
+                    Err(e) => {
+                        // CPython's feeder prints the error and drops the
+                        // item, releasing its share of maxsize.
+                        eprintln!(
+                            "mp-queue: the feeder thread of a queue of {} dropped an item: {e:?}",
+                            self.type_name
+                        );
+                        h.set_accepted(h.accepted().saturating_sub(1));
+                        if self.kind == Kind::Joinable {
+                            h.set_unfinished(h.unfinished().saturating_sub(1));
+                        }
+                        txn.sub_pending(local.stamp(), slot, 1);
+                        drop(txn);
+                        self.notify_everyone();
+                        batch.pop_front();
+                        continue;
+                    }
+                }
+                drop(txn);
+                delivered.extend(batch.pop_front());
+            }
+            if committed > 0 {
+                let _ = h.not_empty.notify(&h.lock, committed);
+            }
+            if !batch.is_empty() {
+                // Room comes when consumers take items.
+                self.wait(&h.not_full, Deadline::Never);
+            }
+            drop(guard);
+            for enc in delivered {
+                enc.delivered();
+            }
+            if !batch.is_empty() && Instant::now() >= next_reclaim {
+                self.reclaim_dead(local);
+                next_reclaim = Instant::now() + WAIT_SLICE;
+            }
+        }
+    }
+}
+
+/// Decodes what a get took, outside the lock (a memfd's payload is read
+/// here: for a `Vec<u8>` item straight into the vector returned).
+pub(crate) fn decode_taken<T: serde::de::DeserializeOwned + 'static>(
+    taken: Taken,
+) -> Result<T, QueueError> {
+    let corrupt = |e: side::SideError| match e {
+        side::SideError::Corrupt(why) => QueueError::Corrupt(why.into()),
+        side::SideError::Io(e) => QueueError::Io(e),
+    };
+    match taken {
+        Taken::Bytes(payload) => encode::decode(payload, Vec::new()),
+        Taken::Side(fds, ReceivedPayload::Bytes(payload)) => encode::decode(payload, fds),
+        Taken::Side(fds, ReceivedPayload::Memfd(fd, len)) if encode::is_bytes::<T>() => {
+            if !fds.is_empty() {
+                return Err(QueueError::Corrupt(
+                    "a byte vector that came with fds".into(),
+                ));
+            }
+            let data = side::read_memfd_bytes(&fd, len).map_err(corrupt)?;
+            Ok(encode::give_bytes(data).expect("T is Vec<u8>"))
+        }
+        Taken::Side(fds, ReceivedPayload::Memfd(fd, len)) => {
+            let mut payload = Vec::new();
+            side::read_memfd(&fd, len, &mut payload).map_err(corrupt)?;
+            encode::decode(payload, fds)
+        }
+    }
+}

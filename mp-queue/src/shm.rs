@@ -1,0 +1,116 @@
+//! The shared memory of a queue, declared safe to place there: the ring's
+//! header (a [`SharedState`]) and the ring's bytes.
+//!
+//! # Safety
+//!
+//! The only `unsafe` of this crate:
+//!
+//! - [`Header`] is `#[repr(C)]` (its layout asserted beside it), made only
+//!   of atomics and of other [`SharedState`] types (mp-heap's
+//!   `ProcessLock`, mp-sync's `CondState`), so every bit pattern is valid;
+//!   it holds no pointers, has no `Drop`, and is used only through `&Self`,
+//!   exactly what [`SharedState`] asks.
+//! - [`RingBytes`] copies bytes in and out of a [`SharedBuffer`] through its
+//!   raw pointer (the mapping's own pointer, not one derived from a
+//!   reference), always inside `0..len`, checked before each copy. The
+//!   bytes are shared memory that other processes write: well-behaved
+//!   peers only touch them under the ring's lock (so no two copies
+//!   overlap in time), and a faulty one can at worst make us copy
+//!   garbage, which every reader validates; no reference to the bytes is
+//!   ever formed.
+
+#![allow(unsafe_code)]
+
+use mp_heap::{SharedBuffer, SharedState};
+
+use crate::ring::Header;
+
+// SAFETY: see the module docs.
+unsafe impl SharedState for Header {}
+
+/// The ring's data area: a block of shared memory, copied in and out at
+/// offsets, never borrowed.
+#[derive(Debug)]
+pub(crate) struct RingBytes {
+    buf: SharedBuffer,
+}
+
+impl RingBytes {
+    pub(crate) fn new(buf: SharedBuffer) -> RingBytes {
+        RingBytes { buf }
+    }
+
+    pub(crate) fn buffer(&self) -> &SharedBuffer {
+        &self.buf
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Copies `src` to `offset`; `false` (nothing copied) if it does not
+    /// fit inside the area.
+    pub(crate) fn write(&self, offset: usize, src: &[u8]) -> bool {
+        if offset
+            .checked_add(src.len())
+            .is_none_or(|end| end > self.buf.len())
+        {
+            return false;
+        }
+        // SAFETY: `offset..offset + src.len()` lies inside the block
+        // (checked above), which stays mapped while `self.buf` lives; the
+        // pointer is the mapping's own, so writing through it is allowed;
+        // `src` is private memory and cannot overlap shared memory we are
+        // writing (see the module docs for concurrent writers).
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                src.as_ptr(),
+                self.buf.as_ptr().cast_mut().add(offset),
+                src.len(),
+            );
+        }
+        true
+    }
+
+    /// Copies `dst.len()` bytes from `offset`; `false` (nothing copied) if
+    /// they do not lie inside the area.
+    pub(crate) fn read(&self, offset: usize, dst: &mut [u8]) -> bool {
+        if offset
+            .checked_add(dst.len())
+            .is_none_or(|end| end > self.buf.len())
+        {
+            return false;
+        }
+        // SAFETY: as in `write`, reading the block into private memory.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.buf.as_ptr().add(offset),
+                dst.as_mut_ptr(),
+                dst.len(),
+            );
+        }
+        true
+    }
+
+    /// Appends `len` bytes from `offset` to `out`; `false` (nothing
+    /// appended) if they do not lie inside the area.
+    pub(crate) fn read_into_vec(&self, offset: usize, len: usize, out: &mut Vec<u8>) -> bool {
+        if offset.checked_add(len).is_none_or(|end| end > self.buf.len()) {
+            return false;
+        }
+        out.reserve(len);
+        let spare = &mut out.spare_capacity_mut()[..len];
+        // SAFETY: the source range lies inside the block (checked above);
+        // `spare` is `len` bytes of `out`'s allocation, which the copy
+        // initializes before `set_len` exposes them.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.buf.as_ptr().add(offset),
+                spare.as_mut_ptr().cast::<u8>(),
+                len,
+            );
+            out.set_len(out.len() + len);
+        }
+        true
+    }
+}

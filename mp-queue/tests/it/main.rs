@@ -1,0 +1,7 @@
+//! mp-queue's integration tests that run in one process (the ones that
+//! start processes are in `tests/processes.rs`, a `harness = false`
+//! target).
+
+mod basics;
+mod items;
+mod shutdown;
