@@ -5,7 +5,7 @@
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mp_heap::{Deadline, ForkCell, OWNER_CHECK_INTERVAL, ProcessLockGuard, ProcessStamp, Shared};
 use mp_sync::{CondState, SyncError};
@@ -78,6 +78,11 @@ impl Inner {
         Ring::new(&self.parts.header, &self.parts.bytes, self.inline_max)
     }
 
+    /// The ring, for the test hooks.
+    pub(crate) fn ring_for_hooks(&self) -> Ring<'_> {
+        self.ring()
+    }
+
     /// This process's state; a forked child gets its own on first use.
     pub(crate) fn local(&self) -> &Local {
         let local = self.local.get();
@@ -127,10 +132,10 @@ impl Inner {
 
     /// Writes `enc` to the ring (an INLINE entry, or a datagram and its
     /// MARKER), with the lock held; `Ok(false)` if there is no room now.
-    pub(crate) fn commit(&self, enc: &Encoded) -> Result<bool, QueueError> {
+    pub(crate) fn commit(&self, enc: &Encoded<'_>) -> Result<bool, QueueError> {
         let ring = self.ring();
         let result = match enc.route {
-            Route::Ring => ring.push_inline(&enc.body.parts()),
+            Route::Ring => ring.push_inline(&enc.parts()),
             Route::Dgram | Route::Memfd => return self.commit_side(&ring, enc),
         };
         match result {
@@ -144,7 +149,7 @@ impl Inner {
         }
     }
 
-    fn commit_side(&self, ring: &Ring<'_>, enc: &Encoded) -> Result<bool, QueueError> {
+    fn commit_side(&self, ring: &Ring<'_>, enc: &Encoded<'_>) -> Result<bool, QueueError> {
         let at = match ring.marker_room() {
             Ok(Some(at)) => at,
             Ok(None) => return Ok(false),
@@ -155,7 +160,7 @@ impl Inner {
         };
         let seq = self.header().next_side_seq();
         let fds: Vec<BorrowedFd<'_>> = enc.fds().iter().map(AsFd::as_fd).collect();
-        let parts = enc.body.parts();
+        let parts = enc.parts();
         let payload = match (&enc.route, &enc.memfd) {
             (Route::Memfd, Some((fd, len))) => Payload::Memfd(fd, *len),
             _ => Payload::Inline(&parts),
@@ -175,8 +180,8 @@ impl Inner {
         guard: Guard<'_>,
         local: &Local,
         state: &mut feeder::State,
-        enc: Encoded,
-    ) -> Result<(), (QueueError, Encoded)> {
+        enc: Encoded<'_>,
+    ) -> Result<(), QueueError> {
         let h = self.header();
         let joinable = self.kind == Kind::Joinable;
         let txn = Txn::begin(h);
@@ -199,7 +204,7 @@ impl Inner {
                     if joinable {
                         h.set_unfinished(h.unfinished().saturating_sub(1));
                     }
-                    return Err((e, enc));
+                    return Err(e);
                 }
             }
         }
@@ -208,9 +213,9 @@ impl Inner {
         drop(guard);
         if let Err(e) = feeder::ensure_running(self, state) {
             self.withdraw(local, state, 1);
-            return Err((QueueError::Io(e), enc));
+            return Err(QueueError::Io(e));
         }
-        state.buffer.push_back(enc);
+        state.buffer.push_back(enc.into_owned());
         local.notify();
         Ok(())
     }
@@ -235,49 +240,55 @@ impl Inner {
 
     /// A put: waits (until `deadline`) for room under `maxsize`, then
     /// accepts the item.
-    pub(crate) fn put(self: &Arc<Self>, enc: Encoded, deadline: Deadline) -> Result<(), (QueueError, Encoded)> {
+    pub(crate) fn put(self: &Arc<Self>, enc: Encoded<'_>, deadline: Deadline) -> Result<(), QueueError> {
         let local = self.local();
-        let mut next_reclaim = Instant::now() + WAIT_SLICE;
+        let mut last_look = false;
         loop {
             let mut state = local.state();
             if local.is_closed() {
-                return Err((QueueError::Closed, enc));
+                return Err(QueueError::Closed);
             }
             let guard = self.lock();
             let h = self.header();
             if h.flags() & SHUTDOWN != 0 {
-                return Err((QueueError::ShutDown, enc));
+                return Err(QueueError::ShutDown);
             }
             if h.accepted() < h.maxsize() {
                 return self.accept(guard, local, &mut state, enc);
             }
             drop(state);
-            if deadline.has_passed() {
-                return Err((QueueError::Full, enc));
+            if last_look {
+                return Err(QueueError::Full);
             }
-            let in_time = self.wait(&h.not_full, deadline);
+            let in_time = !deadline.has_passed() && self.wait(&h.not_full, deadline);
             drop(guard);
-            if !in_time && h.accepted() >= h.maxsize() {
-                // One last look for producers that died with items.
+            if !in_time {
+                // One last look, for producers that died with items.
                 self.reclaim_dead(local);
-                if h.accepted() >= h.maxsize() {
-                    return Err((QueueError::Full, enc));
-                }
-            } else if Instant::now() >= next_reclaim {
+                last_look = true;
+            } else if local.reclaim_due() {
                 self.reclaim_dead(local);
-                next_reclaim = Instant::now() + WAIT_SLICE;
             }
+        }
+    }
+
+    /// Looks for dead producers if this process has not lately (the lock
+    /// must not be held).
+    pub(crate) fn maybe_reclaim(&self) {
+        let local = self.local();
+        if local.reclaim_due() {
+            self.reclaim_dead(local);
         }
     }
 
     /// A SimpleQueue's put: no feeder; writes under the lock, waiting for
     /// room in the ring as long as it takes.
-    pub(crate) fn put_now(&self, enc: Encoded) -> Result<(), (QueueError, Encoded)> {
+    pub(crate) fn put_now(&self, enc: Encoded<'_>) -> Result<(), QueueError> {
         let local = self.local();
         let h = self.header();
         loop {
             if local.is_closed() {
-                return Err((QueueError::Closed, enc));
+                return Err(QueueError::Closed);
             }
             let guard = self.lock();
             let txn = Txn::begin(h);
@@ -291,7 +302,7 @@ impl Inner {
                     return Ok(());
                 }
                 Ok(false) => {}
-                Err(e) => return Err((e, enc)),
+                Err(e) => return Err(e),
             }
             drop(txn);
             self.wait(&h.not_full, Deadline::Never);
@@ -308,7 +319,6 @@ impl Inner {
         if h.items() == 0 && !deadline.has_passed() {
             local.spin_until(|| h.items() > 0 || h.flags() & SHUTDOWN != 0);
         }
-        let mut next_reclaim = Instant::now() + WAIT_SLICE;
         let mut guard = self.lock();
         loop {
             let ring = self.ring();
@@ -351,12 +361,12 @@ impl Inner {
                 return Err(QueueError::Empty);
             }
             self.wait(&h.not_empty, deadline);
-            if shut && Instant::now() >= next_reclaim {
-                // Items still accepted after a shutdown may sit in the
-                // feeder of a process that died.
+            if local.reclaim_due() {
+                // Items accepted and never coming (they sat in the feeder
+                // of a process that died) must stop counting, or a get
+                // after a shutdown would wait for them.
                 drop(guard);
                 self.reclaim_dead(local);
-                next_reclaim = Instant::now() + WAIT_SLICE;
                 guard = self.lock();
             }
         }
@@ -411,7 +421,6 @@ impl Inner {
     pub(crate) fn join_tasks(&self, deadline: Deadline) -> bool {
         let local = self.local();
         let h = self.header();
-        let mut next_reclaim = Instant::now() + WAIT_SLICE;
         loop {
             let guard = self.lock();
             if h.unfinished() == 0 {
@@ -422,9 +431,8 @@ impl Inner {
             }
             self.wait(&h.all_done, deadline);
             drop(guard);
-            if Instant::now() >= next_reclaim {
+            if local.reclaim_due() {
                 self.reclaim_dead(local);
-                next_reclaim = Instant::now() + WAIT_SLICE;
             }
         }
     }
@@ -458,10 +466,13 @@ impl Inner {
 
     /// Commits a feeder's batch, in order, as room comes; discards it if
     /// the queue was shut down with `immediate`.
-    pub(crate) fn flush_batch(&self, local: &Local, batch: &mut std::collections::VecDeque<Encoded>) {
+    pub(crate) fn flush_batch(
+        &self,
+        local: &Local,
+        batch: &mut std::collections::VecDeque<Encoded<'static>>,
+    ) {
         let h = self.header();
         let slot = local.state().slot;
-        let mut next_reclaim = Instant::now() + WAIT_SLICE;
         while !batch.is_empty() {
             let guard = self.lock();
             let mut committed = 0;
@@ -519,9 +530,8 @@ impl Inner {
             for enc in delivered {
                 enc.delivered();
             }
-            if !batch.is_empty() && Instant::now() >= next_reclaim {
+            if !batch.is_empty() && local.reclaim_due() {
                 self.reclaim_dead(local);
-                next_reclaim = Instant::now() + WAIT_SLICE;
             }
         }
     }

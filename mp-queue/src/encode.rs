@@ -56,13 +56,9 @@ pub(crate) fn decode_len(bytes: &[u8]) -> Option<(usize, usize)> {
     None
 }
 
-/// `item` as a `Vec<u8>`, if that is its type; otherwise `item` back.
-pub(crate) fn take_bytes<T: 'static>(item: T) -> Result<Vec<u8>, T> {
-    let mut slot = Some(item);
-    match (&mut slot as &mut dyn Any).downcast_mut::<Option<Vec<u8>>>() {
-        Some(bytes) => Ok(bytes.take().unwrap_or_default()),
-        None => Err(slot.take().expect("still there")),
-    }
+/// `item` as a byte vector, if that is its type.
+fn as_bytes<T: 'static>(item: &T) -> Option<&Vec<u8>> {
+    (item as &dyn Any).downcast_ref::<Vec<u8>>()
 }
 
 /// `bytes` as a `T`, if `T` is `Vec<u8>`.
@@ -78,17 +74,15 @@ pub(crate) fn is_bytes<T: 'static>() -> bool {
     std::any::TypeId::of::<T>() == std::any::TypeId::of::<Vec<u8>>()
 }
 
-/// An item's bytes, before they go anywhere.
+/// A byte vector's bytes (after its length prefix).
 #[derive(Debug)]
-pub(crate) enum Body {
-    /// postcard bytes and the fds beside them.
-    Parcel(Parcel),
-    /// A `Vec<u8>` item: postcard's length prefix, then the vector itself.
-    Bytes {
-        prefix: [u8; VARINT_MAX],
-        prefix_len: u8,
-        data: Vec<u8>,
-    },
+enum Data<'a> {
+    /// The caller's vector, while the put runs.
+    Borrowed(&'a [u8]),
+    /// A copy, for a feeder.
+    Owned(Vec<u8>),
+    /// Already written to the memfd.
+    InMemfd,
 }
 
 /// Where an item goes.
@@ -102,46 +96,50 @@ pub(crate) enum Route {
     Memfd,
 }
 
-/// An encoded item, ready to be committed (now, or later by a feeder).
+/// An encoded item, ready to be committed: borrowing the caller's bytes
+/// while the put runs, or owned ([`Encoded::into_owned`]) in a feeder.
 #[derive(Debug)]
-pub(crate) struct Encoded {
-    pub(crate) body: Body,
+pub(crate) struct Encoded<'a> {
+    /// postcard bytes and the fds beside them (for items that are not
+    /// byte vectors).
+    parcel: Option<Parcel>,
+    /// A byte vector's postcard length prefix, and its bytes.
+    prefix: [u8; VARINT_MAX],
+    prefix_len: u8,
+    data: Data<'a>,
     pub(crate) route: Route,
-    /// The memfd holding the payload (`Route::Memfd`).
+    /// The memfd holding the payload (`Route::Memfd`) and its length.
     pub(crate) memfd: Option<(OwnedFd, u64)>,
 }
 
-impl Encoded {
-    /// Encodes `item` (moved in when it is a `Vec<u8>`): the item comes
-    /// back beside the encoding, unless it was moved in.
-    pub(crate) fn new<T: Serialize + 'static>(
-        item: T,
-        inline_max: usize,
-    ) -> Result<(Encoded, Option<T>), (QueueError, T)> {
-        let (body, kept) = match take_bytes(item) {
-            Ok(data) => {
+impl<'a> Encoded<'a> {
+    /// Encodes `item`; a byte vector is borrowed, not copied.
+    pub(crate) fn new<T: Serialize + 'static>(item: &'a T, inline_max: usize) -> Result<Encoded<'a>, QueueError> {
+        let mut enc = match as_bytes(item) {
+            Some(bytes) => {
                 let mut prefix = [0u8; VARINT_MAX];
-                let prefix_len = encode_len(data.len() as u64, &mut prefix) as u8;
-                (
-                    Body::Bytes {
-                        prefix,
-                        prefix_len,
-                        data,
-                    },
-                    None,
-                )
+                let prefix_len = encode_len(bytes.len() as u64, &mut prefix) as u8;
+                Encoded {
+                    parcel: None,
+                    prefix,
+                    prefix_len,
+                    data: Data::Borrowed(bytes),
+                    route: Route::Ring,
+                    memfd: None,
+                }
             }
-            Err(item) => match Parcel::encode(&item) {
-                Ok(parcel) => (Body::Parcel(parcel), Some(item)),
-                Err(e) => return Err((QueueError::Encode(e), item)),
+            None => Encoded {
+                parcel: Some(Parcel::encode(item).map_err(QueueError::Encode)?),
+                prefix: [0; VARINT_MAX],
+                prefix_len: 0,
+                data: Data::Borrowed(&[]),
+                route: Route::Ring,
+                memfd: None,
             },
         };
-        let fds = match &body {
-            Body::Parcel(p) => p.fds().len(),
-            Body::Bytes { .. } => 0,
-        };
-        let len = body.len();
-        let route = if fds > 0 {
+        let fds = enc.fds().len();
+        let len = enc.len();
+        enc.route = if fds > 0 {
             if len <= side::DGRAM_INLINE_MAX {
                 Route::Dgram
             } else {
@@ -152,74 +150,67 @@ impl Encoded {
         } else {
             Route::Memfd
         };
-        let mut encoded = Encoded {
-            body,
-            route,
-            memfd: None,
-        };
-        if fds + usize::from(route == Route::Memfd) > side::SCM_MAX_FD {
-            let e = QueueError::TooManyFds {
+        if fds + usize::from(enc.route == Route::Memfd) > side::SCM_MAX_FD {
+            return Err(QueueError::TooManyFds {
                 fds,
                 max: side::SCM_MAX_FD - 1,
-            };
-            return Err((e, encoded.into_item(kept)));
+            });
         }
-        if route == Route::Memfd {
-            match side::write_memfd(&encoded.body.parts()) {
-                Ok(memfd) => encoded.memfd = Some(memfd),
-                Err(e) => return Err((QueueError::Io(e), encoded.into_item(kept))),
-            }
+        if enc.route == Route::Memfd {
+            enc.memfd = Some(side::write_memfd(&enc.parts()).map_err(QueueError::Io)?);
+            enc.data = Data::InMemfd;
         }
-        Ok((encoded, kept))
+        Ok(enc)
     }
 
-    /// The item again, for a put that failed: `kept` if the encoding did
-    /// not take it, else the vector it took.
-    pub(crate) fn into_item<T: 'static>(self, kept: Option<T>) -> T {
-        match (kept, self.body) {
-            (Some(item), _) => item,
-            (None, Body::Bytes { data, .. }) => give_bytes(data).expect("taken from a Vec<u8>"),
-            (None, Body::Parcel(_)) => unreachable!("a parcel's item is always kept"),
+    /// The same item, owning its bytes (for a feeder's buffer).
+    pub(crate) fn into_owned(self) -> Encoded<'static> {
+        let data = match self.data {
+            Data::Borrowed(b) => Data::Owned(b.to_vec()),
+            Data::Owned(v) => Data::Owned(v),
+            Data::InMemfd => Data::InMemfd,
+        };
+        Encoded {
+            parcel: self.parcel,
+            prefix: self.prefix,
+            prefix_len: self.prefix_len,
+            data,
+            route: self.route,
+            memfd: self.memfd,
         }
     }
 
     /// The fds that travel with the item.
     pub(crate) fn fds(&self) -> &[OwnedFd] {
-        match &self.body {
-            Body::Parcel(p) => p.fds(),
-            Body::Bytes { .. } => &[],
-        }
+        self.parcel.as_ref().map_or(&[], |p| p.fds())
     }
 
     /// Tells the encoded values that their copy arrived (a connection
     /// inside gives up the read-ahead bytes its copy took along).
     pub(crate) fn delivered(self) {
-        if let Body::Parcel(p) = self.body {
+        if let Some(p) = self.parcel {
             p.delivered();
         }
     }
-}
 
-impl Body {
     /// The payload's length.
-    pub(crate) fn len(&self) -> usize {
-        match self {
-            Body::Parcel(p) => p.bytes().len(),
-            Body::Bytes {
-                prefix_len, data, ..
-            } => usize::from(*prefix_len) + data.len(),
+    fn len(&self) -> usize {
+        match (&self.parcel, &self.data) {
+            (Some(p), _) => p.bytes().len(),
+            (None, Data::Borrowed(b)) => usize::from(self.prefix_len) + b.len(),
+            (None, Data::Owned(b)) => usize::from(self.prefix_len) + b.len(),
+            (None, Data::InMemfd) => 0,
         }
     }
 
-    /// The payload, as the parts to write one after the other.
+    /// The payload (when it is not in a memfd), as the parts to write one
+    /// after the other.
     pub(crate) fn parts(&self) -> [&[u8]; 2] {
-        match self {
-            Body::Parcel(p) => [p.bytes(), &[]],
-            Body::Bytes {
-                prefix,
-                prefix_len,
-                data,
-            } => [&prefix[..usize::from(*prefix_len)], data],
+        match (&self.parcel, &self.data) {
+            (Some(p), _) => [p.bytes(), &[]],
+            (None, Data::Borrowed(b)) => [&self.prefix[..usize::from(self.prefix_len)], b],
+            (None, Data::Owned(b)) => [&self.prefix[..usize::from(self.prefix_len)], b],
+            (None, Data::InMemfd) => [&[], &[]],
         }
     }
 }
@@ -257,9 +248,9 @@ mod tests {
         for len in [0usize, 1, 127, 128, 300, 16_384, 70_000] {
             let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
             let postcard = postcard::to_allocvec(&data).unwrap();
-            let (enc, kept) = Encoded::new(data.clone(), usize::MAX).unwrap();
-            assert!(kept.is_none());
-            assert_eq!(enc.body.parts().concat(), postcard, "len {len}");
+            let enc = Encoded::new(&data, usize::MAX).unwrap();
+            assert_eq!(enc.parts().concat(), postcard, "len {len}");
+            assert_eq!(enc.into_owned().parts().concat(), postcard, "len {len}");
             // Read back by both paths.
             let back: Vec<u8> = decode(postcard.clone(), Vec::new()).unwrap();
             assert_eq!(back, data);
@@ -283,14 +274,16 @@ mod tests {
     }
 
     #[test]
-    fn other_types_keep_the_item_and_bytes_come_back() {
-        let (enc, kept) = Encoded::new(("x".to_string(), 7u32), 1024).unwrap();
-        assert_eq!(enc.route, Route::Ring);
-        let item: (String, u32) = enc.into_item(kept);
-        assert_eq!(item.1, 7);
-        let (enc, kept) = Encoded::new(vec![1u8; 2000], 1024).unwrap();
+    fn items_are_routed_by_size_and_fds() {
+        let small = ("x".to_string(), 7u32);
+        assert_eq!(Encoded::new(&small, 1024).unwrap().route, Route::Ring);
+        let big = vec![1u8; 2000];
+        let enc = Encoded::new(&big, 1024).unwrap();
         assert_eq!(enc.route, Route::Memfd);
-        let back: Vec<u8> = enc.into_item(kept);
-        assert_eq!(back.len(), 2000);
+        assert_eq!(enc.memfd.as_ref().map(|m| m.1), Some(2002));
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let with_fd = mp_reduction::Fd::from(OwnedFd::from(a));
+        let enc = Encoded::new(&with_fd, 1024).unwrap();
+        assert_eq!((enc.route, enc.fds().len()), (Route::Dgram, 1));
     }
 }

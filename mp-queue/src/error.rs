@@ -1,4 +1,4 @@
-//! [`QueueError`] and [`PutError`]: what the queues report, named after
+//! [`QueueError`]: what the queues report, named after
 //! the exceptions CPython raises (`queue.Empty`, `queue.Full`,
 //! `queue.ShutDown`, `ValueError`).
 
@@ -92,79 +92,6 @@ fn write_chain(e: &dyn std::error::Error, f: &mut fmt::Formatter<'_>) -> fmt::Re
     Ok(())
 }
 
-/// A put that did not happen: why, and the item, handed back.
-///
-/// ```
-/// use mp_queue::{Queue, QueueError};
-///
-/// let q = Queue::new(1)?;
-/// q.put_nowait(1_u32).unwrap();
-/// let err = q.put_nowait(2).unwrap_err();
-/// assert!(matches!(err.error(), QueueError::Full));
-/// assert_eq!(err.into_inner(), 2);
-/// # Ok::<(), QueueError>(())
-/// ```
-pub struct PutError<T> {
-    error: QueueError,
-    item: T,
-}
-
-impl<T> PutError<T> {
-    pub(crate) fn new(error: QueueError, item: T) -> PutError<T> {
-        PutError { error, item }
-    }
-
-    /// Why the put failed.
-    pub fn error(&self) -> &QueueError {
-        &self.error
-    }
-
-    /// The item that was not put.
-    pub fn into_inner(self) -> T {
-        self.item
-    }
-
-    /// The error and the item, apart.
-    pub fn into_parts(self) -> (QueueError, T) {
-        (self.error, self.item)
-    }
-
-    /// The error without the item.
-    pub fn into_error(self) -> QueueError {
-        self.error
-    }
-
-    /// Whether the queue was full (CPython's `queue.Full`).
-    pub fn is_full(&self) -> bool {
-        matches!(self.error, QueueError::Full)
-    }
-}
-
-impl<T> fmt::Display for PutError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.error, f)
-    }
-}
-
-/// The message and its causes (the item is not shown).
-impl<T> fmt::Debug for PutError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.error, f)
-    }
-}
-
-impl<T> std::error::Error for PutError<T> {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.error.source()
-    }
-}
-
-impl<T> From<PutError<T>> for QueueError {
-    fn from(e: PutError<T>) -> QueueError {
-        e.error
-    }
-}
-
 /// Results of this crate.
 pub type Result<T, E = QueueError> = std::result::Result<T, E>;
 
@@ -180,7 +107,7 @@ mod tests {
             format!("{e:?}"),
             "cannot allocate the queue's shared memory: Size 9 too large"
         );
-        let e = PutError::new(QueueError::Io(io::Error::other("disk on fire")), 5u8);
+        let e = QueueError::Io(io::Error::other("disk on fire"));
         assert_eq!(
             format!("{e:?}"),
             "a system call of the queue failed: disk on fire"

@@ -21,7 +21,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -48,7 +48,7 @@ const MIN_SPIN: Duration = Duration::from_nanos(300);
 #[derive(Debug)]
 pub(crate) struct State {
     /// Items accepted and not yet taken by the feeder, in put order.
-    pub(crate) buffer: VecDeque<Encoded>,
+    pub(crate) buffer: VecDeque<Encoded<'static>>,
     /// Items the feeder took out of the buffer and has not committed yet.
     pub(crate) in_flight: usize,
     /// This process's slot in the header (a hint; checked under the lock).
@@ -81,6 +81,15 @@ pub(crate) struct Local {
     /// The current spin budget of gets, in nanoseconds; `u32::MAX` until
     /// the CPU count is known, 0 on one CPU.
     spin_ns: AtomicU32,
+    /// When this process may next look for dead producers (milliseconds
+    /// on [`clock_ms`]).
+    next_reclaim_ms: AtomicU64,
+}
+
+/// Milliseconds since this process first asked.
+fn clock_ms() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
 impl Local {
@@ -101,7 +110,25 @@ impl Local {
             }),
             cond: Condvar::new(),
             spin_ns: AtomicU32::new(u32::MAX),
+            next_reclaim_ms: AtomicU64::new(0),
         }
+    }
+
+    /// Whether it is time to look for dead producers again (at most once
+    /// per [`WAIT_SLICE`](crate::core::WAIT_SLICE) per process).
+    pub(crate) fn reclaim_due(&self) -> bool {
+        let now = clock_ms();
+        let next = self.next_reclaim_ms.load(Ordering::Relaxed);
+        now >= next
+            && self
+                .next_reclaim_ms
+                .compare_exchange(
+                    next,
+                    now + crate::core::WAIT_SLICE.as_millis() as u64,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
     }
 
     /// Whether this state belongs to the calling process (not to the

@@ -41,24 +41,25 @@
 //! use mp_queue::{JoinableQueue, Queue, QueueError, SimpleQueue};
 //!
 //! let q: Queue<(u32, String)> = Queue::new(0)?;
-//! q.put((1, "one".into()), true, None).unwrap();
+//! q.put(&(1, "one".into()), true, None)?;
 //! assert_eq!(q.get(true, Some(Duration::from_secs(1)))?, (1, "one".into()));
 //! assert!(matches!(q.get_nowait(), Err(QueueError::Empty)));
 //!
 //! // Bytes of any size; items that hold fds.
 //! let blobs = SimpleQueue::new()?;
-//! blobs.put(vec![7_u8; 1 << 20]).unwrap();
+//! blobs.put(&vec![7_u8; 1 << 20])?;
 //! assert_eq!(blobs.get()?.len(), 1 << 20);
 //! let (a, b) = mp_conn::pipe(true)?;
 //! let ends: Queue<mp_conn::Connection> = Queue::new(0)?;
-//! ends.put(b, true, None).unwrap();
+//! ends.put(&b, true, None)?; // a duplicate of the end travels
+//! drop(b);
 //! let b = ends.get(true, None)?;
 //! a.send(&"through an end that went through a queue")?;
 //! # let mut b = b;
 //! assert_eq!(b.recv::<String>()?, "through an end that went through a queue");
 //!
 //! let jobs = JoinableQueue::new(0)?;
-//! jobs.put("job".to_string(), true, None).unwrap();
+//! jobs.put(&"job".to_string(), true, None)?;
 //! let _job = jobs.get(true, None)?;
 //! jobs.task_done()?;
 //! jobs.join()?;
@@ -73,7 +74,7 @@
 //!
 //! fn produce(q: Queue<u64>) {
 //!     for i in 0..1000 {
-//!         q.put(i, true, None).unwrap();
+//!         q.put(&i, true, None).unwrap();
 //!     }
 //! } // the child flushes what its feeder holds before it exits
 //!
@@ -103,8 +104,11 @@ mod side;
 
 #[doc(hidden)]
 pub mod __fuzz;
+#[doc(hidden)]
+#[path = "hooks.rs"]
+pub mod __hooks;
 
-pub use error::{PutError, QueueError, Result};
+pub use error::{QueueError, Result};
 pub use handle::{DEFAULT_RING_BYTES, INLINE_LIMIT, MAX_RING_BYTES, MIN_RING_BYTES, SEM_VALUE_MAX};
 pub use queue::{Item, JoinableQueue, Queue, QueueBuilder, SimpleQueue};
 

@@ -12,7 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::core::decode_taken;
 use crate::encode::Encoded;
-use crate::error::{PutError, QueueError, Result};
+use crate::error::{QueueError, Result};
 use crate::feeder;
 use crate::handle::{Core, DEFAULT_RING_BYTES};
 use crate::ring::{Kind, SHUTDOWN};
@@ -147,10 +147,11 @@ impl QueueBuilder {
 /// use mp_queue::{Queue, QueueError};
 ///
 /// let q = Queue::new(2)?;
-/// q.put("first".to_string(), true, None).unwrap();
-/// q.put_nowait("second".to_string()).unwrap();
+/// q.put(&"first".to_string(), true, None)?;
+/// q.put_nowait(&"second".to_string())?;
 /// assert!(q.full());
-/// assert!(q.put("third".to_string(), true, Some(Duration::from_millis(10))).unwrap_err().is_full());
+/// let late = "third".to_string();
+/// assert!(matches!(q.put(&late, true, Some(Duration::from_millis(10))), Err(QueueError::Full)));
 /// assert_eq!(q.get(true, None)?, "first");
 /// assert_eq!(q.qsize(), 1);
 /// q.shutdown(false); // CPython 3.13: puts fail, gets drain what is left
@@ -196,42 +197,40 @@ impl<T: Item> Queue<T> {
         }
     }
 
+    pub(crate) fn core(&self) -> &Core {
+        &self.core
+    }
+
     /// CPython's `put(obj, block=True, timeout=None)`: waits (without
     /// `block`, not at all; with a timeout, at most that long) for room
-    /// under `maxsize`, then hands the item to the queue.
+    /// under `maxsize`, then hands the item to the queue; the caller keeps
+    /// its item, as in CPython (and as with mp-conn's `send`).
     ///
     /// The item is encoded here (an error is the caller's, not a feeder's
     /// as in CPython); it reaches the ring now, or through this process's
-    /// feeder thread when the ring is full.
+    /// feeder thread when the ring is full. An item that holds fds sends
+    /// duplicates of them.
     ///
     /// # Errors
     ///
-    /// With the item handed back: [`QueueError::Full`],
-    /// [`QueueError::ShutDown`], [`QueueError::Closed`],
-    /// [`QueueError::Encode`], [`QueueError::TooManyFds`], or the system's
-    /// error.
-    pub fn put(&self, item: T, block: bool, timeout: Option<Duration>) -> Result<(), PutError<T>> {
+    /// [`QueueError::Full`], [`QueueError::ShutDown`],
+    /// [`QueueError::Closed`], [`QueueError::Encode`],
+    /// [`QueueError::TooManyFds`], or the system's error; nothing was put.
+    pub fn put(&self, item: &T, block: bool, timeout: Option<Duration>) -> Result<()> {
         let inner = &self.core.inner;
         let h = inner.header();
-        let local = inner.local();
         // Cheap refusals first (the lock decides, below).
-        if local.is_closed() {
-            return Err(PutError::new(QueueError::Closed, item));
+        if inner.local().is_closed() {
+            return Err(QueueError::Closed);
         }
         if h.flags() & SHUTDOWN != 0 {
-            return Err(PutError::new(QueueError::ShutDown, item));
+            return Err(QueueError::ShutDown);
         }
         if !block && h.accepted() >= h.maxsize() {
-            return Err(PutError::new(QueueError::Full, item));
+            return Err(QueueError::Full);
         }
-        let (enc, kept) = match Encoded::new(item, inner.inline_max) {
-            Ok(x) => x,
-            Err((e, item)) => return Err(PutError::new(e, item)),
-        };
-        match inner.put(enc, Deadline::for_acquire(block, timeout)) {
-            Ok(()) => Ok(()),
-            Err((e, enc)) => Err(PutError::new(e, enc.into_item(kept))),
-        }
+        let enc = Encoded::new(item, inner.inline_max)?;
+        inner.put(enc, Deadline::for_acquire(block, timeout))
     }
 
     /// CPython's `put_nowait(obj)`: `put(item, false, None)`.
@@ -239,7 +238,7 @@ impl<T: Item> Queue<T> {
     /// # Errors
     ///
     /// As [`put`](Queue::put).
-    pub fn put_nowait(&self, item: T) -> Result<(), PutError<T>> {
+    pub fn put_nowait(&self, item: &T) -> Result<()> {
         self.put(item, false, None)
     }
 
@@ -270,6 +269,8 @@ impl<T: Item> Queue<T> {
     /// (those still in feeder threads included). A snapshot: others may
     /// change it at once.
     pub fn qsize(&self) -> usize {
+        // Items that died with a producer stop counting here too.
+        self.core.inner.maybe_reclaim();
         self.core.inner.header().accepted() as usize
     }
 
@@ -280,6 +281,7 @@ impl<T: Item> Queue<T> {
 
     /// CPython's `full()`: whether a put would have to wait for room now.
     pub fn full(&self) -> bool {
+        self.core.inner.maybe_reclaim();
         let h = self.core.inner.header();
         h.accepted() >= h.maxsize()
     }
@@ -359,7 +361,7 @@ impl<'de, T: Item> Deserialize<'de> for Queue<T> {
 /// use mp_queue::{JoinableQueue, QueueError};
 ///
 /// let q = JoinableQueue::new(0)?;
-/// q.put(1_u8, true, None).unwrap();
+/// q.put(&1_u8, true, None)?;
 /// assert!(!q.join_timeout(std::time::Duration::from_millis(1))?);
 /// let _job = q.get(true, None)?;
 /// q.task_done()?;
@@ -473,7 +475,7 @@ impl<'de, T: Item> Deserialize<'de> for JoinableQueue<T> {
 ///
 /// ```
 /// let q = mp_queue::SimpleQueue::new()?;
-/// q.put(vec![1_u8, 2, 3]).unwrap();
+/// q.put(&vec![1_u8, 2, 3])?;
 /// assert!(!q.empty());
 /// assert_eq!(q.get()?, [1, 2, 3]);
 /// # Ok::<(), mp_queue::QueueError>(())
@@ -509,26 +511,19 @@ impl<T: Item> SimpleQueue<T> {
     }
 
     /// CPython's `put(obj)`: writes the item, waiting for room in the ring
-    /// as long as it takes (the side channel's for items that hold fds or
-    /// are big).
+    /// as long as it takes (the side channel's, for items that hold fds or
+    /// are big); the caller keeps its item.
     ///
     /// # Errors
     ///
-    /// With the item handed back: [`QueueError::Closed`],
-    /// [`QueueError::Encode`], [`QueueError::TooManyFds`], or the system's
-    /// error.
-    pub fn put(&self, item: T) -> Result<(), PutError<T>> {
+    /// [`QueueError::Closed`], [`QueueError::Encode`],
+    /// [`QueueError::TooManyFds`], or the system's error; nothing was put.
+    pub fn put(&self, item: &T) -> Result<()> {
         let inner = &self.core.inner;
         if inner.local().is_closed() {
-            return Err(PutError::new(QueueError::Closed, item));
+            return Err(QueueError::Closed);
         }
-        let (enc, kept) = match Encoded::new(item, inner.inline_max) {
-            Ok(x) => x,
-            Err((e, item)) => return Err(PutError::new(e, item)),
-        };
-        inner
-            .put_now(enc)
-            .map_err(|(e, enc)| PutError::new(e, enc.into_item(kept)))
+        inner.put_now(Encoded::new(item, inner.inline_max)?)
     }
 
     /// CPython's `get()`: the next item, waiting as long as it takes.

@@ -394,6 +394,7 @@ pub(crate) fn read_memfd_bytes(fd: &OwnedFd, len: u64) -> Result<Vec<u8>, SideEr
 fn read_at(fd: &OwnedFd, mut offset: u64, len: usize, out: &mut Vec<u8>) -> Result<(), SideError> {
     let goal = out.len() + len;
     out.reserve_exact(len);
+    crate::shm::advise_huge_pages(out);
     while out.len() < goal {
         match rustix::io::pread(fd, rustix::buffer::spare_capacity(out), offset) {
             Ok(0) => return Err(SideError::Corrupt("an item's memfd ended early")),
