@@ -771,7 +771,13 @@ fn start_fork(run: &mut dyn FnMut(), info: ProcessInfo, parent_name: String) -> 
             *context_guard = Some(StartMethod::Fork);
             // The parent's finalizers flush the parent's threads.
             crate::finalize::clear_in_fork_child(&mut finalizers);
-            drop((children, current_guard, parent_guard, context_guard, finalizers));
+            drop((
+                children,
+                current_guard,
+                parent_guard,
+                context_guard,
+                finalizers,
+            ));
             // Sibling handles: their fds close here, nothing else happens.
             if !old_children.is_empty() {
                 drop(old_children);
@@ -792,7 +798,13 @@ fn start_fork(run: &mut dyn FnMut(), info: ProcessInfo, parent_name: String) -> 
             entry::finish_forked_child(code)
         }
         Some(pid) => {
-            drop((children, current_guard, parent_guard, context_guard, finalizers));
+            drop((
+                children,
+                current_guard,
+                parent_guard,
+                context_guard,
+                finalizers,
+            ));
             drop(child_state);
             let pidfd = OnceLock::new();
             Ok(Popen::new(

@@ -3,10 +3,18 @@
 mod fd_message;
 mod handshake;
 mod pickle;
+mod queue;
 
 pub use fd_message::fd_message;
 pub use handshake::{client_handshake, listener_handshake};
 pub use pickle::pickle_reader;
+
+/// A queue's shared memory and side channel after a corrupt or hostile
+/// peer: every operation must return (an error is fine), never panic,
+/// wait past its timeout or allocate beyond what the input pays for.
+pub fn queue_shared_state(data: &[u8]) {
+    mp_queue::__fuzz::shared_state(data);
+}
 
 /// One fuzz target: a name, a seed corpus, and the function under test.
 #[derive(Debug, Clone, Copy)]
@@ -50,6 +58,11 @@ pub static TARGETS: &[Target] = &[
         name: "pickle_reader",
         seeds: pickle::seeds,
         run: pickle_reader,
+    },
+    Target {
+        name: "queue_shared_state",
+        seeds: queue::seeds,
+        run: queue_shared_state,
     },
 ];
 

@@ -22,6 +22,11 @@ use crate::side::{self, Payload, Received, ReceivedPayload, Side};
 /// takes back): mp-heap's owner-check interval, for the same reason.
 pub(crate) const WAIT_SLICE: Duration = OWNER_CHECK_INTERVAL;
 
+/// How long a call that does not block (or whose timeout is shorter)
+/// still waits for the ring's lock: critical sections take microseconds,
+/// but their holder may be descheduled for a while on a loaded machine.
+pub(crate) const LOCK_GRACE: Duration = Duration::from_millis(20);
+
 /// The queue's shared memory and side channel, as this process maps them.
 #[derive(Debug)]
 pub(crate) struct Parts {
@@ -101,6 +106,26 @@ impl Inner {
                 let g = died.into_inner();
                 self.ring().recover();
                 g
+            }
+        }
+    }
+
+    /// Takes the ring's lock by `deadline`, or (for a call that does not
+    /// block) within [`LOCK_GRACE`]: `None` if the lock stays held that
+    /// long (by a process stalled in its critical section, or one that
+    /// holds it on purpose).
+    pub(crate) fn lock_by(&self, deadline: Deadline) -> Option<Guard<'_>> {
+        let deadline = match deadline {
+            Deadline::Never => return Some(self.lock()),
+            Deadline::At(at) => Deadline::At(at.max(std::time::Instant::now() + LOCK_GRACE)),
+        };
+        match self.header().lock.lock_until(deadline) {
+            Ok(g) => Some(g),
+            Err(mp_heap::TryLockError::WouldBlock) => None,
+            Err(mp_heap::TryLockError::OwnerDied(died)) => {
+                let g = died.into_inner();
+                self.ring().recover();
+                Some(g)
             }
         }
     }
@@ -240,7 +265,11 @@ impl Inner {
 
     /// A put: waits (until `deadline`) for room under `maxsize`, then
     /// accepts the item.
-    pub(crate) fn put(self: &Arc<Self>, enc: Encoded<'_>, deadline: Deadline) -> Result<(), QueueError> {
+    pub(crate) fn put(
+        self: &Arc<Self>,
+        enc: Encoded<'_>,
+        deadline: Deadline,
+    ) -> Result<(), QueueError> {
         let local = self.local();
         let mut last_look = false;
         loop {
@@ -248,7 +277,9 @@ impl Inner {
             if local.is_closed() {
                 return Err(QueueError::Closed);
             }
-            let guard = self.lock();
+            let Some(guard) = self.lock_by(deadline) else {
+                return Err(QueueError::Full);
+            };
             let h = self.header();
             if h.flags() & SHUTDOWN != 0 {
                 return Err(QueueError::ShutDown);
@@ -319,7 +350,9 @@ impl Inner {
         if h.items() == 0 && !deadline.has_passed() {
             local.spin_until(|| h.items() > 0 || h.flags() & SHUTDOWN != 0);
         }
-        let mut guard = self.lock();
+        let Some(mut guard) = self.lock_by(deadline) else {
+            return Err(QueueError::Empty);
+        };
         loop {
             let ring = self.ring();
             let txn = Txn::begin(h);
@@ -367,7 +400,10 @@ impl Inner {
                 // after a shutdown would wait for them.
                 drop(guard);
                 self.reclaim_dead(local);
-                guard = self.lock();
+                guard = match self.lock_by(deadline) {
+                    Some(g) => g,
+                    None => return Err(QueueError::Empty),
+                };
             }
         }
     }
@@ -422,7 +458,9 @@ impl Inner {
         let local = self.local();
         let h = self.header();
         loop {
-            let guard = self.lock();
+            let Some(guard) = self.lock_by(deadline) else {
+                return h.unfinished() == 0;
+            };
             if h.unfinished() == 0 {
                 return true;
             }

@@ -114,7 +114,10 @@ pub(crate) struct Encoded<'a> {
 
 impl<'a> Encoded<'a> {
     /// Encodes `item`; a byte vector is borrowed, not copied.
-    pub(crate) fn new<T: Serialize + 'static>(item: &'a T, inline_max: usize) -> Result<Encoded<'a>, QueueError> {
+    pub(crate) fn new<T: Serialize + 'static>(
+        item: &'a T,
+        inline_max: usize,
+    ) -> Result<Encoded<'a>, QueueError> {
         let mut enc = match as_bytes(item) {
             Some(bytes) => {
                 let mut prefix = [0u8; VARINT_MAX];

@@ -96,10 +96,12 @@ impl Core {
         expected: impl Fn() -> String,
     ) -> std::result::Result<Core, D::Error> {
         use serde::de::Error as _;
-        let (header, buf, tx, rx) =
-            <(Shared<Header>, SharedBuffer, mp_reduction::Fd, mp_reduction::Fd)>::deserialize(
-                deserializer,
-            )?;
+        let (header, buf, tx, rx) = <(
+            Shared<Header>,
+            SharedBuffer,
+            mp_reduction::Fd,
+            mp_reduction::Fd,
+        )>::deserialize(deserializer)?;
         let wrong = |why: String| {
             D::Error::custom(QueueError::WrongQueue {
                 expected: expected(),
@@ -108,7 +110,9 @@ impl Core {
         };
         let len = buf.len();
         if !len.is_power_of_two() || !(MIN_RING_BYTES..=MAX_RING_BYTES).contains(&len) {
-            return Err(wrong("its ring is not a power of two between 4 KiB and 1 GiB".into()));
+            return Err(wrong(
+                "its ring is not a power of two between 4 KiB and 1 GiB".into(),
+            ));
         }
         header
             .check(kind, len, type_hash(type_name))

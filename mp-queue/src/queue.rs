@@ -112,12 +112,7 @@ impl QueueBuilder {
     /// As [`queue`](QueueBuilder::queue).
     pub fn simple<T: Item>(&self) -> Result<SimpleQueue<T>> {
         Ok(SimpleQueue {
-            core: Core::new(
-                Kind::Simple,
-                0,
-                self.ring_bytes,
-                std::any::type_name::<T>(),
-            )?,
+            core: Core::new(Kind::Simple, 0, self.ring_bytes, std::any::type_name::<T>())?,
             _t: PhantomData,
         })
     }
@@ -199,6 +194,12 @@ impl<T: Item> Queue<T> {
 
     pub(crate) fn core(&self) -> &Core {
         &self.core
+    }
+
+    /// Another view of a queue's core, with another item type (the fuzz
+    /// target's).
+    pub(crate) fn from_core_for_fuzz(core: Core) -> Queue<T> {
+        Queue::from_core(core)
     }
 
     /// CPython's `put(obj, block=True, timeout=None)`: waits (without

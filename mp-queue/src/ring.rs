@@ -63,7 +63,7 @@ impl Kind {
         }
     }
 
-    pub(crate) fn name(self) -> &'static str {
+    pub(crate) const fn name(self) -> &'static str {
         match self {
             Kind::Queue => "Queue",
             Kind::Joinable => "JoinableQueue",
@@ -337,6 +337,53 @@ impl std::fmt::Debug for Header {
     }
 }
 
+/// Writes `bytes` over the header's fields (not its lock or condition
+/// variables), as a corrupt or hostile peer could: the fuzz target's way
+/// in. Fields are taken 8 bytes at a time, in declaration order; what the
+/// bytes do not cover is left as it is.
+pub(crate) fn scribble(h: &Header, bytes: &[u8]) {
+    let mut words = bytes.chunks(8).map(|c| {
+        let mut w = [0u8; 8];
+        w[..c.len()].copy_from_slice(c);
+        u64::from_le_bytes(w)
+    });
+    let mut next = || words.next();
+    macro_rules! put {
+        ($($field:expr),* $(,)?) => {$(
+            match next() {
+                Some(w) => $field.store(w as _, Relaxed),
+                None => return,
+            }
+        )*};
+    }
+    let s = &h.shadow;
+    put!(
+        h.head,
+        h.tail,
+        h.items,
+        h.accepted,
+        h.unfinished,
+        h.orphans,
+        h.flags,
+        h.maxsize,
+        h.side_seq,
+        h.txn,
+        h.shadow_slot,
+        s.head,
+        s.tail,
+        s.items,
+        s.accepted,
+        s.unfinished,
+        s.orphans,
+        s.flags,
+        s.slot_stamp,
+        s.slot_pending,
+    );
+    for slot in &h.slots {
+        put!(slot.stamp, slot.pending);
+    }
+}
+
 /// An operation on the ring under its lock, with the undo log armed (see
 /// the module docs). Dropping it clears the log: the operation is done.
 pub(crate) struct Txn<'a> {
@@ -375,7 +422,12 @@ impl<'a> Txn<'a> {
     /// pending count; an index hint from an earlier call is tried first.
     /// Without a slot to be had, counts them in `orphans` (and returns
     /// `None`).
-    pub(crate) fn add_pending(&self, me: ProcessStamp, hint: Option<usize>, n: u32) -> Option<usize> {
+    pub(crate) fn add_pending(
+        &self,
+        me: ProcessStamp,
+        hint: Option<usize>,
+        n: u32,
+    ) -> Option<usize> {
         let h = self.h;
         let mine = me.bits();
         let found = hint
@@ -383,9 +435,7 @@ impl<'a> Txn<'a> {
             .or_else(|| h.slots.iter().position(|s| s.stamp.load(Relaxed) == mine))
             .or_else(|| {
                 // A free slot, or one whose owner holds nothing pending.
-                h.slots
-                    .iter()
-                    .position(|s| s.pending.load(Relaxed) == 0)
+                h.slots.iter().position(|s| s.pending.load(Relaxed) == 0)
             });
         match found {
             Some(i) => {
@@ -450,7 +500,6 @@ impl<'a> Txn<'a> {
         h.unfinished.store(u.saturating_sub(lost), Relaxed);
         lost
     }
-
 }
 
 impl Drop for Txn<'_> {
@@ -630,7 +679,10 @@ impl<'a> Ring<'a> {
                 _ => return Err(Corrupt("an entry of unknown kind")),
             };
             let entry = if tag == INLINE {
-                if !self.bytes.read_into_vec(p + ENTRY_HEADER, len as usize, out) {
+                if !self
+                    .bytes
+                    .read_into_vec(p + ENTRY_HEADER, len as usize, out)
+                {
                     return Err(Corrupt("an entry outside the ring"));
                 }
                 Entry::Inline

@@ -98,7 +98,10 @@ impl RingBytes {
     /// Appends `len` bytes from `offset` to `out`; `false` (nothing
     /// appended) if they do not lie inside the area.
     pub(crate) fn read_into_vec(&self, offset: usize, len: usize, out: &mut Vec<u8>) -> bool {
-        if offset.checked_add(len).is_none_or(|end| end > self.buf.len()) {
+        if offset
+            .checked_add(len)
+            .is_none_or(|end| end > self.buf.len())
+        {
             return false;
         }
         out.reserve(len);

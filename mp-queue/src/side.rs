@@ -149,7 +149,8 @@ impl Side {
         let mut iov = Vec::with_capacity(1 + parts.len());
         iov.push(IoSlice::new(&header));
         iov.extend(parts.iter().map(|p| IoSlice::new(p)));
-        let mut space = vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
+        let mut space =
+            vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
         loop {
             let mut control = SendAncillaryBuffer::new(&mut space);
             if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(&fds)) {
@@ -175,16 +176,14 @@ impl Side {
     pub(crate) fn recv(&self, seq: u64) -> Result<Received, SideError> {
         loop {
             let mut peek = [0u8; DGRAM_HEADER];
-            let n = match rustix::net::recv(
-                &self.rx,
-                &mut peek,
-                RecvFlags::PEEK | RecvFlags::DONTWAIT,
-            ) {
-                Ok((_, n)) => n,
-                Err(Errno::AGAIN) => return Ok(Received::Missing),
-                Err(Errno::INTR) => continue,
-                Err(e) => return Err(SideError::Io(e.into())),
-            };
+            let n =
+                match rustix::net::recv(&self.rx, &mut peek, RecvFlags::PEEK | RecvFlags::DONTWAIT)
+                {
+                    Ok((_, n)) => n,
+                    Err(Errno::AGAIN) => return Ok(Received::Missing),
+                    Err(Errno::INTR) => continue,
+                    Err(e) => return Err(SideError::Io(e.into())),
+                };
             let header = parse_header(&peek[..n.min(DGRAM_HEADER)]);
             let Some(h) = header else {
                 self.discard()?;
@@ -217,11 +216,7 @@ impl Side {
 
     /// Receives the datagram whose header was peeked.
     fn take(&self, h: &DgramHeader) -> Result<Received, SideError> {
-        let inline = if h.flags & IN_MEMFD == 0 {
-            h.len
-        } else {
-            0
-        };
+        let inline = if h.flags & IN_MEMFD == 0 { h.len } else { 0 };
         if inline > DGRAM_INLINE_MAX as u64 || h.item_fds as usize > SCM_MAX_FD {
             self.discard()?;
             return Err(SideError::Corrupt("a side-channel datagram too long"));
@@ -286,7 +281,8 @@ struct DgramHeader {
 
 fn parse_header(bytes: &[u8]) -> Option<DgramHeader> {
     let bytes: &[u8; DGRAM_HEADER] = bytes.try_into().ok()?;
-    let u32_at = |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+    let u32_at =
+        |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
     let u64_at = |i: usize| {
         let mut b = [0u8; 8];
         b.copy_from_slice(&bytes[i..i + 8]);
@@ -404,7 +400,9 @@ fn read_at(fd: &OwnedFd, mut offset: u64, len: usize, out: &mut Vec<u8>) -> Resu
         }
     }
     if out.len() != goal {
-        return Err(SideError::Corrupt("an item's memfd is longer than announced"));
+        return Err(SideError::Corrupt(
+            "an item's memfd is longer than announced",
+        ));
     }
     Ok(())
 }

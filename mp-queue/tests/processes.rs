@@ -51,14 +51,22 @@ fn eventually(what: &str, cond: impl Fn() -> bool) {
 /// which again (a torn or mixed-up frame cannot pass the check).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 enum Msg {
-    Item { producer: u32, seq: u32, body: Vec<u8> },
+    Item {
+        producer: u32,
+        seq: u32,
+        body: Vec<u8>,
+    },
     Stop,
 }
 
 fn item(producer: u32, seq: u32) -> Msg {
     // Every 250th item is too big for the ring (a memfd on the side
     // channel); the others vary in size.
-    let len = if seq % 250 == 7 { 100_000 } else { (seq % 61) as usize };
+    let len = if seq % 250 == 7 {
+        100_000
+    } else {
+        (seq % 61) as usize
+    };
     Msg::Item {
         producer,
         seq,
@@ -74,7 +82,10 @@ fn check(msg: &Msg) -> (u32, u32) {
             body,
         } => {
             let want = (producer * 31 + seq) as u8;
-            assert!(body.iter().all(|&b| b == want), "item {producer}/{seq} is damaged");
+            assert!(
+                body.iter().all(|&b| b == want),
+                "item {producer}/{seq} is damaged"
+            );
             (*producer, *seq)
         }
         Msg::Stop => panic!("not an item"),
@@ -168,7 +179,10 @@ fn full_and_empty_across_processes() {
         joined(&p, 0, m);
         assert!(t0.elapsed() < PATIENCE);
         let t0 = Instant::now();
-        assert!(matches!(q.get(true, Some(Duration::from_millis(100))), Err(QueueError::Empty)));
+        assert!(matches!(
+            q.get(true, Some(Duration::from_millis(100))),
+            Err(QueueError::Empty)
+        ));
         assert!(t0.elapsed() >= Duration::from_millis(100));
         assert!(matches!(q.get_nowait(), Err(QueueError::Empty)));
         assert_eq!(q.qsize(), 0);
@@ -202,7 +216,12 @@ fn put_and_end((q, n, done, ending): (Queue<u32>, u32, Event, Ending)) {
 fn a_producer_that_ends_right_after_put_loses_nothing() {
     const N: u32 = 3000;
     for m in METHODS {
-        for ending in [Ending::Return, Ending::Exit, Ending::ProcessExit, Ending::Panic] {
+        for ending in [
+            Ending::Return,
+            Ending::Exit,
+            Ending::ProcessExit,
+            Ending::Panic,
+        ] {
             let q = QueueBuilder::new().ring_bytes(4096).queue().unwrap();
             let done = Event::new().unwrap();
             let p = start(m, put_and_end, (q.clone(), N, done.clone(), ending));
@@ -213,7 +232,11 @@ fn a_producer_that_ends_right_after_put_loses_nothing() {
                 let got = q.get(true, WAIT);
                 assert_eq!(got.unwrap(), want, "{m} {ending:?}");
             }
-            let code = if matches!(ending, Ending::Panic) { 1 } else { 0 };
+            let code = if matches!(ending, Ending::Panic) {
+                1
+            } else {
+                0
+            };
             joined(&p, code, &format!("{m} {ending:?}"));
             assert_eq!(q.qsize(), 0, "{m} {ending:?}");
         }
@@ -241,7 +264,10 @@ fn cancel_join_thread_drops_the_backlog_and_fixes_the_counts() {
             got.push(i);
         }
         assert!(got.len() < 3000, "{m}: {} items arrived", got.len());
-        assert!(got.iter().enumerate().all(|(i, &v)| v == i as u32), "{m}: out of order");
+        assert!(
+            got.iter().enumerate().all(|(i, &v)| v == i as u32),
+            "{m}: out of order"
+        );
         // What was dropped no longer counts.
         eventually("the dropped items stop counting", || q.qsize() == 0);
     }
@@ -259,7 +285,9 @@ struct Kit {
 
 fn use_a_kit((q, done): (Queue<Kit>, Event)) {
     let mut kit = q.get(true, WAIT).unwrap();
-    kit.conn.send(&"over a connection that came through a queue").unwrap();
+    kit.conn
+        .send(&"over a connection that came through a queue")
+        .unwrap();
     kit.buf[..5].copy_from_slice(b"hello");
     kit.value.set(42).unwrap();
     rustix::io::write(&kit.write_end, b"!").unwrap();
@@ -292,12 +320,19 @@ fn items_that_carry_fds_work_in_another_process() {
         drop(kit);
         assert!(done.wait(Some(PATIENCE)), "{m}");
         assert!(ours.poll(Some(PATIENCE)).unwrap());
-        assert_eq!(ours.recv::<String>().unwrap(), "over a connection that came through a queue");
+        assert_eq!(
+            ours.recv::<String>().unwrap(),
+            "over a connection that came through a queue"
+        );
         assert_eq!(&buf[..5], b"hello", "{m}");
         assert_eq!(value.get().unwrap(), 42, "{m}");
         let mut one = [0u8];
         assert_eq!(rustix::io::read(&r, &mut one).unwrap(), 1);
-        assert_eq!(lock.owner_pid(), Some(p.pid().unwrap().unwrap() as u32), "{m}");
+        assert_eq!(
+            lock.owner_pid(),
+            Some(p.pid().unwrap().unwrap() as u32),
+            "{m}"
+        );
         ours.send(&()).unwrap();
         joined(&p, 0, m);
     }
@@ -341,7 +376,9 @@ fn work_until_stop(q: JoinableQueue<Option<u32>>) {
 fn task_done_and_join_with_four_workers() {
     for m in METHODS {
         let q = JoinableQueue::new(0).unwrap();
-        let workers: Vec<_> = (0..4).map(|_| start(m, work_until_stop, q.clone())).collect();
+        let workers: Vec<_> = (0..4)
+            .map(|_| start(m, work_until_stop, q.clone()))
+            .collect();
         for i in 0..20 {
             q.put(&Some(i), true, None).unwrap();
         }
@@ -353,7 +390,10 @@ fn task_done_and_join_with_four_workers() {
         for w in &workers {
             joined(w, 0, m);
         }
-        assert!(matches!(q.task_done(), Err(QueueError::TaskDoneTooManyTimes)));
+        assert!(matches!(
+            q.task_done(),
+            Err(QueueError::TaskDoneTooManyTimes)
+        ));
     }
 }
 
@@ -411,7 +451,11 @@ fn produce_forever((q, me): (Queue<Msg>, u32)) {
 fn killed_consumers_and_producers_leave_the_queue_usable() {
     const END: (u32, u32) = (u32::MAX, 0);
     for m in METHODS {
-        let q = QueueBuilder::new().maxsize(40).ring_bytes(4096).queue().unwrap();
+        let q = QueueBuilder::new()
+            .maxsize(40)
+            .ring_bytes(4096)
+            .queue()
+            .unwrap();
         let seen: SimpleQueue<(u32, u32)> = SimpleQueue::new().unwrap();
         let collector = {
             let seen = seen.clone();
@@ -447,13 +491,18 @@ fn killed_consumers_and_producers_leave_the_queue_usable() {
         assert_eq!(by_producer[&1], expected, "{m}: a live producer's items");
         // The dead producer's items: none twice, none damaged (check()).
         let mut doomed = by_producer.get(&9).cloned().unwrap_or_default();
-        assert!(!doomed.is_empty(), "{m}: the doomed producer never got through");
+        assert!(
+            !doomed.is_empty(),
+            "{m}: the doomed producer never got through"
+        );
         let n = doomed.len();
         doomed.sort_unstable();
         doomed.dedup();
         assert_eq!(doomed.len(), n, "{m}: an item came twice");
         // Its share of maxsize (items its feeder held) no longer counts.
-        eventually("the dead producer's share stops counting", || q.qsize() == 0);
+        eventually("the dead producer's share stops counting", || {
+            q.qsize() == 0
+        });
         // And the queue goes on.
         q.put(&item(2, 0), true, None).unwrap();
         assert_eq!(check(&q.get(true, WAIT).unwrap()), (2, 0));

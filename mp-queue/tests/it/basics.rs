@@ -10,7 +10,10 @@ const SHORT: Duration = Duration::from_millis(100);
 
 fn took_about(t0: Instant, at_least: Duration) {
     let took = t0.elapsed();
-    assert!(took >= at_least, "returned after {took:?}, before {at_least:?}");
+    assert!(
+        took >= at_least,
+        "returned after {took:?}, before {at_least:?}"
+    );
 }
 
 #[test]
@@ -47,7 +50,10 @@ fn get_empty_with_and_without_timeouts() {
     assert!(matches!(q.get(false, None), Err(QueueError::Empty)));
     assert!(matches!(q.get_nowait(), Err(QueueError::Empty)));
     let t0 = Instant::now();
-    assert!(matches!(q.get(false, Some(Duration::from_secs(30))), Err(QueueError::Empty)));
+    assert!(matches!(
+        q.get(false, Some(Duration::from_secs(30))),
+        Err(QueueError::Empty)
+    ));
     assert!(t0.elapsed() < Duration::from_secs(10));
     let t0 = Instant::now();
     assert!(matches!(q.get(true, Some(SHORT)), Err(QueueError::Empty)));
@@ -91,7 +97,10 @@ fn a_threaded_producer_and_consumer_keep_order() {
 #[test]
 fn more_than_the_ring_holds_goes_through_the_feeder_in_order() {
     // A 4 KiB ring holds a few dozen of these: the rest wait in the feeder.
-    let q = QueueBuilder::new().ring_bytes(4096).queue::<(u32, Vec<u8>)>().unwrap();
+    let q = QueueBuilder::new()
+        .ring_bytes(4096)
+        .queue::<(u32, Vec<u8>)>()
+        .unwrap();
     for i in 0..2000u32 {
         q.put(&(i, vec![i as u8; 100]), false, None).unwrap();
     }
@@ -134,7 +143,10 @@ fn task_done_and_join() {
     for w in workers {
         w.join().unwrap();
     }
-    assert!(matches!(q.task_done(), Err(QueueError::TaskDoneTooManyTimes)));
+    assert!(matches!(
+        q.task_done(),
+        Err(QueueError::TaskDoneTooManyTimes)
+    ));
 }
 
 #[test]
@@ -155,7 +167,10 @@ fn close_refuses_here_and_join_thread_wants_it() {
 #[test]
 fn bad_arguments_are_refused() {
     for ring in [0, 1000, 2048, 1 << 31] {
-        let e = QueueBuilder::new().ring_bytes(ring).queue::<u8>().unwrap_err();
+        let e = QueueBuilder::new()
+            .ring_bytes(ring)
+            .queue::<u8>()
+            .unwrap_err();
         assert!(matches!(e, QueueError::InvalidArgument(_)), "{ring}: {e:?}");
     }
     let e = Queue::<u8>::new(1 << 31).unwrap_err();

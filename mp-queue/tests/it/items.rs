@@ -42,11 +42,20 @@ fn items_with_fds_work_where_they_arrive() {
     let mut buf = mp_heap::SharedBuffer::zeroed(16).unwrap();
     let value = mp_heap::Value::new(5u64).unwrap();
     let (r, w) = rustix::pipe::pipe().unwrap();
-    type Kit = (mp_heap::SharedBuffer, mp_heap::Value<u64>, mp_reduction::Fd, Vec<u8>);
+    type Kit = (
+        mp_heap::SharedBuffer,
+        mp_heap::Value<u64>,
+        mp_reduction::Fd,
+        Vec<u8>,
+    );
     let kit: Queue<Kit> = Queue::new(0).unwrap();
     let w = mp_reduction::Fd::from(OwnedFd::from(w));
-    kit.put(&(buf.share().unwrap(), value, w, vec![3; 1 << 20]), true, None)
-        .unwrap();
+    kit.put(
+        &(buf.share().unwrap(), value, w, vec![3; 1 << 20]),
+        true,
+        None,
+    )
+    .unwrap();
     let (mut got_buf, got_value, got_w, bulk) = kit.get(true, PATIENCE).unwrap();
     assert_eq!(bulk.len(), 1 << 20);
     got_buf[0] = 9;
@@ -86,7 +95,10 @@ fn too_many_fds_is_an_error() {
         .collect();
     let q: Queue<Vec<mp_reduction::Fd>> = Queue::new(0).unwrap();
     let e = q.put(&fds, true, None).unwrap_err();
-    assert!(matches!(e, QueueError::TooManyFds { fds: 300, .. }), "{e:?}");
+    assert!(
+        matches!(e, QueueError::TooManyFds { fds: 300, .. }),
+        "{e:?}"
+    );
     let fds: Vec<mp_reduction::Fd> = fds.into_iter().take(200).collect();
     q.put(&fds, true, None).unwrap();
     assert_eq!(q.get(true, PATIENCE).unwrap().len(), 200);
@@ -105,5 +117,8 @@ fn a_queue_travels_inside_a_message_and_is_refused_as_another_type() {
     assert!(format!("{e:?}").contains("another type"), "{e:?}");
     a.send(&q).unwrap();
     let e = b.recv::<SimpleQueue<u32>>().unwrap_err();
-    assert!(format!("{e:?}").contains("it is a Queue, received as a SimpleQueue"), "{e:?}");
+    assert!(
+        format!("{e:?}").contains("it is a Queue, received as a SimpleQueue"),
+        "{e:?}"
+    );
 }
