@@ -35,6 +35,7 @@ mod ours;
 mod ours;
 mod pickle;
 mod python;
+mod queue;
 mod raw;
 mod sync;
 mod sys;
@@ -813,6 +814,7 @@ fn specs() -> Vec<Spec> {
     }
     v.extend(pickle::specs());
     v.extend(sync::specs());
+    v.extend(queue::specs());
     v
 }
 

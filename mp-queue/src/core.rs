@@ -8,7 +8,6 @@ use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use mp_heap::{Deadline, ForkCell, OWNER_CHECK_INTERVAL, ProcessLockGuard, ProcessStamp, Shared};
-use mp_sync::{CondState, SyncError};
 
 use crate::encode::{self, Encoded, Route};
 use crate::error::QueueError;
@@ -16,6 +15,7 @@ use crate::feeder::{self, Local};
 use crate::ring::{Corrupt, Entry, Header, IMMEDIATE, Kind, Ring, SHUTDOWN, Txn};
 use crate::shm::RingBytes;
 use crate::side::{self, Payload, Received, ReceivedPayload, Side};
+use crate::wake::Waiters;
 
 /// The longest a waiter sleeps before it looks again for producers that
 /// died with items in their feeders (whose share of `maxsize` it then
@@ -130,29 +130,23 @@ impl Inner {
         }
     }
 
-    /// Waits on `cond` with the lock held, at most until `deadline` and
-    /// one [`WAIT_SLICE`]; `false` once the deadline has passed.
-    pub(crate) fn wait(&self, cond: &CondState, deadline: Deadline) -> bool {
-        let slice = Deadline::after(Some(WAIT_SLICE)).min(deadline);
-        match cond.wait(&self.header().lock, slice) {
-            Ok(_) => {}
-            // Taken back from a process that died holding it.
-            Err(SyncError::OwnerDied { .. }) => {
-                self.ring().recover();
-            }
-            // Not held: cannot happen (our guard holds it); look again.
-            Err(_) => {}
-        }
+    /// Registers on `waiters` under `guard`, releases it, and sleeps until
+    /// woken, at most until `deadline` and one [`WAIT_SLICE`]; `false`
+    /// once the deadline has passed. The caller takes the lock again.
+    pub(crate) fn sleep(&self, guard: Guard<'_>, waiters: &Waiters, deadline: Deadline) -> bool {
+        let seen = waiters.prepare();
+        drop(guard);
+        waiters.sleep(seen, Deadline::after(Some(WAIT_SLICE)).min(deadline));
         !deadline.has_passed()
     }
 
-    /// Wakes everyone waiting on anything (shutdown, lost items): with the
-    /// lock held.
-    fn notify_everyone(&self) {
+    /// Wakes everyone waiting on anything (shutdown, lost items), after the
+    /// lock was released.
+    fn wake_everyone(&self) {
         let h = self.header();
-        let _ = h.not_empty.notify_all(&h.lock);
-        let _ = h.not_full.notify_all(&h.lock);
-        let _ = h.all_done.notify_all(&h.lock);
+        h.not_empty.wake_all();
+        h.not_full.wake_all();
+        h.all_done.wake_all();
     }
 
     /// Writes `enc` to the ring (an INLINE entry, or a datagram and its
@@ -218,8 +212,8 @@ impl Inner {
             match self.commit(&enc) {
                 Ok(true) => {
                     drop(txn);
-                    let _ = h.not_empty.notify(&h.lock, 1);
                     drop(guard);
+                    h.not_empty.wake_one();
                     enc.delivered();
                     return Ok(());
                 }
@@ -252,7 +246,7 @@ impl Inner {
             return;
         }
         let h = self.header();
-        let _g = self.lock();
+        let guard = self.lock();
         let txn = Txn::begin(h);
         h.set_accepted(h.accepted().saturating_sub(n));
         if self.kind == Kind::Joinable {
@@ -260,7 +254,8 @@ impl Inner {
         }
         txn.sub_pending(local.stamp(), state.slot, n);
         drop(txn);
-        self.notify_everyone();
+        drop(guard);
+        self.wake_everyone();
     }
 
     /// A put: waits (until `deadline`) for room under `maxsize`, then
@@ -291,8 +286,7 @@ impl Inner {
             if last_look {
                 return Err(QueueError::Full);
             }
-            let in_time = !deadline.has_passed() && self.wait(&h.not_full, deadline);
-            drop(guard);
+            let in_time = !deadline.has_passed() && self.sleep(guard, &h.not_full, deadline);
             if !in_time {
                 // One last look, for producers that died with items.
                 self.reclaim_dead(local);
@@ -327,8 +321,8 @@ impl Inner {
                 Ok(true) => {
                     h.set_accepted(h.accepted().saturating_add(1));
                     drop(txn);
-                    let _ = h.not_empty.notify(&h.lock, 1);
                     drop(guard);
+                    h.not_empty.wake_one();
                     enc.delivered();
                     return Ok(());
                 }
@@ -336,7 +330,7 @@ impl Inner {
                 Err(e) => return Err(e),
             }
             drop(txn);
-            self.wait(&h.not_full, Deadline::Never);
+            self.sleep(guard, &h.not_full, Deadline::Never);
         }
     }
 
@@ -350,10 +344,10 @@ impl Inner {
         if h.items() == 0 && !deadline.has_passed() {
             local.spin_until(|| h.items() > 0 || h.flags() & SHUTDOWN != 0);
         }
-        let Some(mut guard) = self.lock_by(deadline) else {
-            return Err(QueueError::Empty);
-        };
         loop {
+            let Some(guard) = self.lock_by(deadline) else {
+                return Err(QueueError::Empty);
+            };
             let ring = self.ring();
             let txn = Txn::begin(h);
             let mut buf = Vec::new();
@@ -374,36 +368,31 @@ impl Inner {
                             Err(side::SideError::Io(e)) => Err(QueueError::Io(e)),
                         },
                     };
-                    let _ = h.not_full.notify_all(&h.lock);
                     drop(guard);
+                    h.not_full.wake_all();
                     return taken;
                 }
                 Ok(None) => drop(txn),
                 Err(Corrupt(why)) => {
                     ring.repair();
                     drop(txn);
-                    self.notify_everyone();
+                    drop(guard);
+                    self.wake_everyone();
                     return Err(QueueError::Corrupt(why.into()));
                 }
             }
-            let shut = h.flags() & SHUTDOWN != 0;
-            if shut && h.accepted() == 0 {
+            if h.flags() & SHUTDOWN != 0 && h.accepted() == 0 {
                 return Err(QueueError::ShutDown);
             }
             if deadline.has_passed() {
                 return Err(QueueError::Empty);
             }
-            self.wait(&h.not_empty, deadline);
+            self.sleep(guard, &h.not_empty, deadline);
             if local.reclaim_due() {
                 // Items accepted and never coming (they sat in the feeder
                 // of a process that died) must stop counting, or a get
                 // after a shutdown would wait for them.
-                drop(guard);
                 self.reclaim_dead(local);
-                guard = match self.lock_by(deadline) {
-                    Some(g) => g,
-                    None => return Err(QueueError::Empty),
-                };
             }
         }
     }
@@ -411,7 +400,7 @@ impl Inner {
     /// CPython 3.13's `shutdown(immediate)`, for every process.
     pub(crate) fn shutdown(&self, immediate: bool) {
         let h = self.header();
-        let _g = self.lock();
+        let guard = self.lock();
         let txn = Txn::begin(h);
         let mut flags = h.flags() | SHUTDOWN;
         if immediate {
@@ -432,13 +421,14 @@ impl Inner {
             // Their fds close as the datagrams go.
             let _ = self.parts.side.recv(seq);
         }
-        self.notify_everyone();
+        drop(guard);
+        self.wake_everyone();
     }
 
     /// JoinableQueue's `task_done()`.
     pub(crate) fn task_done(&self) -> Result<(), QueueError> {
         let h = self.header();
-        let _g = self.lock();
+        let guard = self.lock();
         let txn = Txn::begin(h);
         let n = h.unfinished();
         if n == 0 {
@@ -446,8 +436,9 @@ impl Inner {
         }
         h.set_unfinished(n - 1);
         drop(txn);
+        drop(guard);
         if n == 1 {
-            let _ = h.all_done.notify_all(&h.lock);
+            h.all_done.wake_all();
         }
         Ok(())
     }
@@ -467,8 +458,7 @@ impl Inner {
             if deadline.has_passed() {
                 return false;
             }
-            self.wait(&h.all_done, deadline);
-            drop(guard);
+            self.sleep(guard, &h.all_done, deadline);
             if local.reclaim_due() {
                 self.reclaim_dead(local);
             }
@@ -491,14 +481,15 @@ impl Inner {
         if dead.is_empty() {
             return;
         }
-        let _g = self.lock();
+        let guard = self.lock();
         let mut lost = 0;
         for (i, stamp) in dead {
             let txn = Txn::begin(h);
             lost += txn.reclaim(i, stamp);
         }
+        drop(guard);
         if lost > 0 {
-            self.notify_everyone();
+            self.wake_everyone();
         }
     }
 
@@ -514,6 +505,7 @@ impl Inner {
         while !batch.is_empty() {
             let guard = self.lock();
             let mut committed = 0;
+            let mut changed = false;
             let mut delivered = Vec::new();
             while let Some(enc) = batch.front() {
                 if h.flags() & IMMEDIATE != 0 {
@@ -526,7 +518,7 @@ impl Inner {
                     txn.sub_pending(local.stamp(), slot, n);
                     drop(txn);
                     batch.clear();
-                    self.notify_everyone();
+                    changed = true;
                     break;
                 }
                 let txn = Txn::begin(h);
@@ -548,8 +540,8 @@ impl Inner {
                             h.set_unfinished(h.unfinished().saturating_sub(1));
                         }
                         txn.sub_pending(local.stamp(), slot, 1);
+                        changed = true;
                         drop(txn);
-                        self.notify_everyone();
                         batch.pop_front();
                         continue;
                     }
@@ -557,14 +549,21 @@ impl Inner {
                 drop(txn);
                 delivered.extend(batch.pop_front());
             }
-            if committed > 0 {
-                let _ = h.not_empty.notify(&h.lock, committed);
-            }
-            if !batch.is_empty() {
-                // Room comes when consumers take items.
-                self.wait(&h.not_full, Deadline::Never);
-            }
+            // Room comes when consumers take items: register before the
+            // lock goes, wake the consumers of what was committed, sleep.
+            let room = (!batch.is_empty()).then(|| h.not_full.prepare());
             drop(guard);
+            match committed {
+                0 => {}
+                1 => h.not_empty.wake_one(),
+                _ => h.not_empty.wake_all(),
+            }
+            if changed {
+                self.wake_everyone();
+            }
+            if let Some(seen) = room {
+                h.not_full.sleep(seen, Deadline::after(Some(WAIT_SLICE)));
+            }
             for enc in delivered {
                 enc.delivered();
             }

@@ -41,8 +41,10 @@ const BATCH: usize = 64;
 /// steady stream is taken without sleeping (and without the producer's
 /// wake-up call), while an idle queue costs little.
 const MAX_SPIN: Duration = Duration::from_micros(20);
-/// The shortest spin the budget shrinks to after misses.
-const MIN_SPIN: Duration = Duration::from_nanos(300);
+/// Below this the budget drops to nothing.
+const MIN_SPIN_NS: u32 = 500;
+/// At a budget of nothing, one get in this many spins in full again.
+const PROBE_EVERY: u32 = 64;
 
 /// What puts and the feeder share in this process.
 #[derive(Debug)]
@@ -78,9 +80,10 @@ pub(crate) struct Local {
     /// The feeder waits here for items; `join_thread` and the exit flush
     /// for the feeder.
     cond: Condvar,
-    /// The current spin budget of gets, in nanoseconds; `u32::MAX` until
-    /// the CPU count is known, 0 on one CPU.
+    /// The current spin budget of gets, in nanoseconds.
     spin_ns: AtomicU32,
+    /// Gets since the budget dropped to nothing.
+    probe: AtomicU32,
     /// When this process may next look for dead producers (milliseconds
     /// on [`clock_ms`]).
     next_reclaim_ms: AtomicU64,
@@ -109,7 +112,8 @@ impl Local {
                 finalizer: None,
             }),
             cond: Condvar::new(),
-            spin_ns: AtomicU32::new(u32::MAX),
+            spin_ns: AtomicU32::new(MAX_SPIN.as_nanos() as u32),
+            probe: AtomicU32::new(0),
             next_reclaim_ms: AtomicU64::new(0),
         }
     }
@@ -156,36 +160,36 @@ impl Local {
         self.closed.load(Ordering::Relaxed)
     }
 
-    /// Spins until `ready()` or the spin budget runs out (never on one
-    /// CPU); the budget doubles after a hit and halves after a miss.
+    /// Spins until `ready()` or the spin budget runs out. The budget adapts
+    /// to where the peers run: a hit (the item came while spinning, so the
+    /// producer runs on another CPU) restores the full budget, a miss halves
+    /// it down to nothing (a producer on this CPU cannot run while we spin),
+    /// and at nothing every [`PROBE_EVERY`]th get spins in full again, in
+    /// case the producer moved.
     pub(crate) fn spin_until(&self, ready: impl Fn() -> bool) {
+        let max = MAX_SPIN.as_nanos() as u32;
         let mut budget = self.spin_ns.load(Ordering::Relaxed);
-        if budget == u32::MAX {
-            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-            budget = if cpus > 1 {
-                MAX_SPIN.as_nanos() as u32
-            } else {
-                0
-            };
-            self.spin_ns.store(budget, Ordering::Relaxed);
-        }
         if budget == 0 {
-            return;
+            let n = self.probe.fetch_add(1, Ordering::Relaxed);
+            if n % PROBE_EVERY != 0 {
+                return;
+            }
+            budget = max;
         }
         let limit = Duration::from_nanos(u64::from(budget));
         let started = Instant::now();
         loop {
             for _ in 0..32 {
                 if ready() {
-                    let next = budget.saturating_mul(2).min(MAX_SPIN.as_nanos() as u32);
-                    self.spin_ns.store(next, Ordering::Relaxed);
+                    self.spin_ns.store(max, Ordering::Relaxed);
                     return;
                 }
                 std::hint::spin_loop();
             }
             if started.elapsed() >= limit {
-                let next = (budget / 2).max(MIN_SPIN.as_nanos() as u32);
-                self.spin_ns.store(next, Ordering::Relaxed);
+                let next = budget / 2;
+                self.spin_ns
+                    .store(if next < MIN_SPIN_NS { 0 } else { next }, Ordering::Relaxed);
                 return;
             }
         }

@@ -101,6 +101,7 @@ mod queue;
 mod ring;
 mod shm;
 mod side;
+mod wake;
 
 #[doc(hidden)]
 pub mod __fuzz;

@@ -1,5 +1,5 @@
-//! The shared ring: a header of atomics (the lock, three condition
-//! variables, the counters, the producers' slots, an undo log) and a
+//! The shared ring: a header of atomics (the lock, three wait lists,
+//! the counters, the producers' slots, an undo log) and a
 //! power-of-two byte area holding entries, in mp-heap blocks that every
 //! process holding the queue maps.
 //!
@@ -24,7 +24,7 @@
 //!
 //! # Crash consistency
 //!
-//! Everything but the condition variables changes only under the lock, in
+//! Everything but the wait lists changes only under the lock, in
 //! a [`Txn`]: the fields it may change are first copied into `shadow` and
 //! `txn` set; the changes follow; `txn` is cleared. A process that dies
 //! inside leaves `txn` set, and the next one to take the lock (which then
@@ -38,9 +38,9 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use mp_heap::{ProcessLock, ProcessStamp};
-use mp_sync::CondState;
 
 use crate::shm::RingBytes;
+use crate::wake::Waiters;
 
 /// `b"MPQ1"`: a header that does not start with it is no queue of ours.
 pub(crate) const MAGIC: u32 = u32::from_le_bytes(*b"MPQ1");
@@ -119,15 +119,15 @@ pub(crate) struct Shadow {
 /// The ring's header, in a block of its own.
 #[repr(C)]
 pub(crate) struct Header {
-    /// Everything below but the condition variables changes under it.
+    /// Everything below but the wait lists changes under it.
     pub(crate) lock: ProcessLock,
-    /// Signalled when an item arrives (and on shutdown).
-    pub(crate) not_empty: CondState,
-    /// Signalled when an item leaves: room under `maxsize`, bytes in the
-    /// ring, datagram space (and on shutdown).
-    pub(crate) not_full: CondState,
-    /// Signalled when `unfinished` reaches 0 (and on shutdown).
-    pub(crate) all_done: CondState,
+    /// Woken when an item arrives (and on shutdown).
+    pub(crate) not_empty: Waiters,
+    /// Woken when an item leaves: room under `maxsize`, bytes in the ring,
+    /// datagram space (and on shutdown).
+    pub(crate) not_full: Waiters,
+    /// Woken when `unfinished` reaches 0 (and on shutdown).
+    pub(crate) all_done: Waiters,
     magic: AtomicU32,
     kind: AtomicU32,
     capacity: AtomicU64,
@@ -189,9 +189,9 @@ impl Header {
         };
         Header {
             lock: ProcessLock::new(false),
-            not_empty: CondState::new(),
-            not_full: CondState::new(),
-            all_done: CondState::new(),
+            not_empty: Waiters::new(),
+            not_full: Waiters::new(),
+            all_done: Waiters::new(),
             magic: AtomicU32::new(MAGIC),
             kind: AtomicU32::new(kind as u32),
             capacity: AtomicU64::new(capacity as u64),

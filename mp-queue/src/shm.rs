@@ -6,8 +6,8 @@
 //! The only `unsafe` of this crate:
 //!
 //! - [`Header`] is `#[repr(C)]` (its layout asserted beside it), made only
-//!   of atomics and of other [`SharedState`] types (mp-heap's
-//!   `ProcessLock`, mp-sync's `CondState`), so every bit pattern is valid;
+//!   of atomics, of mp-heap's `ProcessLock` (a [`SharedState`]) and of
+//!   this crate's `Waiters` (atomics), so every bit pattern is valid;
 //!   it holds no pointers, has no `Drop`, and is used only through `&Self`,
 //!   exactly what [`SharedState`] asks.
 //! - [`RingBytes`] copies bytes in and out of a [`SharedBuffer`] through its
