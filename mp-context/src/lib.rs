@@ -210,13 +210,6 @@ pub fn set_forkserver_preload(hook: fn()) {
     mp_forkserver::ForkServer::global().set_preload(bytes);
 }
 
-/// The workspace README's examples, compiled and run as doc tests (this
-/// crate's dev-dependencies reach every crate they use), so that the
-/// README cannot drift from the API.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-struct WorkspaceReadmeDoctests;
-
 /// This crate's README example, run as a doc test.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
