@@ -6,10 +6,10 @@
 //!
 //! - **A shared-memory ring.** Small items are copied into a ring in an
 //!   mp-heap block that every process holding the queue maps, under a
-//!   robust lock (mp-heap's `ProcessLock`), with waiters asleep on
-//!   mp-sync's `CondState` futexes: an item costs no system call while
-//!   the consumer is awake, and one wake-up when it sleeps (CPython's
-//!   pipe costs a write, a read and a feeder-thread hand-off).
+//!   robust lock (mp-heap's `ProcessLock`), with waiters asleep on shared
+//!   futexes, woken after the lock is released: an item costs no system
+//!   call while the consumer is awake, and one wake-up when it sleeps
+//!   (CPython's pipe costs a write, a read and a feeder-thread hand-off).
 //! - **A side channel** for items that hold fds (a `Connection`, a
 //!   `SharedBuffer`, a `Value`, an `mp_reduction::Fd`, an `mp_sync::Lock`,
 //!   ...) and items too big for the ring: one datagram each on a unix
