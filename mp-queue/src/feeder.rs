@@ -204,7 +204,8 @@ impl Drop for Local {
             // process's copies (their fds close here).
             let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
             std::mem::forget(state.thread.take());
-            std::mem::forget(state.finalizer.take());
+            // A finalizer handle is plain data (an id and a pid that is
+            // not ours): nothing to do.
         }
     }
 }

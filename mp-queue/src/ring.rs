@@ -182,11 +182,6 @@ impl Header {
         inline_max: u32,
         type_hash: u64,
     ) -> Header {
-        const FREE: Slot = Slot {
-            stamp: AtomicU64::new(0),
-            pending: AtomicU32::new(0),
-            _reserved: AtomicU32::new(0),
-        };
         Header {
             lock: ProcessLock::new(false),
             not_empty: Waiters::new(),
@@ -220,7 +215,11 @@ impl Header {
             },
             inline_max: AtomicU32::new(inline_max),
             _reserved: AtomicU32::new(0),
-            slots: [FREE; SLOTS],
+            slots: std::array::from_fn(|_| Slot {
+                stamp: AtomicU64::new(0),
+                pending: AtomicU32::new(0),
+                _reserved: AtomicU32::new(0),
+            }),
         }
     }
 

@@ -10,7 +10,6 @@
 //! there is exit code 1).
 
 use std::collections::HashMap;
-use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 use mp_context::{Process, get_context};
@@ -313,7 +312,7 @@ fn items_that_carry_fds_work_in_another_process() {
             conn: theirs,
             buf: buf.share().unwrap(),
             value: value.clone(),
-            write_end: mp_reduction::Fd::from(OwnedFd::from(w)),
+            write_end: mp_reduction::Fd::from(w),
             lock: lock.clone(),
         };
         q.put(&kit, true, None).unwrap();

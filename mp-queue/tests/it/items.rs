@@ -49,7 +49,7 @@ fn items_with_fds_work_where_they_arrive() {
         Vec<u8>,
     );
     let kit: Queue<Kit> = Queue::new(0).unwrap();
-    let w = mp_reduction::Fd::from(OwnedFd::from(w));
+    let w = mp_reduction::Fd::from(w);
     kit.put(
         &(buf.share().unwrap(), value, w, vec![3; 1 << 20]),
         true,

@@ -3,5 +3,6 @@
 //! target).
 
 mod basics;
+mod bench_example;
 mod items;
 mod shutdown;
