@@ -47,7 +47,11 @@ fn queue_bench_prints_a_rate_last_for_every_kind_and_method() {
                 method,
             ]);
             assert!(ok, "{kind} {method}: {stdout}\n{stderr}");
-            let last = stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+            let last = stdout
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("");
             let rate: f64 = last
                 .trim()
                 .parse()
