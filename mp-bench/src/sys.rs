@@ -578,6 +578,24 @@ pub(crate) fn memfd_with(bytes: &[u8]) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
+/// The room `SCM_RIGHTS` of one fd takes in a control buffer.
+fn one_fd_space() -> usize {
+    // SAFETY: CMSG_SPACE of one int is arithmetic on a constant.
+    unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as usize }
+}
+
+/// A message header over the one byte `iov` points at and `control`.
+fn one_fd_msghdr(iov: &mut libc::iovec, control: &mut [u8]) -> libc::msghdr {
+    // SAFETY: an all-zero msghdr is valid (no buffers); the fields set
+    // below point at live buffers that outlive the caller's use.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = control.len() as _;
+    msg
+}
+
 /// Sends `fd` over the unix socket `sock` (one byte, `SCM_RIGHTS`).
 pub(crate) fn send_fd(sock: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> io::Result<()> {
     let mut byte = [0u8; 1];
@@ -585,17 +603,11 @@ pub(crate) fn send_fd(sock: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> io::Result<()
         iov_base: byte.as_mut_ptr().cast(),
         iov_len: 1,
     };
-    // SAFETY: CMSG_SPACE of one int is a compile-time size.
-    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
-    let mut control = vec![0u8; space];
-    // SAFETY: `msg` points at the live iovec and control buffer above; the
-    // CMSG macros stay inside the control buffer (sized by CMSG_SPACE).
+    let mut control = vec![0u8; one_fd_space()];
+    let msg = one_fd_msghdr(&mut iov, &mut control);
+    // SAFETY: `msg` points at the live iovec and control buffer; the CMSG
+    // macros stay inside the control buffer (sized by CMSG_SPACE).
     unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = space as _;
         let cmsg = libc::CMSG_FIRSTHDR(&msg);
         (*cmsg).cmsg_level = libc::SOL_SOCKET;
         (*cmsg).cmsg_type = libc::SCM_RIGHTS;
@@ -613,17 +625,11 @@ pub(crate) fn recv_fd(sock: BorrowedFd<'_>) -> io::Result<OwnedFd> {
         iov_base: byte.as_mut_ptr().cast(),
         iov_len: 1,
     };
-    // SAFETY: CMSG_SPACE of one int is a compile-time size.
-    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
-    let mut control = vec![0u8; space];
+    let mut control = vec![0u8; one_fd_space()];
+    let mut msg = one_fd_msghdr(&mut iov, &mut control);
     // SAFETY: as in `send_fd`; the fd read out of the control message is a
     // new one the kernel installed for us (close-on-exec).
     unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = space as _;
         let n = cvt_size(libc::recvmsg(
             sock.as_raw_fd(),
             &mut msg,

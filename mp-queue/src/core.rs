@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use mp_heap::{Deadline, ForkCell, OWNER_CHECK_INTERVAL, ProcessLockGuard, ProcessStamp, Shared};
 
-use crate::encode::{self, Encoded, Route};
+use crate::encode::{self, Big, Encoded, Route};
 use crate::error::QueueError;
 use crate::feeder::{self, Local};
 use crate::ring::{Corrupt, Entry, Header, IMMEDIATE, Kind, Ring, SHUTDOWN, Txn};
@@ -180,15 +180,30 @@ impl Inner {
         let seq = self.header().next_side_seq();
         let fds: Vec<BorrowedFd<'_>> = enc.fds().iter().map(AsFd::as_fd).collect();
         let parts = enc.parts();
-        let payload = match (&enc.route, &enc.memfd) {
-            (Route::Memfd, Some((fd, len))) => Payload::Memfd(fd, *len),
+        let payload = match (&enc.route, &enc.big) {
+            (Route::Memfd, Some(Big::Sealed(fd, len))) => Payload::Memfd(fd, *len),
+            (Route::Memfd, Some(Big::Pooled(lease, len))) => {
+                Payload::Pooled(lease.fd(), *len, lease.generation())
+            }
             _ => Payload::Inline(&parts),
         };
         if !self.parts.side.send(seq, &payload, &fds)? {
             return Ok(false);
         }
+        if let Some(Big::Pooled(lease, _)) = &enc.big {
+            lease.sent();
+        }
         ring.push_marker(at, seq);
         Ok(true)
+    }
+
+    /// After a put committed `enc` under `guard`: ends its operation,
+    /// releases the lock, wakes a consumer, tells the item it arrived.
+    fn finish_put(&self, txn: Txn<'_>, guard: Guard<'_>, enc: Encoded<'_>) {
+        drop(txn);
+        drop(guard);
+        self.header().not_empty.wake_one();
+        enc.delivered();
     }
 
     /// Accepts `enc` (room under `maxsize` was checked, the lock is held):
@@ -211,10 +226,7 @@ impl Inner {
         if state.backlog() == 0 {
             match self.commit(&enc) {
                 Ok(true) => {
-                    drop(txn);
-                    drop(guard);
-                    h.not_empty.wake_one();
-                    enc.delivered();
+                    self.finish_put(txn, guard, enc);
                     return Ok(());
                 }
                 Ok(false) => {}
@@ -320,10 +332,7 @@ impl Inner {
             match self.commit(&enc) {
                 Ok(true) => {
                     h.set_accepted(h.accepted().saturating_add(1));
-                    drop(txn);
-                    drop(guard);
-                    h.not_empty.wake_one();
-                    enc.delivered();
+                    self.finish_put(txn, guard, enc);
                     return Ok(());
                 }
                 Ok(false) => {}
@@ -583,22 +592,32 @@ pub(crate) fn decode_taken<T: serde::de::DeserializeOwned + 'static>(
         side::SideError::Corrupt(why) => QueueError::Corrupt(why.into()),
         side::SideError::Io(e) => QueueError::Io(e),
     };
-    match taken {
-        Taken::Bytes(payload) => encode::decode(payload, Vec::new()),
-        Taken::Side(fds, ReceivedPayload::Bytes(payload)) => encode::decode(payload, fds),
-        Taken::Side(fds, ReceivedPayload::Memfd(fd, len)) if encode::is_bytes::<T>() => {
-            if !fds.is_empty() {
-                return Err(QueueError::Corrupt(
-                    "a byte vector that came with fds".into(),
-                ));
-            }
-            let data = side::read_memfd_bytes(&fd, len).map_err(corrupt)?;
-            Ok(encode::give_bytes(data).expect("T is Vec<u8>"))
+    let (fds, fd, p, generation) = match taken {
+        Taken::Bytes(payload) => return encode::decode(payload, Vec::new()),
+        Taken::Side(fds, ReceivedPayload::Bytes(payload)) => {
+            return encode::decode(payload, fds);
         }
         Taken::Side(fds, ReceivedPayload::Memfd(fd, len)) => {
-            let mut payload = Vec::new();
-            side::read_memfd(&fd, len, &mut payload).map_err(corrupt)?;
-            encode::decode(payload, fds)
+            let p = side::MemfdPayload { len, sealed: true };
+            (fds, fd, p, None)
         }
+        Taken::Side(fds, ReceivedPayload::Pooled(fd, len, generation)) => {
+            let p = side::MemfdPayload { len, sealed: false };
+            (fds, fd, p, Some(generation))
+        }
+    };
+    let item = if encode::is_bytes::<T>() && fds.is_empty() {
+        side::read_memfd_bytes(&fd, p)
+            .map_err(corrupt)
+            .map(|data| encode::give_bytes(data).expect("T is Vec<u8>"))
+    } else {
+        let mut payload = Vec::new();
+        side::read_memfd(&fd, p, &mut payload).map_err(corrupt)?;
+        encode::decode(payload, fds)
+    };
+    if let Some(generation) = generation {
+        // Copied out (or refused): the producer may write the file again.
+        crate::pool::mark_done(&fd, generation);
     }
+    item
 }

@@ -17,6 +17,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::QueueError;
+use crate::pool::{Lease, Pool};
 use crate::side;
 
 /// The longest varint (a `u64` in 7-bit groups).
@@ -108,15 +109,25 @@ pub(crate) struct Encoded<'a> {
     prefix_len: u8,
     data: Data<'a>,
     pub(crate) route: Route,
-    /// The memfd holding the payload (`Route::Memfd`) and its length.
-    pub(crate) memfd: Option<(OwnedFd, u64)>,
+    /// Where the payload went (`Route::Memfd`).
+    pub(crate) big: Option<Big>,
+}
+
+/// A big payload, written: into a file of this process's pool, or a fresh
+/// sealed memfd.
+#[derive(Debug)]
+pub(crate) enum Big {
+    Pooled(Lease, u64),
+    Sealed(OwnedFd, u64),
 }
 
 impl<'a> Encoded<'a> {
-    /// Encodes `item`; a byte vector is borrowed, not copied.
+    /// Encodes `item`; a byte vector is borrowed, not copied. A big
+    /// payload goes into a file of `pool` when one can be had.
     pub(crate) fn new<T: Serialize + 'static>(
         item: &'a T,
         inline_max: usize,
+        pool: Option<&std::sync::Arc<Pool>>,
     ) -> Result<Encoded<'a>, QueueError> {
         let mut enc = match as_bytes(item) {
             Some(bytes) => {
@@ -128,7 +139,7 @@ impl<'a> Encoded<'a> {
                     prefix_len,
                     data: Data::Borrowed(bytes),
                     route: Route::Ring,
-                    memfd: None,
+                    big: None,
                 }
             }
             None => Encoded {
@@ -137,7 +148,7 @@ impl<'a> Encoded<'a> {
                 prefix_len: 0,
                 data: Data::Borrowed(&[]),
                 route: Route::Ring,
-                memfd: None,
+                big: None,
             },
         };
         let fds = enc.fds().len();
@@ -160,7 +171,19 @@ impl<'a> Encoded<'a> {
             });
         }
         if enc.route == Route::Memfd {
-            enc.memfd = Some(side::write_memfd(&enc.parts()).map_err(QueueError::Io)?);
+            // A byte vector's prefix goes before the page its bulk starts on.
+            let head = u64::from(enc.prefix_len);
+            let lease = match pool {
+                Some(pool) => pool.write(&enc.parts(), len as u64, head)?,
+                None => None,
+            };
+            enc.big = Some(match lease {
+                Some(lease) => Big::Pooled(lease, len as u64),
+                None => {
+                    let (fd, len) = side::write_memfd(&enc.parts(), head)?;
+                    Big::Sealed(fd, len)
+                }
+            });
             enc.data = Data::InMemfd;
         }
         Ok(enc)
@@ -179,7 +202,7 @@ impl<'a> Encoded<'a> {
             prefix_len: self.prefix_len,
             data,
             route: self.route,
-            memfd: self.memfd,
+            big: self.big,
         }
     }
 
@@ -251,7 +274,7 @@ mod tests {
         for len in [0usize, 1, 127, 128, 300, 16_384, 70_000] {
             let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
             let postcard = postcard::to_allocvec(&data).unwrap();
-            let enc = Encoded::new(&data, usize::MAX).unwrap();
+            let enc = Encoded::new(&data, usize::MAX, None).unwrap();
             assert_eq!(enc.parts().concat(), postcard, "len {len}");
             assert_eq!(enc.into_owned().parts().concat(), postcard, "len {len}");
             // Read back by both paths.
@@ -279,14 +302,17 @@ mod tests {
     #[test]
     fn items_are_routed_by_size_and_fds() {
         let small = ("x".to_string(), 7u32);
-        assert_eq!(Encoded::new(&small, 1024).unwrap().route, Route::Ring);
+        assert_eq!(Encoded::new(&small, 1024, None).unwrap().route, Route::Ring);
         let big = vec![1u8; 2000];
-        let enc = Encoded::new(&big, 1024).unwrap();
+        let enc = Encoded::new(&big, 1024, None).unwrap();
         assert_eq!(enc.route, Route::Memfd);
-        assert_eq!(enc.memfd.as_ref().map(|m| m.1), Some(2002));
+        assert!(matches!(enc.big, Some(Big::Sealed(_, 2002))));
+        let pool = std::sync::Arc::new(Pool::default());
+        let enc = Encoded::new(&big, 1024, Some(&pool)).unwrap();
+        assert!(matches!(enc.big, Some(Big::Pooled(_, 2002))));
         let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
         let with_fd = mp_reduction::Fd::from(OwnedFd::from(a));
-        let enc = Encoded::new(&with_fd, 1024).unwrap();
+        let enc = Encoded::new(&with_fd, 1024, None).unwrap();
         assert_eq!((enc.route, enc.fds().len()), (Route::Dgram, 1));
     }
 }

@@ -31,6 +31,7 @@ use mp_heap::{ProcessStamp, current_pid};
 
 use crate::core::Inner;
 use crate::encode::Encoded;
+use crate::pool::Pool;
 
 /// How many buffered items a feeder takes per pass (committed under one
 /// hold of the ring's lock when they fit).
@@ -87,6 +88,8 @@ pub(crate) struct Local {
     /// When this process may next look for dead producers (milliseconds
     /// on [`clock_ms`]).
     next_reclaim_ms: AtomicU64,
+    /// Memfds this process writes big items into.
+    pub(crate) pool: Arc<Pool>,
 }
 
 /// Milliseconds since this process first asked.
@@ -115,6 +118,7 @@ impl Local {
             spin_ns: AtomicU32::new(MAX_SPIN.as_nanos() as u32),
             probe: AtomicU32::new(0),
             next_reclaim_ms: AtomicU64::new(0),
+            pool: Arc::new(Pool::default()),
         }
     }
 

@@ -28,7 +28,7 @@ fn die_holding_the_lock(inner: &Inner, op: impl FnOnce(&Inner, &Txn<'_>)) -> ! {
 /// the operation not finished.
 pub fn die_inside_put<T: Item>(queue: &Queue<T>, item: &T) -> ! {
     let inner = &queue.core().inner;
-    let enc = Encoded::new(item, inner.inline_max).expect("encodable");
+    let enc = Encoded::new(item, inner.inline_max, None).expect("encodable");
     die_holding_the_lock(inner, |inner, _| {
         let h = inner.header();
         h.set_accepted(h.accepted() + 1);

@@ -97,6 +97,7 @@ mod encode;
 mod error;
 mod feeder;
 mod handle;
+mod pool;
 mod queue;
 mod ring;
 mod shm;

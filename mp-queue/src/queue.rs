@@ -230,7 +230,7 @@ impl<T: Item> Queue<T> {
         if !block && h.accepted() >= h.maxsize() {
             return Err(QueueError::Full);
         }
-        let enc = Encoded::new(item, inner.inline_max)?;
+        let enc = Encoded::new(item, inner.inline_max, Some(&inner.local().pool))?;
         inner.put(enc, Deadline::for_acquire(block, timeout))
     }
 
@@ -524,7 +524,11 @@ impl<T: Item> SimpleQueue<T> {
         if inner.local().is_closed() {
             return Err(QueueError::Closed);
         }
-        inner.put_now(Encoded::new(item, inner.inline_max)?)
+        inner.put_now(Encoded::new(
+            item,
+            inner.inline_max,
+            Some(&inner.local().pool),
+        )?)
     }
 
     /// CPython's `get()`: the next item, waiting as long as it takes.

@@ -21,6 +21,8 @@
 //! - [`advise_huge_pages`] gives `madvise(2)` a page-aligned range inside
 //!   a vector's own allocation; the advice changes how the kernel backs
 //!   the pages, never their contents or who owns them.
+//! - [`pread_append`] lets `pread(2)` write into a vector's spare capacity
+//!   and then counts, with `set_len`, exactly the bytes it wrote.
 
 #![allow(unsafe_code)]
 
@@ -154,4 +156,35 @@ pub(crate) fn advise_huge_pages(buf: &mut Vec<u8>) {
             rustix::mm::Advice::LinuxHugepage,
         )
     };
+}
+
+/// Appends exactly `len` bytes read at `offset` of `fd` to `out`
+/// (`pread(2)`, retried on `EINTR` and short reads); `Ok(false)` if the
+/// file ended first (what was read stays appended).
+pub(crate) fn pread_append(
+    fd: &std::os::fd::OwnedFd,
+    mut offset: u64,
+    len: usize,
+    out: &mut Vec<u8>,
+) -> std::io::Result<bool> {
+    out.reserve(len);
+    let goal = out.len() + len;
+    while out.len() < goal {
+        let want = goal - out.len();
+        let spare = &mut out.spare_capacity_mut()[..want];
+        match rustix::io::pread(fd, spare, offset) {
+            Ok((read, _)) if read.is_empty() => return Ok(false),
+            Ok((read, _)) => {
+                let n = read.len();
+                offset += n as u64;
+                // SAFETY: `pread` initialised the first `n` bytes of the
+                // spare capacity (`n <= want`), right after the vector's
+                // current length.
+                unsafe { out.set_len(out.len() + n) };
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(true)
 }
