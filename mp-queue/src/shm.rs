@@ -173,7 +173,7 @@ pub(crate) fn pread_append(
         let want = goal - out.len();
         let spare = &mut out.spare_capacity_mut()[..want];
         match rustix::io::pread(fd, spare, offset) {
-            Ok((read, _)) if read.is_empty() => return Ok(false),
+            Ok(([], _)) => return Ok(false),
             Ok((read, _)) => {
                 let n = read.len();
                 offset += n as u64;
