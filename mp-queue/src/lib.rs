@@ -13,8 +13,9 @@
 //! - **A side channel** for items that hold fds (a `Connection`, a
 //!   `SharedBuffer`, a `Value`, an `mp_reduction::Fd`, an `mp_sync::Lock`,
 //!   ...) and items too big for the ring: one datagram each on a unix
-//!   socketpair, the fds as `SCM_RIGHTS`, a big payload in a sealed memfd;
-//!   a marker in the ring keeps every item in order.
+//!   socketpair, the fds as `SCM_RIGHTS`, a big payload in a memfd (from
+//!   a small pool the producer reuses, or a fresh sealed one); a marker in
+//!   the ring keeps every item in order.
 //! - **CPython's semantics**: `put(item, block, timeout)` with
 //!   [`QueueError::Full`], `get(block, timeout)` with
 //!   [`QueueError::Empty`], `qsize`, `empty`, `full`, `close`,
