@@ -298,7 +298,13 @@ impl Inner {
             if last_look {
                 return Err(QueueError::Full);
             }
-            let in_time = !deadline.has_passed() && self.sleep(guard, &h.not_full, deadline);
+            let in_time = if deadline.has_passed() {
+                drop(guard);
+                false
+            } else {
+                self.sleep(guard, &h.not_full, deadline)
+            };
+            // (The lock is released here: reclaiming takes it.)
             if !in_time {
                 // One last look, for producers that died with items.
                 self.reclaim_dead(local);
@@ -427,8 +433,15 @@ impl Inner {
         }
         drop(txn);
         for seq in markers {
-            // Their fds close as the datagrams go.
-            let _ = self.parts.side.recv(seq);
+            // Their fds close as the datagrams go; a pooled file is handed
+            // back to its producer at once.
+            if let Ok(Received::Item {
+                payload: ReceivedPayload::Pooled(fd, _, generation),
+                ..
+            }) = self.parts.side.recv(seq)
+            {
+                crate::pool::mark_done(&fd, generation);
+            }
         }
         drop(guard);
         self.wake_everyone();

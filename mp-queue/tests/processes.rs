@@ -508,6 +508,39 @@ fn killed_consumers_and_producers_leave_the_queue_usable() {
     }
 }
 
+fn fill_up(q: Queue<Vec<u8>>) {
+    loop {
+        q.put(&vec![1; 100], true, None).unwrap();
+    }
+}
+
+/// A producer killed with items in its feeder: they counted toward
+/// `maxsize`; the next put that finds the queue full takes them back, even
+/// one with no time to wait.
+fn a_dead_producers_share_of_maxsize_comes_back() {
+    for m in METHODS {
+        // The ring holds about 36 of these; the rest wait in the feeder.
+        let q = QueueBuilder::new()
+            .maxsize(60)
+            .ring_bytes(4096)
+            .queue()
+            .unwrap();
+        let p = start(m, fill_up, q.clone());
+        eventually("the producer filled the queue", || q.full());
+        p.kill().unwrap();
+        joined(&p, -9, m);
+        // No time to wait: the last look takes the dead share back.
+        q.put(&vec![2; 100], true, Some(Duration::ZERO)).unwrap();
+        assert!(q.qsize() < 60, "{m}: {}", q.qsize());
+        let mut got = 0;
+        while q.get(true, Some(Duration::from_millis(100))).is_ok() {
+            got += 1;
+        }
+        assert!(got > 1, "{m}: {got}");
+        assert_eq!(q.qsize(), 0, "{m}");
+    }
+}
+
 fn get_until_shut_down(q: Queue<u8>) {
     match q.get(true, WAIT) {
         Err(QueueError::ShutDown) => mp_context::exit(3),
@@ -608,6 +641,10 @@ fn main() {
         (
             "killed_consumers_and_producers_leave_the_queue_usable",
             killed_consumers_and_producers_leave_the_queue_usable,
+        ),
+        (
+            "a_dead_producers_share_of_maxsize_comes_back",
+            a_dead_producers_share_of_maxsize_comes_back,
         ),
         (
             "shutdown_wakes_callers_blocked_in_other_processes",
