@@ -1,12 +1,12 @@
 //! Errors of the handshake, with the reasons CPython gives.
 
-use std::io;
+use std::{fmt, io};
 
 use crate::Digest;
 
 /// The peer failed to authenticate, or we were refused; CPython's
 /// `multiprocessing.AuthenticationError`. The texts are CPython's.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AuthenticationError {
     /// The peer's reply to our challenge did not match.
@@ -60,7 +60,7 @@ pub enum AuthenticationError {
 /// A handshake that did not complete: either authentication failed or the
 /// transport did (including end of file and over-long messages, which
 /// CPython reports as `OSError`/`EOFError`).
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub enum HandshakeError {
     /// Authentication failed.
     #[error(transparent)]
@@ -84,6 +84,32 @@ impl From<HandshakeError> for io::Error {
             HandshakeError::Authentication(a) => io::Error::new(io::ErrorKind::PermissionDenied, a),
         }
     }
+}
+
+/// `Debug` is the message and its causes (`message: cause: cause`), which
+/// is what `main() -> Result<(), Box<dyn Error>>` shows a user.
+impl fmt::Debug for AuthenticationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_chain(self, f)
+    }
+}
+
+/// `Debug` is the message and its causes (`message: cause: cause`).
+impl fmt::Debug for HandshakeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_chain(self, f)
+    }
+}
+
+/// Writes `err` and its `source()` chain as `message: cause: cause`.
+fn write_chain(err: &dyn std::error::Error, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    write!(f, "{err}")?;
+    let mut source = err.source();
+    while let Some(cause) = source {
+        write!(f, ": {cause}")?;
+        source = cause.source();
+    }
+    Ok(())
 }
 
 /// Formats bytes as Python's `repr` of a `bytes` object, `b'...'`.
@@ -110,6 +136,44 @@ impl std::fmt::Display for Escaped<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Challenge, MessageChannel, Policy, answer_challenge, create_response};
+
+    /// What `main() -> Result<(), Box<dyn Error>>` prints is the message
+    /// with its causes, never a bare variant name.
+    #[test]
+    fn debug_shows_the_message_and_its_causes() {
+        // A reply made with the wrong key.
+        let challenge = Challenge::new(Digest::Sha256).unwrap();
+        let message = crate::parse_challenge(&challenge.to_wire())
+            .unwrap()
+            .to_vec();
+        let reply = create_response(b"wrong key", &message, Policy::CPYTHON).unwrap();
+        let err = challenge
+            .verify(b"right key", &reply, Policy::CPYTHON)
+            .unwrap_err();
+        assert_eq!(format!("{err:?}"), "digest received was wrong");
+
+        // A peer that hangs up before sending its challenge.
+        struct HungUp;
+        impl MessageChannel for HungUp {
+            fn send_message(&mut self, _: &[u8]) -> io::Result<()> {
+                Ok(())
+            }
+            fn recv_message(&mut self, _: usize) -> io::Result<Vec<u8>> {
+                Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the peer closed the connection",
+                ))
+            }
+        }
+        let err = answer_challenge(HungUp, b"key").unwrap_err();
+        assert_eq!(
+            format!("{err:?}"),
+            "handshake I/O failed: the peer closed the connection"
+        );
+        let boxed: Box<dyn std::error::Error> = Box::new(err);
+        assert!(format!("{boxed:?}").starts_with("handshake I/O failed: "));
+    }
 
     #[test]
     fn messages_match_cpython() {

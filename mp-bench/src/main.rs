@@ -5,8 +5,11 @@
 //! `mp-bench/python/`), the raw-syscall limit (a minimal loop straight on
 //! the system calls, in this binary) and, where the issue names one, the
 //! Rust crate people use today (ipc-channel, procspawn); it prints their
-//! ratios, the CPU time per operation and the issue's goals checked, and
-//! writes the same table as Markdown to `target/bench/README-table.md`.
+//! ratios, the CPU time per operation and the issue's goals checked. A
+//! full run (no filter, no `--quick`, no `--raw-only`) writes the same
+//! table, its legend and the goals to `BENCHMARKS.md` at the workspace
+//! root and the headline ratios into README.md (see [`docs`]); any other
+//! run writes `target/bench/BENCHMARKS.md`, or the file `--out` names.
 //!
 //! ```text
 //! mp-bench [--quick] [--raw-only] [--no-build] [--reps N] [--out PATH] [--list] [FILTER...]
@@ -17,6 +20,8 @@
 //!   (under a minute).
 //! - `--raw-only`: only the raw-syscall rows (the smoke test uses this).
 //! - `--no-build`: use our crates' examples as already built.
+//! - `--out PATH`: write the BENCHMARKS document there, and touch neither
+//!   BENCHMARKS.md nor README.md.
 //!
 //! Our figures for mp-heap and mp-context come from their release-built
 //! examples (`heap_bench`, `procstart`), which this driver builds first; a
@@ -26,7 +31,9 @@
 #![deny(unsafe_code)]
 
 mod crates;
+mod docs;
 mod exact_reads;
+mod manager;
 mod measure;
 #[cfg(feature = "conn")]
 mod ours;
@@ -34,6 +41,7 @@ mod ours;
 #[path = "ours_stub.rs"]
 mod ours;
 mod pickle;
+mod pool;
 mod python;
 mod queue;
 mod raw;
@@ -116,7 +124,9 @@ impl Examples {
         if !no_build {
             let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
             let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            eprintln!("mp-bench: cargo build --release --examples -p mp-heap -p mp-context");
+            eprintln!(
+                "mp-bench: cargo build --release --examples -p mp-heap -p mp-context -p mp-pool -p mp-manager"
+            );
             let status = Command::new(cargo)
                 .current_dir(&workspace)
                 .args([
@@ -128,6 +138,10 @@ impl Examples {
                     "mp-heap",
                     "-p",
                     "mp-context",
+                    "-p",
+                    "mp-pool",
+                    "-p",
+                    "mp-manager",
                 ])
                 .env("CARGO_TARGET_DIR", target)
                 .stdin(Stdio::null())
@@ -617,12 +631,11 @@ fn specs() -> Vec<Spec> {
                 raw::pingpong(raw::PingPong::Framed, p, cpus, plan)
             });
             let ours = |p, cpus: &[usize], plan: &Plan| ours::pingpong(p, cpus, plan, None);
-            let goals = vec![
-                Goal::Raw(0.9),
-                Goal::Crate(1.0),
-                Goal::CpuRaw(1.2),
-                Goal::CpuPy(1.0 / 3.0),
-            ];
+            // Issue 8's goals: the raw STREAM loop is the floor of a
+            // STREAM socketpair, so the goals are relative to it (the old
+            // ">=1x ipc-channel" and "cpu<=1/3 CPython" lie beyond it; see
+            // docs::RETIRED).
+            let goals = vec![Goal::Raw(0.9), Goal::CpuRaw(1.2)];
             Turns {
                 refs: vec![framed],
                 ..rtt_turns(ctx, name, p, raw, ours, goals)
@@ -638,7 +651,13 @@ fn specs() -> Vec<Spec> {
             // CPython has no two-pipe duplex Pipe: its figure is its
             // ordinary duplex Pipe (shared with the pipe_rtt_64B rows), and
             // ipc-channel is measured again here, turn about with ours.
-            let goals = vec![Goal::Raw(0.9), Goal::Crate(1.0)];
+            // At least ipc-channel's rate on one CPU (issue 8); unpinned
+            // and split, the scheduler's placement decides more than the
+            // transport, so only the ratio is shown there.
+            let mut goals = vec![Goal::Raw(0.9)];
+            if p == Placement::Same {
+                goals.push(Goal::Crate(1.0));
+            }
             rtt_turns(ctx, name, p, raw, ours::pingpong_pipe_pair, goals).measure(ctx, refs)
         }));
     }
@@ -689,7 +708,14 @@ fn specs() -> Vec<Spec> {
                 krate: ipc_in(&name, move |ctx, plan| {
                     crates::stream(size, &ctx.allowed, plan)
                 }),
-                goals: vec![Goal::Raw(0.8), Goal::Crate(1.0)],
+                // ">= ipc-channel" only where the raw loop leaves room:
+                // at 1 MiB ipc-channel runs at the raw write/read loop's
+                // rate within the noise (docs::RETIRED_GOALS).
+                goals: if size > 1 << 20 {
+                    vec![Goal::Raw(0.8), Goal::Crate(1.0)]
+                } else {
+                    vec![Goal::Raw(0.8)]
+                },
                 name,
             }
             .measure(ctx, refs)
@@ -815,10 +841,14 @@ fn specs() -> Vec<Spec> {
     v.extend(pickle::specs());
     v.extend(sync::specs());
     v.extend(queue::specs());
+    v.extend(pool::specs());
+    v.extend(manager::specs());
     v
 }
 
-fn preamble(ctx: &Ctx) -> Vec<String> {
+/// The facts a reader needs to judge the run, without local paths (they
+/// go into BENCHMARKS.md), and the local ones for the terminal.
+fn preamble(ctx: &Ctx, load: &str) -> (Vec<String>, Vec<String>) {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -829,18 +859,22 @@ fn preamble(ctx: &Ctx) -> Vec<String> {
             })
         })
         .unwrap_or_default();
-    let py = match &ctx.python {
-        Ok(p) => format!("CPython {} ({})", p.version, p.exe.display()),
-        Err(why) => why.clone(),
+    let (py, local) = match &ctx.python {
+        Ok(p) => (
+            format!("CPython {}", p.version),
+            vec![format!("CPython: {}", p.exe.display())],
+        ),
+        Err(why) => (format!("CPython: {why}"), Vec::new()),
     };
-    vec![
+    let portable = vec![
         format!(
-            "mp-bench{}: {} repetitions; {} CPUs allowed {:?}; {model}; Linux {}",
+            "mp-bench{}: {} repetitions; {} CPUs allowed {:?}; {model}; Linux {}; {}",
             if ctx.opts.quick { " --quick" } else { "" },
             ctx.reps,
             ctx.allowed.len(),
             ctx.allowed,
-            kernel.trim()
+            kernel.trim(),
+            docs::utc_date(std::time::SystemTime::now()),
         ),
         format!(
             "{py}; mp-conn rows {}; low-latency spin bound {} us.",
@@ -851,7 +885,26 @@ fn preamble(ctx: &Ctx) -> Vec<String> {
             },
             SPIN.as_micros()
         ),
-    ]
+        format!(
+            "Load average (1 min) at the start: {load}: other work on the machine shows here and in the spreads."
+        ),
+    ];
+    (portable, local)
+}
+
+/// The 1-minute load average, as /proc/loadavg says.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The workspace root (mp-bench is never used outside it).
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
 fn default_out() -> PathBuf {
@@ -860,7 +913,45 @@ fn default_out() -> PathBuf {
         .and_then(|e| e.parent()?.parent().map(Path::to_path_buf))
         .unwrap_or_else(|| PathBuf::from("target"))
         .join("bench")
-        .join("README-table.md")
+        .join("BENCHMARKS.md")
+}
+
+fn write_file(path: &Path, text: &str) -> Result<(), String> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Writes the run's documents: with `--out`, the BENCHMARKS document
+/// there; after a full run, BENCHMARKS.md and README.md's headline table;
+/// after a partial one, `target/bench/BENCHMARKS.md`.
+fn write_docs(opts: &Options, report: &Report) -> Result<(), String> {
+    let full = opts.filters.is_empty() && !opts.quick && !opts.raw_only;
+    let md = docs::benchmarks_md(report);
+    if let Some(out) = &opts.out {
+        write_file(out, &md)?;
+        eprintln!("mp-bench: written to {}", out.display());
+        return Ok(());
+    }
+    if !full {
+        let out = default_out();
+        write_file(&out, &md)?;
+        eprintln!(
+            "mp-bench: a partial run: written to {} (BENCHMARKS.md and README.md are left alone)",
+            out.display()
+        );
+        return Ok(());
+    }
+    let root = workspace_root();
+    write_file(&root.join("BENCHMARKS.md"), &md)?;
+    let readme_path = root.join("README.md");
+    let readme = std::fs::read_to_string(&readme_path)
+        .map_err(|e| format!("{}: {e}", readme_path.display()))?;
+    let readme = docs::splice_headlines(&readme, &docs::headlines(report))?;
+    write_file(&readme_path, &readme)?;
+    eprintln!("mp-bench: written BENCHMARKS.md and README.md's headline table");
+    Ok(())
 }
 
 fn run(args: &[String]) -> Result<(), String> {
@@ -904,25 +995,23 @@ fn run(args: &[String]) -> Result<(), String> {
         opts,
     };
     let t0 = Instant::now();
+    let (preamble, local) = preamble(&ctx, &load_average());
     let mut report = Report {
-        preamble: preamble(&ctx),
+        preamble,
+        local,
         ..Report::default()
     };
     for s in selected {
         let row = (s.make)(&mut ctx, &mut report.refs);
         report.rows.push(row);
     }
-    report
-        .preamble
-        .push(format!("Measured in {:.0} s.", t0.elapsed().as_secs_f64()));
+    report.preamble.push(format!(
+        "Measured in {:.0} s; load average (1 min) at the end: {}.",
+        t0.elapsed().as_secs_f64(),
+        load_average()
+    ));
     print!("\n{}", report.to_text());
-    let out = ctx.opts.out.clone().unwrap_or_else(default_out);
-    if let Some(dir) = out.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    }
-    std::fs::write(&out, report.to_markdown()).map_err(|e| format!("{}: {e}", out.display()))?;
-    eprintln!("mp-bench: Markdown table written to {}", out.display());
-    Ok(())
+    write_docs(&ctx.opts, &report)
 }
 
 /// Internal roles, run in a fresh copy of this executable.
@@ -932,6 +1021,8 @@ fn run_role(args: &[String]) -> Result<(), String> {
         "procspawn" => crates::procspawn_role(&plan).map_err(|e| e.to_string()),
         raw::ROLE_FORK_WAIT => raw_role(raw::fork_wait(&plan)),
         raw::ROLE_FORK_EXEC => raw_role(raw::fork_exec_true(&plan)),
+        pool::ROLE_RAW_START => pool::raw_start_role(&plan),
+        pool::ROLE_PROCSPAWN_POOL => pool::procspawn_pool_role(&plan),
         other => Err(format!("unknown role {other:?}")),
     }
 }
@@ -971,9 +1062,9 @@ fn main() -> ExitCode {
     // The raw process-start loops are served first of all, in a process
     // that has allocated nothing else yet (not even procspawn's state).
     if args.first().map(String::as_str) == Some("--role")
-        && args
-            .get(1)
-            .is_some_and(|r| r == raw::ROLE_FORK_WAIT || r == raw::ROLE_FORK_EXEC)
+        && args.get(1).is_some_and(|r| {
+            r == raw::ROLE_FORK_WAIT || r == raw::ROLE_FORK_EXEC || r == pool::ROLE_RAW_START
+        })
     {
         return match run_role(&args[1..]) {
             Ok(()) => ExitCode::SUCCESS,

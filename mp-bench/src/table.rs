@@ -191,45 +191,96 @@ fn fmt_ratio(r: Option<f64>) -> String {
     r.map_or_else(|| "-".into(), |r| format!("{r:.2}"))
 }
 
+impl Goal {
+    /// How the goal reads in the table, `crate_name` filled in.
+    pub(crate) fn label(self, crate_name: &str) -> String {
+        match self {
+            Goal::Raw(f) => format!(">={f:.2}x raw"),
+            Goal::Py(f) => format!(">={f}x CPython"),
+            Goal::Crate(f) => format!(">={f}x {crate_name}"),
+            Goal::CpuRaw(f) => format!("cpu<={f}x raw"),
+            Goal::CpuPy(f) => format!("cpu<={f:.2}x CPython"),
+        }
+    }
+
+    /// Whether a ratio `r` on this goal's metric meets it.
+    pub(crate) fn met_by(self, r: f64) -> bool {
+        match self {
+            Goal::Raw(f) | Goal::Py(f) | Goal::Crate(f) => r >= f,
+            Goal::CpuRaw(f) | Goal::CpuPy(f) => r <= f,
+        }
+    }
+}
+
 impl Row {
     fn krate_cell(&self) -> Option<&Cell> {
         self.krate.as_ref().map(|(_, c)| c)
     }
 
-    /// Each goal with "ok", "MISS (value)" or "pending" (a side is n/a).
+    pub(crate) fn crate_name(&self) -> &str {
+        self.krate.as_ref().map_or("crate", |(n, _)| n.as_str())
+    }
+
+    /// The other side of a goal stated against CPython or the crate.
+    fn against(&self, goal: Goal) -> Option<&Cell> {
+        match goal {
+            Goal::Raw(_) | Goal::CpuRaw(_) => Some(&self.raw),
+            Goal::Py(_) | Goal::CpuPy(_) => Some(&self.cpython),
+            Goal::Crate(_) => self.krate_cell(),
+        }
+    }
+
+    /// `who`'s ratio on `goal`'s metric: how many times better than the
+    /// other side (rates), or its CPU per operation over the other's.
+    fn ratio_of(&self, who: &Cell, goal: Goal) -> Option<f64> {
+        let other = self.against(goal)?;
+        match goal {
+            Goal::Raw(_) | Goal::Py(_) | Goal::Crate(_) => perf_ratio(self.unit, who, other),
+            Goal::CpuRaw(_) | Goal::CpuPy(_) => cpu_ratio(who, other),
+        }
+    }
+
+    /// Our ratio on `goal`'s metric.
+    pub(crate) fn ours_on(&self, goal: Goal) -> Option<f64> {
+        self.ratio_of(&self.ours, goal)
+    }
+
+    /// What the raw limit itself reaches on a goal stated against CPython
+    /// or the crate (`None` for goals stated against the raw limit, or
+    /// when a side was not measured). If the raw limit misses the goal, no
+    /// program built on the same system calls can meet it: the goal lies
+    /// beyond the physical floor.
+    pub(crate) fn raw_on(&self, goal: Goal) -> Option<f64> {
+        match goal {
+            Goal::Raw(_) | Goal::CpuRaw(_) => None,
+            _ => self.ratio_of(&self.raw, goal),
+        }
+    }
+
+    /// The goals that the raw limit itself misses in this run, with what
+    /// it reached.
+    pub(crate) fn goals_beyond_floor(&self) -> Vec<(Goal, f64)> {
+        self.goals
+            .iter()
+            .filter_map(|&g| self.raw_on(g).filter(|&r| !g.met_by(r)).map(|r| (g, r)))
+            .collect()
+    }
+
+    /// Each goal with "ok", "MISS (value)" or "pending" (a side is n/a);
+    /// a goal the raw limit itself misses says so.
     pub(crate) fn goal_text(&self) -> String {
-        let na: Cell = Err(String::new());
-        let krate = self.krate_cell().unwrap_or(&na);
-        let crate_name = self.krate.as_ref().map_or("crate", |(n, _)| n.as_str());
         let mut parts = Vec::new();
-        for goal in &self.goals {
-            let (label, got, ok) = match *goal {
-                Goal::Raw(f) => {
-                    let r = perf_ratio(self.unit, &self.ours, &self.raw);
-                    (format!(">={f:.2}x raw"), r, r.map(|r| r >= f))
-                }
-                Goal::Py(f) => {
-                    let r = perf_ratio(self.unit, &self.ours, &self.cpython);
-                    (format!(">={f}x CPython"), r, r.map(|r| r >= f))
-                }
-                Goal::Crate(f) => {
-                    let r = perf_ratio(self.unit, &self.ours, krate);
-                    (format!(">={f}x {crate_name}"), r, r.map(|r| r >= f))
-                }
-                Goal::CpuRaw(f) => {
-                    let r = cpu_ratio(&self.ours, &self.raw);
-                    (format!("cpu<={f}x raw"), r, r.map(|r| r <= f))
-                }
-                Goal::CpuPy(f) => {
-                    let r = cpu_ratio(&self.ours, &self.cpython);
-                    (format!("cpu<={f:.2}x CPython"), r, r.map(|r| r <= f))
-                }
+        for &goal in &self.goals {
+            let label = goal.label(self.crate_name());
+            let mut text = match self.ours_on(goal) {
+                Some(r) if goal.met_by(r) => format!("{label}: ok"),
+                Some(r) => format!("{label}: MISS ({r:.2})"),
+                None => format!("{label}: pending"),
             };
-            parts.push(match (ok, got) {
-                (Some(true), _) => format!("{label}: ok"),
-                (Some(false), Some(r)) => format!("{label}: MISS ({r:.2})"),
-                _ => format!("{label}: pending"),
-            });
+            if let Some(r) = self.raw_on(goal).filter(|&r| !goal.met_by(r)) {
+                text.push_str(&format!(" [beyond the floor: raw itself {r:.2}]"));
+            }
+            parts.push(text);
         }
         parts.join("; ")
     }
@@ -290,20 +341,56 @@ pub(crate) struct RefRow {
 /// Everything one run measured, with the facts a reader needs to judge it.
 #[derive(Debug, Default)]
 pub(crate) struct Report {
+    /// Facts about the run that hold anywhere (no local paths): they go
+    /// into BENCHMARKS.md.
     pub(crate) preamble: Vec<String>,
+    /// Facts for the terminal only, such as the interpreter's path.
+    pub(crate) local: Vec<String>,
     pub(crate) rows: Vec<Row>,
     pub(crate) refs: Vec<RefRow>,
 }
 
+/// What every table needs said.
 const LEGEND: &[&str] = &[
     "Medians over the repetitions; (N%) = spread (max-min)/median, as in cpython-baseline.txt.",
     "@same = both peers pinned to one CPU, @split = one CPU each, no tag = the scheduler decides.",
     "Ratios say how many times better ours is (>1: ours better; for us/call rows, their time / ours).",
     "cpu = CPU time (user+sys, all processes of the operation) in microseconds per operation.",
-    "heap_*/proc_* ours: figures printed by the heap_bench/procstart examples; their cpu is the whole example process (start-up included).",
-    "Under forkserver, cpu (ours and CPython) leaves out the children, which belong to the fork server.",
-    "raw.fork_waitpid and raw.fork_exec_true run in a freshly exec'ed copy of mp-bench, before it allocates anything (fork copies the parent's page tables, so the bench process itself would fork slower): the raw limit is a small program's.",
-    "pipe_rtt_64B_pipepair*: ours is mp_conn::pipe_pair() (two OS pipes, opt-in); raw is a two-pipes ping-pong; CPython is its duplex Pipe (a socketpair), as in pipe_rtt_64B*.",
+    "A goal marked [beyond the floor] is one the raw limit itself misses in this run: no program on the same system calls can meet it.",
+];
+
+/// Notes about particular rows, shown when a row whose name starts with
+/// the prefix is in the table. A module that adds rows adds its notes
+/// here; a row without one needs none.
+const ROW_NOTES: &[(&str, &str)] = &[
+    (
+        "pipe_rtt_64B_pipepair",
+        "pipe_rtt_64B_pipepair*: ours is mp_conn::pipe_pair() (two OS pipes, opt-in); raw is a two-pipes ping-pong; CPython is its duplex Pipe (a socketpair), as in pipe_rtt_64B*.",
+    ),
+    (
+        "pipe_rtt_64B_lowlat",
+        "pipe_rtt_64B_lowlat*: ours spins a bounded time before blocking; CPython has no such mode, so its figure is its ordinary round trip.",
+    ),
+    (
+        "heap_",
+        "heap_* ours: figures printed by the heap_bench example; its cpu is the whole example process (start-up included).",
+    ),
+    (
+        "proc_",
+        "proc_* ours: figures printed by the procstart example; its cpu is the whole example process (start-up included).",
+    ),
+    (
+        "proc_forkserver",
+        "Under forkserver, cpu (ours and CPython) leaves out the children, which belong to the fork server.",
+    ),
+    (
+        "proc_",
+        "raw.fork_waitpid and raw.fork_exec_true run in a freshly exec'ed copy of mp-bench, before it allocates anything (fork copies the parent's page tables, so the bench process itself would fork slower): the raw limit is a small program's.",
+    ),
+    (
+        "pool_",
+        "pool_*: two workers (fork, or the named start method); ours is mp-pool's pool_bench example, CPython's multiprocessing.Pool, procspawn's Pool; cpu counts the workers; raw.pool_echo_* is two forked workers echoing batches of 8-byte tasks over pipes (no framing or encoding), raw.pool_start_2x_fork_rtt forks two children, one round trip each, waits.",
+    ),
 ];
 
 fn text_table(out: &mut String, headers: &[&str], lines: &[Vec<String>]) {
@@ -359,72 +446,73 @@ fn ref_lines(refs: &[RefRow]) -> Vec<Vec<String>> {
 const REF_HEADERS: [&str; 4] = ["raw reference", "unit", "raw", "cpu raw"];
 
 impl Report {
-    /// For the rows with a "cpu <= f x CPython" goal: the raw limit's own
-    /// CPU per operation as a fraction of CPython's in this run, so that a
-    /// reader sees when the goal lies below what the system calls alone
-    /// cost. `None` when no such row has both figures.
-    pub(crate) fn cpu_floor_note(&self) -> Option<String> {
-        let parts: Vec<String> = self
-            .rows
-            .iter()
-            .filter_map(|r| {
-                let f = r.goals.iter().find_map(|g| match *g {
-                    Goal::CpuPy(f) => Some(f),
-                    _ => None,
-                })?;
-                let floor = cpu_ratio(&r.raw, &r.cpython)?;
-                let below = if floor > f { " (goal below it)" } else { "" };
-                Some(format!("{} {floor:.2}{below}", r.name))
-            })
-            .collect();
-        if parts.is_empty() {
-            return None;
+    /// The legend: what every table needs said, then the notes of the rows
+    /// this run has (each once).
+    pub(crate) fn legend(&self) -> Vec<String> {
+        let mut lines: Vec<String> = LEGEND.iter().map(|l| l.to_string()).collect();
+        for (prefix, note) in ROW_NOTES {
+            let present = self.rows.iter().any(|r| r.name.starts_with(prefix));
+            if present && !lines.iter().any(|l| l == note) {
+                lines.push(note.to_string());
+            }
         }
-        Some(format!(
-            "CPU floor of the cpu<=x CPython goals, this run: the raw limit's cpu per operation / CPython's = {}.",
-            parts.join(", ")
-        ))
+        lines
     }
 
-    /// Preamble, legend and the run's notes, in order.
-    fn header_lines(&self) -> Vec<String> {
-        self.preamble
+    /// The goals that the raw limit itself misses in this run, as
+    /// `row: goal (raw itself r)`; empty when every goal is reachable.
+    pub(crate) fn beyond_floor(&self) -> Vec<String> {
+        self.rows
             .iter()
-            .cloned()
-            .chain(LEGEND.iter().map(|l| l.to_string()))
-            .chain(self.cpu_floor_note())
+            .flat_map(|r| {
+                r.goals_beyond_floor().into_iter().map(move |(g, raw)| {
+                    format!(
+                        "{}: {} (raw itself {raw:.2})",
+                        r.name,
+                        g.label(r.crate_name())
+                    )
+                })
+            })
             .collect()
     }
 
-    /// The aligned text table for the terminal.
+    /// The aligned text table for the terminal: the run's facts (local
+    /// ones included), the legend, the rows and the reference rows.
     pub(crate) fn to_text(&self) -> String {
-        self.render(str::to_string, text_table)
-    }
-
-    /// The same table as Markdown, for the README.
-    pub(crate) fn to_markdown(&self) -> String {
-        self.render(|line| format!("{}  ", md_escape(line)), md_table)
-    }
-
-    /// The header lines (each as `line` writes it), then the rows and the
-    /// reference rows, each a table as `table` lays it out.
-    fn render(
-        &self,
-        line: impl Fn(&str) -> String,
-        table: fn(&mut String, &[&str], &[Vec<String>]),
-    ) -> String {
         let mut out = String::new();
-        for l in self.header_lines() {
-            let _ = writeln!(out, "{}", line(&l));
+        for l in self
+            .local
+            .iter()
+            .chain(&self.preamble)
+            .chain(&self.legend())
+        {
+            let _ = writeln!(out, "{l}");
+        }
+        let beyond = self.beyond_floor();
+        if !beyond.is_empty() {
+            let _ = writeln!(out, "Goals beyond the floor: {}.", beyond.join("; "));
         }
         out.push('\n');
+        self.tables(&mut out, text_table);
+        out
+    }
+
+    /// The rows and the reference rows as Markdown tables.
+    pub(crate) fn markdown_tables(&self) -> String {
+        let mut out = String::new();
+        self.tables(&mut out, md_table);
+        out
+    }
+
+    /// The rows, then the reference rows, each a table as `table` lays it
+    /// out.
+    fn tables(&self, out: &mut String, table: fn(&mut String, &[&str], &[Vec<String>])) {
         let lines: Vec<Vec<String>> = self.rows.iter().map(Row::cells).collect();
-        table(&mut out, &HEADERS, &lines);
+        table(out, &HEADERS, &lines);
         if !self.refs.is_empty() {
             out.push('\n');
-            table(&mut out, &REF_HEADERS, &ref_lines(&self.refs));
+            table(out, &REF_HEADERS, &ref_lines(&self.refs));
         }
-        out
     }
 }
 
@@ -470,39 +558,87 @@ mod tests {
         assert!(pending.cells()[2].contains("not built"));
     }
 
-    #[test]
-    fn cpu_floor_note_names_rows_whose_goal_is_below_the_raw_cpu() {
-        let row = |name: &str, raw_cpu: f64, py_cpu: f64| Row {
+    /// A row whose raw limit costs `raw_cpu` and CPython `py_cpu` CPU per
+    /// operation, at rates raw 100, ours 95, the crate 110.
+    fn socketpair_row(name: &str, raw_cpu: f64, py_cpu: f64, goals: Vec<Goal>) -> Row {
+        let with_cpu = |v: f64, cpu: f64| {
+            Ok(Measured {
+                values: vec![v],
+                cpu_us: vec![cpu],
+            })
+        };
+        Row {
             name: name.into(),
             unit: Unit::Rate("rt/s"),
-            ours: m(&[1.0]),
-            cpython: Ok(Measured {
-                values: vec![1.0],
-                cpu_us: vec![py_cpu],
-            }),
+            ours: with_cpu(95.0, raw_cpu * 1.1),
+            cpython: with_cpu(50.0, py_cpu),
             raw_name: "raw.x".into(),
-            raw: Ok(Measured {
-                values: vec![1.0],
-                cpu_us: vec![raw_cpu],
-            }),
-            krate: None,
-            goals: vec![Goal::CpuPy(1.0 / 3.0)],
+            raw: with_cpu(100.0, raw_cpu),
+            krate: Some(("ipc-channel".into(), with_cpu(110.0, raw_cpu))),
+            goals,
+        }
+    }
+
+    #[test]
+    fn goals_the_raw_limit_misses_are_marked_beyond_the_floor() {
+        let old = vec![Goal::Crate(1.0), Goal::CpuPy(1.0 / 3.0)];
+        let row = socketpair_row("pipe_rtt_64B", 4.0, 10.0, old);
+        // The raw STREAM loop reaches 100/110 of the crate, and spends 0.4
+        // of CPython's CPU: both goals lie beyond the floor.
+        let text = row.goal_text();
+        assert!(
+            text.contains(">=1x ipc-channel: MISS (0.86) [beyond the floor: raw itself 0.91]"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cpu<=0.33x CPython: MISS (0.44) [beyond the floor: raw itself 0.40]"),
+            "{text}"
+        );
+        let now = vec![Goal::Raw(0.9), Goal::CpuRaw(1.2)];
+        let row = Row { goals: now, ..row };
+        assert_eq!(row.goal_text(), ">=0.90x raw: ok; cpu<=1.2x raw: ok");
+        assert!(row.goals_beyond_floor().is_empty());
+        // A goal the raw limit meets is not flagged, met or missed by ours.
+        let row = Row {
+            goals: vec![Goal::Py(1.5)],
+            ..row
         };
+        assert_eq!(row.goal_text(), ">=1.5x CPython: ok");
         let mut report = Report {
-            rows: vec![row("a", 4.0, 10.0), row("b", 2.0, 10.0)],
+            rows: vec![row],
             ..Report::default()
         };
-        let note = report.cpu_floor_note().unwrap();
-        assert!(note.contains("a 0.40 (goal below it)"), "{note}");
-        assert!(
-            note.contains("b 0.20,") || note.ends_with("b 0.20."),
-            "{note}"
+        assert!(report.beyond_floor().is_empty());
+        report.rows[0].goals = vec![Goal::Crate(1.0)];
+        assert_eq!(
+            report.beyond_floor(),
+            ["pipe_rtt_64B: >=1x ipc-channel (raw itself 0.91)"]
         );
-        assert!(!note.contains("b 0.20 (goal"), "{note}");
-        assert!(report.to_text().contains(&note));
-        assert!(report.to_markdown().contains(&note));
-        report.rows[0].goals = vec![Goal::Raw(0.9)];
-        report.rows[1].cpython = Err("n/a".into());
-        assert_eq!(report.cpu_floor_note(), None);
+        assert!(
+            report
+                .to_text()
+                .contains("Goals beyond the floor: pipe_rtt_64B")
+        );
+    }
+
+    #[test]
+    fn the_legend_carries_the_notes_of_the_rows_present_once() {
+        let row = |name: &str| socketpair_row(name, 1.0, 2.0, Vec::new());
+        let report = Report {
+            rows: vec![row("proc_fork"), row("proc_spawn"), row("a_new_row")],
+            ..Report::default()
+        };
+        let legend = report.legend();
+        let forks = legend
+            .iter()
+            .filter(|l| l.contains("raw.fork_waitpid"))
+            .count();
+        assert_eq!(forks, 1, "{legend:#?}");
+        assert!(legend.iter().any(|l| l.starts_with("proc_* ours")));
+        assert!(!legend.iter().any(|l| l.starts_with("heap_*")));
+        assert!(!legend.iter().any(|l| l.contains("forkserver")));
+        // A row nobody wrote a note for still renders, in both forms.
+        assert!(report.to_text().contains("a_new_row"));
+        assert!(report.markdown_tables().contains("| a_new_row | rt/s |"));
     }
 }

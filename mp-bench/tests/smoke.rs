@@ -38,6 +38,10 @@ fn raw_rows_fill_the_table_and_the_markdown_file() {
     assert!(names.len() >= 18, "{names:?}");
 
     let md = std::fs::read_to_string(&out).expect("markdown written");
+    assert!(md.starts_with("# Benchmarks\n"), "{md}");
+    for section in ["## This run", "## Results", "## Legend", "## Goals"] {
+        assert!(md.contains(&format!("\n{section}\n")), "no {section}: {md}");
+    }
     assert!(md.contains("| benchmark | unit | ours | CPython |"), "{md}");
     for name in &names {
         let line = stdout

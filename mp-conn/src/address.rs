@@ -301,6 +301,11 @@ fn private_temp_dir() -> Result<PathBuf> {
     if base.as_os_str().len() + SUFFIX_LEN >= SUN_PATH_LEN {
         base = PathBuf::from("/tmp");
     }
+    private_dir_in(&base)
+}
+
+/// A new private `pymp-` directory in `base`.
+fn private_dir_in(base: &Path) -> Result<PathBuf> {
     loop {
         let dir = base.join(format!("pymp-{}", random_hex(4)?));
         match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
@@ -309,7 +314,13 @@ fn private_temp_dir() -> Result<PathBuf> {
                 return Ok(dir);
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                return Err(crate::error::AtPlace::path(
+                    "cannot create the socket directory",
+                    &dir,
+                    e,
+                ));
+            }
         }
     }
 }
@@ -341,6 +352,19 @@ fn random_hex(bytes: usize) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_socket_directory_that_cannot_be_made_is_named() {
+        let base = std::env::temp_dir().join(format!("mp-conn-no-tmpdir-{}", std::process::id()));
+        let err = private_dir_in(&base).unwrap_err();
+        let shown = format!("{err:?}");
+        let expected = format!(
+            "cannot create the socket directory {}/pymp-",
+            base.display()
+        );
+        assert!(shown.starts_with(&expected), "{shown}");
+        assert!(shown.contains("No such file or directory"), "{shown}");
+    }
 
     #[test]
     fn parses_every_form() {

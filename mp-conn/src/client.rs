@@ -11,6 +11,7 @@ use rustix::io::Errno;
 use rustix::net::{SocketFlags, SocketType};
 
 use crate::address::Address;
+use crate::error::AtPlace;
 use crate::handshake::{Auth, run_client};
 use crate::listener::{DEFAULT_HANDSHAKE_TIMEOUT, address_family, connection_from};
 use crate::sys;
@@ -159,10 +160,11 @@ impl ClientBuilder {
                 Err(Errno::INTR) => continue,
                 Err(Errno::ALREADY | Errno::INPROGRESS) => {
                     sys::wait_fd(socket.as_fd(), PollFlags::OUT, None)?;
-                    rustix::net::sockopt::socket_error(&socket)??;
+                    rustix::net::sockopt::socket_error(&socket)?
+                        .map_err(|e| AtPlace::error("cannot connect to", address, e))?;
                     break;
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(AtPlace::error("cannot connect to", address, e)),
             }
         }
         if let Some(key) = &self.authkey {

@@ -1,7 +1,6 @@
 //! The errors of `mp-conn`, named after the exceptions CPython raises.
 
-use std::fmt;
-use std::io;
+use std::{fmt, io};
 
 /// Everything that can go wrong on a connection.
 ///
@@ -11,7 +10,8 @@ use std::io;
 /// `multiprocessing.AuthenticationError`, and the rest are `OSError`s.
 ///
 /// `Debug` prints the message and its causes (`message: cause: cause`),
-/// which is what `main() -> Result<(), Box<dyn Error>>` shows.
+/// which is what `main() -> Result<(), Box<dyn Error>>` shows a user;
+/// match on the variants to tell the cases apart.
 #[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -183,6 +183,65 @@ impl fmt::Debug for SerdeError {
 
 impl std::error::Error for SerdeError {}
 
+/// An operating-system error at an address or a path, such as `cannot
+/// connect to /tmp/sock: No such file or directory (os error 2)`. It
+/// travels inside [`Error::Io`] with the kind of the error it wraps, so that
+/// code matching on `io::ErrorKind` keeps working; the OS error is its
+/// `source()`.
+pub(crate) struct AtPlace {
+    /// What was being done: "cannot connect to", "cannot bind".
+    what: &'static str,
+    /// The address or path, as text.
+    place: String,
+    source: io::Error,
+}
+
+impl AtPlace {
+    /// `err` as an [`Error::Io`] that names `address`.
+    pub(crate) fn error(
+        what: &'static str,
+        address: &crate::Address,
+        err: impl Into<io::Error>,
+    ) -> Error {
+        AtPlace::at(what, address.to_string(), err.into())
+    }
+
+    /// `err` as an [`Error::Io`] that names `path`.
+    pub(crate) fn path(what: &'static str, path: &std::path::Path, err: io::Error) -> Error {
+        AtPlace::at(what, path.display().to_string(), err)
+    }
+
+    fn at(what: &'static str, place: String, source: io::Error) -> Error {
+        let kind = source.kind();
+        Error::Io(io::Error::new(
+            kind,
+            AtPlace {
+                what,
+                place,
+                source,
+            },
+        ))
+    }
+}
+
+impl fmt::Display for AtPlace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.what, self.place)
+    }
+}
+
+impl fmt::Debug for AtPlace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}: {}", self.source)
+    }
+}
+
+impl std::error::Error for AtPlace {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
 /// The result type of `mp-conn`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -255,6 +314,58 @@ impl From<Error> for io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What `main() -> Result<(), Box<dyn Error>>` prints: the message, the
+    /// address it concerns and the OS error, never a bare variant name.
+    #[test]
+    fn debug_names_the_address_and_the_cause() {
+        let dir = std::env::temp_dir().join(format!("mp-conn-no-such-dir-{}", std::process::id()));
+        let missing = crate::Address::Unix(dir.join("sock"));
+        let err = crate::client(&missing, None).unwrap_err();
+        let shown = format!("{err:?}");
+        assert!(
+            shown.starts_with(&format!(
+                "cannot connect to {}: ",
+                dir.join("sock").display()
+            )),
+            "{shown}"
+        );
+        assert!(shown.contains("No such file or directory"), "{shown}");
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        // The same text through `Box<dyn Error>` and through `io::Error`.
+        let boxed: Box<dyn std::error::Error> = Box::new(err);
+        assert_eq!(format!("{boxed:?}"), shown);
+
+        let listener = crate::Listener::builder()
+            .family(crate::Family::Inet)
+            .bind()
+            .unwrap();
+        let taken = listener.address().clone();
+        let err = crate::Listener::bind(&taken).unwrap_err();
+        let shown = format!("{err:?}");
+        assert!(
+            shown.starts_with(&format!("cannot bind {taken}: ")),
+            "{shown}"
+        );
+        assert!(shown.contains("in use"), "{shown}");
+        let as_io = io::Error::from(err);
+        assert_eq!(as_io.kind(), io::ErrorKind::AddrInUse);
+        assert!(format!("{as_io}").contains(&taken.to_string()));
+
+        assert_eq!(
+            format!("{:?}", Error::Eof),
+            "end of file: the peer closed the connection"
+        );
+        let shown = format!(
+            "{:?}",
+            Error::Decode(SerdeError::new(
+                "alloc::string::String",
+                "unexpected end of input".into(),
+                None
+            ))
+        );
+        assert!(shown.contains("unexpected end of input"), "{shown}");
+    }
 
     #[test]
     fn round_trips_through_io_error() {

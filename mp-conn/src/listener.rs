@@ -14,6 +14,7 @@ use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketFlags, SocketType};
 
 use crate::address::{Address, Family, arbitrary_address, remove_our_temp_dir};
+use crate::error::AtPlace;
 use crate::handshake::{Auth, Handshake, Want};
 use crate::sys;
 use crate::{Connection, Error, Result};
@@ -658,12 +659,12 @@ fn bind_socket(address: &Address, backlog: i32) -> Result<(OwnedFd, Address)> {
     )?;
     // CPython sets SO_REUSEADDR on POSIX for every family.
     rustix::net::sockopt::set_socket_reuseaddr(&socket, true)?;
-    rustix::net::bind(&socket, &sockaddr)?;
+    rustix::net::bind(&socket, &sockaddr).map_err(|e| AtPlace::error("cannot bind", address, e))?;
     if let Err(e) = rustix::net::listen(&socket, backlog) {
         if let Address::Unix(path) = address {
             let _ = std::fs::remove_file(path);
         }
-        return Err(e.into());
+        return Err(AtPlace::error("cannot listen on", address, e));
     }
     let bound = match address {
         // getsockname gives the path as bound; keep the caller's spelling.

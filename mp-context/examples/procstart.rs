@@ -29,7 +29,7 @@ fn main() {
             }
         }
     }
-    let ctx = match mp_context::get_context(Some(&method)) {
+    let ctx = match mp_context::get_context(&method) {
         Ok(ctx) => ctx,
         Err(e) => {
             eprintln!("{e}");

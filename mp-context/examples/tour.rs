@@ -2,11 +2,18 @@
 //!
 //! An end-to-end tour of the workspace on built-in defaults: connections
 //! and the CPython handshake (mp-auth, mp-conn), shared memory (mp-heap),
-//! processes under every start method (mp-context, mp-forkserver), and
-//! queues and a lock between processes (mp-queue, mp-sync).
-//! Each step prints one line; the tour exits non-zero if a step fails. The
-//! CPython step talks to a real `multiprocessing.connection.Client` when
-//! `python3` is on PATH.
+//! processes under every start method (mp-context, mp-forkserver), queues
+//! and a lock between processes (mp-queue, mp-sync), a process pool
+//! (mp-pool), and a manager whose shared objects several processes use
+//! (mp-manager).
+//! Each step prints one line, the run ends with a summary line (`9/9 ok`,
+//! or which steps failed) and exits non-zero if a step failed; `--help`
+//! lists the steps, and naming steps runs only those. The CPython step
+//! talks to a real `multiprocessing.connection.Client` when `python3` is
+//! on PATH.
+//!
+//! To add a step: write a `fn() -> Outcome` below and add one `step!` to
+//! [`STEPS`].
 
 use std::io::Read;
 use std::os::fd::AsFd;
@@ -18,49 +25,186 @@ use mp_conn::{Connection, Family, Listener, Waitable, client, pipe, wait};
 use mp_context::{Process, StartMethod, get_context};
 use mp_heap::{Array, Heap, SharedBuffer, Value};
 
-type Step = Result<String, Box<dyn std::error::Error>>;
-/// A named step of the tour.
-type Named = (&'static str, fn() -> Step);
+/// What a step reports: one line on success.
+type Outcome = Result<String, Box<dyn std::error::Error>>;
+
+/// One step of the tour.
+struct Step {
+    /// The name printed on its line and accepted on the command line.
+    name: &'static str,
+    /// The function that runs it, as written in this file.
+    function: &'static str,
+    /// What it shows, for `--help`.
+    shows: &'static str,
+    run: fn() -> Outcome,
+}
+
+/// A [`Step`] from its name, function and description.
+macro_rules! step {
+    ($name:literal, $run:ident, $shows:literal) => {
+        Step {
+            name: $name,
+            function: stringify!($run),
+            shows: $shows,
+            run: $run,
+        }
+    };
+}
+
+/// Every step, in the order they run. Adding a step is one entry here.
+const STEPS: &[Step] = &[
+    step!(
+        "pipe",
+        pipe_round_trip,
+        "bytes and typed values over a Pipe()"
+    ),
+    step!(
+        "listener",
+        listener_and_client,
+        "the HMAC handshake over AF_UNIX and TCP, a wrong key refused"
+    ),
+    step!(
+        "fd-passing",
+        fd_passing,
+        "a pipe's write end sent over a connection (SCM_RIGHTS)"
+    ),
+    step!(
+        "wait",
+        wait_on_many,
+        "wait() over 8 connections, 2 of them ready"
+    ),
+    step!(
+        "cpython",
+        cpython_client,
+        "a real CPython client against our Listener"
+    ),
+    step!(
+        "processes",
+        processes_under_every_method,
+        "one function under fork, spawn and forkserver"
+    ),
+    step!(
+        "exit-codes",
+        exit_codes,
+        "CPython's exit codes: return, exit(3), terminate"
+    ),
+    step!(
+        "shared-mem",
+        shared_memory,
+        "a locked counter and an array updated by 4 children"
+    ),
+    step!(
+        "queues",
+        queues_and_a_lock,
+        "4 processes fed by a JoinableQueue, a total kept under a Lock"
+    ),
+    step!(
+        "heap",
+        heap_statistics,
+        "heap.py's allocator: arenas, best fit, coalescing"
+    ),
+    step!(
+        "pool",
+        pool_at_work,
+        "a process Pool's map, and a task whose worker exits failing alone"
+    ),
+    step!(
+        "manager",
+        manager_at_work,
+        "a SyncManager's queue, dict and lock shared by 3 processes"
+    ),
+];
 
 /// Long enough for a loaded machine, short enough that a hang is reported.
 const PATIENCE: Duration = Duration::from_secs(30);
 
+/// Where this tour's code is, relative to the workspace root.
+const SOURCE: &str = file!();
+
+fn usage() -> String {
+    let mut text = format!(
+        "usage: cargo run --release --example tour [-- STEP...]\n\n\
+         The mp-rs tour: each step exercises part of the workspace on built-in\n\
+         defaults and prints one line; the run ends with a summary line and exits\n\
+         non-zero if a step failed. Name steps to run only those.\n\n\
+         steps (each is one function in {SOURCE}):\n"
+    );
+    for s in STEPS {
+        text.push_str(&format!(
+            "  {:<11} {:<29} {}\n",
+            s.name, s.function, s.shows
+        ));
+    }
+    text
+}
+
+/// The steps named on the command line (all of them when none is), or
+/// what to print instead and the exit code: `--help`, or an unknown name.
+fn select(args: &[String]) -> Result<Vec<&'static Step>, (String, u8)> {
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        return Err((usage(), 0));
+    }
+    if let Some(bad) = args
+        .iter()
+        .find(|a| !STEPS.iter().any(|s| s.name == a.as_str()))
+    {
+        return Err((format!("tour: no step named {bad:?}\n\n{}", usage()), 2));
+    }
+    Ok(STEPS
+        .iter()
+        .filter(|s| args.is_empty() || args.iter().any(|a| a == s.name))
+        .collect())
+}
+
+/// The last line: `9/9 ok`, or how many passed and which failed.
+fn summary(ran: usize, failed: &[&str], took: Duration) -> String {
+    let ok = ran - failed.len();
+    let verdict = if failed.is_empty() {
+        format!("{ok}/{ran} ok")
+    } else {
+        format!("{ok}/{ran} ok, FAILED: {}", failed.join(", "))
+    };
+    format!("{verdict} ({took:.1?}). Each step is one function in {SOURCE}; --help lists them.")
+}
+
 fn main() -> ExitCode {
     // First thing: a spawned child or the fork server never gets past here.
     mp_context::init();
-    let steps: [Named; 10] = [
-        ("pipe", pipe_round_trip),
-        ("listener", listener_and_client),
-        ("fd passing", fd_passing),
-        ("wait", wait_on_many),
-        ("cpython", cpython_client),
-        ("processes", processes_under_every_method),
-        ("exit codes", exit_codes),
-        ("shared mem", shared_memory),
-        ("queues", queues_and_a_lock),
-        ("heap", heap_statistics),
-    ];
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let steps = match select(&args) {
+        Ok(steps) => steps,
+        Err((text, code)) => {
+            if code == 0 {
+                print!("{text}");
+            } else {
+                eprint!("{text}");
+            }
+            return ExitCode::from(code);
+        }
+    };
     println!("mp-rs tour: multiprocessing for Rust, wire-compatible with CPython\n");
-    let mut failed = false;
-    for (name, step) in steps {
+    let started = Instant::now();
+    let mut failed = Vec::new();
+    for step in &steps {
         let start = Instant::now();
-        match step() {
-            Ok(what) => println!("ok   {name:<11} {what} ({:.1?})", start.elapsed()),
+        match (step.run)() {
+            Ok(what) => println!("ok   {:<11} {what} ({:.1?})", step.name, start.elapsed()),
             Err(e) => {
-                println!("FAIL {name:<11} {e}");
-                failed = true;
+                println!("FAIL {:<11} {e}", step.name);
+                failed.push(step.name);
             }
         }
     }
-    if failed {
-        ExitCode::FAILURE
-    } else {
+    println!("\n{}", summary(steps.len(), &failed, started.elapsed()));
+    if failed.is_empty() {
         ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
 /// `Pipe()`, bytes and typed values (postcard) both ways.
-fn pipe_round_trip() -> Step {
+fn pipe_round_trip() -> Outcome {
     let (mut parent, mut child) = pipe(true)?;
     let worker = std::thread::spawn(move || -> mp_conn::Result<()> {
         let (name, numbers): (String, Vec<u32>) = child.recv()?;
@@ -78,7 +222,7 @@ fn pipe_round_trip() -> Step {
 }
 
 /// An authenticated Listener and client over AF_UNIX and TCP.
-fn listener_and_client() -> Step {
+fn listener_and_client() -> Outcome {
     let mut seen = Vec::new();
     for family in [Family::Unix, Family::Inet] {
         let mut listener = Listener::builder()
@@ -118,7 +262,7 @@ fn listener_and_client() -> Step {
 }
 
 /// Passing a pipe's write end over a connection (SCM_RIGHTS).
-fn fd_passing() -> Step {
+fn fd_passing() -> Outcome {
     let (a, mut b) = pipe(true)?;
     let (reader, writer) = rustix::pipe::pipe()?;
     a.send_fds(&[writer.as_fd()])?;
@@ -133,7 +277,7 @@ fn fd_passing() -> Step {
 }
 
 /// wait() over several connections: only the ones with data are ready.
-fn wait_on_many() -> Step {
+fn wait_on_many() -> Outcome {
     let mut pairs = Vec::new();
     for _ in 0..8 {
         pairs.push(pipe(true)?);
@@ -150,7 +294,7 @@ fn wait_on_many() -> Step {
 }
 
 /// A real CPython client against our Listener.
-fn cpython_client() -> Step {
+fn cpython_client() -> Outcome {
     let Ok(version) = Command::new("python3").arg("--version").output() else {
         return Ok("skipped: no python3 on PATH".into());
     };
@@ -203,10 +347,10 @@ fn report(conn: Connection) {
 
 /// The same plain function and serde arguments under fork, spawn and the
 /// fork server; a Connection travels as an argument each time.
-fn processes_under_every_method() -> Step {
+fn processes_under_every_method() -> Outcome {
     let mut lines = Vec::new();
     for method in mp_context::get_all_start_methods() {
-        let ctx = get_context(Some(method.name()))?;
+        let ctx = get_context(method)?;
         let (mut ours, theirs) = pipe(true)?;
         let p: Process = ctx.process(report, theirs);
         let started = Instant::now();
@@ -240,8 +384,8 @@ fn sleeps(ms: u64) {
 
 /// Exit codes as CPython reports them: 0, the code given to exit, and
 /// -SIGTERM for a terminated child, whose sentinel wakes `wait()`.
-fn exit_codes() -> Step {
-    let ctx = get_context(Some(StartMethod::ForkServer.name()))?;
+fn exit_codes() -> Outcome {
+    let ctx = get_context(StartMethod::ForkServer)?;
     let ok = ctx.process(returns, ());
     let three = ctx.process(exits, 3);
     let sleeper = ctx.process(sleeps, 60_000);
@@ -283,7 +427,7 @@ fn greet(mut buf: SharedBuffer) {
 
 /// Shared memory from mp-heap as process arguments: a locked counter and
 /// an array that four children update, and raw bytes a child writes.
-fn shared_memory() -> Step {
+fn shared_memory() -> Outcome {
     const CHILDREN: usize = 4;
     let total = Arc::new(Value::new(0_u64)?);
     let slots = Arc::new(Array::<u64>::zeroed(CHILDREN)?);
@@ -340,7 +484,7 @@ fn square_jobs(
 /// Queues and a lock between processes on built-in defaults: workers of
 /// the default start method take jobs from a JoinableQueue, put results on
 /// a Queue, and update a total under a shared Lock.
-fn queues_and_a_lock() -> Step {
+fn queues_and_a_lock() -> Outcome {
     let jobs = mp_queue::JoinableQueue::new(0)?;
     let results = mp_queue::Queue::new(0)?;
     let lock = mp_sync::Lock::new()?;
@@ -379,7 +523,7 @@ fn queues_and_a_lock() -> Step {
 
 /// heap.py's allocator: arenas double, blocks are best fit and coalesce,
 /// and everything is handed back.
-fn heap_statistics() -> Step {
+fn heap_statistics() -> Outcome {
     let heap = Heap::with_discard_threshold(0);
     let blocks: Vec<_> = [100, 5000, 64, 70_000, 8]
         .iter()
@@ -395,4 +539,145 @@ fn heap_statistics() -> Step {
         "5 blocks: {} arenas, {} bytes used, {} free; after drop: {} arenas, {} mallocs = {} frees",
         busy.arenas, busy.used_bytes, busy.free_bytes, idle.arenas, idle.mallocs, idle.frees
     ))
+}
+
+fn square(n: u64) -> u64 {
+    n * n
+}
+
+fn exits_inside_a_task(code: i32) -> u64 {
+    mp_context::exit(code)
+}
+
+/// mp-pool on its defaults: a map over the usable CPUs' worth of workers
+/// (forkserver), and a task that ends its worker failing alone while the
+/// pool replaces the worker and goes on.
+fn pool_at_work() -> Outcome {
+    let pool = mp_pool::Pool::new(None)?;
+    let total: u64 = pool.map(square, 0..1000, None)?.iter().sum();
+    let lost = pool.apply(exits_inside_a_task, 9);
+    let after = pool.apply(square, 12)?;
+    pool.close();
+    pool.join()?;
+    if total != 332_833_500 || after != 144 {
+        return Err(format!("map sum {total}, then {after}").into());
+    }
+    match lost {
+        Err(mp_pool::Error::WorkerLost { exitcode: 9, .. }) => Ok(format!(
+            "{} workers: 1000 squares sum to {total}; a task that calls exit(9) fails alone \
+             (WorkerLost, exit code 9), the pool replaces the worker and goes on",
+            pool.processes()
+        )),
+        other => Err(format!("the exiting task gave {other:?}").into()),
+    }
+}
+
+/// What a manager's worker does: takes numbers from a shared queue until
+/// `None`, adds their squares to a shared dict under a shared lock.
+fn square_worker(
+    (tasks, results, lock): (
+        mp_manager::QueueProxy<Option<i64>>,
+        mp_manager::DictProxy<String, i64>,
+        mp_manager::LockProxy,
+    ),
+) {
+    while let Ok(Some(n)) = tasks.get() {
+        let _held = lock.lock().expect("lock");
+        let sum = results.get(&"sum".into()).expect("get").unwrap_or(0);
+        results
+            .set_item(&"sum".into(), &(sum + n * n))
+            .expect("set");
+    }
+}
+
+/// A SyncManager: a queue, a dict and a lock in the manager's process,
+/// used by three workers under the default start method; every object is
+/// freed once the proxies are gone.
+fn manager_at_work() -> Outcome {
+    let ctx = get_context(None)?;
+    let manager = mp_manager::SyncManager::started(&ctx)?;
+    let tasks = manager.queue::<Option<i64>>(0)?;
+    let results = manager.dict::<String, i64>()?;
+    let lock = manager.lock()?;
+    let workers: Vec<Process> = (0..3)
+        .map(|_| {
+            ctx.process(
+                square_worker,
+                (tasks.clone(), results.clone(), lock.clone()),
+            )
+        })
+        .collect();
+    for w in &workers {
+        w.start()?;
+    }
+    for n in 1..=10 {
+        tasks.put(&Some(n))?;
+    }
+    for _ in &workers {
+        tasks.put(&None)?;
+    }
+    for w in &workers {
+        w.join(Some(PATIENCE))?;
+        if w.exitcode()? != Some(0) {
+            return Err(format!("a worker exited with {:?}", w.exitcode()?).into());
+        }
+    }
+    let sum = results.get_item(&"sum".into())?;
+    if sum != 385 {
+        return Err(format!("sum of squares {sum}, expected 385").into());
+    }
+    drop((tasks, results, lock));
+    let left = manager.number_of_objects()?;
+    manager.shutdown()?;
+    Ok(format!(
+        "3 {} workers summed squares 1..10 = {sum} through a shared queue, dict and lock; {left} objects left",
+        ctx.start_method()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_have_unique_names_and_help_lists_them() {
+        let help = usage();
+        for (i, s) in STEPS.iter().enumerate() {
+            assert!(help.contains(s.name) && help.contains(s.function), "{help}");
+            assert!(
+                STEPS[..i].iter().all(|t| t.name != s.name),
+                "{} twice",
+                s.name
+            );
+        }
+        assert!(help.contains("mp-context/examples/tour.rs"), "{help}");
+        let (text, code) = select(&["--help".to_string()]).err().unwrap();
+        assert_eq!((text, code), (help, 0));
+    }
+
+    #[test]
+    fn steps_can_be_chosen_by_name() {
+        let chosen = select(&["heap".to_string(), "pipe".to_string()])
+            .ok()
+            .unwrap();
+        let names: Vec<_> = chosen.iter().map(|s| s.name).collect();
+        assert_eq!(names, ["pipe", "heap"]);
+        assert_eq!(select(&[]).ok().unwrap().len(), STEPS.len());
+        let (text, code) = select(&["nope".to_string()]).err().unwrap();
+        assert_eq!(code, 2);
+        assert!(text.starts_with("tour: no step named \"nope\""), "{text}");
+    }
+
+    #[test]
+    fn the_summary_says_how_many_passed_and_which_failed() {
+        let took = Duration::from_millis(1200);
+        let all = summary(9, &[], took);
+        assert!(all.starts_with("9/9 ok (1.2s). "), "{all}");
+        assert!(all.contains("mp-context/examples/tour.rs"), "{all}");
+        let some = summary(9, &["cpython", "heap"], took);
+        assert!(
+            some.starts_with("7/9 ok, FAILED: cpython, heap (1.2s)"),
+            "{some}"
+        );
+    }
 }

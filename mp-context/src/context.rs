@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Process, Result};
+use crate::{Error, Process, ProcessArgs, Result};
 
 /// How a child process is created.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -51,6 +51,69 @@ impl FromStr for StartMethod {
     }
 }
 
+/// What [`get_context`] and [`set_start_method`] accept to name a start
+/// method: `None` (the default context), a name (`"spawn"`, as `&str`,
+/// `Option<&str>`, `String` or `&String`) or a [`StartMethod`], so that
+/// `get_all_start_methods()` feeds `get_context` directly.
+///
+/// ```
+/// # fn main() -> Result<(), mp_context::Error> {
+/// use mp_context::{StartMethod, get_all_start_methods, get_context};
+/// for method in get_all_start_methods() {
+///     assert_eq!(get_context(method)?.start_method(), method);
+/// }
+/// assert_eq!(get_context("spawn")?, get_context(Some("spawn"))?);
+/// assert_eq!(get_context(StartMethod::Fork)?.start_method(), StartMethod::Fork);
+/// let default = get_context(None)?;
+/// # let _ = default;
+/// # Ok(()) }
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` does not name a start method",
+    label = "expected `None`, a name such as `\"spawn\"`, or a `StartMethod`",
+    note = "for `Some(&string)` pass `&string` or `Some(string.as_str())`; for an `Option<String>`, `opt.as_deref()`"
+)]
+pub trait IntoStartMethod {
+    /// The method named, or `None` for the default.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownStartMethod`] for a name that is not a start method.
+    fn into_start_method(self) -> Result<Option<StartMethod>>;
+}
+
+impl IntoStartMethod for StartMethod {
+    fn into_start_method(self) -> Result<Option<StartMethod>> {
+        Ok(Some(self))
+    }
+}
+
+impl IntoStartMethod for &str {
+    fn into_start_method(self) -> Result<Option<StartMethod>> {
+        self.parse().map(Some)
+    }
+}
+
+impl IntoStartMethod for &String {
+    fn into_start_method(self) -> Result<Option<StartMethod>> {
+        self.as_str().into_start_method()
+    }
+}
+
+impl IntoStartMethod for String {
+    fn into_start_method(self) -> Result<Option<StartMethod>> {
+        self.as_str().into_start_method()
+    }
+}
+
+/// The only `Option` accepted: a second one would leave a bare `None`
+/// without a type.
+impl IntoStartMethod for Option<&str> {
+    fn into_start_method(self) -> Result<Option<StartMethod>> {
+        self.map(str::parse).transpose()
+    }
+}
+
 /// The start method used when none was set: `forkserver`, as in CPython
 /// 3.14 on POSIX, because forking a process that runs threads (as most
 /// Rust programs do, test harnesses included) can leave the child waiting
@@ -83,25 +146,20 @@ impl Context {
     }
 
     /// A process that runs `target(args)` under this context's method (see
-    /// [`Process::new`]).
-    pub fn process<A>(&self, target: fn(A), args: A) -> Process
-    where
-        A: Serialize + serde::de::DeserializeOwned + Send + 'static,
-    {
+    /// [`Process::new`], also for what `args` may hold: a file or socket
+    /// travels as an `mp_reduction::Fd`).
+    pub fn process<A: ProcessArgs>(&self, target: fn(A), args: A) -> Process {
         Process::new(target, args).context(*self)
     }
 
     /// `ctx.get_context(method)`: `None` gives this context back, a name
-    /// gives that method's context.
+    /// or a [`StartMethod`] gives that method's context.
     ///
     /// # Errors
     ///
     /// [`Error::UnknownStartMethod`] for an unknown name.
-    pub fn get_context(&self, method: Option<&str>) -> Result<Context> {
-        match method {
-            None => Ok(*self),
-            Some(m) => Ok(Context::new(m.parse()?)),
-        }
+    pub fn get_context(&self, method: impl IntoStartMethod) -> Result<Context> {
+        Ok(method.into_start_method()?.map_or(*self, Context::new))
     }
 
     /// Sets the program that spawn and forkserver children run (see
@@ -143,20 +201,20 @@ pub(crate) fn force_start_method(method: StartMethod) {
 }
 
 /// `multiprocessing.get_context(method)`: `None` is the default context
-/// (its method fixed to the default if unset), a name is that method's.
+/// (its method fixed to the default if unset); a name such as `"spawn"`
+/// or a [`StartMethod`] is that method's (see [`IntoStartMethod`]).
 ///
 /// # Errors
 ///
 /// [`Error::UnknownStartMethod`] (`ValueError`) for an unknown name.
-pub fn get_context(method: Option<&str>) -> Result<Context> {
-    match method {
-        None => Ok(Context::new(default_method())),
-        Some(m) => Ok(Context::new(m.parse()?)),
-    }
+pub fn get_context(method: impl IntoStartMethod) -> Result<Context> {
+    let method = method.into_start_method()?;
+    Ok(Context::new(method.unwrap_or_else(default_method)))
 }
 
 /// `multiprocessing.set_start_method(method, force)`: fixes the default
-/// context's method, once unless `force`. `(None, true)` unsets it;
+/// context's method (a name or a [`StartMethod`], see
+/// [`IntoStartMethod`]), once unless `force`. `(None, true)` unsets it;
 /// `(None, false)` on an unset context selects the default.
 ///
 /// # Errors
@@ -164,15 +222,15 @@ pub fn get_context(method: Option<&str>) -> Result<Context> {
 /// [`Error::ContextAlreadySet`] (`RuntimeError`) if a method is already
 /// fixed and `force` is false; [`Error::UnknownStartMethod`] for an
 /// unknown name.
-pub fn set_start_method(method: Option<&str>, force: bool) -> Result<()> {
+pub fn set_start_method(method: impl IntoStartMethod, force: bool) -> Result<()> {
     let mut actual = actual();
     if actual.is_some() && !force {
         return Err(Error::ContextAlreadySet);
     }
-    *actual = match method {
+    *actual = match method.into_start_method()? {
         None if force => None,
         None => Some(DEFAULT_START_METHOD),
-        Some(m) => Some(m.parse()?),
+        Some(m) => Some(m),
     };
     Ok(())
 }

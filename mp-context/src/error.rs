@@ -1,10 +1,14 @@
 //! The crate's error type.
 
-use std::io;
+use std::{fmt, io};
 
 /// Errors of processes and contexts. CPython's exception is named in each
 /// variant's documentation.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Debug` prints the message and its causes (`message: cause: cause`),
+/// which is what `main() -> Result<(), Box<dyn Error>>` shows a user;
+/// match on the variants to tell the cases apart.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// `ValueError("process object is closed")`: the process was closed.
@@ -95,6 +99,18 @@ pub enum Error {
     Io(#[from] io::Error),
 }
 
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")?;
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
 impl From<rustix::io::Errno> for Error {
     fn from(e: rustix::io::Errno) -> Error {
         Error::Io(e.into())
@@ -103,3 +119,33 @@ impl From<rustix::io::Errno> for Error {
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use crate::{Process, StartMethod, get_context};
+
+    fn nothing(_: ()) {}
+
+    /// What `main() -> Result<(), Box<dyn Error>>` prints: the message that
+    /// says what to do, never a bare variant name.
+    #[test]
+    fn debug_shows_the_message() {
+        // This test binary never called init(): spawn says what to do.
+        let p = Process::new(nothing, ()).context(crate::Context::new(StartMethod::Spawn));
+        let err = p.start().unwrap_err();
+        let shown = format!("{err:?}");
+        assert!(
+            shown.starts_with("mp_context::init() was not called in this process: "),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("call mp_context::init() at the top of main"),
+            "{shown}"
+        );
+        let boxed: Box<dyn std::error::Error> = Box::new(err);
+        assert_eq!(format!("{boxed:?}"), shown);
+
+        let err = get_context(Some("nope")).unwrap_err();
+        assert_eq!(format!("{err:?}"), "cannot find context for \"nope\"");
+    }
+}

@@ -62,6 +62,10 @@
 //! the program's logger, or to stderr as `[INFO/Process-1] ...` after
 //! `log_to_stderr`, which spawn and forkserver children then call too.
 //!
+//! [`FnRef`] does the same for functions `fn(A) -> R` that a child is sent
+//! and calls many times (the tasks of `mp-pool`'s workers): a serde value
+//! holding the offsets, checked once by [`FnRef::resolve`].
+//!
 //! ## Arguments that hold fds or shared memory
 //!
 //! Under fork the arguments are moved into the child as they are. Under
@@ -150,6 +154,7 @@
 
 #![deny(unsafe_code)]
 
+mod args;
 mod context;
 mod current;
 mod elf;
@@ -157,19 +162,22 @@ mod entry;
 mod error;
 mod executable;
 mod finalize;
+mod function;
 mod logging;
 mod process;
 mod sys;
 
+pub use args::ProcessArgs;
 pub use context::{
-    Context, DEFAULT_START_METHOD, StartMethod, cpu_count, get_all_start_methods, get_context,
-    get_start_method, set_start_method,
+    Context, DEFAULT_START_METHOD, IntoStartMethod, StartMethod, cpu_count, get_all_start_methods,
+    get_context, get_start_method, set_start_method,
 };
 pub use current::{ParentProcess, ProcessInfo, active_children, current_process, parent_process};
 pub use entry::{exit, init};
 pub use error::{Error, Result};
 pub use executable::{get_executable, register_target, set_executable};
 pub use finalize::{Finalizer, register_finalizer};
+pub use function::{CallError, FnRef, FnRefError, ResolvedFn};
 pub use logging::{LOGGER_NAME, LevelFilter, Logger, get_logger, log_to_stderr};
 pub use process::{Process, Sentinel};
 
@@ -193,6 +201,42 @@ pub fn shutdown() {
         let _ = p.join(None);
     }
     finalize::run_finalizers(None);
+}
+
+/// Functions that run around each fork of the `fork` start method
+/// (CPython's `os.register_at_fork`): `before` in the parent just before
+/// the fork (most recently registered first), then `after_in_parent` in the
+/// parent and `after_in_child` in the child, before its target (in
+/// registration order). Crates that keep per-process state which a forked
+/// child must not share (a manager's connections) register them.
+///
+/// The hooks run outside this crate's locks; `after_in_child` runs in the
+/// single-threaded child, so it must not wait for a lock that another
+/// thread of the parent may have held at the fork.
+#[derive(Clone, Copy, Debug)]
+pub struct ForkHooks {
+    /// Runs in the parent before the fork.
+    pub before: fn(),
+    /// Runs in the parent after the fork.
+    pub after_in_parent: fn(),
+    /// Runs in the child after the fork, before the target.
+    pub after_in_child: fn(),
+}
+
+static FORK_HOOKS: std::sync::Mutex<Vec<ForkHooks>> = std::sync::Mutex::new(Vec::new());
+
+/// Registers `hooks` to run around every later fork of the `fork` start
+/// method (see [`ForkHooks`]).
+pub fn register_at_fork(hooks: ForkHooks) {
+    FORK_HOOKS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(hooks);
+}
+
+/// The registered fork hooks (a copy, taken before the fork).
+pub(crate) fn fork_hooks() -> Vec<ForkHooks> {
+    FORK_HOOKS.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
 /// Sets the preload hook of the fork server (CPython's

@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use crate::context::{Context, StartMethod, default_method};
 use crate::current::{self, ProcessInfo, current_process};
 use crate::entry::{self, ChildData};
-use crate::{Error, Result, executable, sys};
+use crate::{Error, ProcessArgs, Result, executable, sys};
 
 /// A target and its arguments with the type erased.
 pub(crate) trait ErasedTarget: Send {
@@ -429,10 +429,39 @@ impl Process {
     /// (with the parent's identity before `N` in a child: `Process-1:2`),
     /// its daemon flag the current process's, its start method the default
     /// context's at the time of [`start`](Process::start).
-    pub fn new<A>(target: fn(A), args: A) -> Process
-    where
-        A: Serialize + DeserializeOwned + Send + 'static,
-    {
+    ///
+    /// `args` is serde data ([`ProcessArgs`]): under spawn and forkserver
+    /// it reaches the child as bytes. A `std::fs::File`, a socket or any
+    /// other fd is not serde data; wrap it in `mp_reduction::Fd`, which
+    /// travels beside the bytes (SCM_RIGHTS) and comes out in the child as
+    /// an fd of its own (mp-conn's `Connection` and mp-heap's shared memory
+    /// travel the same way):
+    ///
+    /// ```
+    /// use std::io::{Read, Seek, Write};
+    /// use std::os::fd::OwnedFd;
+    /// use mp_reduction::Fd;
+    ///
+    /// fn append(fd: Fd) {
+    ///     let mut file = std::fs::File::from(OwnedFd::from(fd));
+    ///     file.write_all(b" and the child's").unwrap();
+    /// }
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// mp_context::init();
+    /// let mut file = tempfile::tempfile()?;
+    /// file.write_all(b"the parent's line")?;
+    /// let fd = Fd::from(OwnedFd::from(file.try_clone()?));
+    /// let p = mp_context::get_context("spawn")?.process(append, fd);
+    /// p.start()?;
+    /// p.join(None)?;
+    /// let mut text = String::new();
+    /// file.rewind()?;
+    /// file.read_to_string(&mut text)?;
+    /// assert_eq!(text, "the parent's line and the child's");
+    /// # Ok(()) }
+    /// ```
+    pub fn new<A: ProcessArgs>(target: fn(A), args: A) -> Process {
         let me = current_process();
         let count = current::COUNTER.fetch_add(1, Ordering::Relaxed);
         let mut identity = me.identity.clone();
@@ -743,6 +772,12 @@ impl Process {
 /// kept to a few writes: what it needs is built before the fork, nothing is
 /// freed there (it ends with `_exit`), and only its own few statics change.
 fn start_fork(run: &mut dyn FnMut(), info: ProcessInfo, parent_name: String) -> Result<Popen> {
+    // Registered fork hooks (a copy made here, so that the child needs no
+    // lock to find them), their `before` halves first.
+    let hooks = crate::fork_hooks();
+    for h in hooks.iter().rev() {
+        (h.before)();
+    }
     // Buffered output must not be written twice, by parent and child.
     let _ = std::io::stdout().flush();
     // The child inherits the hook instead of writing one (see there).
@@ -759,7 +794,14 @@ fn start_fork(run: &mut dyn FnMut(), info: ProcessInfo, parent_name: String) -> 
     let mut parent_guard = current::lock_parent();
     let mut context_guard = crate::context::lock_for_fork();
     let mut finalizers = crate::finalize::lock_for_fork();
-    match sys::fork()? {
+    let forked = sys::fork();
+    if forked.is_err() {
+        // No child: the parent's halves still run.
+        for h in &hooks {
+            (h.after_in_parent)();
+        }
+    }
+    match forked? {
         None => {
             // The child.
             let (info, parent) = child_state.take().expect("moved only here");
@@ -794,6 +836,9 @@ fn start_fork(run: &mut dyn FnMut(), info: ProcessInfo, parent_name: String) -> 
             current::COUNTER.store(1, Ordering::Relaxed);
             mp_forkserver::ForkServer::global().after_fork_in_child();
             entry::stdin_to_null();
+            for h in &hooks {
+                (h.after_in_child)();
+            }
             let code = entry::run_target(run);
             entry::finish_forked_child(code)
         }
@@ -806,6 +851,9 @@ fn start_fork(run: &mut dyn FnMut(), info: ProcessInfo, parent_name: String) -> 
                 finalizers,
             ));
             drop(child_state);
+            for h in &hooks {
+                (h.after_in_parent)();
+            }
             let pidfd = OnceLock::new();
             Ok(Popen::new(
                 pid,

@@ -91,10 +91,7 @@ pub(crate) fn check_value() -> u64 {
 /// this same binary: callers check [`check_value`] and the type name of `A`
 /// first (see `entry::run_child`).
 pub(crate) fn resolve_target<A>(offset: u64) -> fn(A) {
-    let addr = (anchor as fn() -> u32 as usize).wrapping_add(offset as usize);
-    // SAFETY: per the contract above, `addr` is the address of a `fn(A)` in
-    // this executable; a function pointer is pointer-sized.
-    unsafe { std::mem::transmute_copy::<usize, fn(A)>(&addr) }
+    resolve_fn(offset)
 }
 
 /// The signature of the per-argument-type entry (`entry::trampoline::<A>`).
@@ -103,16 +100,29 @@ pub(crate) type Trampoline = fn(u64, &str, &[u8], Vec<std::os::fd::OwnedFd>) -> 
 /// Turns an offset back into a [`Trampoline`], under the same contract as
 /// [`resolve_target`].
 pub(crate) fn resolve_trampoline(offset: u64) -> Trampoline {
-    let addr = (anchor as fn() -> u32 as usize).wrapping_add(offset as usize);
-    // SAFETY: `addr` was a `Trampoline` in this executable (offsets are
-    // only used after `check_value` matched).
-    unsafe { std::mem::transmute_copy::<usize, Trampoline>(&addr) }
+    resolve_fn(offset)
 }
 
 /// Turns an offset back into a preload hook `fn()`, under the same
 /// contract as [`resolve_target`].
 pub(crate) fn resolve_preload(offset: u64) -> fn() {
+    resolve_fn(offset)
+}
+
+/// Turns an offset back into a function pointer of type `F` (the one
+/// place where an offset becomes a pointer).
+///
+/// Sound only if the offset was made by [`offset_of`] from a function of
+/// exactly type `F` in this same binary: callers check [`check_value`]
+/// first, and the argument type's name (`entry::trampoline`) or the
+/// function's types (`FnRef::resolve`) before calling what they get.
+pub(crate) fn resolve_fn<F: Copy>(offset: u64) -> F {
+    const {
+        assert!(std::mem::size_of::<F>() == std::mem::size_of::<usize>());
+    }
     let addr = (anchor as fn() -> u32 as usize).wrapping_add(offset as usize);
-    // SAFETY: `addr` was a `fn()` in this executable (checked as above).
-    unsafe { std::mem::transmute_copy::<usize, fn()>(&addr) }
+    // SAFETY: per the contract above, `addr` is the address of a function
+    // of type `F` in this executable, and `F` (a function pointer) is
+    // pointer-sized (checked at compile time).
+    unsafe { std::mem::transmute_copy::<usize, F>(&addr) }
 }

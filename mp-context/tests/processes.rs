@@ -34,6 +34,15 @@ fn exit_with(code: i32) {
 fn panics(_: ()) {
     panic!("this panic is expected by the test");
 }
+/// [`panics`] with this child's stderr sent to /dev/null first: where only
+/// the exit code is checked, the message and backtrace (RUST_BACKTRACE is
+/// often set) would only clutter a passing run's output.
+fn panics_quietly(_: ()) {
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        let _ = rustix::stdio::dup2_stderr(&null);
+    }
+    panics(())
+}
 fn sleep_ms(ms: u64) {
     std::thread::sleep(Duration::from_millis(ms));
 }
@@ -44,7 +53,7 @@ fn exit_codes() {
         assert_eq!(run(&c.process(nothing, ())), Some(0), "{m}: return");
         assert_eq!(run(&c.process(exit_with, 7)), Some(7), "{m}: exit(7)");
         assert_eq!(run(&c.process(exit_with, 0)), Some(0), "{m}: exit(0)");
-        assert_eq!(run(&c.process(panics, ())), Some(1), "{m}: panic");
+        assert_eq!(run(&c.process(panics_quietly, ())), Some(1), "{m}: panic");
         for (sig, code) in [("term", -15), ("kill", -9)] {
             let p = c.process(sleep_ms, 60_000);
             p.start().unwrap();
@@ -137,7 +146,13 @@ fn terminate_during_join_and_late_sentinel() {
         );
         assert_eq!(p.exitcode().unwrap(), Some(-15), "{m}");
         let s = p.sentinel().unwrap();
-        assert!(readable(&s, Duration::ZERO), "{m}: late sentinel not ready");
+        // Under forkserver the status pipe reaches end of file once the
+        // server has closed its end, a moment after the status it wrote
+        // (which the join consumed): wait for it rather than poll once.
+        assert!(
+            readable(&s, Duration::from_secs(10)),
+            "{m}: late sentinel not ready"
+        );
         // Signals to a reaped child are no-ops, not errors.
         p.kill().unwrap();
     }
@@ -926,6 +941,14 @@ fn set_executable_runs_a_worker_binary() {
     assert!(err.to_string().contains("/nonexistent/worker"), "{err}");
     let dir = std::env::temp_dir().join(format!("mp-context-exe-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    // The children below fail on purpose (a panic, unregistered targets):
+    // what they print goes to a file, checked below, instead of cluttering
+    // a passing run's output. The fork server is stopped, so the one
+    // started in here writes there too.
+    let captured = dir.join("stderr.txt");
+    let saved_stderr = rustix::io::fcntl_dupfd_cloexec(rustix::stdio::stderr(), 3).unwrap();
+    let file = std::fs::File::create(&captured).unwrap();
+    rustix::stdio::dup2_stderr(&file).unwrap();
     let result = std::panic::catch_unwind(|| {
         ctx("spawn").set_executable(&worker).unwrap();
         assert_eq!(mp_context::get_executable(), worker);
@@ -959,9 +982,19 @@ fn set_executable_runs_a_worker_binary() {
     });
     mp_context::set_executable(&before).unwrap();
     server.stop();
+    rustix::stdio::dup2_stderr(&saved_stderr).unwrap();
+    let printed = std::fs::read_to_string(&captured).unwrap_or_default();
     let _ = std::fs::remove_dir_all(&dir);
     if let Err(panic) = result {
+        eprintln!("what the children printed:\n{printed}");
         std::panic::resume_unwind(panic);
+    }
+    for expected in [
+        "expected in the worker",
+        "has no registered target mp_testsupport::targets::not_registered taking u32",
+        "has no registered target processes::nothing taking ()",
+    ] {
+        assert!(printed.contains(expected), "no {expected:?} in:\n{printed}");
     }
     assert_eq!(run(&ctx("forkserver").process(nothing, ())), Some(0));
     assert_eq!(run(&ctx("spawn").process(nothing, ())), Some(0));

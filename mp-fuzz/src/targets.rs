@@ -2,12 +2,16 @@
 
 mod fd_message;
 mod handshake;
+mod manager;
 mod pickle;
+mod pool;
 mod queue;
 
 pub use fd_message::fd_message;
 pub use handshake::{client_handshake, listener_handshake};
+pub use manager::manager_request;
 pub use pickle::pickle_reader;
+pub use pool::{pool_wire, pool_wire_seeds};
 
 /// A queue's shared memory and side channel after a corrupt or hostile
 /// peer: every operation must return (an error is fine), never panic,
@@ -58,6 +62,16 @@ pub static TARGETS: &[Target] = &[
         name: "pickle_reader",
         seeds: pickle::seeds,
         run: pickle_reader,
+    },
+    Target {
+        name: "pool_wire",
+        seeds: pool_wire_seeds,
+        run: pool_wire,
+    },
+    Target {
+        name: "manager_request",
+        seeds: manager::manager_seeds,
+        run: manager_request,
     },
     Target {
         name: "queue_shared_state",

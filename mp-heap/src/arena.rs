@@ -97,7 +97,12 @@ impl Arena {
     /// `size` is zero, or the file cannot be made, sized or mapped.
     pub fn new_file_backed(size: usize) -> io::Result<Self> {
         check_size(size)?;
-        let dir = choose_dir(size);
+        Self::file_backed_in(choose_dir(size), size)
+    }
+
+    /// [`Arena::new_file_backed`] in directory `dir`; a failure to make the
+    /// file names its path.
+    pub(crate) fn file_backed_in(dir: PathBuf, size: usize) -> io::Result<Self> {
         let file = tempfile::Builder::new()
             .prefix(&format!("pym-{}-", sys::current_pid()))
             .tempfile_in(&dir)?;

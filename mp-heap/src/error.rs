@@ -1,12 +1,16 @@
 //! The errors of mp-heap, named after the exceptions CPython raises.
 
-use std::io;
+use std::{fmt, io};
 
 /// What can go wrong when allocating, freeing or rebuilding shared memory.
 ///
 /// CPython raises `OverflowError` for absurd sizes and `ValueError` for a
 /// free from the wrong process; the variants say which they stand for.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Debug` prints the message and its causes (`message: cause: cause`),
+/// which is what `main() -> Result<(), Box<dyn Error>>` shows a user;
+/// match on the variants to tell the cases apart.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum HeapError {
     /// A request of `isize::MAX` bytes or more (CPython: `OverflowError`,
@@ -58,4 +62,40 @@ pub enum HeapError {
     /// Creating, sizing or mapping an arena failed.
     #[error("cannot create or map a shared-memory arena")]
     Io(#[from] io::Error),
+}
+
+impl fmt::Debug for HeapError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")?;
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `main() -> Result<(), Box<dyn Error>>` prints: the message and
+    /// its causes, with the path an arena file could not be made at.
+    #[test]
+    fn debug_shows_the_message_the_cause_and_the_path() {
+        let dir = std::env::temp_dir().join(format!("mp-heap-no-such-dir-{}", std::process::id()));
+        let err = HeapError::from(crate::Arena::file_backed_in(dir.clone(), 4096).unwrap_err());
+        let shown = format!("{err:?}");
+        assert!(
+            shown.starts_with("cannot create or map a shared-memory arena: "),
+            "{shown}"
+        );
+        assert!(shown.contains("No such file or directory"), "{shown}");
+        assert!(shown.contains(&dir.display().to_string()), "{shown}");
+
+        let heap = crate::Heap::with_discard_threshold(0);
+        let err = heap.malloc(usize::MAX).unwrap_err();
+        assert_eq!(format!("{err:?}"), format!("Size {} too large", usize::MAX));
+    }
 }

@@ -171,7 +171,9 @@ pub fn moving_into_fork() -> bool {
 pub struct FdSlot(pub u32);
 
 /// Why an fd could not be put into, or taken out of, the table.
-#[derive(Debug)]
+///
+/// `Debug` prints the message and its cause (`message: cause`), which is
+/// what `main() -> Result<(), Box<dyn Error>>` shows a user.
 #[non_exhaustive]
 pub enum SlotError {
     /// No [`collect_fds`] table is active on this thread.
@@ -207,6 +209,18 @@ impl fmt::Display for SlotError {
             SlotError::AlreadyTaken(slot) => write!(f, "fd slot {slot} was already taken"),
             SlotError::Dup(_) => f.write_str("could not duplicate the fd"),
         }
+    }
+}
+
+impl fmt::Debug for SlotError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")?;
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
     }
 }
 
@@ -374,6 +388,22 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
     use std::os::unix::net::UnixStream;
+
+    /// What `main() -> Result<(), Box<dyn Error>>` prints is the message,
+    /// never a bare variant name.
+    #[test]
+    fn debug_shows_the_message() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        let err = FdSlot::collect(a.as_fd()).unwrap_err();
+        let shown = format!("{err:?}");
+        assert!(
+            shown.starts_with("an fd can only be serialized inside mp_reduction::collect_fds"),
+            "{shown}"
+        );
+        let (taken, _) = provide_fds(Vec::new(), || FdSlot(3).take());
+        let shown = format!("{:?}", taken.unwrap_err());
+        assert_eq!(shown, "fd slot 3 out of range: 0 fds were received");
+    }
 
     #[derive(Serialize, Deserialize)]
     struct Two {

@@ -1,4 +1,5 @@
-//! Test support shared by the workspace's suites (never published).
+//! Test support of the mp-rs crates: finding the CPython interpreters that
+//! their interop suites run as real peers.
 //!
 //! [`find`] locates the CPython interpreters the interop suites run as real
 //! peers, for every version of [`VERSIONS`] (3.11 to 3.15). For CPython
@@ -20,6 +21,20 @@
 //! the two name them alike.
 //!
 //! [`harness::run_tests`] runs the tests of a `harness = false` target.
+//!
+//! It is published only so that the tests shipped inside mp-auth's,
+//! mp-conn's and mp-context's packages build from the `.crate`; it is not
+//! meant for other uses.
+//!
+//! # Examples
+//!
+//! ```
+//! // `None` (after a loud message) when the interpreter is not installed.
+//! if let Some(python) = mp_testsupport::find(11) {
+//!     assert_eq!(python.minor, 11);
+//!     assert!(python.legacy()); // 3.11 speaks only the HMAC-MD5 handshake
+//! }
+//! ```
 
 #![forbid(unsafe_code)]
 
@@ -162,6 +177,38 @@ pub fn find(minor: u32) -> Option<Python> {
     None
 }
 
+/// The directory of `package`'s compiled examples for an integration test
+/// (`target/<profile>/examples/`, where `cargo test` puts them). When
+/// `names` are not all there (only the test target was built), builds
+/// them with `cargo build --examples -p package` into `target/<profile>/
+/// <package>-examples`, so as never to wait on the outer cargo's lock.
+/// `manifest_dir` is the test crate's `CARGO_MANIFEST_DIR`.
+pub fn examples_dir(package: &str, names: &[&str], manifest_dir: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    // target/<profile>/deps/<test>-<hash> -> target/<profile>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
+    let next_to_us = profile_dir.join("examples");
+    if names.iter().all(|n| next_to_us.join(n).exists()) {
+        return next_to_us;
+    }
+    let target = profile_dir.join(format!("{package}-examples"));
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--examples", "-p", package, "--target-dir"])
+        .arg(&target)
+        .current_dir(manifest_dir)
+        .status()
+        .expect("run cargo build --examples");
+    assert!(
+        status.success(),
+        "cargo build --examples -p {package} failed"
+    );
+    target.join("debug").join("examples")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,3 +231,8 @@ mod tests {
         assert_eq!(minor_of(&py.path), Some(minor));
     }
 }
+
+/// This crate's README example, run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -122,7 +122,7 @@ pub use de::from_value;
 pub use error::Error;
 pub use int::{BigInt, MAX_STR_DIGITS};
 pub use repr::{bytes_repr, float_repr, str_repr};
-pub use ser::to_value;
+pub use ser::{in_to_value, to_value};
 pub use table::Unhashable;
 pub use value::{Constructor, Dict, Global, List, Object, ObjectData, ObjectOp, Set, Tuple, Value};
 

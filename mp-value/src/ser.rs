@@ -33,6 +33,27 @@ pub(crate) fn offer(value: &Value) -> bool {
     }
 }
 
+/// Whether [`to_value`] is running on this thread: a `Serialize` impl can
+/// tell that it is being turned into a [`Value`] (which stays in this
+/// process) rather than into bytes (which may travel to another).
+///
+/// # Examples
+///
+/// ```
+/// struct Probe;
+/// impl serde::Serialize for Probe {
+///     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+///         s.serialize_bool(mp_value::in_to_value())
+///     }
+/// }
+/// assert_eq!(mp_value::to_value(&Probe)?, mp_value::Value::Bool(true));
+/// assert_eq!(postcard::to_allocvec(&Probe).unwrap(), [0]);
+/// # Ok::<(), mp_value::Error>(())
+/// ```
+pub fn in_to_value() -> bool {
+    IN_TO_VALUE.get()
+}
+
 struct Restore(bool);
 
 impl Drop for Restore {

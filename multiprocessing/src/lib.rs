@@ -528,10 +528,3 @@ pub fn raw_array<T: Pod>(items: &[T]) -> Result<RawArray<T>, HeapError> {
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
-
-/// The workspace README's examples, compiled and run as doc tests here,
-/// where every crate is reachable (this crate depends on them all), so that
-/// the README cannot drift from the API.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-struct WorkspaceReadmeDoctests;

@@ -7,11 +7,14 @@
 //! - `cargo xtask bench`: the side-by-side performance tables.
 //! - `cargo xtask fuzz`: the fuzz targets (stable driver; cargo-fuzz where
 //!   nightly exists).
+//! - `cargo xtask package`: what `cargo publish --workspace` would upload
+//!   builds, tests included, from the `.crate` files alone.
 
 #![forbid(unsafe_code)]
 
 mod bench;
 mod fuzz;
+mod package;
 mod test;
 mod util;
 
@@ -29,6 +32,8 @@ commands:
   bench [FILTER]   side-by-side tables: ours, CPython's, the raw-syscall limit
   fuzz [--seconds N]
                    run every fuzz target for N seconds each (stable driver)
+  package          the publishable crates package, build with their tests and doc
+                   tests from the .crate files alone, and are what a publish uploads
 ";
 
 fn main() -> ExitCode {
@@ -39,6 +44,7 @@ fn main() -> ExitCode {
         Some("test") => test::run(&rest),
         Some("bench") => bench::run(&rest),
         Some("fuzz") => fuzz::run(&rest),
+        Some("package") => package::run(&rest),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

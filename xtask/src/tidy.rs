@@ -162,8 +162,8 @@ fn license_allowed(expr: &str) -> bool {
     })
 }
 
-#[test]
-fn dependency_licenses_are_allowed() {
+/// `cargo metadata` of the workspace and every dependency (Linux), as JSON.
+fn metadata() -> String {
     let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
         .current_dir(project_root())
         .args([
@@ -180,7 +180,12 @@ fn dependency_licenses_are_allowed() {
         "cargo metadata failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = String::from_utf8_lossy(&out.stdout);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn dependency_licenses_are_allowed() {
+    let text = metadata();
     let mut offenders = Vec::new();
     // A small scan instead of a JSON parser: each package object has
     // `"name":"…","version":"…"` and later `"license":"…"` or `null`.
@@ -204,6 +209,66 @@ fn dependency_licenses_are_allowed() {
         offenders.is_empty(),
         "dependencies with licenses off the allow-list: {offenders:#?}"
     );
+}
+
+/// `"1.88"` or `"1.88.0"` as (major, minor, patch).
+fn rust_version(text: &str) -> Option<(u32, u32, u32)> {
+    let mut parts = text.split('.').map(|p| p.parse::<u32>().ok());
+    let major = parts.next()??;
+    let minor = parts.next()??;
+    let patch = parts.next().unwrap_or(Some(0))?;
+    Some((major, minor, patch))
+}
+
+/// The workspace's `rust-version`.
+fn workspace_rust_version() -> (u32, u32, u32) {
+    let root = fs::read_to_string(project_root().join("Cargo.toml")).unwrap();
+    root.lines()
+        .find_map(|l| l.trim().strip_prefix("rust-version = "))
+        .and_then(|v| rust_version(v.trim_matches('"')))
+        .expect("the workspace sets rust-version = \"X.Y\"")
+}
+
+/// Clippy's `incompatible_msrv` checks our use of std against
+/// `rust-version`; this checks that no dependency (as locked) asks for a
+/// newer Rust either, without a second toolchain. What neither can see is
+/// language syntax (a let-chain on 1.87): `rust-version` must be raised
+/// by hand when the code starts to use a newer feature.
+#[test]
+fn dependencies_need_no_newer_rust_than_ours() {
+    let ours = workspace_rust_version();
+    let text = metadata();
+    let mut offenders = Vec::new();
+    // Each package object carries its own "id" and, later, "rust_version"
+    // (the dependency entries inside it have neither).
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find("\"rust_version\":\"") {
+        let before = &rest[..at];
+        let id = before
+            .rfind("\"id\":\"")
+            .map(|i| before[i + 6..].split('"').next().unwrap_or("?"))
+            .unwrap_or("?");
+        let value = rest[at + 16..].split('"').next().unwrap_or("");
+        match rust_version(value) {
+            Some(v) if v > ours => offenders.push(format!("{id} needs Rust {value}")),
+            Some(_) => {}
+            None => offenders.push(format!("{id}: unreadable rust-version {value:?}")),
+        }
+        rest = &rest[at + 16..];
+    }
+    assert!(
+        offenders.is_empty(),
+        "dependencies that need a newer Rust than our rust-version {ours:?}: {offenders:#?}"
+    );
+}
+
+#[test]
+fn rust_versions_compare() {
+    assert_eq!(rust_version("1.88"), Some((1, 88, 0)));
+    assert_eq!(rust_version("1.86.0"), Some((1, 86, 0)));
+    assert!(rust_version("1.89").unwrap() > rust_version("1.88.0").unwrap());
+    assert_eq!(rust_version("x"), None);
+    assert_eq!(workspace_rust_version().0, 1);
 }
 
 #[test]

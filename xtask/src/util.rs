@@ -57,6 +57,18 @@ fn tee(reader: impl BufRead, to_stderr: bool) -> String {
     kept
 }
 
+/// Runs `cmd` without showing its output; returns whether it succeeded
+/// and everything it printed (stdout, then stderr).
+pub(crate) fn run_quiet(cmd: &mut Command) -> Result<(bool, String), String> {
+    eprintln!("$ {}", describe(cmd));
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot start {}: {e}", describe(cmd)))?;
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    Ok((out.status.success(), text))
+}
+
 /// Runs `cmd` with inherited stdio and fails if it fails.
 pub(crate) fn run(cmd: &mut Command) -> Result<(), String> {
     eprintln!("$ {}", describe(cmd));

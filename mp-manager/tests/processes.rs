@@ -1,0 +1,642 @@
+//! Cross-process tests of mp-manager, after CPython's
+//! `TestSyncManagerTypes`, `_TestMyManager`, `_TestRemoteManager` and the
+//! manager lifecycle tests (MGR-xx in the project's behaviour list), in
+//! our own words.
+//!
+//! A `harness = false` target: `main` calls `mp_context::init()` first, so
+//! that this binary serves as a spawned child and as the fork server.
+//! Prints libtest's summary line so the workspace's test driver counts it.
+
+use std::io::BufRead;
+use std::time::{Duration, Instant};
+
+use mp_conn::Address;
+use mp_context::{Process, get_context};
+use mp_manager::{
+    AcquirerProxy, BarrierProxy, BaseManager, ConditionProxy, DictProxy, Error, EventProxy,
+    Initializer, ListProxy, NamespaceProxy, Proxy, QueueProxy, Registrar, Registry, SyncManager,
+    ValueProxy,
+};
+
+const METHODS: [&str; 3] = ["fork", "spawn", "forkserver"];
+const LONG: Option<Duration> = Some(Duration::from_secs(60));
+const SHORT: Duration = Duration::from_millis(100);
+
+fn ctx(m: &str) -> mp_context::Context {
+    get_context(Some(m)).unwrap()
+}
+
+/// Starts `p` and waits for it; returns its exit code.
+fn run(p: &Process) -> Option<i32> {
+    p.start().unwrap();
+    p.join(LONG).unwrap();
+    p.exitcode().unwrap()
+}
+
+/// Polls `f` until it holds, for at most 30 s.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn assert_no_objects<R: Registrar>(m: &BaseManager<R>) {
+    eventually("the manager to hold no objects", || {
+        m.number_of_objects().unwrap() == 0
+    });
+}
+
+// ----- every SyncManager type from two processes at once -----
+
+fn child_lock((lock, step): (AcquirerProxy, QueueProxy<String>)) {
+    assert!(lock.acquire().unwrap());
+    assert!(lock.locked().unwrap());
+    step.put(&"acquired".into()).unwrap();
+}
+
+fn child_rlock(rlock: AcquirerProxy) {
+    assert!(rlock.acquire().unwrap());
+    assert!(rlock.acquire().unwrap());
+    rlock.release().unwrap();
+    rlock.release().unwrap();
+    assert!(rlock.release().unwrap_err().is("RuntimeError"));
+}
+
+fn child_event(e: EventProxy) {
+    assert!(e.is_set().unwrap());
+    assert!(e.wait(None).unwrap());
+    e.clear().unwrap();
+    assert!(!e.wait(Some(Duration::from_millis(1))).unwrap());
+}
+
+fn child_queue(q: QueueProxy<i64>) {
+    assert_eq!(q.qsize().unwrap(), 2);
+    assert!(q.full().unwrap());
+    assert!(!q.empty().unwrap());
+    assert_eq!(q.get().unwrap(), 5);
+    assert_eq!(q.get().unwrap(), 6);
+    assert!(q.empty().unwrap());
+}
+
+fn child_containers(
+    (d, l, v, ns): (
+        DictProxy<String, i64>,
+        ListProxy<i64>,
+        ValueProxy<i64>,
+        NamespaceProxy,
+    ),
+) {
+    assert_eq!(d.get_item(&"a".into()).unwrap(), 1);
+    d.set_item(&"from child".into(), &2).unwrap();
+    // A proxy-returning method works in the process the proxy was sent to
+    // (gh-99595).
+    assert_eq!(d.iter().unwrap().count(), 2);
+    l.extend(&[2, 3]).unwrap();
+    assert_eq!(l.pop_at(0).unwrap(), 1);
+    assert_eq!(v.get().unwrap(), 1);
+    v.set(&2).unwrap();
+    assert_eq!(ns.get::<String>("name").unwrap(), "parent");
+    ns.set("child", &true).unwrap();
+}
+
+fn child_semaphores(
+    (sem, bsem, arr, set): (
+        AcquirerProxy,
+        AcquirerProxy,
+        mp_manager::ArrayProxy<i64>,
+        mp_manager::SetProxy<i64>,
+    ),
+) {
+    // MGR-04: the child acquires, the parent releases.
+    assert!(sem.acquire().unwrap());
+    assert!(bsem.acquire().unwrap());
+    // MGR-12: indexing, len and iteration of an Array.
+    assert_eq!(arr.len().unwrap(), 2);
+    assert_eq!(arr.get(1).unwrap(), 1);
+    assert_eq!(arr.to_vec().unwrap(), [0, 1]);
+    arr.set(0, &7).unwrap();
+    // The set type.
+    set.add(&3).unwrap();
+    assert!(set.remove(&42).unwrap_err().is("KeyError"));
+}
+
+fn child_barrier((b, rounds): (BarrierProxy, usize)) {
+    for _ in 0..rounds {
+        b.wait(Some(Duration::from_secs(60))).unwrap();
+    }
+}
+
+fn child_condition((c, counter): (ConditionProxy, ValueProxy<i64>)) {
+    c.acquire().unwrap();
+    counter.set(&(counter.get().unwrap() + 1)).unwrap();
+    c.notify_all().unwrap();
+    // Wait to be told to finish.
+    let done = c
+        .wait_for(|| counter.get().unwrap() < 0, Some(Duration::from_secs(60)))
+        .unwrap();
+    assert!(done);
+    c.release().unwrap();
+}
+
+fn sync_types_from_two_processes() {
+    for method in ["forkserver", "fork"] {
+        let c = ctx(method);
+        let m = SyncManager::started(&c).unwrap();
+        // A lock taken in a child is released by the parent; a second
+        // release is an error (MGR-02).
+        let lock = m.lock().unwrap();
+        let step = m.queue::<String>(0).unwrap();
+        let p = c.process(child_lock, (lock.clone(), step.clone()));
+        assert_eq!(run(&p), Some(0), "{method}: lock child");
+        assert_eq!(step.get().unwrap(), "acquired");
+        assert!(lock.locked().unwrap());
+        lock.release().unwrap();
+        assert!(lock.release().unwrap_err().is("RuntimeError"));
+        // The parent's only proxy moves into the child: under fork too,
+        // the child's copy holds the object (the fork transfer).
+        assert_eq!(run(&c.process(child_rlock, m.rlock().unwrap())), Some(0));
+        // Event (MGR-01).
+        let e = m.event().unwrap();
+        e.set().unwrap();
+        assert_eq!(run(&c.process(child_event, e.clone())), Some(0));
+        assert!(!e.is_set().unwrap());
+        // Queue (MGR-08).
+        let q = m.queue::<i64>(2).unwrap();
+        q.put(&5).unwrap();
+        q.put(&6).unwrap();
+        assert_eq!(run(&c.process(child_queue, q.clone())), Some(0));
+        assert!(q.empty().unwrap() && !q.full().unwrap());
+        // Containers (MGR-09..13).
+        let d = m.dict_from(&[("a".to_string(), 1)]).unwrap();
+        let l = m.list_from(&[1]).unwrap();
+        let v = m.value("i", &1_i64).unwrap();
+        let ns = m.namespace().unwrap();
+        ns.set("name", &"parent").unwrap();
+        let args = (d.clone(), l.clone(), v.clone(), ns.clone());
+        assert_eq!(run(&c.process(child_containers, args)), Some(0));
+        assert_eq!(d.get_item(&"from child".into()).unwrap(), 2);
+        assert_eq!(l.copy().unwrap(), [2, 3]);
+        assert_eq!(v.get().unwrap(), 2);
+        assert!(ns.get::<bool>("child").unwrap());
+        // Semaphores, Array, set.
+        let sem = m.semaphore(1).unwrap();
+        let bsem = m.bounded_semaphore(1).unwrap();
+        let arr = m.array("i", &[0_i64, 1]).unwrap();
+        let set = m.set(&[1_i64, 2]).unwrap();
+        let args = (sem.clone(), bsem.clone(), arr.clone(), set.clone());
+        assert_eq!(run(&c.process(child_semaphores, args)), Some(0));
+        assert!(!sem.acquire_timeout(false, None).unwrap());
+        sem.release().unwrap();
+        bsem.release().unwrap();
+        assert!(bsem.release().unwrap_err().is("ValueError"));
+        assert_eq!(arr.get(0).unwrap(), 7);
+        assert!(set.contains(&3).unwrap());
+        drop((sem, bsem, arr, set));
+        // A barrier of five: four processes and the parent, 3 rounds.
+        let b = m.barrier(5, None).unwrap();
+        let procs: Vec<_> = (0..4)
+            .map(|_| c.process(child_barrier, (b.clone(), 3)))
+            .collect();
+        for p in &procs {
+            p.start().unwrap();
+        }
+        for _ in 0..3 {
+            b.wait(Some(Duration::from_secs(60))).unwrap();
+        }
+        for p in &procs {
+            p.join(LONG).unwrap();
+            assert_eq!(p.exitcode().unwrap(), Some(0));
+        }
+        assert_eq!(b.n_waiting().unwrap(), 0);
+        assert!(!b.broken().unwrap());
+        // A condition with three processes.
+        let cond = m.condition(None).unwrap();
+        let counter = m.value("i", &0_i64).unwrap();
+        let procs: Vec<_> = (0..3)
+            .map(|_| c.process(child_condition, (cond.clone(), counter.clone())))
+            .collect();
+        for p in &procs {
+            p.start().unwrap();
+        }
+        cond.acquire().unwrap();
+        assert!(
+            cond.wait_for(
+                || counter.get().unwrap() == 3,
+                Some(Duration::from_secs(60))
+            )
+            .unwrap()
+        );
+        counter.set(&-1).unwrap();
+        cond.notify_all().unwrap();
+        cond.release().unwrap();
+        for p in &procs {
+            p.join(LONG).unwrap();
+            assert_eq!(p.exitcode().unwrap(), Some(0), "{method}: condition child");
+        }
+        drop((lock, step, e, q, d, l, v, ns, b, cond, counter));
+        assert_no_objects(&m);
+        m.shutdown().unwrap();
+    }
+}
+
+// ----- managers under each start method, lifecycle -----
+
+fn child_adds(d: DictProxy<String, i64>) {
+    let n = d.get(&"n".into()).unwrap().unwrap_or(0);
+    d.set_item(&"n".into(), &(n + 1)).unwrap();
+}
+
+fn manager_with_each_start_method() {
+    for method in METHODS {
+        let c = ctx(method);
+        let m = SyncManager::new(&c);
+        m.start().unwrap();
+        assert!(matches!(
+            m.start(),
+            Err(Error::State("Already started server"))
+        ));
+        assert!(matches!(
+            m.get_server(),
+            Err(Error::State("Already started server"))
+        ));
+        let d = m.dict::<String, i64>().unwrap();
+        for child in METHODS {
+            assert_eq!(run(&ctx(child).process(child_adds, d.clone())), Some(0));
+        }
+        assert_eq!(d.get_item(&"n".into()).unwrap(), 3);
+        drop(d);
+        assert_no_objects(&m);
+        let p = m.process().unwrap();
+        m.shutdown().unwrap();
+        m.shutdown().unwrap();
+        // The server exited by itself, asked (MGR-27).
+        assert_eq!(p.exitcode().unwrap(), Some(0), "{method}");
+        assert!(matches!(
+            m.start(),
+            Err(Error::State("Manager has shut down"))
+        ));
+        assert!(matches!(
+            m.dict::<i64, i64>(),
+            Err(Error::State("Manager has shut down"))
+        ));
+    }
+}
+
+/// Sets a namespace attribute in the server process (MGR-35).
+struct Init;
+impl Initializer for Init {
+    type Args = String;
+    fn initialize(value: String) {
+        INIT_VALUE.set(value).unwrap();
+    }
+}
+static INIT_VALUE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// A type whose `new` reads what the initializer set.
+#[derive(Default)]
+struct Probe;
+
+#[mp_manager::shared]
+impl Probe {
+    pub(crate) fn seen(&self) -> String {
+        INIT_VALUE.get().cloned().unwrap_or_default()
+    }
+}
+
+struct ProbeTypes;
+impl Registrar for ProbeTypes {
+    fn register(r: &mut Registry) {
+        r.register_type::<Probe>("Probe");
+    }
+}
+
+fn initializer_runs_in_the_server() {
+    for method in ["spawn", "forkserver"] {
+        let m = BaseManager::<ProbeTypes>::new(&ctx(method));
+        m.start_with::<Init>("set by the initializer".into())
+            .unwrap();
+        let probe: ProbeProxy = m.create("Probe", &()).unwrap();
+        assert_eq!(probe.seen().unwrap(), "set by the initializer");
+        assert!(INIT_VALUE.get().is_none(), "ran in the parent");
+        drop(probe);
+        m.shutdown().unwrap();
+    }
+}
+
+// ----- proxies that travel -----
+
+fn child_uses_sent(q: QueueProxy<String>) {
+    assert_eq!(q.get().unwrap(), "kept alive");
+    q.put(&"done".into()).unwrap();
+}
+
+fn child_reads_stored(d: DictProxy<String, QueueProxy<i64>>) {
+    // A proxy stored in the manager, used from another process.
+    let q = d.get_item(&"q".into()).unwrap();
+    q.put(&123).unwrap();
+}
+
+fn proxies_sent_to_other_processes() {
+    for method in METHODS {
+        let c = ctx(method);
+        let m = SyncManager::started(&c).unwrap();
+        // The parent's only proxy goes to the child as an argument (the
+        // parent's copy is dropped as soon as it is sent): the serialized
+        // copy keeps the object alive until the child has taken its own
+        // reference (gh-119937).
+        let q = m.queue::<String>(0).unwrap();
+        q.put(&"kept alive".into()).unwrap();
+        let p = c.process(child_uses_sent, q);
+        p.start().unwrap();
+        p.join(LONG).unwrap();
+        assert_eq!(p.exitcode().unwrap(), Some(0), "{method}");
+        // The object is gone now that nobody holds it.
+        assert_no_objects(&m);
+        // A proxy inside a stored value.
+        let d = m.dict::<String, QueueProxy<i64>>().unwrap();
+        let inner = m.queue::<i64>(0).unwrap();
+        d.set_item(&"q".into(), &inner).unwrap();
+        assert_eq!(run(&c.process(child_reads_stored, d.clone())), Some(0));
+        assert_eq!(inner.get().unwrap(), 123);
+        drop((d, inner));
+        assert_no_objects(&m);
+        m.shutdown().unwrap();
+    }
+}
+
+// ----- remote manager over TCP -----
+
+struct RemoteTypes;
+impl Registrar for RemoteTypes {
+    fn register(_: &mut Registry) {}
+}
+
+fn remote_client((address, key): (String, Vec<u8>)) {
+    // CPython's `_TestRemoteManager`: a manager class that knows
+    // `get_queue` only by name, then connect().
+    let address: Address = address.parse().unwrap();
+    let m = BaseManager::<RemoteTypes>::new(&get_context(None).unwrap())
+        .with_address(address)
+        .with_authkey(key);
+    m.connect().unwrap();
+    let q: QueueProxy<mp_value::Value> = m.create("get_queue", &()).unwrap();
+    for v in [
+        mp_value::Value::from("hello world"),
+        mp_value::Value::None,
+        mp_value::Value::Bool(true),
+        mp_value::Value::Float(2.25),
+        mp_value::Value::from("hall\u{e5} v\u{e4}rld"),
+        mp_value::Value::from(b"\x19\x8e".to_vec()),
+    ] {
+        q.put(&v).unwrap();
+    }
+    // A wrong key is refused.
+    let bad = BaseManager::<RemoteTypes>::new(&get_context(None).unwrap())
+        .with_address(m.address().unwrap())
+        .with_authkey(b"wrong".to_vec());
+    assert!(matches!(bad.connect(), Err(Error::Connection { .. })));
+}
+
+fn remote_manager_over_tcp() {
+    let queue = std::sync::Arc::new(queue_object());
+    let mut registry = Registry::new();
+    registry.register_shared("get_queue", queue);
+    let key = vec![7u8; 32];
+    let server = BaseManager::<RemoteTypes>::new(&ctx("spawn"))
+        .with_address("127.0.0.1:0".parse().unwrap())
+        .with_authkey(key.clone())
+        .get_server_with(registry)
+        .unwrap();
+    let address = server.address().clone();
+    assert!(matches!(address, Address::Inet(a) if a.port() != 0));
+    let handle = server.handle();
+    let serving = std::thread::spawn(move || server.serve_forever());
+    for method in ["spawn", "fork"] {
+        let p = ctx(method).process(remote_client, (address.to_string(), key.clone()));
+        assert_eq!(run(&p), Some(0), "{method}");
+    }
+    let local = BaseManager::<RemoteTypes>::new(&ctx("spawn"))
+        .with_address(address)
+        .with_authkey(key);
+    local.connect().unwrap();
+    let q: QueueProxy<mp_value::Value> = local.create("get_queue", &()).unwrap();
+    assert_eq!(q.qsize().unwrap(), 12);
+    assert_eq!(q.get().unwrap(), mp_value::Value::from("hello world"));
+    drop(q);
+    assert_no_objects(&local);
+    handle.shutdown();
+    serving.join().unwrap().unwrap();
+}
+
+/// A queue object for `register_shared` (the server side of the remote
+/// example): made through the registry's own constructor.
+fn queue_object() -> impl mp_manager::Shared {
+    QueueHolder(std::sync::Mutex::new(std::collections::VecDeque::new()))
+}
+
+/// A minimal queue with the methods the remote test calls.
+struct QueueHolder(std::sync::Mutex<std::collections::VecDeque<mp_value::Value>>);
+
+impl mp_manager::Shared for QueueHolder {
+    fn type_name(&self) -> &str {
+        "queue.Queue"
+    }
+    fn methods(&self) -> Vec<&'static str> {
+        vec!["get", "put", "qsize"]
+    }
+    fn call(
+        &self,
+        method: &str,
+        args: mp_manager::Args,
+        _: &mp_manager::Call<'_>,
+    ) -> Result<mp_manager::Output, mp_manager::Raise> {
+        let mut q = self.0.lock().unwrap();
+        let out = match method {
+            "put" => {
+                let mut b = args.bind("put", &["item"])?;
+                q.push_back(b.required(0)?);
+                mp_value::Value::None
+            }
+            "get" => q
+                .pop_front()
+                .ok_or_else(mp_manager::Exception::queue_empty)?,
+            _ => mp_value::Value::from(q.len()),
+        };
+        Ok(mp_manager::Output::Value(out))
+    }
+}
+
+// ----- shutdown, dead clients, dead parents -----
+
+fn child_blocks_in_get(q: QueueProxy<i64>) {
+    // Blocks until the manager goes away, then fails.
+    let r = q.get();
+    assert!(r.is_err());
+}
+
+fn shutdown_with_clients_connected() {
+    let c = ctx("forkserver");
+    let m = SyncManager::started(&c).unwrap();
+    let q = m.queue::<i64>(0).unwrap();
+    let p = c.process(child_blocks_in_get, q.clone());
+    p.start().unwrap();
+    eventually("the child to connect", || m.debug_info().is_ok());
+    std::thread::sleep(Duration::from_millis(200));
+    let server = m.process().unwrap();
+    let t = Instant::now();
+    m.shutdown().unwrap();
+    // Asked, it ended by itself: no terminate after shutdown_timeout.
+    assert_eq!(server.exitcode().unwrap(), Some(0));
+    assert!(t.elapsed() < Duration::from_secs(30));
+    p.join(LONG).unwrap();
+    assert_eq!(p.exitcode().unwrap(), Some(0));
+    // Calls now fail clearly.
+    assert!(q.qsize().is_err());
+}
+
+fn child_holds_and_blocks((m_address, key): (String, Vec<u8>)) {
+    let m = SyncManager::new(&get_context(None).unwrap())
+        .with_address(m_address.parse().unwrap())
+        .with_authkey(key);
+    m.connect().unwrap();
+    let held: Vec<_> = (0..3).map(|_| m.dict::<i64, i64>().unwrap()).collect();
+    held[0].set_item(&1, &1).unwrap();
+    let q = m.queue::<i64>(0).unwrap();
+    // Blocks in a call until killed.
+    q.get().unwrap();
+}
+
+fn a_killed_client_releases_its_references() {
+    let c = ctx("forkserver");
+    let m = SyncManager::started(&c).unwrap();
+    let address = m.address().unwrap().to_string();
+    let p = c.process(child_holds_and_blocks, (address, m.authkey().to_vec()));
+    p.start().unwrap();
+    eventually("the child to create its objects", || {
+        m.number_of_objects().unwrap() >= 4
+    });
+    p.kill().unwrap();
+    p.join(LONG).unwrap();
+    assert_eq!(p.exitcode().unwrap(), Some(-9));
+    // Its session ended with its connections: everything it held is gone,
+    // and the server still serves.
+    assert_no_objects(&m);
+    let d = m.dict::<i64, i64>().unwrap();
+    d.set_item(&1, &2).unwrap();
+    drop(d);
+    m.shutdown().unwrap();
+}
+
+fn manager_parent_role(method: &str) -> ! {
+    let m = SyncManager::started(&ctx(method)).unwrap();
+    let pid = m.process().unwrap().pid().unwrap().unwrap();
+    println!("{pid}");
+    use std::io::Write;
+    std::io::stdout().flush().unwrap();
+    std::thread::sleep(Duration::from_secs(600));
+    std::process::exit(0);
+}
+
+fn gone_or_zombie(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(s) => s
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+    }
+}
+
+fn manager_exits_when_its_parent_is_killed() {
+    for method in METHODS {
+        let mut parent = std::process::Command::new(std::env::current_exe().unwrap())
+            .env("MP_MANAGER_TEST_ROLE", format!("manager-parent:{method}"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(parent.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let pid: i32 = line.trim().parse().unwrap();
+        assert!(!gone_or_zombie(pid));
+        parent.kill().unwrap(); // SIGKILL: no exit handler runs
+        parent.wait().unwrap();
+        let t = Instant::now();
+        eventually("the orphaned manager to exit", || gone_or_zombie(pid));
+        println!(
+            "  {method}: manager {pid} gone {:.0} ms after its parent",
+            t.elapsed().as_secs_f64() * 1000.0
+        );
+    }
+}
+
+fn proxies_to_a_dead_manager_fail_clearly() {
+    let c = ctx("fork");
+    let m = SyncManager::started(&c).unwrap();
+    let d = m.dict::<i64, i64>().unwrap();
+    let server = m.process().unwrap();
+    server.kill().unwrap();
+    server.join(LONG).unwrap();
+    let err = d.len().unwrap_err();
+    assert!(matches!(err, Error::Connection { .. }), "{err:?}");
+    let untyped: &Proxy = mp_manager::ProxyType::proxy(&d);
+    assert!(untyped.call::<usize>("__len__", &()).is_err());
+    drop(d);
+    m.shutdown().unwrap();
+}
+
+fn main() {
+    mp_context::init();
+    if let Ok(role) = std::env::var("MP_MANAGER_TEST_ROLE") {
+        if let Some(method) = role.strip_prefix("manager-parent:") {
+            manager_parent_role(method);
+        }
+        eprintln!("unknown role {role:?}");
+        std::process::exit(2);
+    }
+    let _ = SHORT;
+    let tests: &[(&str, fn())] = &[
+        (
+            "sync_types_from_two_processes",
+            sync_types_from_two_processes,
+        ),
+        (
+            "manager_with_each_start_method",
+            manager_with_each_start_method,
+        ),
+        (
+            "initializer_runs_in_the_server",
+            initializer_runs_in_the_server,
+        ),
+        (
+            "proxies_sent_to_other_processes",
+            proxies_sent_to_other_processes,
+        ),
+        ("remote_manager_over_tcp", remote_manager_over_tcp),
+        (
+            "shutdown_with_clients_connected",
+            shutdown_with_clients_connected,
+        ),
+        (
+            "a_killed_client_releases_its_references",
+            a_killed_client_releases_its_references,
+        ),
+        (
+            "manager_exits_when_its_parent_is_killed",
+            manager_exits_when_its_parent_is_killed,
+        ),
+        (
+            "proxies_to_a_dead_manager_fail_clearly",
+            proxies_to_a_dead_manager_fail_clearly,
+        ),
+    ];
+    let passed = mp_testsupport::harness::run_tests(tests);
+    mp_context::shutdown();
+    std::process::exit(mp_testsupport::harness::exit_code(passed));
+}

@@ -1,0 +1,909 @@
+//! `Pool`, its builder, and the calls that submit work (`pool.py`'s
+//! `Pool`).
+
+use std::any::TypeId;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use mp_context::{Context, FnRef, Process, StartMethod};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, PoolState, Result};
+use crate::imap::{IMap, IMapUnordered};
+use crate::job::{self, AsyncResult, Callbacks, Job, Notifier, Sink, Unit, lock};
+use crate::sys::EventFd;
+use crate::wire::{ArgError, UnitRecord};
+
+/// The configuration a pool and its workers run with.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) processes: usize,
+    pub(crate) context: Context,
+    /// The initializer and its encoded arguments.
+    pub(crate) initializer: Option<(FnRef, Vec<u8>)>,
+    pub(crate) maxtasksperchild: Option<u64>,
+    pub(crate) task_timeout: Option<Duration>,
+    pub(crate) max_memory_per_child: Option<u64>,
+    /// Units in flight for one `imap`.
+    pub(crate) imap_window: usize,
+}
+
+/// Functions by number, as the workers know them.
+#[derive(Debug, Default)]
+pub(crate) struct FnTable {
+    ids: HashMap<(usize, TypeId), u32>,
+    /// The postcard encoding of each function's `FnRef`.
+    pub(crate) refs: Vec<Arc<[u8]>>,
+}
+
+impl FnTable {
+    fn intern<A, R>(&mut self, f: fn(A) -> R) -> Result<u32>
+    where
+        A: DeserializeOwned + 'static,
+        R: Serialize + 'static,
+    {
+        // The type is part of the key: two functions of different types
+        // may share an address once identical code is folded.
+        let key = (f as usize, TypeId::of::<fn(A) -> R>());
+        if let Some(&id) = self.ids.get(&key) {
+            return Ok(id);
+        }
+        let bytes = postcard::to_allocvec(&FnRef::new(f)).map_err(Error::ArgsNotSerializable)?;
+        let id = self.refs.len() as u32;
+        self.refs.push(bytes.into());
+        self.ids.insert(key, id);
+        Ok(id)
+    }
+}
+
+/// What the pool's threads share, under [`Shared::state`].
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) status: PoolState,
+    /// The error that broke the pool.
+    pub(crate) broken: Option<Error>,
+    /// Units submitted and not yet taken by the supervisor.
+    pub(crate) pending: VecDeque<Unit>,
+    pub(crate) fns: FnTable,
+    next_id: u64,
+    /// The live workers (for `terminate`, which kills them itself so that
+    /// it returns promptly, and for `worker_pids`).
+    pub(crate) workers: Vec<Process>,
+}
+
+/// The part of a pool that its supervisor thread, results and iterators
+/// hold on to.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) state: Mutex<State>,
+    pub(crate) config: Config,
+    pub(crate) notifier: Arc<Notifier>,
+    pub(crate) wake: EventFd,
+    /// Set by the supervisor before it sleeps; a submitter that clears it
+    /// wakes the supervisor.
+    pub(crate) sleeping: AtomicBool,
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    /// Wakes the supervisor if it sleeps.
+    fn wake(&self) {
+        if self.sleeping.swap(false, Ordering::SeqCst) {
+            self.wake.signal();
+        }
+    }
+
+    /// Queues `units` (all or none), calling `f`'s function.
+    pub(crate) fn submit<A, R>(
+        &self,
+        f: fn(A) -> R,
+        units: impl IntoIterator<Item = (UnitRecord, Sink)>,
+    ) -> Result<()>
+    where
+        A: DeserializeOwned + 'static,
+        R: Serialize + 'static,
+    {
+        let mut state = self.lock();
+        match state.status {
+            PoolState::Running => {}
+            PoolState::Broken => {
+                return Err(state
+                    .broken
+                    .clone()
+                    .unwrap_or(Error::NotRunning(PoolState::Broken)));
+            }
+            other => return Err(Error::NotRunning(other)),
+        }
+        let fn_id = state.fns.intern(f)?;
+        for (record, sink) in units {
+            let id = state.next_id;
+            state.next_id += 1;
+            let items = record.count();
+            state.pending.push_back(Unit {
+                id,
+                fn_id,
+                items,
+                record: record.finish(id, fn_id),
+                sink,
+            });
+        }
+        drop(state);
+        self.wake();
+        Ok(())
+    }
+}
+
+/// The error for arguments a unit could not take.
+pub(crate) fn arg_error(e: ArgError) -> Error {
+    match e {
+        ArgError::Encode(e) => Error::ArgsNotSerializable(e),
+        ArgError::TooLong => Error::InvalidArgument(
+            "a task's serialized arguments are over 4 GiB; pass them through shared memory",
+        ),
+    }
+}
+
+/// Whether spawn and forkserver children would run another file than this
+/// process ([`mp_context::set_executable`]).
+fn children_run_another_binary() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let id = |p: &std::path::Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    let theirs = id(&mp_context::get_executable());
+    theirs.is_some() && theirs != id(std::path::Path::new("/proc/self/exe"))
+}
+
+/// CPython's default `chunksize` for `map`: `len / (4 * processes)`,
+/// rounded up.
+pub(crate) fn default_chunksize(len: usize, processes: usize) -> usize {
+    let per = 4 * processes.max(1);
+    len / per + usize::from(len % per != 0)
+}
+
+fn check_chunksize(chunksize: usize) -> Result<usize> {
+    if chunksize == 0 {
+        return Err(Error::InvalidArgument("chunksize must be at least 1"));
+    }
+    Ok(chunksize)
+}
+
+/// Builds a [`Pool`]: the number of workers, the start method, an
+/// initializer, and the limits that recycle workers.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// fn set_up(base: u64) {
+///     // Runs once in each worker before its first task.
+///     let _ = base;
+/// }
+///
+/// fn work(n: u64) -> u64 {
+///     n + 1
+/// }
+///
+/// # fn main() -> Result<(), mp_pool::Error> {
+/// mp_context::init();
+/// let pool = mp_pool::Pool::builder()
+///     .processes(2)
+///     .start_method("fork")
+///     .initializer(set_up, 10)
+///     .maxtasksperchild(100)
+///     .task_timeout(Duration::from_secs(60))
+///     .build()?;
+/// assert_eq!(pool.apply(work, 1)?, 2);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until build() is called"]
+pub struct Builder {
+    processes: Option<usize>,
+    context: Option<Result<Context, String>>,
+    initializer: Option<std::result::Result<(FnRef, Vec<u8>), postcard::Error>>,
+    maxtasksperchild: Option<u64>,
+    task_timeout: Option<Duration>,
+    max_memory_per_child: Option<u64>,
+    imap_window: Option<usize>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder::new()
+    }
+}
+
+impl Builder {
+    /// The defaults: one worker per usable CPU, the default context, no
+    /// initializer, workers that live as long as the pool.
+    pub fn new() -> Builder {
+        Builder {
+            processes: None,
+            context: None,
+            initializer: None,
+            maxtasksperchild: None,
+            task_timeout: None,
+            max_memory_per_child: None,
+            imap_window: None,
+        }
+    }
+
+    /// The number of workers (CPython's `processes`; default
+    /// [`mp_context::cpu_count`], the CPUs this process may use).
+    pub fn processes(mut self, n: usize) -> Builder {
+        self.processes = Some(n);
+        self
+    }
+
+    /// The context whose start method starts the workers (CPython's
+    /// `context`; default: the default context, `forkserver` unless
+    /// [`mp_context::set_start_method`] chose another).
+    pub fn context(mut self, ctx: Context) -> Builder {
+        self.context = Some(Ok(ctx));
+        self
+    }
+
+    /// The start method by name (`"fork"`, `"spawn"`, `"forkserver"`),
+    /// as `context(get_context(Some(name)))`.
+    pub fn start_method(mut self, name: &str) -> Builder {
+        self.context = Some(mp_context::get_context(Some(name)).map_err(|_| name.to_owned()));
+        self
+    }
+
+    /// Runs `f(args)` in each worker before its first task (CPython's
+    /// `initializer` and `initargs`). If it panics or calls `exit` in any
+    /// worker, the pool stops and reports [`Error::InitializerFailed`]
+    /// instead of starting workers forever.
+    pub fn initializer<I>(mut self, f: fn(I), args: I) -> Builder
+    where
+        I: Serialize + DeserializeOwned + 'static,
+    {
+        self.initializer = Some(postcard::to_allocvec(&args).map(|a| (FnRef::new(f), a)));
+        self
+    }
+
+    /// Replaces each worker after it has run `n` tasks (CPython's
+    /// `maxtasksperchild`; a `map` chunk counts as one task, as there).
+    pub fn maxtasksperchild(mut self, n: u64) -> Builder {
+        self.maxtasksperchild = Some(n);
+        self
+    }
+
+    /// Fails a task that runs longer than `limit` with
+    /// [`Error::TaskTimeout`] and replaces its worker (billiard's
+    /// `timeout`). The limit applies to each unit a worker is sent: one
+    /// `apply_async`, or one chunk of a `map`. With a limit, each worker
+    /// holds one unit at a time, so that the pool knows when it started.
+    pub fn task_timeout(mut self, limit: Duration) -> Builder {
+        self.task_timeout = Some(limit);
+        self
+    }
+
+    /// Replaces a worker, between tasks, once its resident memory is over
+    /// `bytes` (billiard's `max_memory_per_child`, loky's leak guard). The
+    /// worker looks after every task that took a few milliseconds, and
+    /// otherwise every few milliseconds.
+    pub fn max_memory_per_child(mut self, bytes: u64) -> Builder {
+        self.max_memory_per_child = Some(bytes);
+        self
+    }
+
+    /// How many units (chunks) one `imap` or `imap_unordered` keeps in
+    /// flight, reading its input no further ahead (default: 64 per
+    /// worker).
+    pub fn imap_window(mut self, units: usize) -> Builder {
+        self.imap_window = Some(units);
+        self
+    }
+
+    /// Starts the workers and returns the pool.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for zero processes, `maxtasksperchild`,
+    /// `imap_window` or task timeout, an unknown start method, or spawn and
+    /// forkserver after `mp_context::set_executable` named another binary;
+    /// [`Error::ArgsNotSerializable`] for initializer arguments that cannot
+    /// be serialized; [`Error::WorkerStart`] if a worker cannot be started
+    /// (for spawn and forkserver, `mp_context::init()` must have been
+    /// called at the top of `main`).
+    pub fn build(self) -> Result<Pool> {
+        let processes = match self.processes {
+            Some(0) => return Err(Error::InvalidArgument("processes must be at least 1")),
+            Some(n) => n,
+            None => mp_context::cpu_count().unwrap_or(1),
+        };
+        if self.maxtasksperchild == Some(0) {
+            return Err(Error::InvalidArgument(
+                "maxtasksperchild must be at least 1",
+            ));
+        }
+        if self.imap_window == Some(0) {
+            return Err(Error::InvalidArgument("imap_window must be at least 1"));
+        }
+        if self.task_timeout == Some(Duration::ZERO) {
+            return Err(Error::InvalidArgument("task_timeout must be positive"));
+        }
+        let context = match self.context {
+            None => mp_context::get_context(None).map_err(|e| Error::WorkerStart(Arc::new(e)))?,
+            Some(Ok(c)) => c,
+            Some(Err(_)) => {
+                return Err(Error::InvalidArgument(
+                    "unknown start method: use fork, spawn or forkserver",
+                ));
+            }
+        };
+        if context.start_method() != StartMethod::Fork && children_run_another_binary() {
+            return Err(Error::InvalidArgument(
+                "pool workers run this program's own binary: with mp_context::set_executable \
+                 naming another one, use the fork start method (workers and task functions \
+                 are found by their offsets in this binary)",
+            ));
+        }
+        let initializer = self
+            .initializer
+            .transpose()
+            .map_err(Error::ArgsNotSerializable)?;
+        let config = Config {
+            processes,
+            context,
+            initializer,
+            maxtasksperchild: self.maxtasksperchild,
+            task_timeout: self.task_timeout,
+            max_memory_per_child: self.max_memory_per_child,
+            imap_window: self.imap_window.unwrap_or(64 * processes),
+        };
+        Pool::start(config)
+    }
+}
+
+/// A pool of worker processes that run plain functions `fn(A) -> R` with
+/// serde arguments and results, under any start method (CPython's
+/// `multiprocessing.Pool`).
+///
+/// Submissions take `&self`, so one pool can serve many threads. Dropping
+/// the pool terminates it, as leaving CPython's `with Pool() as p:` block
+/// does: call [`close`](Pool::close) and [`join`](Pool::join) first to let
+/// submitted tasks finish.
+///
+/// See the [crate docs](crate) for how it never hangs on a dead worker.
+///
+/// # Examples
+///
+/// ```
+/// fn square(n: u64) -> u64 {
+///     n * n
+/// }
+///
+/// # fn main() -> Result<(), mp_pool::Error> {
+/// mp_context::init();
+/// let pool = mp_pool::Pool::builder().processes(2).start_method("fork").build()?;
+/// assert_eq!(pool.map(square, 0..5, None)?, [0, 1, 4, 9, 16]);
+/// let pending = pool.apply_async(square, 12)?;
+/// assert_eq!(pending.get(None)?, 144);
+/// pool.close();
+/// pool.join()?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Pool {
+    shared: Arc<Shared>,
+    supervisor: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Pool {
+    /// A pool of `processes` workers (`None`: one per usable CPU) with the
+    /// default context; [`Pool::builder`] sets the rest.
+    ///
+    /// # Errors
+    ///
+    /// As [`Builder::build`].
+    pub fn new(processes: Option<usize>) -> Result<Pool> {
+        let mut b = Builder::new();
+        b.processes = processes;
+        b.build()
+    }
+
+    /// A builder with the defaults.
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+
+    fn start(config: Config) -> Result<Pool> {
+        crate::worker::install_panic_hook();
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                status: PoolState::Running,
+                broken: None,
+                pending: VecDeque::new(),
+                fns: FnTable::default(),
+                next_id: 0,
+                workers: Vec::new(),
+            }),
+            config,
+            notifier: Arc::new(Notifier::default()),
+            wake: EventFd::new()?,
+            sleeping: AtomicBool::new(false),
+        });
+        // The supervisor thread starts first and waits for what it will
+        // serve, so that it is up by the time the workers are: starting a
+        // thread on a busy machine takes longer than the forks.
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let handle = std::thread::Builder::new()
+            .name("mp-pool".into())
+            .spawn(move || {
+                if let Ok(sup) = rx.recv() {
+                    crate::supervisor::run(sup)
+                }
+            })?;
+        match crate::supervisor::start(shared.clone()) {
+            Ok(supervisor) => {
+                let _ = tx.send(supervisor);
+                Ok(Pool {
+                    shared,
+                    supervisor: Mutex::new(Some(handle)),
+                })
+            }
+            Err(e) => {
+                drop(tx);
+                let _ = handle.join();
+                Err(e)
+            }
+        }
+    }
+
+    /// The number of workers.
+    pub fn processes(&self) -> usize {
+        self.shared.config.processes
+    }
+
+    /// What the pool is doing.
+    pub fn state(&self) -> PoolState {
+        self.shared.lock().status
+    }
+
+    /// The pids of the live workers (they change as workers are replaced).
+    pub fn worker_pids(&self) -> Vec<i32> {
+        let state = self.shared.lock();
+        state
+            .workers
+            .iter()
+            .filter_map(|p| p.pid().ok().flatten())
+            .collect()
+    }
+
+    /// Runs `f(args)` in a worker and waits for its result (CPython's
+    /// `apply`).
+    ///
+    /// # Errors
+    ///
+    /// As [`apply_async`](Pool::apply_async) and [`AsyncResult::get`].
+    pub fn apply<A, R>(&self, f: fn(A) -> R, args: A) -> Result<R>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        self.apply_async(f, args)?.get(None)
+    }
+
+    /// Submits `f(args)` and returns at once (CPython's `apply_async`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotRunning`] after `close` or `terminate`, the error that
+    /// broke the pool, or [`Error::ArgsNotSerializable`].
+    pub fn apply_async<A, R>(&self, f: fn(A) -> R, args: A) -> Result<AsyncResult<R>>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        self.apply_async_with(f, args, Callbacks::new())
+    }
+
+    /// [`apply_async`](Pool::apply_async) with a `callback` and an
+    /// `error_callback`.
+    ///
+    /// # Errors
+    ///
+    /// As [`apply_async`](Pool::apply_async); no callback runs then.
+    pub fn apply_async_with<A, R>(
+        &self,
+        f: fn(A) -> R,
+        args: A,
+        callbacks: Callbacks<R>,
+    ) -> Result<AsyncResult<R>>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        let mut record = UnitRecord::new();
+        record.push(&args).map_err(arg_error)?;
+        let job = Job::new(1, 1);
+        callbacks.install(&job, job::decode_single::<R>);
+        let sink = Sink::Job {
+            job: job.clone(),
+            unit: 0,
+        };
+        self.shared.submit(f, [(record, sink)])?;
+        Ok(AsyncResult::new(
+            job,
+            self.shared.notifier.clone(),
+            job::decode_single::<R>,
+        ))
+    }
+
+    /// Runs `f` on every item and returns the results in order (CPython's
+    /// `map`). The input is read whole first and cut into chunks of
+    /// `chunksize` items (`None`: CPython's default, `len / (4 *
+    /// processes)` rounded up), each sent to a worker as one unit.
+    ///
+    /// # Errors
+    ///
+    /// The error of the first item (by position) that failed, once every
+    /// chunk has been answered (CPython's `map` does not fail fast either);
+    /// the submission errors of [`apply_async`](Pool::apply_async);
+    /// [`Error::InvalidArgument`] for a `chunksize` of 0.
+    pub fn map<A, R, I>(
+        &self,
+        f: fn(A) -> R,
+        iterable: I,
+        chunksize: Option<usize>,
+    ) -> Result<Vec<R>>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        self.map_async(f, iterable, chunksize)?.get(None)
+    }
+
+    /// [`map`](Pool::map) without waiting (CPython's `map_async`).
+    ///
+    /// # Errors
+    ///
+    /// As [`apply_async`](Pool::apply_async), and
+    /// [`Error::InvalidArgument`] for a `chunksize` of 0.
+    pub fn map_async<A, R, I>(
+        &self,
+        f: fn(A) -> R,
+        iterable: I,
+        chunksize: Option<usize>,
+    ) -> Result<AsyncResult<Vec<R>>>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        self.map_async_with(f, iterable, chunksize, Callbacks::new())
+    }
+
+    /// [`map_async`](Pool::map_async) with a `callback` (given the whole
+    /// result list) and an `error_callback`.
+    ///
+    /// # Errors
+    ///
+    /// As [`map_async`](Pool::map_async); no callback runs then.
+    pub fn map_async_with<A, R, I>(
+        &self,
+        f: fn(A) -> R,
+        iterable: I,
+        chunksize: Option<usize>,
+        callbacks: Callbacks<Vec<R>>,
+    ) -> Result<AsyncResult<Vec<R>>>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        if let Some(c) = chunksize {
+            check_chunksize(c)?;
+        }
+        let state = self.state();
+        if state != PoolState::Running {
+            // Checked before the input is read, as a closed pool reads nothing.
+            return Err(self.not_running(state));
+        }
+        let items: Vec<A> = iterable.into_iter().collect();
+        let chunksize =
+            chunksize.unwrap_or_else(|| default_chunksize(items.len(), self.processes()));
+        let mut records = Vec::with_capacity(items.len().div_ceil(chunksize.max(1)));
+        for chunk in items.chunks(chunksize.max(1)) {
+            let mut record = UnitRecord::with_capacity(chunk.len());
+            for item in chunk {
+                record.push(item).map_err(arg_error)?;
+            }
+            records.push(record);
+        }
+        drop(items);
+        let job = Job::new(
+            records.len(),
+            records.iter().map(|r| r.count() as usize).sum(),
+        );
+        if records.is_empty() {
+            // Nothing to send: ready now, callbacks run here (as CPython's
+            // MapResult does for an empty input).
+            callbacks.run(Ok(Vec::new()));
+            return Ok(AsyncResult::new(
+                job,
+                self.shared.notifier.clone(),
+                job::decode_map::<R>,
+            ));
+        }
+        callbacks.install(&job, job::decode_map::<R>);
+        let units = records.into_iter().enumerate().map(|(unit, record)| {
+            let sink = Sink::Job {
+                job: job.clone(),
+                unit,
+            };
+            (record, sink)
+        });
+        self.shared.submit(f, units)?;
+        Ok(AsyncResult::new(
+            job,
+            self.shared.notifier.clone(),
+            job::decode_map::<R>,
+        ))
+    }
+
+    /// The error for a submission in state `state`.
+    fn not_running(&self, state: PoolState) -> Error {
+        match state {
+            PoolState::Broken => self
+                .shared
+                .lock()
+                .broken
+                .clone()
+                .unwrap_or(Error::NotRunning(state)),
+            other => Error::NotRunning(other),
+        }
+    }
+
+    /// CPython's `starmap`: `f` takes its arguments as one tuple, which a
+    /// Rust function destructures in its signature (`fn add((a, b): (u32,
+    /// u32)) -> u32`), so this is [`map`](Pool::map) over tuples.
+    ///
+    /// # Errors
+    ///
+    /// As [`map`](Pool::map).
+    pub fn starmap<A, R, I>(
+        &self,
+        f: fn(A) -> R,
+        iterable: I,
+        chunksize: Option<usize>,
+    ) -> Result<Vec<R>>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        self.map(f, iterable, chunksize)
+    }
+
+    /// CPython's `starmap_async`: [`map_async`](Pool::map_async) over
+    /// tuples (see [`starmap`](Pool::starmap)).
+    ///
+    /// # Errors
+    ///
+    /// As [`map_async`](Pool::map_async).
+    pub fn starmap_async<A, R, I>(
+        &self,
+        f: fn(A) -> R,
+        iterable: I,
+        chunksize: Option<usize>,
+    ) -> Result<AsyncResult<Vec<R>>>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        self.map_async(f, iterable, chunksize)
+    }
+
+    /// [`starmap_async`](Pool::starmap_async) with callbacks.
+    ///
+    /// # Errors
+    ///
+    /// As [`map_async`](Pool::map_async).
+    pub fn starmap_async_with<A, R, I>(
+        &self,
+        f: fn(A) -> R,
+        iterable: I,
+        chunksize: Option<usize>,
+        callbacks: Callbacks<Vec<R>>,
+    ) -> Result<AsyncResult<Vec<R>>>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        self.map_async_with(f, iterable, chunksize, callbacks)
+    }
+
+    /// Runs `f` on every item of `iterable` and yields the results in
+    /// order, as they come (CPython's `imap`). The input is read lazily,
+    /// `chunksize` items a unit, with at most the pool's
+    /// [`imap_window`](Builder::imap_window) units in flight: an endless
+    /// iterator works (CPython reads the whole input first, gh-64192).
+    ///
+    /// Each item yields its own `Result`: a failed task, or a chunk whose
+    /// worker was lost, gives errors at those items and the rest go on.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a `chunksize` of 0,
+    /// [`Error::NotRunning`] or the error that broke the pool.
+    pub fn imap<A, R, I>(
+        &self,
+        f: fn(A) -> R,
+        iterable: I,
+        chunksize: usize,
+    ) -> Result<IMap<A, R, I::IntoIter>>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        self.check_open()?;
+        Ok(IMap::new(
+            self.shared.clone(),
+            f,
+            iterable.into_iter(),
+            check_chunksize(chunksize)?,
+        ))
+    }
+
+    /// [`imap`](Pool::imap), yielding results in the order they finish
+    /// (CPython's `imap_unordered`).
+    ///
+    /// # Errors
+    ///
+    /// As [`imap`](Pool::imap).
+    pub fn imap_unordered<A, R, I>(
+        &self,
+        f: fn(A) -> R,
+        iterable: I,
+        chunksize: usize,
+    ) -> Result<IMapUnordered<A, R, I::IntoIter>>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        self.check_open()?;
+        Ok(IMapUnordered::new(
+            self.shared.clone(),
+            f,
+            iterable.into_iter(),
+            check_chunksize(chunksize)?,
+        ))
+    }
+
+    fn check_open(&self) -> Result<()> {
+        match self.state() {
+            PoolState::Running => Ok(()),
+            other => Err(self.not_running(other)),
+        }
+    }
+
+    /// Takes no new tasks; the workers exit once every submitted task is
+    /// done (CPython's `close`). Harmless on a pool that is not running.
+    pub fn close(&self) {
+        let mut state = self.shared.lock();
+        if state.status == PoolState::Running {
+            state.status = PoolState::Closed;
+        }
+        drop(state);
+        self.shared.wake.signal();
+    }
+
+    /// Kills the workers at once and fails every unfinished task with
+    /// [`Error::Terminated`] (CPython's `terminate`, which leaves such
+    /// results waiting forever). Returns once the workers are gone, and
+    /// promptly: the workers get `SIGKILL`, from this thread. Harmless to
+    /// call again.
+    pub fn terminate(&self) {
+        let workers = {
+            let mut state = self.shared.lock();
+            if state.status != PoolState::Terminated {
+                state.status = PoolState::Terminated;
+            }
+            state.workers.clone()
+        };
+        for p in &workers {
+            let _ = p.kill();
+        }
+        self.shared.wake.signal();
+        self.join_supervisor();
+    }
+
+    /// Waits for the workers to exit (CPython's `join`): after
+    /// [`close`](Pool::close), once every task is done; after
+    /// [`terminate`](Pool::terminate), at once.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::StillRunning`] if neither was called.
+    pub fn join(&self) -> Result<()> {
+        if self.state() == PoolState::Running {
+            return Err(Error::StillRunning);
+        }
+        self.join_supervisor();
+        Ok(())
+    }
+
+    fn join_supervisor(&self) {
+        let mut slot = lock(&self.supervisor);
+        if slot
+            .as_ref()
+            .is_some_and(|h| h.thread().id() == std::thread::current().id())
+        {
+            // Called from a callback, on the supervisor thread itself: it
+            // finishes once the callback returns.
+            return;
+        }
+        let handle = slot.take();
+        drop(slot);
+        if let Some(handle) = handle {
+            // The supervisor catches its own panics (failing every task),
+            // so a join error has nothing left to report.
+            let _ = handle.join();
+        }
+    }
+}
+
+/// Terminates the pool, as leaving CPython's `with` block does.
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_chunksize_is_cpythons() {
+        // divmod(len, 4 * processes), rounded up.
+        assert_eq!(default_chunksize(0, 2), 0);
+        assert_eq!(default_chunksize(1, 2), 1);
+        assert_eq!(default_chunksize(8, 2), 1);
+        assert_eq!(default_chunksize(9, 2), 2);
+        assert_eq!(default_chunksize(1_000_000, 2), 125_000);
+        assert_eq!(default_chunksize(1_000_001, 2), 125_001);
+        assert_eq!(default_chunksize(10, 0), 3);
+    }
+
+    fn id(n: u32) -> u32 {
+        n
+    }
+    fn same_id(n: i32) -> i32 {
+        n
+    }
+
+    #[test]
+    fn functions_are_numbered_by_address_and_type() {
+        let mut t = FnTable::default();
+        assert_eq!(t.intern(id).unwrap(), 0);
+        assert_eq!(t.intern(same_id).unwrap(), 1);
+        assert_eq!(t.intern(id).unwrap(), 0);
+        assert_eq!(t.refs.len(), 2);
+    }
+
+    #[test]
+    fn bad_builder_arguments_are_errors() {
+        let e = Pool::builder().processes(0).build().unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
+        let e = Pool::builder().maxtasksperchild(0).build().unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
+        let e = Pool::builder().start_method("thread").build().unwrap_err();
+        assert!(format!("{e}").contains("unknown start method"), "{e}");
+    }
+}
