@@ -51,6 +51,19 @@ thread_local! {
     /// Whether this thread is running a process target (so that [`exit`]
     /// can unwind to it).
     static IN_TARGET: Cell<bool> = const { Cell::new(false) };
+    /// Whether a panic on this thread now becomes a value rather than the
+    /// end of the process ([`ResolvedFn::call`](crate::ResolvedFn::call)):
+    /// the process header is not printed for it.
+    static PANIC_IS_A_VALUE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f`, whose panics the caller catches and turns into values (a
+/// pool task's error), without the process header of a failing target.
+pub(crate) fn with_panics_as_values<T>(f: impl FnOnce() -> T) -> T {
+    let outer = PANIC_IS_A_VALUE.with(|p| p.replace(true));
+    let result = f();
+    PANIC_IS_A_VALUE.with(|p| p.set(outer));
+    result
 }
 
 /// The payload [`exit`] unwinds with.
@@ -105,7 +118,7 @@ pub(crate) fn install_panic_header() {
     let installed = HeaderInstalled;
     std::panic::set_hook(Box::new(move |info| {
         let _ = &installed;
-        if IN_TARGET.with(Cell::get) {
+        if IN_TARGET.with(Cell::get) && !PANIC_IS_A_VALUE.with(Cell::get) {
             // One write, so that the header stays on its own line even
             // when other processes share this stderr.
             let header = format!(

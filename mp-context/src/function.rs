@@ -332,13 +332,13 @@ fn call<A: DeserializeOwned, R: Serialize>(
     // `FnRef::resolve` matched the build and the types of this trampoline,
     // so `target` is the offset of a `fn(A) -> R`.
     let f = sys::resolve_fn::<fn(A) -> R>(target);
-    let result =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(args))).map_err(|payload| {
-            match payload.downcast_ref::<ExitRequest>() {
-                Some(ExitRequest(code)) => CallError::Exit(*code),
-                None => CallError::Panicked(panic_message(&*payload)),
-            }
-        })?;
+    let result = crate::entry::with_panics_as_values(|| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(args)))
+    })
+    .map_err(|payload| match payload.downcast_ref::<ExitRequest>() {
+        Some(ExitRequest(code)) => CallError::Exit(*code),
+        None => CallError::Panicked(panic_message(&*payload)),
+    })?;
     let start = out.len();
     postcard::serialize_with_flavor(&result, Append { out })
         .map_err(|source| CallError::Result {

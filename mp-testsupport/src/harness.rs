@@ -40,3 +40,22 @@ pub fn run_tests(tests: &[(&str, fn())]) -> bool {
 pub fn exit_code(all_passed: bool) -> i32 {
     if all_passed { 0 } else { 101 }
 }
+
+/// Installs a panic hook that stays silent for panics a test causes on
+/// purpose — those whose message contains `marker` — and passes every
+/// other panic to the hook it replaces, so that a passing run prints no
+/// panic messages or backtraces while an unexpected panic still shows.
+pub fn silence_expected_panics(marker: &'static str) {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("");
+        if !message.contains(marker) {
+            previous(info)
+        }
+    }));
+}

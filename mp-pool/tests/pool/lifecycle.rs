@@ -254,7 +254,7 @@ fn a_panicking_input_is_raised_in_place() {
     let p = pool("forkserver", 2);
     let input = (0u64..10).inspect(|&i| {
         if i == 5 {
-            panic!("the input iterator fails on purpose");
+            panic!("the input iterator fails on purpose, as expected by the test");
         }
     });
     let mut it = p.imap(square, input, 1).unwrap();

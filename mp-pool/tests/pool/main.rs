@@ -66,31 +66,9 @@ fn main() {
     tests.extend(lifecycle::TESTS);
     tests.extend(never_hang::TESTS);
     tests.extend(bench_example::TESTS);
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let (mut passed, mut failed) = (0, 0);
-    for (name, test) in tests {
-        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
-            continue;
-        }
-        let t0 = Instant::now();
-        match std::panic::catch_unwind(test) {
-            Ok(()) => {
-                passed += 1;
-                println!("test {name} ... ok ({:.2}s)", t0.elapsed().as_secs_f64());
-            }
-            Err(_) => {
-                failed += 1;
-                println!("test {name} ... FAILED");
-            }
-        }
-    }
-    let verdict = if failed == 0 { "ok" } else { "FAILED" };
-    println!(
-        "\ntest result: {verdict}. {passed} passed; {failed} failed; 0 ignored; 0 measured; 0 filtered out"
-    );
+    // Panics the tests cause on purpose say so; only others are printed.
+    mp_testsupport::harness::silence_expected_panics("expected by the test");
+    let passed = mp_testsupport::harness::run_tests(&tests);
     mp_context::shutdown();
-    std::process::exit(if failed == 0 { 0 } else { 101 });
+    std::process::exit(mp_testsupport::harness::exit_code(passed));
 }
