@@ -388,6 +388,10 @@ const ROW_NOTES: &[(&str, &str)] = &[
         "raw.fork_waitpid and raw.fork_exec_true run in a freshly exec'ed copy of mp-bench, before it allocates anything (fork copies the parent's page tables, so the bench process itself would fork slower): the raw limit is a small program's.",
     ),
     (
+        "mgr_pyclient_",
+        "mgr_pyclient_*: one CPython 3.13 client program (python/manager_interop.py, SyncManager(address, authkey).connect() proxies over AF_UNIX) against three server processes: ours is mp-manager's manager_server --serializer pickle, CPython's its SyncManager server, raw.canned_manager a server in mp-bench that answers every frame with canned bytes (no decoding, no objects); cpu is the server process's alone (every thread, from /proc/PID/task/*/schedstat).",
+    ),
+    (
         "pool_",
         "pool_*: two workers (fork, or the named start method); ours is mp-pool's pool_bench example, CPython's multiprocessing.Pool, procspawn's Pool; cpu counts the workers; raw.pool_echo_* is two forked workers echoing batches of 8-byte tasks over pipes (no framing or encoding), raw.pool_start_2x_fork_rtt forks two children, one round trip each, waits.",
     ),
