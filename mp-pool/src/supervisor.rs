@@ -1,6 +1,10 @@
-//! The supervisor: one thread per pool that starts the workers, sends them
+//! The supervisor: the loop that starts a pool's workers, sends them
 //! units, files their results and replaces the ones that end (CPython's
-//! three handler threads in one).
+//! three handler threads in one). It runs in rounds ([`drive`]): on the
+//! thread of a caller that waits anyway (a synchronous call, `join`,
+//! `terminate`), or, from the first submission that returns before its
+//! result is in, on the pool's supervisor thread until the pool finishes
+//! (see `Engine` in `pool.rs`).
 //!
 //! It owns every worker's pipes and never blocks on one: its ends are
 //! nonblocking, results are framed with `mp-conn`'s sans-IO
@@ -381,15 +385,59 @@ pub(crate) fn start(shared: Arc<Shared>) -> Result<Supervisor> {
     Ok(sup)
 }
 
-/// The supervisor thread's body: serves the pool until it is finished.
-pub(crate) fn run(mut sup: Supervisor) {
+/// What one round of the supervisor's loop ended with.
+enum Step {
+    /// Go on.
+    Continue,
+    /// The pool has finished: every worker is gone, every unit answered
+    /// or failed.
+    Finished,
+    /// A caller drives it and an async submission waits to move it to the
+    /// supervisor thread: nothing was taken from the submitters.
+    HandOver,
+}
+
+/// Who drives the supervisor, and how long.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Driver {
+    /// The supervisor thread: until the pool has finished.
+    Thread,
+    /// A caller's thread, waiting for its own synchronous call, `join` or
+    /// `terminate`: the rounds block as the thread's would.
+    Caller,
+    /// A caller's thread that must not wait (`close`): one round that
+    /// sends what there is to send and does not wait.
+    CallerOnce,
+}
+
+/// Drives the supervisor on this thread until `enough()` holds (asked
+/// after each round), a submission waits to move it to the supervisor
+/// thread, or the pool has finished (then `None`: nothing is left to
+/// drive). A panic inside fails every task and stops the workers, as
+/// the supervisor thread's would.
+pub(crate) fn drive(
+    mut sup: Supervisor,
+    driver: Driver,
+    enough: &dyn Fn() -> bool,
+) -> Option<Supervisor> {
     let shared = sup.shared.clone();
-    let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sup.serve()));
+    let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<bool> {
+        let mut events = sys::epoll_events();
+        loop {
+            match sup.round(&mut events, driver)? {
+                Step::Finished => return Ok(true),
+                Step::HandOver => return Ok(false),
+                Step::Continue if driver == Driver::CallerOnce || enough() => return Ok(false),
+                Step::Continue => {}
+            }
+        }
+    }));
     let failure = match served {
-        Ok(Ok(())) => return,
+        Ok(Ok(false)) => return Some(sup),
+        Ok(Ok(true)) => return None,
         Ok(Err(e)) => e,
         Err(_) => Error::Io(Arc::new(std::io::Error::other(
-            "the pool's supervisor thread panicked (its message is on stderr)",
+            "the pool's supervisor panicked (its message is on stderr)",
         ))),
     };
     // Never leave a task waiting: stop the workers and fail everything.
@@ -399,6 +447,13 @@ pub(crate) fn run(mut sup: Supervisor) {
         state.broken = Some(failure.clone());
     }
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sup.shutdown(failure)));
+    shared.notifier.notify();
+    None
+}
+
+/// The supervisor thread's body: serves the pool until it is finished.
+pub(crate) fn run(sup: Supervisor) {
+    drive(sup, Driver::Thread, &|| false);
 }
 
 impl Supervisor {
@@ -423,54 +478,69 @@ impl Supervisor {
         })
     }
 
-    fn serve(&mut self) -> Result<()> {
-        let mut events = sys::epoll_events();
-        loop {
-            self.pull();
-            match self.status {
-                PoolState::Terminated => {
-                    self.shutdown(Error::Terminated);
-                    return Ok(());
-                }
-                PoolState::Broken => {
-                    let e = self
-                        .shared
-                        .lock()
-                        .broken
-                        .clone()
-                        .unwrap_or(Error::Terminated);
-                    self.shutdown(e);
-                    return Ok(());
-                }
-                PoolState::Running | PoolState::Closed => {}
+    /// One round: takes what was submitted, keeps the workers up, sends
+    /// them units, then (but for [`Driver::CallerOnce`]) sleeps until
+    /// something happens and deals with it.
+    fn round(
+        &mut self,
+        events: &mut Vec<rustix::event::epoll::Event>,
+        driver: Driver,
+    ) -> Result<Step> {
+        if !self.pull(driver) {
+            return Ok(Step::HandOver);
+        }
+        match self.status {
+            PoolState::Terminated => {
+                self.shutdown(Error::Terminated);
+                return Ok(Step::Finished);
             }
-            if let Err(e) = self.maintain() {
-                self.break_pool(e);
-                continue;
+            PoolState::Broken => {
+                let e = self
+                    .shared
+                    .lock()
+                    .broken
+                    .clone()
+                    .unwrap_or(Error::Terminated);
+                self.shutdown(e);
+                return Ok(Step::Finished);
             }
-            self.dispatch();
-            if self.status == PoolState::Closed
-                && self.queue.is_empty()
-                && self.workers.iter().all(|w| w.inflight.is_empty())
-            {
-                if self.workers.is_empty() {
-                    self.shared.lock().workers.clear();
-                    return Ok(());
-                }
-                for w in &mut self.workers {
-                    w.quit();
-                }
+            PoolState::Running | PoolState::Closed => {}
+        }
+        if let Err(e) = self.maintain() {
+            self.break_pool(e);
+            return Ok(Step::Continue);
+        }
+        self.dispatch();
+        if self.status == PoolState::Closed
+            && self.queue.is_empty()
+            && self.workers.iter().all(|w| w.inflight.is_empty())
+        {
+            if self.workers.is_empty() {
+                self.shared.lock().workers.clear();
+                return Ok(Step::Finished);
             }
             for w in &mut self.workers {
-                w.flush(&self.epoll);
+                w.quit();
             }
-            self.wait(&mut events)?;
         }
+        for w in &mut self.workers {
+            w.flush(&self.epoll);
+        }
+        if driver != Driver::CallerOnce {
+            self.wait(events)?;
+        }
+        Ok(Step::Continue)
     }
 
-    /// Takes the submitted units and the pool's status.
-    fn pull(&mut self) {
+    /// Takes the submitted units and the pool's status; false (taking
+    /// nothing) when a caller drives and an async submission waits to move
+    /// the supervisor to its thread, so that a callback never runs on a
+    /// caller's thread.
+    fn pull(&mut self, driver: Driver) -> bool {
         let mut state = self.shared.lock();
+        if driver != Driver::Thread && state.wants_thread {
+            return false;
+        }
         self.status = state.status;
         if self.queue.is_empty() {
             std::mem::swap(&mut self.queue, &mut state.pending);
@@ -481,6 +551,7 @@ impl Supervisor {
         if state.fns.refs.len() > known {
             self.fn_refs.extend_from_slice(&state.fns.refs[known..]);
         }
+        true
     }
 
     /// Starts workers until there are enough, while there is work for

@@ -10,6 +10,7 @@
 
 mod basics;
 mod bench_example;
+mod callers;
 mod lifecycle;
 mod never_hang;
 
@@ -65,6 +66,7 @@ fn main() {
     tests.extend(basics::TESTS);
     tests.extend(lifecycle::TESTS);
     tests.extend(never_hang::TESTS);
+    tests.extend(callers::TESTS);
     tests.extend(bench_example::TESTS);
     // Panics the tests cause on purpose say so; only others are printed.
     mp_testsupport::harness::silence_expected_panics("expected by the test");
