@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use mp_conn::{Connection, FrameDecoder};
+use mp_conn::FrameDecoder;
 use mp_context::{Process, Sentinel, StartMethod};
 use mp_heap::RawArray;
 
@@ -74,8 +74,8 @@ const MAX_INFLIGHT_BYTES: usize = 8 << 20;
 /// killed.
 const EOF_GRACE: Duration = Duration::from_secs(2);
 
-/// How much one read of a result pipe takes (a small buffer, since its
-/// pages are zeroed for every pool; a megabyte frame takes 64 reads).
+/// How much one read of a result pipe takes (a megabyte frame takes 64
+/// reads). Never cleared: only the pages the bytes land on are written.
 const READ_BUF: usize = 16 * 1024;
 
 /// How long to wait for a killed or exiting worker to be reaped.
@@ -236,7 +236,7 @@ impl Worker {
 
     /// Reads what the result pipe holds and files it; stops the worker if
     /// it sends something that is not the protocol.
-    fn read_results(&mut self, buf: &mut [u8], epoll: &Epoll) {
+    fn read_results(&mut self, buf: &mut Vec<u8>, epoll: &Epoll) {
         loop {
             match sys::read_nonblocking(self.results.as_fd(), buf) {
                 Ok(Some(0)) | Err(_) => {
@@ -246,8 +246,8 @@ impl Worker {
                     epoll.remove(self.results.as_fd());
                     return;
                 }
-                Ok(Some(n)) => {
-                    if let Err(e) = self.feed(&buf[..n]) {
+                Ok(Some(_)) => {
+                    if let Err(e) = self.feed(buf) {
                         eprintln!("mp-pool: worker process {}: {e}; killing it", self.pid);
                         self.kill();
                         epoll.remove(self.results.as_fd());
@@ -368,6 +368,9 @@ pub(crate) struct Supervisor {
     rotate: usize,
     read_buf: Vec<u8>,
     ready: Vec<u64>,
+    /// Under fork: a pidfd of this process, which the workers inherit and
+    /// watch (see [`WorkerArgs::watch_pool`]).
+    pool_pidfd: Option<Arc<OwnedFd>>,
 }
 
 /// Starts a pool's workers, on the calling thread (as CPython's `Pool()`
@@ -422,9 +425,8 @@ pub(crate) fn drive(
 ) -> Option<Supervisor> {
     let shared = sup.shared.clone();
     let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<bool> {
-        let mut events = sys::epoll_events();
         loop {
-            match sup.round(&mut events, driver)? {
+            match sup.round(driver)? {
                 Step::Finished => return Ok(true),
                 Step::HandOver => return Ok(false),
                 Step::Continue if driver == Driver::CallerOnce || enough() => return Ok(false),
@@ -460,6 +462,10 @@ impl Supervisor {
     fn new(shared: Arc<Shared>) -> Result<Supervisor> {
         let epoll = Epoll::new()?;
         epoll.add(shared.wake.as_fd(), WAKE_KEY, false)?;
+        let pool_pidfd = match shared.config.context.start_method() {
+            StartMethod::Fork => Some(Arc::new(sys::pidfd_of_self()?)),
+            StartMethod::Spawn | StartMethod::ForkServer => None,
+        };
         Ok(Supervisor {
             shared,
             epoll,
@@ -470,22 +476,16 @@ impl Supervisor {
             next_serial: 0,
             started: 0,
             rotate: 0,
-            // Filled on first use, on the supervisor thread: after the
-            // first workers are forked, so its pages are not shared with
-            // them (a page shared with a forked child is copied when written).
-            read_buf: Vec::new(),
+            read_buf: Vec::with_capacity(READ_BUF),
             ready: Vec::new(),
+            pool_pidfd,
         })
     }
 
     /// One round: takes what was submitted, keeps the workers up, sends
     /// them units, then (but for [`Driver::CallerOnce`]) sleeps until
     /// something happens and deals with it.
-    fn round(
-        &mut self,
-        events: &mut Vec<rustix::event::epoll::Event>,
-        driver: Driver,
-    ) -> Result<Step> {
+    fn round(&mut self, driver: Driver) -> Result<Step> {
         if !self.pull(driver) {
             return Ok(Step::HandOver);
         }
@@ -527,7 +527,7 @@ impl Supervisor {
             w.flush(&self.epoll);
         }
         if driver != Driver::CallerOnce {
-            self.wait(events)?;
+            self.wait()?;
         }
         Ok(Step::Continue)
     }
@@ -567,8 +567,6 @@ impl Supervisor {
     fn start_worker(&mut self) -> Result<()> {
         let heap =
             |e: mp_heap::HeapError| Error::Io(Arc::new(std::io::Error::other(e.to_string())));
-        let conn_err =
-            |e: mp_conn::Error| Error::Io(Arc::new(std::io::Error::other(e.to_string())));
         let (tasks_r, tasks) = sys::worker_pipe()?;
         let (results, results_w) = sys::worker_pipe()?;
         sys::set_nonblocking(tasks.as_fd())?;
@@ -578,14 +576,14 @@ impl Supervisor {
         let config = &self.shared.config;
         let method = config.context.start_method();
         let args = WorkerArgs {
-            tasks: Connection::new(tasks_r, true, false).map_err(conn_err)?,
-            results: Connection::new(results_w, false, true).map_err(conn_err)?,
+            tasks: tasks_r,
+            results: results_w,
             slot: theirs,
             initializer: config.initializer.clone(),
             maxtasks: config.maxtasksperchild,
             max_memory: config.max_memory_per_child,
             report_ready: config.task_timeout.is_some(),
-            watch_pool: (method == StartMethod::Fork).then(|| std::process::id() as i32),
+            watch_pool: self.pool_pidfd.clone(),
         };
         self.started += 1;
         let prefix = match method {
@@ -686,7 +684,7 @@ impl Supervisor {
 
     /// Sleeps until something happens (or the next deadline), then deals
     /// with it.
-    fn wait(&mut self, events: &mut Vec<rustix::event::epoll::Event>) -> Result<()> {
+    fn wait(&mut self) -> Result<()> {
         let now = Instant::now();
         let limit = self.shared.config.task_timeout;
         let next = self
@@ -706,7 +704,7 @@ impl Supervisor {
             next.map(|d| d.saturating_duration_since(now))
         };
         self.ready.clear();
-        let waited = self.epoll.wait(timeout, events, &mut self.ready);
+        let waited = self.epoll.wait(timeout, &mut self.ready);
         self.shared.sleeping.store(false, Ordering::SeqCst);
         waited?;
         let ready = std::mem::take(&mut self.ready);
@@ -718,9 +716,6 @@ impl Supervisor {
             let Some(w) = self.workers.iter_mut().find(|w| w.serial == k >> 2) else {
                 continue;
             };
-            if self.read_buf.is_empty() {
-                self.read_buf = vec![0; READ_BUF];
-            }
             match k & 3 {
                 RESULTS => w.read_results(&mut self.read_buf, &self.epoll),
                 EXITED => w.exited = true,
@@ -765,9 +760,6 @@ impl Supervisor {
     /// Deals with a worker that has exited: files its last results, fails
     /// the units it started without answering, queues the others again.
     fn reap(&mut self, mut w: Worker) {
-        if self.read_buf.is_empty() {
-            self.read_buf = vec![0; READ_BUF];
-        }
         w.read_results(&mut self.read_buf, &self.epoll);
         self.epoll.remove(w.results.as_fd());
         self.epoll.remove(w.sentinel.as_fd());
