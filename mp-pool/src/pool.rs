@@ -1014,7 +1014,9 @@ impl Pool {
         for p in &workers {
             let _ = p.kill();
         }
-        self.shared.wake.signal();
+        if !matches!(*self.engine(), Engine::Finished) {
+            self.shared.wake.signal();
+        }
         self.join_supervisor();
     }
 

@@ -74,6 +74,10 @@ const MAX_INFLIGHT_BYTES: usize = 8 << 20;
 /// killed.
 const EOF_GRACE: Duration = Duration::from_secs(2);
 
+/// How long a worker told to quit may take to exit before it is killed
+/// (its result pipe is no longer watched then: nothing more is due on it).
+const QUIT_GRACE: Duration = Duration::from_secs(10);
+
 /// How much one read of a result pipe takes (a megabyte frame takes 64
 /// reads). Never cleared: only the pages the bytes land on are written.
 const READ_BUF: usize = 16 * 1024;
@@ -106,6 +110,10 @@ struct Worker {
     batch_at: Option<usize>,
     /// Whether the task pipe is in the epoll set (bytes left to write).
     watching_write: bool,
+    /// Whether the result pipe is in the epoll set.
+    watching_results: bool,
+    /// End of file (or an error) on the result pipe: nothing more to read.
+    results_done: bool,
     inflight: VecDeque<InFlight>,
     inflight_bytes: usize,
     /// Which functions it has been sent, by number.
@@ -123,7 +131,8 @@ struct Worker {
     eof_at: Option<Instant>,
     /// The sentinel is ready: it has exited.
     exited: bool,
-    quit_sent: bool,
+    /// When it was told to quit.
+    quit_at: Option<Instant>,
     /// Killed by the supervisor for running past the task timeout.
     timed_out: bool,
     killed: bool,
@@ -132,7 +141,7 @@ struct Worker {
 impl Worker {
     /// How many more units it may be sent now.
     fn capacity(&self, shared: &Shared) -> usize {
-        if self.exited || self.eof_at.is_some() || self.quit_sent || self.killed {
+        if self.exited || self.eof_at.is_some() || self.quit_at.is_some() || self.killed {
             return 0;
         }
         let config = &shared.config;
@@ -190,16 +199,34 @@ impl Worker {
         }
     }
 
-    /// Queues the request to exit (once).
-    fn quit(&mut self) {
-        if self.quit_sent {
+    /// Queues the request to exit (once). Nothing more is due on the
+    /// result pipe, so it is no longer watched (its end of file would only
+    /// wake the loop before the exit does; what is left on it is read when
+    /// the worker is reaped), and the worker gets [`QUIT_GRACE`] to exit.
+    fn quit(&mut self, epoll: &Epoll) {
+        if self.quit_at.is_some() {
             return;
         }
-        self.quit_sent = true;
+        self.quit_at = Some(Instant::now());
         let mut buf = [0; 12];
         self.out
             .extend_from_slice(mp_conn::encode_header(1, &mut buf));
         wire::quit(&mut self.out);
+        self.unwatch_results(epoll);
+    }
+
+    fn unwatch_results(&mut self, epoll: &Epoll) {
+        if self.watching_results {
+            epoll.remove(self.results.as_fd());
+            self.watching_results = false;
+        }
+    }
+
+    /// When it must have exited by, if it is on its way out.
+    fn exit_deadline(&self) -> Option<Instant> {
+        let after_eof = self.eof_at.map(|t| t + EOF_GRACE);
+        let after_quit = self.quit_at.map(|t| t + QUIT_GRACE);
+        after_eof.into_iter().chain(after_quit).min()
     }
 
     /// Writes what it can without blocking; watches the pipe for room if
@@ -237,22 +264,20 @@ impl Worker {
     /// Reads what the result pipe holds and files it; stops the worker if
     /// it sends something that is not the protocol.
     fn read_results(&mut self, buf: &mut Vec<u8>, epoll: &Epoll) {
-        loop {
+        while !self.results_done {
             match sys::read_nonblocking(self.results.as_fd(), buf) {
                 Ok(Some(0)) | Err(_) => {
-                    if self.eof_at.is_none() {
-                        self.eof_at = Some(Instant::now());
-                    }
-                    epoll.remove(self.results.as_fd());
-                    return;
+                    self.results_done = true;
+                    self.eof_at.get_or_insert_with(Instant::now);
+                    self.unwatch_results(epoll);
                 }
                 Ok(Some(_)) => {
                     if let Err(e) = self.feed(buf) {
                         eprintln!("mp-pool: worker process {}: {e}; killing it", self.pid);
                         self.kill();
-                        epoll.remove(self.results.as_fd());
+                        self.results_done = true;
                         self.eof_at.get_or_insert_with(Instant::now);
-                        return;
+                        self.unwatch_results(epoll);
                     }
                 }
                 Ok(None) => return,
@@ -520,7 +545,7 @@ impl Supervisor {
                 return Ok(Step::Finished);
             }
             for w in &mut self.workers {
-                w.quit();
+                w.quit(&self.epoll);
             }
         }
         for w in &mut self.workers {
@@ -632,6 +657,8 @@ impl Supervisor {
             out_at: 0,
             batch_at: None,
             watching_write: false,
+            watching_results: true,
+            results_done: false,
             inflight: VecDeque::new(),
             inflight_bytes: 0,
             defined: Vec::new(),
@@ -644,7 +671,7 @@ impl Supervisor {
             init_error: None,
             eof_at: None,
             exited: false,
-            quit_sent: false,
+            quit_at: None,
             timed_out: false,
             killed: false,
         });
@@ -690,7 +717,7 @@ impl Supervisor {
         let next = self
             .workers
             .iter()
-            .flat_map(|w| [w.deadline(limit), w.eof_at.map(|t| t + EOF_GRACE)])
+            .flat_map(|w| [w.deadline(limit), w.exit_deadline()])
             .flatten()
             .min();
         self.shared.sleeping.store(true, Ordering::SeqCst);
@@ -751,7 +778,7 @@ impl Supervisor {
             if w.deadline(limit).is_some_and(|d| now >= d) {
                 w.timed_out = true;
                 w.kill();
-            } else if w.eof_at.is_some_and(|t| now >= t + EOF_GRACE) {
+            } else if w.exit_deadline().is_some_and(|d| now >= d) {
                 w.kill();
             }
         }
@@ -761,13 +788,20 @@ impl Supervisor {
     /// the units it started without answering, queues the others again.
     fn reap(&mut self, mut w: Worker) {
         w.read_results(&mut self.read_buf, &self.epoll);
-        self.epoll.remove(w.results.as_fd());
+        // Removed by hand: a sibling forked after this worker holds a copy
+        // of its sentinel, so closing ours would leave it in the set.
         self.epoll.remove(w.sentinel.as_fd());
         if w.watching_write {
             self.epoll.remove(w.tasks.as_fd());
         }
-        let _ = w.process.join(Some(REAP_PATIENCE));
-        let exitcode = w.process.exitcode().ok().flatten().unwrap_or(255);
+        // Its sentinel is ready, so it is reaped at once (one `waitpid`).
+        let exitcode = match w.process.exitcode() {
+            Ok(Some(code)) => code,
+            _ => {
+                let _ = w.process.join(Some(REAP_PATIENCE));
+                w.process.exitcode().ok().flatten().unwrap_or(255)
+            }
+        };
         // The worker has exited, so nothing writes the slot any more.
         let started = w.slot[STARTED];
         let ready = w.slot[READY] != 0;

@@ -343,6 +343,11 @@ pub(crate) fn main(args: WorkerArgs) {
         outbox.stop_flusher();
         let _ = flusher.join();
     }
+    // The pipes close as the rest drops (the pool sees end of file before
+    // the exit); the slot's mapping and the pool's pidfd go with the
+    // process, without a system call each.
+    std::mem::forget(worker.slot);
+    std::mem::forget(worker.pool);
     if let Stop::Exit(code) = stop {
         mp_context::exit(code)
     }
