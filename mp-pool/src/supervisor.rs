@@ -33,14 +33,13 @@ use std::time::{Duration, Instant};
 
 use mp_conn::FrameDecoder;
 use mp_context::{Process, Sentinel, StartMethod};
-use mp_heap::RawArray;
 
 use crate::error::{Error, PoolState, Result, describe_exit};
 use crate::job::{Items, Outcome, Unit};
 use crate::pool::Shared;
 use crate::sys::{self, Epoll};
 use crate::wire::{self, FromWorker, WireError};
-use crate::worker::{self, READY, SLOT_LEN, STARTED, WorkerArgs};
+use crate::worker::{self, READY, STARTED, Slot, WorkerArgs};
 
 /// The epoll key of the wake-up eventfd.
 const WAKE_KEY: u64 = u64::MAX;
@@ -101,7 +100,7 @@ struct Worker {
     tasks: OwnedFd,
     /// Our end of the result pipe (nonblocking).
     results: OwnedFd,
-    slot: RawArray<u64>,
+    slot: Slot,
     decoder: FrameDecoder,
     /// Bytes to write, from `out_at` on.
     out: Vec<u8>,
@@ -596,14 +595,13 @@ impl Supervisor {
         let (results, results_w) = sys::worker_pipe()?;
         sys::set_nonblocking(tasks.as_fd())?;
         sys::set_nonblocking(results.as_fd())?;
-        let slot = RawArray::<u64>::zeroed(SLOT_LEN).map_err(heap)?;
-        let theirs = RawArray::from_buffer(slot.buffer().share().map_err(heap)?).map_err(heap)?;
+        let slot = worker::new_slot().map_err(heap)?;
         let config = &self.shared.config;
         let method = config.context.start_method();
         let args = WorkerArgs {
             tasks: tasks_r,
             results: results_w,
-            slot: theirs,
+            slot: slot.clone(),
             initializer: config.initializer.clone(),
             maxtasks: config.maxtasksperchild,
             max_memory: config.max_memory_per_child,
@@ -803,8 +801,8 @@ impl Supervisor {
             }
         };
         // The worker has exited, so nothing writes the slot any more.
-        let started = w.slot[STARTED];
-        let ready = w.slot[READY] != 0;
+        let started = w.slot[STARTED].load(Ordering::Acquire);
+        let ready = w.slot[READY].load(Ordering::Acquire) != 0;
         let lost = started
             .saturating_sub(w.answered)
             .min(w.inflight.len() as u64) as usize;

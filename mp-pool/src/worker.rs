@@ -17,11 +17,12 @@
 
 use std::cell::{Cell, RefCell};
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use mp_context::{CallError, FnRef, ResolvedFn};
-use mp_heap::RawArray;
+use mp_heap::Shared;
 use rustix::event::{PollFd, PollFlags};
 use serde::{Deserialize, Serialize};
 
@@ -32,8 +33,14 @@ use crate::wire::{self, ToWorker};
 pub(crate) const STARTED: usize = 0;
 /// Slot index: 1 once the initializer has run.
 pub(crate) const READY: usize = 1;
-/// The slot's length in `u64`s.
-pub(crate) const SLOT_LEN: usize = 2;
+/// A worker's counts in shared memory ([`STARTED`], [`READY`]): clones
+/// share one block, so a fork worker's costs no mapping of its own.
+pub(crate) type Slot = Shared<[AtomicU64; 2]>;
+
+/// A fresh slot of zeros.
+pub(crate) fn new_slot() -> Result<Slot, mp_heap::HeapError> {
+    Shared::new([AtomicU64::new(0), AtomicU64::new(0)])
+}
 
 /// At the end of a unit, pending results that have waited this long (or
 /// whose unit took this long) are sent.
@@ -66,7 +73,7 @@ pub(crate) struct WorkerArgs {
     #[serde(with = "mp_reduction::owned_fd")]
     pub(crate) results: OwnedFd,
     /// [`STARTED`] and [`READY`], shared with the pool.
-    pub(crate) slot: RawArray<u64>,
+    pub(crate) slot: Slot,
     pub(crate) initializer: Option<(FnRef, Vec<u8>)>,
     pub(crate) maxtasks: Option<u64>,
     pub(crate) max_memory: Option<u64>,
@@ -275,7 +282,7 @@ struct Worker {
     tasks: FrameReader,
     /// Under fork: a pidfd of the pool process.
     pool: Option<Arc<OwnedFd>>,
-    slot: RawArray<u64>,
+    slot: Slot,
     /// Functions by number: resolved, or why not.
     fns: Vec<Option<Result<ResolvedFn, String>>>,
     outbox: Arc<Outbox>,
@@ -344,8 +351,9 @@ pub(crate) fn main(args: WorkerArgs) {
         let _ = flusher.join();
     }
     // The pipes close as the rest drops (the pool sees end of file before
-    // the exit); the slot's mapping and the pool's pidfd go with the
-    // process, without a system call each.
+    // the exit); the slot (a mapping of its own under spawn and
+    // forkserver) and the pool's pidfd go with the process, without a
+    // system call each.
     std::mem::forget(worker.slot);
     std::mem::forget(worker.pool);
     if let Stop::Exit(code) = stop {
@@ -375,7 +383,7 @@ impl Worker {
                 return Err(stop);
             }
         }
-        self.slot[READY] = 1;
+        self.slot[READY].store(1, Ordering::Release);
         if self.report_ready {
             let mut out = Vec::new();
             wire::ready(&mut out);
@@ -448,7 +456,7 @@ impl Worker {
     /// Runs one unit and files its results; `Err` when the worker must
     /// stop afterwards.
     fn run_unit(&mut self, id: u64, fn_id: u32, args: wire::Args<'_>) -> Result<(), Stop> {
-        self.slot[STARTED] += 1;
+        self.slot[STARTED].fetch_add(1, Ordering::Release);
         if self.pending && self.flusher.is_none() {
             // Without a thread to be had, results still go out at the end
             // of every unit that took long and before the worker waits.
