@@ -487,7 +487,7 @@ impl Supervisor {
         let epoll = Epoll::new()?;
         epoll.add(shared.wake.as_fd(), WAKE_KEY, false)?;
         let pool_pidfd = match shared.config.context.start_method() {
-            StartMethod::Fork => Some(Arc::new(sys::pidfd_of_self()?)),
+            StartMethod::Fork => Some(sys::pidfd_of_self()?),
             StartMethod::Spawn | StartMethod::ForkServer => None,
         };
         Ok(Supervisor {

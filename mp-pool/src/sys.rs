@@ -5,6 +5,7 @@
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use mp_conn::{HEADER_LEN, Header};
@@ -28,12 +29,32 @@ pub(crate) fn worker_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// A pidfd of this process (readable once it has exited), for forked
-/// workers to inherit and watch.
-pub(crate) fn pidfd_of_self() -> io::Result<OwnedFd> {
-    Ok(rustix::process::pidfd_open(
-        rustix::process::getpid(),
-        rustix::process::PidfdFlags::empty(),
-    )?)
+/// workers to inherit and watch. Opened once per process and kept: each
+/// pool's start under fork is otherwise a `pidfd_open` dearer. A fork
+/// child that starts pools of its own opens one per pool (the kept one
+/// names its parent), so no lock is ever taken that a fork could leave
+/// held.
+pub(crate) fn pidfd_of_self() -> io::Result<Arc<OwnedFd>> {
+    static KEPT: OnceLock<(u32, Arc<OwnedFd>)> = OnceLock::new();
+    let open = || -> io::Result<Arc<OwnedFd>> {
+        let fd = rustix::process::pidfd_open(
+            rustix::process::getpid(),
+            rustix::process::PidfdFlags::empty(),
+        )?;
+        Ok(Arc::new(fd))
+    };
+    let me = std::process::id();
+    match KEPT.get() {
+        Some((pid, fd)) if *pid == me => Ok(fd.clone()),
+        Some(_) => open(),
+        None => {
+            let fd = open()?;
+            // Another thread may have kept one first: this one serves its
+            // pool alone then.
+            let _ = KEPT.set((me, fd.clone()));
+            Ok(fd)
+        }
+    }
 }
 
 /// Puts `fd` in nonblocking mode (the pool's own ends of the pipes).

@@ -62,6 +62,9 @@ fn main() {
     if std::env::var_os(lifecycle::OTHER_EXE_ROLE).is_some() {
         lifecycle::refuse_another_executable();
     }
+    if std::env::var_os(lifecycle::CHILD_POOL_ROLE).is_some() {
+        lifecycle::child_pool_dies();
+    }
     let mut tests: Vec<(&str, fn())> = Vec::new();
     tests.extend(basics::TESTS);
     tests.extend(lifecycle::TESTS);
