@@ -81,7 +81,7 @@ pub(crate) struct State {
     pub(crate) wants_thread: bool,
 }
 
-/// The part of a pool that its supervisor thread, results and iterators
+/// The part of a pool that its supervisor, results and iterators
 /// hold on to.
 #[derive(Debug)]
 pub(crate) struct Shared {
