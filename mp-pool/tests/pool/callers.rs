@@ -3,12 +3,14 @@
 //! wait; the first submission that returns before its result is in moves
 //! it to the supervisor thread. Callbacks still run on that thread, a
 //! `terminate` from elsewhere is still prompt, idle workers still exit at
-//! `close`, and callers on many threads take turns.
+//! `close`, callers on many threads take turns, and a worker killed under
+//! a driving caller fails exactly its item.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mp_pool::{Callbacks, Error};
+use rustix::process::{Pid, Signal, kill_process};
 
 use crate::{LONG, METHODS, alive, eventually, pool};
 
@@ -32,6 +34,10 @@ pub(crate) const TESTS: &[(&str, fn())] = &[
     (
         "callers_on_many_threads_take_turns",
         callers_on_many_threads_take_turns,
+    ),
+    (
+        "a_driving_caller_sees_a_killed_worker_exactly",
+        a_driving_caller_sees_a_killed_worker_exactly,
     ),
 ];
 
@@ -175,5 +181,53 @@ fn callers_on_many_threads_take_turns() {
         assert_eq!(supervisor_threads(), 0, "{m}: only synchronous calls");
         p.close();
         p.join().unwrap();
+    }
+}
+
+/// Announces its pid at `path` and sleeps for item 3; squares the others.
+fn slow_third((path, n): (String, u64)) -> u64 {
+    if n == 3 {
+        std::fs::write(format!("{path}.tmp"), std::process::id().to_string()).unwrap();
+        std::fs::rename(format!("{path}.tmp"), &path).unwrap();
+        std::thread::sleep(Duration::from_secs(60));
+    }
+    n * n
+}
+
+/// A `kill -9` of the worker running an item of a synchronous `map`, whose
+/// caller drives the pool: that item fails with `WorkerLost` naming the
+/// worker and the signal, the map returns (no hang), a replacement starts
+/// from the caller's thread, and no supervisor thread was needed.
+fn a_driving_caller_sees_a_killed_worker_exactly() {
+    for m in METHODS {
+        let p = pool(m, 2);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pid").to_string_lossy().into_owned();
+        let items: Vec<(String, u64)> = (0..10).map(|n| (path.clone(), n)).collect();
+        std::thread::scope(|s| {
+            let caller = s.spawn(|| p.map(slow_third, items, Some(1)));
+            let mut pid = None;
+            eventually("the slow item to announce its worker", || {
+                pid = std::fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|t| t.parse().ok());
+                pid.is_some()
+            });
+            let pid: i32 = pid.unwrap();
+            kill_process(Pid::from_raw(pid).unwrap(), Signal::KILL).unwrap();
+            match caller.join().unwrap() {
+                Err(Error::WorkerLost {
+                    pid: lost,
+                    exitcode,
+                }) => {
+                    assert_eq!((lost, exitcode), (pid, -9), "{m}");
+                }
+                other => panic!("{m}: {other:?}"),
+            }
+            assert!(!alive(pid), "{m}");
+        });
+        assert_eq!(p.apply(square, 9).unwrap(), 81, "{m}: the pool goes on");
+        assert_eq!(p.worker_pids().len(), 2, "{m}: replaced");
+        assert_eq!(supervisor_threads(), 0, "{m}: only synchronous calls");
     }
 }
