@@ -7,12 +7,14 @@
 //! a driving caller fails exactly its item.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mp_pool::{Callbacks, Error};
-use rustix::process::{Pid, Signal, kill_process};
 
-use crate::{LONG, METHODS, alive, eventually, pool};
+use crate::never_hang::{
+    announced, assert_lost_to_kill_9, items_with_a_slow_one, kill_9, scratch, slow_if_asked,
+};
+use crate::{LONG, METHODS, alive, eventually, pool, sleep_ms, square};
 
 pub(crate) const TESTS: &[(&str, fn())] = &[
     (
@@ -40,15 +42,6 @@ pub(crate) const TESTS: &[(&str, fn())] = &[
         a_driving_caller_sees_a_killed_worker_exactly,
     ),
 ];
-
-fn square(n: u64) -> u64 {
-    n * n
-}
-
-fn sleep_ms(ms: u64) -> u64 {
-    std::thread::sleep(Duration::from_millis(ms));
-    ms
-}
 
 /// The threads of this process named like the pool's supervisor.
 fn supervisor_threads() -> usize {
@@ -123,13 +116,7 @@ fn terminate_while_a_caller_drives() {
         std::thread::scope(|s| {
             let stuck = s.spawn(|| p.apply(sleep_ms, 60_000));
             std::thread::sleep(Duration::from_millis(100));
-            let t0 = Instant::now();
-            p.terminate();
-            let took = t0.elapsed();
-            assert!(
-                took < Duration::from_secs(20),
-                "{m}: terminate took {took:?}"
-            );
+            crate::terminate_promptly(&p, m);
             let outcome = stuck.join().unwrap();
             assert!(
                 matches!(outcome, Err(Error::Terminated)),
@@ -184,16 +171,6 @@ fn callers_on_many_threads_take_turns() {
     }
 }
 
-/// Announces its pid at `path` and sleeps for item 3; squares the others.
-fn slow_third((path, n): (String, u64)) -> u64 {
-    if n == 3 {
-        std::fs::write(format!("{path}.tmp"), std::process::id().to_string()).unwrap();
-        std::fs::rename(format!("{path}.tmp"), &path).unwrap();
-        std::thread::sleep(Duration::from_secs(60));
-    }
-    n * n
-}
-
 /// A `kill -9` of the worker running an item of a synchronous `map`, whose
 /// caller drives the pool: that item fails with `WorkerLost` naming the
 /// worker and the signal, the map returns (no hang), a replacement starts
@@ -201,29 +178,13 @@ fn slow_third((path, n): (String, u64)) -> u64 {
 fn a_driving_caller_sees_a_killed_worker_exactly() {
     for m in METHODS {
         let p = pool(m, 2);
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("pid").to_string_lossy().into_owned();
-        let items: Vec<(String, u64)> = (0..10).map(|n| (path.clone(), n)).collect();
+        let (_dir, path) = scratch("pid");
         std::thread::scope(|s| {
-            let caller = s.spawn(|| p.map(slow_third, items, Some(1)));
-            let mut pid = None;
-            eventually("the slow item to announce its worker", || {
-                pid = std::fs::read_to_string(&path)
-                    .ok()
-                    .and_then(|t| t.parse().ok());
-                pid.is_some()
-            });
-            let pid: i32 = pid.unwrap();
-            kill_process(Pid::from_raw(pid).unwrap(), Signal::KILL).unwrap();
-            match caller.join().unwrap() {
-                Err(Error::WorkerLost {
-                    pid: lost,
-                    exitcode,
-                }) => {
-                    assert_eq!((lost, exitcode), (pid, -9), "{m}");
-                }
-                other => panic!("{m}: {other:?}"),
-            }
+            let caller =
+                s.spawn(|| p.map(slow_if_asked, items_with_a_slow_one(10, 3, &path), Some(1)));
+            let pid = announced(&path);
+            kill_9(pid);
+            assert_lost_to_kill_9(caller.join().unwrap(), pid, m);
             assert!(!alive(pid), "{m}");
         });
         assert_eq!(p.apply(square, 9).unwrap(), 81, "{m}: the pool goes on");

@@ -7,12 +7,12 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mp_pool::{Error, Pool};
 use rustix::process::{Signal, kill_process};
 
-use crate::{LONG, METHODS, alive, pool};
+use crate::{LONG, METHODS, alive, pool, sleep_ms, square};
 
 pub(crate) const TESTS: &[(&str, fn())] = &[
     (
@@ -72,12 +72,17 @@ pub(crate) fn refuse_another_executable() -> ! {
     std::process::exit(0)
 }
 
-fn another_executable_is_refused_for_spawn_and_forkserver() {
+/// Runs this binary again with `role` set; asserts that it succeeds.
+fn run_role(role: &str) {
     let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .env(OTHER_EXE_ROLE, "1")
+        .env(role, "1")
         .status()
         .unwrap();
-    assert!(status.success(), "{status}");
+    assert!(status.success(), "{role}: {status}");
+}
+
+fn another_executable_is_refused_for_spawn_and_forkserver() {
+    run_role(OTHER_EXE_ROLE);
 }
 
 /// The environment variable that makes this binary
@@ -166,24 +171,11 @@ pub(crate) fn child_pool_dies() -> ! {
 }
 
 fn a_fork_childs_pool_watches_the_child() {
-    let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .env(CHILD_POOL_ROLE, "1")
-        .status()
-        .unwrap();
-    assert!(status.success(), "{status}");
+    run_role(CHILD_POOL_ROLE);
 }
 
 fn pid_of(_: u64) -> i32 {
     std::process::id() as i32
-}
-
-fn square(n: u64) -> u64 {
-    n * n
-}
-
-fn sleep_ms(ms: u64) -> u64 {
-    std::thread::sleep(Duration::from_millis(ms));
-    ms
 }
 
 fn maxtasksperchild_replaces_workers() {
@@ -223,13 +215,7 @@ fn terminate_with_tasks_in_flight() {
         std::thread::sleep(Duration::from_millis(100));
         let workers = p.worker_pids();
         assert_eq!(workers.len(), 2);
-        let t0 = Instant::now();
-        p.terminate();
-        let took = t0.elapsed();
-        assert!(
-            took < Duration::from_secs(20),
-            "{m}: terminate took {took:?}"
-        );
+        crate::terminate_promptly(&p, m);
         for w in &workers {
             assert!(!alive(*w), "{m}: worker {w} left behind");
         }

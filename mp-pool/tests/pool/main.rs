@@ -45,6 +45,27 @@ pub(crate) fn alive(pid: i32) -> bool {
     }
 }
 
+/// Calls `terminate` and checks that it returned promptly (generously, for
+/// a loaded machine).
+pub(crate) fn terminate_promptly(p: &Pool, method: &str) {
+    let t0 = Instant::now();
+    p.terminate();
+    let took = t0.elapsed();
+    assert!(
+        took < Duration::from_secs(20),
+        "{method}: terminate took {took:?}"
+    );
+}
+
+pub(crate) fn square(n: u64) -> u64 {
+    n * n
+}
+
+pub(crate) fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
 /// Waits until `cond` holds, at most `LONG`.
 pub(crate) fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     let t0 = Instant::now();
