@@ -43,6 +43,7 @@ mod ours;
 mod pickle;
 mod pool;
 mod python;
+mod queue;
 mod raw;
 mod sync;
 mod sys;
@@ -839,6 +840,7 @@ fn specs() -> Vec<Spec> {
     }
     v.extend(pickle::specs());
     v.extend(sync::specs());
+    v.extend(queue::specs());
     v.extend(pool::specs());
     v.extend(manager::specs());
     v

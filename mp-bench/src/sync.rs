@@ -95,7 +95,11 @@ fn sem_pingpong(p: Placement, allowed: &[usize], plan: &Plan) -> Result<Vec<Rep>
 }
 
 /// The raw limit: a futex ping-pong on two words of a shared page.
-fn raw_futex_pingpong(p: Placement, allowed: &[usize], plan: &Plan) -> Result<Vec<Rep>, String> {
+pub(crate) fn raw_futex_pingpong(
+    p: Placement,
+    allowed: &[usize],
+    plan: &Plan,
+) -> Result<Vec<Rep>, String> {
     // Word 0: ping, word 16 (another cache line): pong.
     let (ping, pong) = (0, 16);
     fn post(w: &AtomicU32) {

@@ -511,3 +511,155 @@ pub(crate) fn futex_wake(word: &std::sync::atomic::AtomicU32) {
     // SAFETY: `word` is a live aligned u32.
     unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, 1) };
 }
+
+/// A buffer of `len` bytes' capacity in fresh memory, its 2 MiB-aligned
+/// interior advised `MADV_HUGEPAGE` (as mp-queue advises a big item's
+/// destination): what a receiver that hands out new memory per message
+/// pays for, at best.
+pub(crate) fn fresh_buffer(len: usize) -> Vec<u8> {
+    const HUGE: usize = 2 << 20;
+    let mut v: Vec<u8> = Vec::with_capacity(len);
+    let start = v.as_mut_ptr() as usize;
+    let (lo, hi) = (start.next_multiple_of(HUGE), (start + len) / HUGE * HUGE);
+    if hi > lo {
+        // SAFETY: `lo..hi` is page-aligned and inside `v`'s allocation;
+        // the advice only changes the size of the pages behind it.
+        unsafe { libc::madvise(lo as *mut libc::c_void, hi - lo, libc::MADV_HUGEPAGE) };
+    }
+    v
+}
+
+/// Reads `len` bytes at offset 0 of `fd` into `out` (from its start,
+/// through its spare capacity).
+pub(crate) fn pread_into(fd: BorrowedFd<'_>, out: &mut Vec<u8>, len: usize) -> io::Result<()> {
+    out.clear();
+    out.reserve_exact(len);
+    while out.len() < len {
+        let at = out.len();
+        // SAFETY: the destination is the vector's spare capacity (at least
+        // `len - at` bytes, reserved above); `set_len` covers only what the
+        // call wrote.
+        let n = cvt_size(unsafe {
+            libc::pread(
+                fd.as_raw_fd(),
+                out.as_mut_ptr().add(at).cast(),
+                len - at,
+                at as libc::off_t,
+            )
+        })?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        // SAFETY: `pread` initialised `n` more bytes.
+        unsafe { out.set_len(at + n) };
+    }
+    Ok(())
+}
+
+/// A new memfd holding `bytes` (written with `pwrite`).
+pub(crate) fn memfd_with(bytes: &[u8]) -> io::Result<OwnedFd> {
+    // SAFETY: a static NUL-terminated name; the fd returned is ours alone.
+    let fd = cvt(unsafe { libc::memfd_create(c"mp-bench".as_ptr(), libc::MFD_CLOEXEC) })?;
+    // SAFETY: a fresh fd that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut at = 0;
+    while at < bytes.len() {
+        // SAFETY: `bytes[at..]` is a live slice of that many bytes.
+        let n = cvt_size(unsafe {
+            libc::pwrite(
+                fd.as_raw_fd(),
+                bytes[at..].as_ptr().cast(),
+                bytes.len() - at,
+                at as libc::off_t,
+            )
+        })?;
+        at += n;
+    }
+    Ok(fd)
+}
+
+/// The room `SCM_RIGHTS` of one fd takes in a control buffer.
+fn one_fd_space() -> usize {
+    // SAFETY: CMSG_SPACE of one int is arithmetic on a constant.
+    unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as usize }
+}
+
+/// A message header over the one byte `iov` points at and `control`.
+fn one_fd_msghdr(iov: &mut libc::iovec, control: &mut [u8]) -> libc::msghdr {
+    // SAFETY: an all-zero msghdr is valid (no buffers); the fields set
+    // below point at live buffers that outlive the caller's use.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = control.len() as _;
+    msg
+}
+
+/// Sends `fd` over the unix socket `sock` (one byte, `SCM_RIGHTS`).
+pub(crate) fn send_fd(sock: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> io::Result<()> {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    let mut control = vec![0u8; one_fd_space()];
+    let msg = one_fd_msghdr(&mut iov, &mut control);
+    // SAFETY: `msg` points at the live iovec and control buffer; the CMSG
+    // macros stay inside the control buffer (sized by CMSG_SPACE).
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd.as_raw_fd());
+        cvt_size(libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL))?;
+    }
+    Ok(())
+}
+
+/// Receives an fd sent with [`send_fd`].
+pub(crate) fn recv_fd(sock: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    let mut control = vec![0u8; one_fd_space()];
+    let mut msg = one_fd_msghdr(&mut iov, &mut control);
+    // SAFETY: as in `send_fd`; the fd read out of the control message is a
+    // new one the kernel installed for us (close-on-exec).
+    unsafe {
+        let n = cvt_size(libc::recvmsg(
+            sock.as_raw_fd(),
+            &mut msg,
+            libc::MSG_CMSG_CLOEXEC,
+        ))?;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        if n == 0 || cmsg.is_null() || (*cmsg).cmsg_type != libc::SCM_RIGHTS {
+            return Err(io::Error::other("no fd arrived"));
+        }
+        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>());
+        Ok(OwnedFd::from_raw_fd(fd))
+    }
+}
+
+/// Reads exactly `len` bytes from the stream `fd` into `out` (from its
+/// start, through its spare capacity).
+pub(crate) fn read_into(fd: BorrowedFd<'_>, out: &mut Vec<u8>, len: usize) -> io::Result<()> {
+    out.clear();
+    out.reserve_exact(len);
+    while out.len() < len {
+        let at = out.len();
+        // SAFETY: as in `pread_into`.
+        let n = cvt_size(unsafe {
+            libc::read(fd.as_raw_fd(), out.as_mut_ptr().add(at).cast(), len - at)
+        })?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        // SAFETY: `read` initialised `n` more bytes.
+        unsafe { out.set_len(at + n) };
+    }
+    Ok(())
+}

@@ -2,9 +2,10 @@
 //!
 //! An end-to-end tour of the workspace on built-in defaults: connections
 //! and the CPython handshake (mp-auth, mp-conn), shared memory (mp-heap),
-//! processes under every start method (mp-context, mp-forkserver), and a
-//! process pool (mp-pool), and a manager whose shared objects several
-//! processes use (mp-manager).
+//! processes under every start method (mp-context, mp-forkserver), queues
+//! and a lock between processes (mp-queue, mp-sync), a process pool
+//! (mp-pool), and a manager whose shared objects several processes use
+//! (mp-manager).
 //! Each step prints one line, the run ends with a summary line (`9/9 ok`,
 //! or which steps failed) and exits non-zero if a step failed; `--help`
 //! lists the steps, and naming steps runs only those. The CPython step
@@ -91,6 +92,11 @@ const STEPS: &[Step] = &[
         "shared-mem",
         shared_memory,
         "a locked counter and an array updated by 4 children"
+    ),
+    step!(
+        "queues",
+        queues_and_a_lock,
+        "4 processes fed by a JoinableQueue, a total kept under a Lock"
     ),
     step!(
         "heap",
@@ -451,6 +457,67 @@ fn shared_memory() -> Outcome {
     }
     Ok(format!(
         "{CHILDREN} children x {INCREMENTS} locked increments = {total}; a child's bytes: {text:?}"
+    ))
+}
+
+const WORKERS: u64 = 4;
+const JOBS: u64 = 100;
+
+/// Takes numbers until a `None`, puts their squares on `results` and adds
+/// them to the total under the shared Lock; `task_done` for each.
+fn square_jobs(
+    (jobs, results, total): (
+        mp_queue::JoinableQueue<Option<u64>>,
+        mp_queue::Queue<u64>,
+        Arc<Value<u64>>,
+    ),
+) {
+    while let Ok(Some(n)) = jobs.get(true, Some(PATIENCE)) {
+        results.put(&(n * n), true, None).expect("put a result");
+        // The Value's lock is the tour's Lock: held across the update.
+        total.lock().expect("no holder died").update(|t| t + n * n);
+        jobs.task_done().expect("one task_done per job");
+    }
+    jobs.task_done().expect("and one for the stop sign");
+}
+
+/// Queues and a lock between processes on built-in defaults: workers of
+/// the default start method take jobs from a JoinableQueue, put results on
+/// a Queue, and update a total under a shared Lock.
+fn queues_and_a_lock() -> Outcome {
+    let jobs = mp_queue::JoinableQueue::new(0)?;
+    let results = mp_queue::Queue::new(0)?;
+    let lock = mp_sync::Lock::new()?;
+    let total = Arc::new(Value::with_lock(0_u64, &lock)?);
+    let workers: Vec<Process> = (0..WORKERS)
+        .map(|_| Process::new(square_jobs, (jobs.clone(), results.clone(), total.clone())))
+        .collect();
+    for w in &workers {
+        w.start()?;
+    }
+    for n in 1..=JOBS {
+        jobs.put(&Some(n), true, None)?;
+    }
+    for _ in 0..WORKERS {
+        jobs.put(&None, true, None)?;
+    }
+    if !jobs.join_timeout(PATIENCE)? {
+        return Err("join() never saw every task done".into());
+    }
+    let squares: u64 = (0..JOBS)
+        .map(|_| results.get(true, Some(PATIENCE)))
+        .sum::<Result<u64, _>>()?;
+    for w in &workers {
+        w.join(Some(PATIENCE))?;
+    }
+    let want = JOBS * (JOBS + 1) * (2 * JOBS + 1) / 6;
+    let total = total.get()?;
+    if squares != want || total != want || lock.is_locked() {
+        return Err(format!("squares {squares}, total {total}, want {want}").into());
+    }
+    Ok(format!(
+        "{WORKERS} processes: {JOBS} jobs from a JoinableQueue (join() after every task_done), \
+         squares back on a Queue: {squares}; the total kept under a shared Lock: {total}"
     ))
 }
 

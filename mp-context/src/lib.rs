@@ -105,9 +105,13 @@
 //!
 //! When the main process exits (returning from `main` or
 //! `std::process::exit`), an `atexit` hook registered by the first
-//! [`Process::start`] runs [`shutdown`]: daemonic children are terminated,
-//! then every child is joined, as CPython's exit handler does. Call
-//! [`shutdown`] yourself to do it earlier; a process killed by a signal
+//! [`Process::start`] (or the first [`register_finalizer`]) runs
+//! [`shutdown`]: finalizers of priority 0 and above, then daemonic children
+//! are terminated and every child is joined, then the other finalizers
+//! run, as CPython's exit handler does. A child runs [`shutdown`] when its
+//! target returns, panics or calls [`exit`], under every start method (and
+//! through the inherited hook when its target calls `std::process::exit`).
+//! Call [`shutdown`] yourself to do it earlier; a process killed by a signal
 //! runs no hook.
 //!
 //! ## Fork safety
@@ -157,6 +161,7 @@ mod elf;
 mod entry;
 mod error;
 mod executable;
+mod finalize;
 mod function;
 mod logging;
 mod process;
@@ -171,15 +176,19 @@ pub use current::{ParentProcess, ProcessInfo, active_children, current_process, 
 pub use entry::{exit, init};
 pub use error::{Error, Result};
 pub use executable::{get_executable, register_target, set_executable};
+pub use finalize::{Finalizer, register_finalizer};
 pub use function::{CallError, FnRef, FnRefError, ResolvedFn};
 pub use logging::{LOGGER_NAME, LevelFilter, Logger, get_logger, log_to_stderr};
 pub use process::{Process, Sentinel};
 
-/// Terminates daemonic children, then joins every child (CPython's
-/// `util._exit_function`). Runs by itself when the main process exits
-/// normally (see the crate docs); calling it earlier is harmless.
+/// Runs the finalizers of priority 0 and above, terminates daemonic
+/// children, joins every child, then runs the remaining finalizers
+/// (CPython's `util._exit_function`; see [`register_finalizer`]). Runs by
+/// itself whenever a process ends normally (see the crate docs); calling it
+/// earlier is harmless, and each finalizer runs once.
 pub fn shutdown() {
     log::info!(target: LOGGER_NAME, "process shutting down");
+    finalize::run_finalizers(Some(0));
     let children = active_children();
     for p in &children {
         if p.daemon() {
@@ -191,6 +200,7 @@ pub fn shutdown() {
         log::info!(target: LOGGER_NAME, "calling join() for process {}", p.name());
         let _ = p.join(None);
     }
+    finalize::run_finalizers(None);
 }
 
 /// Functions that run around each fork of the `fork` start method

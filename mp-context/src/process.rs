@@ -418,6 +418,12 @@ extern "C" fn atexit_hook() {
     let _ = std::panic::catch_unwind(crate::shutdown);
 }
 
+/// Makes this process run [`shutdown`](crate::shutdown) when it exits
+/// normally (once per process lineage: a fork child inherits the hook).
+pub(crate) fn ensure_atexit() {
+    ATEXIT.call_once(|| sys::register_atexit(atexit_hook));
+}
+
 impl Process {
     /// A process that will run `target(args)`. Its name is `Process-N`
     /// (with the parent's identity before `N` in a child: `Process-1:2`),
@@ -614,7 +620,7 @@ impl Process {
             );
         }
         current::lock_children().push(self.clone());
-        ATEXIT.call_once(|| sys::register_atexit(atexit_hook));
+        ensure_atexit();
         Ok(())
     }
 
@@ -789,6 +795,7 @@ fn start_fork(run: &mut dyn FnMut(), info: ProcessInfo, parent_name: String) -> 
     let mut current_guard = current::lock_current();
     let mut parent_guard = current::lock_parent();
     let mut context_guard = crate::context::lock_for_fork();
+    let mut finalizers = crate::finalize::lock_for_fork();
     let forked = sys::fork();
     if forked.is_err() {
         // No child: the parent's halves still run.
@@ -806,7 +813,15 @@ fn start_fork(run: &mut dyn FnMut(), info: ProcessInfo, parent_name: String) -> 
             // The child adopts the method it was started with, as
             // CPython's `_bootstrap` does.
             *context_guard = Some(StartMethod::Fork);
-            drop((children, current_guard, parent_guard, context_guard));
+            // The parent's finalizers flush the parent's threads.
+            crate::finalize::clear_in_fork_child(&mut finalizers);
+            drop((
+                children,
+                current_guard,
+                parent_guard,
+                context_guard,
+                finalizers,
+            ));
             // Sibling handles: their fds close here, nothing else happens.
             if !old_children.is_empty() {
                 drop(old_children);
@@ -830,7 +845,13 @@ fn start_fork(run: &mut dyn FnMut(), info: ProcessInfo, parent_name: String) -> 
             entry::finish_forked_child(code)
         }
         Some(pid) => {
-            drop((children, current_guard, parent_guard, context_guard));
+            drop((
+                children,
+                current_guard,
+                parent_guard,
+                context_guard,
+                finalizers,
+            ));
             drop(child_state);
             for h in &hooks {
                 (h.after_in_parent)();

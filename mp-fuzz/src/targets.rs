@@ -5,12 +5,20 @@ mod handshake;
 mod manager;
 mod pickle;
 mod pool;
+mod queue;
 
 pub use fd_message::fd_message;
 pub use handshake::{client_handshake, listener_handshake};
 pub use manager::manager_request;
 pub use pickle::pickle_reader;
 pub use pool::{pool_wire, pool_wire_seeds};
+
+/// A queue's shared memory and side channel after a corrupt or hostile
+/// peer: every operation must return (an error is fine), never panic,
+/// wait past its timeout or allocate beyond what the input pays for.
+pub fn queue_shared_state(data: &[u8]) {
+    mp_queue::__fuzz::shared_state(data);
+}
 
 /// One fuzz target: a name, a seed corpus, and the function under test.
 #[derive(Debug, Clone, Copy)]
@@ -64,6 +72,11 @@ pub static TARGETS: &[Target] = &[
         name: "manager_request",
         seeds: manager::manager_seeds,
         run: manager_request,
+    },
+    Target {
+        name: "queue_shared_state",
+        seeds: queue::seeds,
+        run: queue_shared_state,
     },
 ];
 

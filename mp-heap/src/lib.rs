@@ -31,6 +31,10 @@
 //!   `Shared<ProcessLock>`.
 //! - [`futex`]: waiting on a shared 32-bit word with a [`Deadline`], and
 //!   waking its waiters, from any process.
+//! - [`ProcessStamp`] and [`current_pid`]: a process's identity (pid and
+//!   start time) for shared structures that record who holds a share of
+//!   them, and whether that process still lives; [`ForkCell`], per-process
+//!   state that a forked child replaces without taking a lock.
 //!
 //! Linux only for now (memfd, futex, `MADV_WIPEONFORK`, `/proc`).
 //!
@@ -70,6 +74,7 @@ pub mod futex;
 mod heap;
 mod lock;
 mod shared;
+mod stamp;
 mod sys;
 mod typed;
 
@@ -86,6 +91,8 @@ pub use lock::{
     SavedOwnership, TryLockError, TryLockResult,
 };
 pub use shared::{Shared, SharedLock, SharedState};
+pub use stamp::{ProcessStamp, current_pid};
+pub use sys::ForkCell;
 pub use typed::{Array, ArrayGuard, Pod, RawArray, RawValue, Value, ValueGuard};
 
 /// The README's examples, compiled and run as doc tests.

@@ -49,6 +49,7 @@ use crate::{
     sys,
 };
 use owner::OwnerCheck;
+pub(crate) use owner::{stamp_pid, stamp_start};
 
 /// The owner's pid in the lock word. Linux pids are below 2^22
 /// (`PID_MAX_LIMIT`), so 30 bits leave room.

@@ -123,13 +123,27 @@ struct Node<T> {
 }
 
 /// A value that a forked child can replace without taking any lock the
-/// parent may have held at fork time.
+/// parent may have held at fork time: per-process state (a heap's free
+/// lists, a queue's feeder buffer) kept in memory that `fork` copies.
 ///
 /// Replaced values are kept (not freed) until the cell is dropped, so that
 /// references into them, such as blocks the parent allocated and the child
 /// inherited, stay valid; there is one value per process in the fork
-/// lineage, so the chain stays short.
-pub(crate) struct ForkCell<T> {
+/// lineage, so the chain stays short. A replaced value is dropped with the
+/// cell, in whatever process drops it: its `Drop` should do nothing that
+/// only the process that made it may do (compare a pid it recorded with
+/// [`current_pid`](crate::current_pid)).
+///
+/// ```
+/// use mp_heap::{ForkCell, current_pid};
+///
+/// struct PerProcess { pid: u32 }
+/// let cell = ForkCell::new(PerProcess { pid: current_pid() });
+/// // In a forked child the pid differs, and the child gets a fresh value.
+/// let mine = cell.replace_if(|s| s.pid != current_pid(), || PerProcess { pid: current_pid() });
+/// assert_eq!(mine.pid, std::process::id());
+/// ```
+pub struct ForkCell<T> {
     head: AtomicPtr<Node<T>>,
 }
 
@@ -141,7 +155,7 @@ unsafe impl<T: Send + Sync> Sync for ForkCell<T> {}
 
 impl<T> ForkCell<T> {
     /// A cell holding `value`.
-    pub(crate) fn new(value: T) -> Self {
+    pub fn new(value: T) -> Self {
         let node = Box::into_raw(Box::new(Node {
             value,
             older: ptr::null_mut(),
@@ -152,7 +166,8 @@ impl<T> ForkCell<T> {
     }
 
     /// The current value.
-    pub(crate) fn get(&self) -> &T {
+    #[inline]
+    pub fn get(&self) -> &T {
         let node = self.head.load(Ordering::Acquire);
         // SAFETY: `head` always points to a live node (set in `new` or by a
         // successful CAS in `replace_if`), and nodes are freed only in
@@ -163,7 +178,7 @@ impl<T> ForkCell<T> {
     /// If `stale(current)`, installs `make()` as the new current value
     /// (keeping the old one alive) and returns it; otherwise returns the
     /// current value. Racing callers agree on one winner.
-    pub(crate) fn replace_if(&self, stale: impl Fn(&T) -> bool, make: impl Fn() -> T) -> &T {
+    pub fn replace_if(&self, stale: impl Fn(&T) -> bool, make: impl Fn() -> T) -> &T {
         loop {
             let cur = self.head.load(Ordering::Acquire);
             // SAFETY: as in `get`.

@@ -21,9 +21,10 @@ mod fork;
 mod mapping;
 mod process;
 
+pub use fork::ForkCell;
 #[cfg(test)]
 pub(crate) use fork::make_stamp;
-pub(crate) use fork::{ForkCell, STAMP_START_BITS, current_pid, current_stamp};
+pub(crate) use fork::{STAMP_START_BITS, current_pid, current_stamp};
 pub(crate) use mapping::Mapping;
 pub(crate) use process::{Me, me, proc_stat, process_exists};
 
