@@ -16,6 +16,8 @@
 //! | `Queue`, `JoinableQueue`, `SimpleQueue` | [`Queue`], ... | mp-queue |
 //! | `Value`, `Array`, `RawValue`, `RawArray` | [`Value`], ... | mp-heap |
 //! | `Pipe`, `connection.Listener`, `connection.Client`, `connection.wait` | [`pipe()`], [`connection`] | mp-conn |
+//! | `Pool`, `pool.AsyncResult` | [`Pool`], [`Context::pool`], [`pool()`] | mp-pool |
+//! | `Manager`, `managers.BaseManager`, `managers.SyncManager` | [`SyncManager`], [`Context::manager`], [`manager()`] | mp-manager |
 //!
 //! Start methods re-execute this binary (spawn, forkserver): call
 //! [`init()`] first thing in `main`. Everything made here works under every
@@ -77,6 +79,10 @@ pub use mp_conn as connection;
 pub use mp_context as process;
 /// Shared memory (`heap.py`, `sharedctypes.py`).
 pub use mp_heap as heap;
+/// `multiprocessing.managers`.
+pub use mp_manager as managers;
+/// `multiprocessing.pool`.
+pub use mp_pool as pool;
 /// `multiprocessing.queues`.
 pub use mp_queue as queues;
 /// Fds inside values (`reduction.py`).
@@ -92,6 +98,8 @@ pub use mp_context::{
     set_executable, set_forkserver_preload, set_start_method, shutdown,
 };
 pub use mp_heap::{Array, HeapError, Pod, RawArray, RawValue, SharedBuffer, SharedLock, Value};
+pub use mp_manager::{BaseManager, SyncManager};
+pub use mp_pool::{AsyncResult, Pool};
 pub use mp_queue::{Item, JoinableQueue, Queue, QueueBuilder, QueueError, SimpleQueue};
 pub use mp_sync::{
     Barrier, BarrierAction, BoundedSemaphore, Condition, Event, Lock, NoAction, RLock, Semaphore,
@@ -359,9 +367,61 @@ impl Context {
         RawArray::from_slice(items)
     }
 
-    // mp-pool and mp-manager add `pool(..)` and `manager()` here when they
-    // land (CPython's `ctx.Pool()` and `ctx.Manager()`), with free
-    // functions below.
+    /// CPython's `ctx.Pool(processes)`: a process pool whose workers use
+    /// this context's start method (`None`: one per usable CPU). For
+    /// `initializer`, `maxtasksperchild` and the limits beyond CPython's,
+    /// use [`pool_builder`](Self::pool_builder).
+    ///
+    /// ```
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// let ctx = multiprocessing::get_context(Some("fork"))?;
+    /// let pool = ctx.pool(Some(2))?;
+    /// assert_eq!(pool.map(square, 1..=4, None)?, [1, 4, 9, 16]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`mp_pool::Builder::build`]: a worker that cannot be started.
+    pub fn pool(&self, processes: Option<usize>) -> mp_pool::Result<Pool> {
+        let builder = self.pool_builder();
+        match processes {
+            Some(n) => builder.processes(n),
+            None => builder,
+        }
+        .build()
+    }
+
+    /// A [`mp_pool::Builder`] on this context, for CPython's other `Pool`
+    /// arguments (`initializer`, `initargs`, `maxtasksperchild`) and
+    /// mp-pool's own (a task timeout, a memory limit per worker).
+    pub fn pool_builder(&self) -> mp_pool::Builder {
+        Pool::builder().context(self.inner)
+    }
+
+    /// CPython's `ctx.Manager()`: a started [`SyncManager`] whose server
+    /// process uses this context's start method; it shuts down when
+    /// dropped.
+    ///
+    /// ```
+    /// let ctx = multiprocessing::get_context(Some("fork"))?;
+    /// let manager = ctx.manager()?;
+    /// let scores = manager.dict::<String, u32>()?;
+    /// scores.set_item(&"ada".to_string(), &36)?;
+    /// assert_eq!(scores.get(&"ada".to_string())?, Some(36));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`SyncManager::started`]: the server process cannot be started
+    /// or does not answer.
+    pub fn manager(&self) -> mp_manager::Result<SyncManager> {
+        SyncManager::started(&self.inner)
+    }
 }
 
 /// CPython's `multiprocessing.get_context(method)`: `None` is the default
@@ -396,6 +456,26 @@ pub fn cpu_count() -> mp_context::Result<usize> {
 /// As [`Context::pipe`].
 pub fn pipe(duplex: bool) -> mp_conn::Result<(Connection, Connection)> {
     mp_conn::pipe(duplex)
+}
+
+/// `multiprocessing.Pool(processes)`: [`Context::pool`] on the default
+/// context.
+///
+/// # Errors
+///
+/// As [`Context::pool`].
+pub fn pool(processes: Option<usize>) -> mp_pool::Result<Pool> {
+    default_context().pool(processes)
+}
+
+/// `multiprocessing.Manager()`: [`Context::manager`] on the default
+/// context.
+///
+/// # Errors
+///
+/// As [`Context::manager`].
+pub fn manager() -> mp_manager::Result<SyncManager> {
+    default_context().manager()
 }
 
 /// `multiprocessing.Lock()`: [`Context::lock`] on the default context.
