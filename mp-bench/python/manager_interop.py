@@ -40,8 +40,8 @@ def task_cpu(pid):
         try:
             with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
                 total += int(f.read().split()[0])
-        except FileNotFoundError:
-            pass  # the thread ended meanwhile
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # the thread ended meanwhile (a read of its file: ESRCH)
     return total / 1e9
 
 
@@ -49,7 +49,10 @@ def pin_all(pid, cpu):
     if cpu < 0:
         return
     for tid in os.listdir(f"/proc/{pid}/task"):
-        os.sched_setaffinity(int(tid), {cpu})
+        try:
+            os.sched_setaffinity(int(tid), {cpu})
+        except ProcessLookupError:
+            pass  # the thread ended meanwhile
 
 
 def start_server(which, address):
