@@ -141,3 +141,15 @@ def proxy_op(m, name):
             get()
         return op, 2
     raise ValueError(f"no proxy op {name!r}")
+
+
+def pin_threads(pid, cpu):
+    """Pins every thread of process `pid` to `cpu` (-1: leaves them be);
+    a thread that ends meanwhile is skipped."""
+    if cpu < 0:
+        return
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setaffinity(int(tid), {cpu})
+        except ProcessLookupError:
+            pass

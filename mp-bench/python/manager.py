@@ -21,13 +21,6 @@ def proc_cpu(pid):
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
-def pin_all(pid, cpu):
-    if cpu < 0:
-        return
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        os.sched_setaffinity(int(tid), {cpu})
-
-
 def main():
     p = benchlib.parser(__doc__)
     benchlib.add_cpus(p)
@@ -50,7 +43,7 @@ def main():
     m = SyncManager(ctx=ctx)
     m.start()
     pid = m._process.pid
-    pin_all(pid, server_cpu)
+    benchlib.pin_threads(pid, server_cpu)
 
     def cpu():
         return benchlib.cpu_self() + proc_cpu(pid)

@@ -45,16 +45,6 @@ def task_cpu(pid):
     return total / 1e9
 
 
-def pin_all(pid, cpu):
-    if cpu < 0:
-        return
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            os.sched_setaffinity(int(tid), {cpu})
-        except ProcessLookupError:
-            pass  # the thread ended meanwhile
-
-
 def start_server(which, address):
     if which == "cpython":
         cmd = [sys.executable, "-c", CPYTHON_SERVER, address, KEY.hex()]
@@ -80,7 +70,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="mp-bench-") as tmp:
         server, address = start_server(args.server, os.path.join(tmp, "manager"))
         try:
-            pin_all(server.pid, server_cpu)
+            benchlib.pin_threads(server.pid, server_cpu)
             m = SyncManager(address=address, authkey=KEY)
             m.connect()
             op, per_run = benchlib.proxy_op(m, args.op)
