@@ -41,6 +41,10 @@ struct Inner {
     /// The write end of the started server's control pipe: a byte asks it
     /// to shut down.
     control: Option<OwnedFd>,
+    /// Shuts the started server down when this process exits without
+    /// dropping the manager (CPython's `Finalize(self,
+    /// _finalize_manager, exitpriority=0)`).
+    finalizer: Option<mp_context::Finalizer>,
 }
 
 /// A manager: the handle to a server process that holds shared objects
@@ -125,6 +129,7 @@ impl<R: Registrar> BaseManager<R> {
                 process: None,
                 client: None,
                 control: None,
+                finalizer: None,
             }),
             _types: PhantomData,
         }
@@ -286,9 +291,9 @@ impl<R: Registrar> BaseManager<R> {
             .map(u32::to_string)
             .collect::<Vec<_>>()
             .join(":");
-        let process = process
-            .with_name(format!("{}-{identity}", self.name))
-            .with_daemon(true);
+        // Not daemonic, as CPython's: the server may start processes of its
+        // own (a `Pool`'s workers). The finalizer below stops it at exit.
+        let process = process.with_name(format!("{}-{identity}", self.name));
         process.start()?;
         // The child reports its address, or why it has none; EOF means it
         // died first.
@@ -313,6 +318,12 @@ impl<R: Registrar> BaseManager<R> {
         };
         inner.client = Some(Client::get(&address, &self.authkey, &self.codec));
         inner.address = Some(address);
+        let control = inner.control.as_ref().and_then(|c| c.try_clone().ok());
+        let timeout = self.shutdown_timeout;
+        let at_exit = process.clone();
+        inner.finalizer = Some(mp_context::register_finalizer(0, move || {
+            let _ = stop_server(&at_exit, control, None, timeout);
+        }));
         inner.process = Some(process);
         inner.state = State::Started;
         Ok(())
@@ -441,38 +452,52 @@ impl<R: Registrar> BaseManager<R> {
                 return Ok(());
             }
             inner.state = State::Shutdown;
+            if let Some(f) = inner.finalizer.take() {
+                f.cancel();
+            }
             (
                 inner.process.take(),
                 inner.client.take(),
                 inner.control.take(),
             )
         };
-        let Some(process) = process else {
-            return Ok(());
-        };
-        if process.is_alive()? {
-            // Ask: one byte on the control pipe (the server's watcher stops
-            // it, as CPython's `shutdown` request would, without a
-            // connection and two handshakes); failing that, the request.
-            let asked = control.is_some_and(|w| rustix::io::write(&w, &[1]).is_ok());
-            if !asked {
-                if let Some(c) = &client {
-                    let _ = c.public_call("shutdown", Vec::new(), Dict::new());
-                }
-            }
-            drop(client);
-            process.join(Some(self.shutdown_timeout))?;
-            if process.is_alive()? {
-                process.terminate()?;
-                process.join(Some(self.shutdown_timeout))?;
-                if process.is_alive()? {
-                    process.kill()?;
-                    process.join(None)?;
-                }
+        match process {
+            Some(process) => stop_server(&process, control, client, self.shutdown_timeout),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Stops a started server: asks (one byte on the control pipe, the
+/// `shutdown` request failing that), waits `timeout`, terminates, waits
+/// again, kills.
+fn stop_server(
+    process: &Process,
+    control: Option<OwnedFd>,
+    client: Option<Arc<Client>>,
+    timeout: Duration,
+) -> Result<()> {
+    if process.is_alive()? {
+        // The server's watcher stops it, as CPython's `shutdown` request
+        // would, without a connection and two handshakes.
+        let asked = control.is_some_and(|w| rustix::io::write(&w, &[1]).is_ok());
+        if !asked {
+            if let Some(c) = &client {
+                let _ = c.public_call("shutdown", Vec::new(), Dict::new());
             }
         }
-        Ok(())
+        drop(client);
+        process.join(Some(timeout))?;
+        if process.is_alive()? {
+            process.terminate()?;
+            process.join(Some(timeout))?;
+            if process.is_alive()? {
+                process.kill()?;
+                process.join(None)?;
+            }
+        }
     }
+    Ok(())
 }
 
 impl<R: Registrar> Drop for BaseManager<R> {

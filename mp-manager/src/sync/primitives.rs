@@ -179,7 +179,7 @@ impl Lock {
     }
 }
 
-fn cancelled() -> Raise {
+pub(super) fn cancelled() -> Raise {
     Raise::Traceback(
         "the call was cancelled: the client disconnected or the server is stopping\n".into(),
     )
