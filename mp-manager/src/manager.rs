@@ -560,6 +560,12 @@ fn server_main<R: Registrar, I: Initializer>(args: ServerArgs) {
     let report = |r: std::result::Result<String, String>| {
         let _ = writer.send(&r);
     };
+    // Ctrl-C in the parent's terminal reaches this process too; the parent
+    // shuts it down (CPython's bpo-36368).
+    if let Err(e) = mp_context::ignore_sigint() {
+        report(Err(format!("could not ignore SIGINT: {e}")));
+        mp_context::exit(1);
+    }
     if let Some(bytes) = init {
         if let Err(e) = I::run(&bytes) {
             report(Err(format!("the initializer failed: {e}")));

@@ -618,6 +618,24 @@ fn exiting_without_dropping_the_manager_stops_it() {
     eventually("its manager to exit", || gone_or_zombie(pid));
 }
 
+fn sigint_leaves_a_started_manager_serving() {
+    for method in METHODS {
+        let m = SyncManager::started(&ctx(method)).unwrap();
+        let d = m.dict::<String, i64>().unwrap();
+        let server = m.process().unwrap();
+        // What Ctrl-C in the terminal sends the whole process group.
+        server.interrupt().unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(server.is_alive().unwrap(), "{method}");
+        d.set_item(&"k".into(), &1).unwrap();
+        assert_eq!(d.get_item(&"k".into()).unwrap(), 1);
+        drop(d);
+        m.shutdown().unwrap();
+        // It was asked, and exited by itself.
+        assert_eq!(server.exitcode().unwrap(), Some(0), "{method}");
+    }
+}
+
 fn proxies_to_a_dead_manager_fail_clearly() {
     let c = ctx("fork");
     let m = SyncManager::started(&c).unwrap();
@@ -822,6 +840,10 @@ fn main() {
         (
             "proxies_to_a_dead_manager_fail_clearly",
             proxies_to_a_dead_manager_fail_clearly,
+        ),
+        (
+            "sigint_leaves_a_started_manager_serving",
+            sigint_leaves_a_started_manager_serving,
         ),
         (
             "exiting_without_dropping_the_manager_stops_it",
