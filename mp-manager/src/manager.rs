@@ -262,27 +262,54 @@ impl<R: Registrar> BaseManager<R> {
     fn start_inner<I: Initializer>(&self, init: Option<Vec<u8>>) -> Result<()> {
         let mut inner = self.lock();
         self.check_initial(&inner)?;
-        let (mut reader, writer) =
-            mp_conn::pipe(false).map_err(|e| Error::Start(format!("no pipe: {e}")))?;
         let (control_r, control_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
             .map_err(|e| Error::Start(format!("no pipe: {e}")))?;
+        // Without an initializer, nothing can fail in the server before it
+        // serves but binding its address: bind it here and hand the server
+        // the listening socket, so that `start` need not wait for the new
+        // process (a client that connects first waits in the backlog).
+        // With one, the server binds once the initializer has run, and
+        // reports its address or the initializer's failure.
+        let (listener, report) = match init {
+            None => {
+                let listener = Server::listen(inner.address.as_ref(), &self.authkey)?;
+                let shown = listener.address().clone();
+                let (socket, address) = listener
+                    .into_socket()
+                    .map_err(|e| Error::connection(&shown, e))?;
+                (Some((Fd::from(socket), address)), None)
+            }
+            Some(_) => {
+                let pipe = mp_conn::pipe(false).map_err(|e| Error::Start(format!("no pipe: {e}")))?;
+                (None, Some(pipe))
+            }
+        };
+        let (reader, writer) = report.map_or((None, None), |(r, w)| (Some(r), Some(w)));
+        let bound = listener.as_ref().map(|(_, a)| a.clone());
         inner.control = Some(control_w);
         let args = ServerArgs {
             control: Fd::from(control_r),
-            address: inner.address.as_ref().map(ToString::to_string),
+            address: bound
+                .as_ref()
+                .or(inner.address.as_ref())
+                .map(ToString::to_string),
+            listener: listener.map(|(fd, _)| fd),
             authkey: self.authkey.clone(),
             codec: self.codec.name().to_owned(),
             writer,
             init,
         };
         let process = self.ctx.process(server_main::<R, I>, args);
-        self.finish_start(&mut inner, &mut reader, process)
+        self.finish_start(&mut inner, reader, bound, process)
     }
 
+    /// Starts the server process; its address is `bound`, or the one it
+    /// reports on `reader`.
     fn finish_start(
         &self,
         inner: &mut Inner,
-        reader: &mut Connection,
+        reader: Option<Connection>,
+        bound: Option<Address>,
         process: Process,
     ) -> Result<()> {
         let identity = process
@@ -295,26 +322,10 @@ impl<R: Registrar> BaseManager<R> {
         // own (a `Pool`'s workers). The finalizer below stops it at exit.
         let process = process.with_name(format!("{}-{identity}", self.name));
         process.start()?;
-        // The child reports its address, or why it has none; EOF means it
-        // died first.
-        let report: std::result::Result<String, String> = match reader.recv() {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = process.join(Some(self.shutdown_timeout));
-                return Err(Error::Start(format!(
-                    "the server process ended before reporting its address ({e}); exit code {:?}",
-                    process.exitcode().ok().flatten()
-                )));
-            }
-        };
-        let address: Address = match report {
-            Ok(text) => text
-                .parse()
-                .map_err(|e| Error::Start(format!("bad address {text:?}: {e}")))?,
-            Err(why) => {
-                let _ = process.join(Some(self.shutdown_timeout));
-                return Err(Error::Start(why));
-            }
+        let address = match (bound, reader) {
+            (Some(address), _) => address,
+            (None, Some(mut reader)) => self.reported_address(&mut reader, &process)?,
+            (None, None) => return Err(Error::Start("no address and no report".into())),
         };
         inner.client = Some(Client::get(&address, &self.authkey, &self.codec));
         inner.address = Some(address);
@@ -327,6 +338,30 @@ impl<R: Registrar> BaseManager<R> {
         inner.process = Some(process);
         inner.state = State::Started;
         Ok(())
+    }
+
+    /// The address the server process reports, or why it has none.
+    fn reported_address(&self, reader: &mut Connection, process: &Process) -> Result<Address> {
+        // EOF means it died first.
+        let report: std::result::Result<String, String> = match reader.recv() {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = process.join(Some(self.shutdown_timeout));
+                return Err(Error::Start(format!(
+                    "the server process ended before reporting its address ({e}); exit code {:?}",
+                    process.exitcode().ok().flatten()
+                )));
+            }
+        };
+        match report {
+            Ok(text) => text
+                .parse()
+                .map_err(|e| Error::Start(format!("bad address {text:?}: {e}"))),
+            Err(why) => {
+                let _ = process.join(Some(self.shutdown_timeout));
+                Err(Error::Start(why))
+            }
+        }
     }
 
     /// The server's address (once started or connected, the address it
@@ -539,8 +574,11 @@ struct ServerArgs {
     address: Option<String>,
     authkey: Vec<u8>,
     codec: String,
-    /// The parent reads the address (or the reason there is none) here.
-    writer: Connection,
+    /// The listening socket the parent bound to `address`, if it did.
+    listener: Option<Fd>,
+    /// Where the server reports its address (or the reason there is none),
+    /// when the parent did not bind it.
+    writer: Option<Connection>,
     /// Readable when the parent asks for a shutdown (a byte) or has gone
     /// (end of file, when no other process holds the write end).
     control: Fd,
@@ -551,6 +589,7 @@ struct ServerArgs {
 fn server_main<R: Registrar, I: Initializer>(args: ServerArgs) {
     let ServerArgs {
         address,
+        listener,
         authkey,
         codec,
         writer,
@@ -558,7 +597,9 @@ fn server_main<R: Registrar, I: Initializer>(args: ServerArgs) {
         init,
     } = args;
     let report = |r: std::result::Result<String, String>| {
-        let _ = writer.send(&r);
+        if let Some(w) = &writer {
+            let _ = w.send(&r);
+        }
     };
     // Ctrl-C in the parent's terminal reaches this process too; the parent
     // shuts it down (CPython's bpo-36368).
@@ -582,7 +623,13 @@ fn server_main<R: Registrar, I: Initializer>(args: ServerArgs) {
     let codec = codec_by_name(&codec).unwrap_or_else(|| Arc::new(Postcard));
     let mut registry = Registry::new();
     R::register(&mut registry);
-    let server = match Server::bind(registry, address.as_ref(), &authkey, codec) {
+    let server = match (listener, address) {
+        (Some(socket), Some(address)) => {
+            Server::adopt(registry, socket.into_inner(), address, &authkey, codec)
+        }
+        (_, address) => Server::bind(registry, address.as_ref(), &authkey, codec),
+    };
+    let server = match server {
         Ok(s) => s,
         Err(e) => {
             report(Err(format!("{e:?}")));

@@ -648,7 +648,31 @@ fn proxies_to_a_dead_manager_fail_clearly() {
     let untyped: &Proxy = mp_manager::ProxyType::proxy(&d);
     assert!(untyped.call::<usize>("__len__", &()).is_err());
     drop(d);
+    // Nothing of this process keeps its listening socket open (the parent
+    // bound it): a new client is refused at once, not left in a backlog.
+    let t = Instant::now();
+    let r = mp_conn::ClientBuilder::new()
+        .authkey(m.authkey().to_vec())
+        .connect(&m.address().unwrap());
+    assert!(r.is_err());
+    assert!(t.elapsed() < Duration::from_secs(10));
     m.shutdown().unwrap();
+}
+
+/// A manager that dies before it ever serves: its clients fail, they do
+/// not wait.
+fn a_manager_that_dies_at_once_fails_its_clients() {
+    for method in METHODS {
+        let c = ctx(method);
+        let m = SyncManager::started(&c).unwrap();
+        let server = m.process().unwrap();
+        server.kill().unwrap();
+        server.join(LONG).unwrap();
+        let t = Instant::now();
+        assert!(m.dict::<i64, i64>().is_err(), "{method}");
+        assert!(t.elapsed() < Duration::from_secs(10), "{method}");
+        m.shutdown().unwrap();
+    }
 }
 
 // ----- the manager's Pool -----
@@ -840,6 +864,10 @@ fn main() {
         (
             "proxies_to_a_dead_manager_fail_clearly",
             proxies_to_a_dead_manager_fail_clearly,
+        ),
+        (
+            "a_manager_that_dies_at_once_fails_its_clients",
+            a_manager_that_dies_at_once_fails_its_clients,
         ),
         (
             "sigint_leaves_a_started_manager_serving",
