@@ -14,7 +14,8 @@ use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketFlags, SocketType};
 
 use crate::address::{
-    Address, Family, adopt_our_temp_dir, arbitrary_address, forget_our_temp_dir, remove_our_temp_dir,
+    Address, Family, adopt_our_temp_dir, arbitrary_address, forget_our_temp_dir,
+    remove_our_temp_dir,
 };
 use crate::error::AtPlace;
 use crate::handshake::{Auth, Handshake, Want};

@@ -1003,15 +1003,18 @@ fn set_executable_runs_a_worker_binary() {
 /// Ignores SIGINT, then sends it to itself: still here to exit with 7.
 fn ignores_sigint(_: ()) {
     mp_context::ignore_sigint().unwrap();
-    rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::INT)
-        .unwrap();
+    rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::INT).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(50));
     mp_context::exit(7)
 }
 
 fn an_ignored_sigint_leaves_a_child_running() {
     for method in ["fork", "spawn", "forkserver"] {
-        assert_eq!(run(&ctx(method).process(ignores_sigint, ())), Some(7), "{method}");
+        assert_eq!(
+            run(&ctx(method).process(ignores_sigint, ())),
+            Some(7),
+            "{method}"
+        );
         // Without it, the same signal ends the child.
         let p = ctx(method).process(sleeps, ());
         p.start().unwrap();

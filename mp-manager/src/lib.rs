@@ -159,9 +159,10 @@ pub use registry::{Constructor, NoTypes, Registrar, Registry, TypeSpec};
 pub use server::{Server, ServerHandle};
 pub use shared::{Args, AsAny, Bound, Call, Output, Raise, Shared, Wait, deadline_after};
 pub use sync::{
-    AcquireGuard, AcquirerProxy, AsyncResultProxy, MapResultProxy, PoolIterProxy, PoolProxy, ArrayProxy, BarrierProxy, ConditionProxy, DictProxy, EventProxy,
-    IteratorProxy, ListIter, ListProxy, LockLike, LockProxy, NamespaceProxy, QueueProxy,
-    RLockProxy, SemaphoreProxy, SetProxy, SyncManager, SyncTypes, ValueProxy,
+    AcquireGuard, AcquirerProxy, ArrayProxy, AsyncResultProxy, BarrierProxy, ConditionProxy,
+    DictProxy, EventProxy, IteratorProxy, ListIter, ListProxy, LockLike, LockProxy, MapResultProxy,
+    NamespaceProxy, PoolIterProxy, PoolProxy, QueueProxy, RLockProxy, SemaphoreProxy, SetProxy,
+    SyncManager, SyncTypes, ValueProxy,
 };
 pub use typed::{Locked, SharedType};
 pub use wire::Token;

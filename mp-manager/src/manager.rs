@@ -280,7 +280,8 @@ impl<R: Registrar> BaseManager<R> {
                 (Some((Fd::from(socket), address)), None)
             }
             Some(_) => {
-                let pipe = mp_conn::pipe(false).map_err(|e| Error::Start(format!("no pipe: {e}")))?;
+                let pipe =
+                    mp_conn::pipe(false).map_err(|e| Error::Start(format!("no pipe: {e}")))?;
                 (None, Some(pipe))
             }
         };

@@ -762,7 +762,10 @@ fn pool_through_the_manager_from_two_processes() {
         assert_eq!(*items[4].as_ref().unwrap(), 4);
         let slow = pool.apply_async(sleep_ms, &2000).unwrap();
         let early = slow.get(Some(SHORT)).unwrap_err();
-        assert!(matches!(early, Error::Pool(mp_pool::Error::Timeout)), "{early:?}");
+        assert!(
+            matches!(early, Error::Pool(mp_pool::Error::Timeout)),
+            "{early:?}"
+        );
         assert!(matches!(
             slow.successful(),
             Err(Error::Pool(mp_pool::Error::NotReady))
@@ -774,7 +777,9 @@ fn pool_through_the_manager_from_two_processes() {
         pool.close().unwrap();
         assert!(matches!(
             pool.apply(square, &1),
-            Err(Error::Pool(mp_pool::Error::NotRunning(mp_pool::PoolState::Closed)))
+            Err(Error::Pool(mp_pool::Error::NotRunning(
+                mp_pool::PoolState::Closed
+            )))
         ));
         pool.join().unwrap();
         assert_eq!(slow.get(LONG).unwrap(), 2000);
@@ -789,7 +794,10 @@ fn a_killed_pool_worker_gives_the_client_worker_lost() {
     let pool = m.pool(Some(1)).unwrap();
     let err = pool.apply(killed_by_sigkill, &()).unwrap_err();
     assert!(
-        matches!(err, Error::Pool(mp_pool::Error::WorkerLost { exitcode: -9, .. })),
+        matches!(
+            err,
+            Error::Pool(mp_pool::Error::WorkerLost { exitcode: -9, .. })
+        ),
         "{err:?}"
     );
     let r = pool.apply_async(killed_by_sigkill, &()).unwrap();
@@ -885,7 +893,10 @@ fn main() {
             "a_killed_pool_worker_gives_the_client_worker_lost",
             a_killed_pool_worker_gives_the_client_worker_lost,
         ),
-        ("the_pool_ends_with_the_manager", the_pool_ends_with_the_manager),
+        (
+            "the_pool_ends_with_the_manager",
+            the_pool_ends_with_the_manager,
+        ),
     ];
     let passed = mp_testsupport::harness::run_tests(tests);
     mp_context::shutdown();

@@ -160,10 +160,7 @@ where
         }
     }
 
-    fn next_timeout(
-        &mut self,
-        timeout: Option<Duration>,
-    ) -> Option<Result<O>> {
+    fn next_timeout(&mut self, timeout: Option<Duration>) -> Option<Result<O>> {
         let deadline = deadline_after(timeout);
         loop {
             if let Some(r) = self.ready.pop_front() {
@@ -297,10 +294,9 @@ result_iterator!(
     false
 );
 
-/// The results of [`Pool::imap_raw`](crate::Pool::imap_raw) and
-/// [`Pool::imap_unordered_raw`](crate::Pool::imap_unordered_raw): each
-/// item's result as the postcard bytes the worker sent, in input order or
-/// in the order they finish. As [`IMap`] otherwise.
+/// The results of [`Pool::imap_raw`](crate::Pool::imap_raw): each item's
+/// result as the postcard bytes the worker sent, in input order (`ordered`)
+/// or in the order they finish. As [`IMap`] otherwise.
 pub struct IMapRaw<I> {
     feeder: Feeder<RawTask, Vec<u8>, I>,
 }

@@ -595,7 +595,10 @@ mod tests {
         let job = Job::new(2, 3);
         assert!(!job.is_done());
         job.complete(1, done_items(&[(wire::OK, &[3])]));
-        assert!(matches!(decode_map::<Typed<u8>>(&job), Err(Error::NotReady)));
+        assert!(matches!(
+            decode_map::<Typed<u8>>(&job),
+            Err(Error::NotReady)
+        ));
         job.complete(0, done_items(&[(wire::OK, &[1]), (wire::OK, &[2])]));
         assert!(job.is_done());
         assert_eq!(decode_map::<Typed<u8>>(&job).unwrap(), [1, 2, 3]);

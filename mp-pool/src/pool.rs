@@ -16,7 +16,9 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Error, PoolState, Result};
 use crate::imap::{IMap, IMapRaw, IMapUnordered};
-use crate::job::{self, AsyncResult, Callbacks, Decode, Job, Notifier, Raw, Sink, Typed, Unit, lock};
+use crate::job::{
+    self, AsyncResult, Callbacks, Decode, Job, Notifier, Raw, Sink, Typed, Unit, lock,
+};
 use crate::supervisor::{self, Driver, Supervisor};
 use crate::sys::EventFd;
 use crate::wire::{ArgError, UnitRecord};
@@ -957,9 +959,8 @@ impl Pool {
         items: impl IntoIterator<Item = Vec<u8>>,
         chunksize: Option<usize>,
     ) -> Result<AsyncResult<Vec<Vec<u8>>>> {
-        let records = self.map_records(items, chunksize, |r, item: &Vec<u8>| {
-            r.push_encoded(item)
-        })?;
+        let records =
+            self.map_records(items, chunksize, |r, item: &Vec<u8>| r.push_encoded(item))?;
         self.submit_records::<Raw>(records, Callbacks::new(), Wait::Later, |fns| {
             fns.intern_raw(f)
         })

@@ -106,7 +106,10 @@ fn a_listener_handed_to_another_owner_serves_and_unlinks_there() {
     // Only a listening socket is taken.
     let (a, _b) = UnixStream::pair().unwrap();
     let err = Listener::builder()
-        .adopt(a.into(), Address::Abstract(b"mp-conn-not-listening".to_vec()))
+        .adopt(
+            a.into(),
+            Address::Abstract(b"mp-conn-not-listening".to_vec()),
+        )
         .unwrap_err();
     assert!(matches!(err, Error::BadAddress(_)), "{err:?}");
 }

@@ -85,11 +85,17 @@ fn pool_exception(e: &mp_pool::Error) -> Exception {
         E::InitializerFailed { message } => new("InitializerFailed", vec![text(message)]),
         E::WorkerLost { pid, exitcode } => new(
             "WorkerLost",
-            vec![Value::from(i64::from(*pid)), Value::from(i64::from(*exitcode))],
+            vec![
+                Value::from(i64::from(*pid)),
+                Value::from(i64::from(*exitcode)),
+            ],
         ),
         E::TaskTimeout { pid, limit } => new(
             "TaskTimeout",
-            vec![Value::from(i64::from(*pid)), Value::Float(limit.as_secs_f64())],
+            vec![
+                Value::from(i64::from(*pid)),
+                Value::Float(limit.as_secs_f64()),
+            ],
         ),
         E::Timeout => new("Timeout", Vec::new()),
         E::NotReady => new("NotReady", Vec::new()),
@@ -197,7 +203,9 @@ fn bytes_arg(v: &Value, method: &str) -> Result<Vec<u8>, Raise> {
 /// A `map`'s items: a sequence of encoded arguments.
 fn items_arg(v: Option<&Value>, method: &str) -> Result<Vec<Vec<u8>>, Raise> {
     let Some(seq) = v.and_then(Value::as_seq) else {
-        return Err(Exception::type_error(format!("{method}(): the iterable must be a list")).into());
+        return Err(
+            Exception::type_error(format!("{method}(): the iterable must be a list")).into(),
+        );
     };
     seq.iter().map(|item| bytes_arg(item, method)).collect()
 }
@@ -295,7 +303,9 @@ impl SharedPool {
         let mut builder = mp_pool::Pool::builder();
         if let Some(n) = processes {
             if n == 0 {
-                return Err(Exception::value_error("Number of processes must be at least 1").into());
+                return Err(
+                    Exception::value_error("Number of processes must be at least 1").into(),
+                );
             }
             builder = builder.processes(usize::try_from(n).unwrap_or(usize::MAX));
         }
@@ -323,7 +333,10 @@ impl Shared for SharedPool {
                 refuse_extras(&args, 3, method)?;
                 let f = fn_arg(a.first(), method)?;
                 let task = bytes_arg(a.get(1).unwrap_or(&Value::None), method)?;
-                let r = self.pool.apply_async_raw(&f, &task).map_err(|e| raise(&e))?;
+                let r = self
+                    .pool
+                    .apply_async_raw(&f, &task)
+                    .map_err(|e| raise(&e))?;
                 if method == "apply" {
                     wait_ready(cx, None, |slice| r.wait(Some(slice)))?;
                     let v = r.get(Some(Duration::ZERO)).map_err(|e| raise(&e))?;
@@ -420,7 +433,8 @@ impl PoolResult {
             PoolResult::Many(r) => r
                 .get(now)
                 .map(|items| {
-                    let list: Vec<Value> = items.into_iter().map(|v| Value::Bytes(v.into())).collect();
+                    let list: Vec<Value> =
+                        items.into_iter().map(|v| Value::Bytes(v.into())).collect();
                     Value::List(List::from(list))
                 })
                 .map_err(|e| raise(&e)),
@@ -941,7 +955,10 @@ impl<R: Serialize + DeserializeOwned> PoolIterProxy<R> {
     /// the next call waits for the same result again (CPython's
     /// `next(timeout)`).
     pub fn next_timeout(&self, timeout: Option<Duration>) -> Option<Result<R>> {
-        match self.proxy.call::<Value>("__next__", &(timeout_value(timeout),)) {
+        match self
+            .proxy
+            .call::<Value>("__next__", &(timeout_value(timeout),))
+        {
             Ok(v) => Some(decode(&v)),
             Err(e) if e.is("StopIteration") => None,
             Err(e) => Some(Err(client_error(e))),

@@ -71,7 +71,10 @@ fn raw_calls_match_the_typed_ones() {
             .imap_raw(&g, (0..5u64).map(|n| enc(&n)), 1, true)
             .unwrap()
             .collect();
-        assert!(matches!(per_item[3], Err(Error::Panicked { .. })), "{per_item:?}");
+        assert!(
+            matches!(per_item[3], Err(Error::Panicked { .. })),
+            "{per_item:?}"
+        );
         assert_eq!(dec(per_item[4].as_ref().unwrap()), 4);
         p.close();
         p.join().unwrap();
