@@ -128,6 +128,82 @@ fn child_barrier((b, rounds): (BarrierProxy, usize)) {
     }
 }
 
+/// Where a barrier's action writes: it runs in the manager, so a file
+/// named after the test process (the manager's parent) is how the test
+/// sees it.
+fn barrier_log(test_pid: u32) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("mp-manager-barrier-{test_pid}"))
+}
+
+/// A barrier's action: appends a line to [`barrier_log`].
+fn barrier_tripped(_: ()) {
+    use std::io::Write;
+    let parent = mp_context::parent_process().unwrap().pid();
+    let path = barrier_log(parent as u32);
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .unwrap();
+    writeln!(f, "tripped by {}", std::process::id()).unwrap();
+}
+
+fn barrier_action_fails(_: ()) {
+    panic!("the action refuses (expected by the test)");
+}
+
+fn barrier_actions_run_in_the_manager() {
+    let log = barrier_log(std::process::id());
+    let _ = std::fs::remove_file(&log);
+    let c = ctx("fork");
+    let m = SyncManager::started(&c).unwrap();
+    let server = m.process().unwrap().pid().unwrap().unwrap();
+    let b = m.barrier_with_action(2, barrier_tripped, None).unwrap();
+    let child = c.process(child_barrier, (b.clone(), 2));
+    child.start().unwrap();
+    for _ in 0..2 {
+        b.wait(LONG).unwrap();
+    }
+    child.join(LONG).unwrap();
+    assert_eq!(child.exitcode().unwrap(), Some(0));
+    let lines = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(lines, format!("tripped by {server}\ntripped by {server}\n"));
+    let _ = std::fs::remove_file(&log);
+    drop(b);
+
+    // A failing action breaks the barrier.
+    let b = m
+        .barrier_with_action(2, barrier_action_fails, None)
+        .unwrap();
+    let other = b.clone();
+    let waiter = std::thread::spawn(move || other.wait(LONG));
+    std::thread::sleep(SHORT);
+    let mine = b.wait(LONG);
+    let theirs = waiter.join().unwrap();
+    let (tripped, released) = if mine.as_ref().is_err_and(|e| e.is("RuntimeError")) {
+        (mine, theirs)
+    } else {
+        (theirs, mine)
+    };
+    assert!(tripped.unwrap_err().is("RuntimeError"));
+    assert!(released.unwrap_err().is("threading.BrokenBarrierError"));
+    assert!(b.broken().unwrap());
+    drop(b);
+    // An action must take no arguments.
+    let wrong = postcard::to_allocvec(&mp_context::FnRef::new(square)).unwrap();
+    let mut kw = mp_value::Dict::new();
+    kw.insert("action", mp_value::Value::Bytes(wrong.into()))
+        .unwrap();
+    let err = m
+        .create_kw::<BarrierProxy>("Barrier", &(2,), kw)
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Remote(t) if t.contains("TypeError") && t.contains("fn(())")),
+        "{err:?}"
+    );
+    assert_no_objects(&m);
+}
+
 fn child_condition((c, counter): (ConditionProxy, ValueProxy<i64>)) {
     c.acquire().unwrap();
     counter.set(&(counter.get().unwrap() + 1)).unwrap();
@@ -878,6 +954,10 @@ fn main() {
             a_manager_that_dies_at_once_fails_its_clients,
         ),
         (
+            "barrier_actions_run_in_the_manager",
+            barrier_actions_run_in_the_manager,
+        ),
+        (
             "sigint_leaves_a_started_manager_serving",
             sigint_leaves_a_started_manager_serving,
         ),
@@ -898,6 +978,8 @@ fn main() {
             the_pool_ends_with_the_manager,
         ),
     ];
+    // Panics the tests cause on purpose say so; only others are printed.
+    mp_testsupport::harness::silence_expected_panics("expected by the test");
     let passed = mp_testsupport::harness::run_tests(tests);
     mp_context::shutdown();
     std::process::exit(mp_testsupport::harness::exit_code(passed));

@@ -375,6 +375,32 @@ impl<R: Registrar> SyncManager<R> {
         self.create_kw("Barrier", &(parties,), kw)
     }
 
+    /// `manager.Barrier(parties, action=action, timeout=timeout)`: `action`
+    /// runs in the manager, called by the waiter that trips the barrier,
+    /// before the others are released; if it panics, the barrier breaks
+    /// (that waiter gets a `RuntimeError`, the others
+    /// `threading.BrokenBarrierError`). It is a plain function of this
+    /// program taking `()`, sent as an `mp_context::FnRef` (the manager must
+    /// run this build of the program, as a started one does).
+    ///
+    /// # Errors
+    ///
+    /// As [`SyncManager::barrier`]; a `TypeError` from a manager that runs
+    /// another build.
+    pub fn barrier_with_action(
+        &self,
+        parties: usize,
+        action: fn(()),
+        timeout: Option<Duration>,
+    ) -> Result<BarrierProxy> {
+        let mut kw = Dict::new();
+        kw.insert("action", pool::fn_value(action))?;
+        if let Some(t) = timeout {
+            kw.insert("timeout", t.as_secs_f64())?;
+        }
+        self.create_kw("Barrier", &(parties,), kw)
+    }
+
     /// `manager.Value(typecode, value)`.
     ///
     /// # Errors

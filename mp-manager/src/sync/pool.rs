@@ -540,8 +540,9 @@ impl Shared for PoolIterator {
 
 // ----- the proxies -----
 
-/// `f` as the value a pool call sends.
-fn fn_value<A, R>(f: fn(A) -> R) -> Value
+/// `f` as the value a pool call (or a barrier's action) sends: the bytes
+/// of its [`FnRef`].
+pub(super) fn fn_value<A, R>(f: fn(A) -> R) -> Value
 where
     A: DeserializeOwned,
     R: Serialize,
