@@ -640,19 +640,25 @@ fn gone_or_zombie(pid: i32) -> bool {
     }
 }
 
+/// Runs this binary in `role`, which starts a manager and prints its pid
+/// first; gives the process and that pid.
+fn spawn_role(role: &str) -> (std::process::Child, i32) {
+    let mut parent = std::process::Command::new(std::env::current_exe().unwrap())
+        .env("MP_MANAGER_TEST_ROLE", role)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(parent.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (parent, line.trim().parse().unwrap())
+}
+
 fn manager_exits_when_its_parent_is_killed() {
     for method in METHODS {
-        let mut parent = std::process::Command::new(std::env::current_exe().unwrap())
-            .env("MP_MANAGER_TEST_ROLE", format!("manager-parent:{method}"))
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(parent.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let pid: i32 = line.trim().parse().unwrap();
+        let (mut parent, pid) = spawn_role(&format!("manager-parent:{method}"));
         assert!(!gone_or_zombie(pid));
         parent.kill().unwrap(); // SIGKILL: no exit handler runs
         parent.wait().unwrap();
@@ -666,17 +672,7 @@ fn manager_exits_when_its_parent_is_killed() {
 }
 
 fn exiting_without_dropping_the_manager_stops_it() {
-    let mut parent = std::process::Command::new(std::env::current_exe().unwrap())
-        .env("MP_MANAGER_TEST_ROLE", "manager-forgotten")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(parent.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let pid: i32 = line.trim().parse().unwrap();
+    let (mut parent, pid) = spawn_role("manager-forgotten");
     let deadline = Instant::now() + Duration::from_secs(30);
     while !matches!(parent.try_wait(), Ok(Some(_))) {
         if Instant::now() > deadline {

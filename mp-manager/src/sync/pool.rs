@@ -668,43 +668,6 @@ impl PoolProxy {
             .map_err(client_error)
     }
 
-    /// `pool.map(f, items, chunksize)`: the results in order.
-    ///
-    /// # Errors
-    ///
-    /// As [`PoolProxy::apply`]: the error of the first item that failed.
-    pub fn map<A, R>(
-        &self,
-        f: fn(A) -> R,
-        items: impl IntoIterator<Item = A>,
-        chunksize: Option<usize>,
-    ) -> Result<Vec<R>>
-    where
-        A: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + 'static,
-    {
-        self.map_call("map", f, items, chunksize)
-    }
-
-    /// `pool.starmap(f, items, chunksize)`: `map` over tuples, which `f`
-    /// destructures (`fn add((a, b): (u32, u32)) -> u32`), as in `mp_pool`.
-    ///
-    /// # Errors
-    ///
-    /// As [`PoolProxy::map`].
-    pub fn starmap<A, R>(
-        &self,
-        f: fn(A) -> R,
-        items: impl IntoIterator<Item = A>,
-        chunksize: Option<usize>,
-    ) -> Result<Vec<R>>
-    where
-        A: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + 'static,
-    {
-        self.map_call("starmap", f, items, chunksize)
-    }
-
     fn map_call<A, R>(
         &self,
         method: &str,
@@ -723,42 +686,6 @@ impl PoolProxy {
         decode_list(&v)
     }
 
-    /// `pool.map_async(f, items, chunksize)`.
-    ///
-    /// # Errors
-    ///
-    /// As [`PoolProxy::apply`], for the submission.
-    pub fn map_async<A, R>(
-        &self,
-        f: fn(A) -> R,
-        items: impl IntoIterator<Item = A>,
-        chunksize: Option<usize>,
-    ) -> Result<MapResultProxy<R>>
-    where
-        A: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + 'static,
-    {
-        self.map_async_call("map_async", f, items, chunksize)
-    }
-
-    /// `pool.starmap_async(f, items, chunksize)`.
-    ///
-    /// # Errors
-    ///
-    /// As [`PoolProxy::apply`], for the submission.
-    pub fn starmap_async<A, R>(
-        &self,
-        f: fn(A) -> R,
-        items: impl IntoIterator<Item = A>,
-        chunksize: Option<usize>,
-    ) -> Result<MapResultProxy<R>>
-    where
-        A: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + 'static,
-    {
-        self.map_async_call("starmap_async", f, items, chunksize)
-    }
-
     fn map_async_call<A, R, P: ProxyType>(
         &self,
         method: &str,
@@ -773,46 +700,6 @@ impl PoolProxy {
         self.proxy
             .call_proxy(method, &(fn_value(f), items_value(items)?, chunksize))
             .map_err(client_error)
-    }
-
-    /// `pool.imap(f, items, chunksize)`: the results in order, one
-    /// `next` at a time. The items are sent to the manager whole (as
-    /// CPython's proxy sends its iterable); the manager's pool feeds them
-    /// to the workers lazily.
-    ///
-    /// # Errors
-    ///
-    /// As [`PoolProxy::apply`], for the submission.
-    pub fn imap<A, R>(
-        &self,
-        f: fn(A) -> R,
-        items: impl IntoIterator<Item = A>,
-        chunksize: usize,
-    ) -> Result<PoolIterProxy<R>>
-    where
-        A: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + 'static,
-    {
-        self.map_async_call("imap", f, items, Some(chunksize))
-    }
-
-    /// `pool.imap_unordered(f, items, chunksize)`: the results in the
-    /// order they finish.
-    ///
-    /// # Errors
-    ///
-    /// As [`PoolProxy::apply`], for the submission.
-    pub fn imap_unordered<A, R>(
-        &self,
-        f: fn(A) -> R,
-        items: impl IntoIterator<Item = A>,
-        chunksize: usize,
-    ) -> Result<PoolIterProxy<R>>
-    where
-        A: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + 'static,
-    {
-        self.map_async_call("imap_unordered", f, items, Some(chunksize))
     }
 
     /// `pool.close()`: no new tasks; the workers exit once the submitted
@@ -845,6 +732,74 @@ impl PoolProxy {
     pub fn join(&self) -> Result<()> {
         self.proxy.call("join", &()).map_err(client_error)
     }
+}
+
+/// The calls of [`PoolProxy`] that take a function, items and a chunk
+/// size, each sent as the method of its name.
+macro_rules! map_calls {
+    ($($(#[$doc:meta])* $name:ident($chunk:ty) -> $ret:ty, via $via:ident;)*) => {
+        impl PoolProxy {
+            $(
+                $(#[$doc])*
+                pub fn $name<A, R>(
+                    &self,
+                    f: fn(A) -> R,
+                    items: impl IntoIterator<Item = A>,
+                    chunksize: $chunk,
+                ) -> Result<$ret>
+                where
+                    A: Serialize + DeserializeOwned + 'static,
+                    R: Serialize + DeserializeOwned + 'static,
+                {
+                    self.$via(stringify!($name), f, items, chunksize.into())
+                }
+            )*
+        }
+    };
+}
+
+map_calls! {
+    /// `pool.map(f, items, chunksize)`: the results in order.
+    ///
+    /// # Errors
+    ///
+    /// As [`PoolProxy::apply`]: the error of the first item that failed.
+    map(Option<usize>) -> Vec<R>, via map_call;
+    /// `pool.starmap(f, items, chunksize)`: `map` over tuples, which `f`
+    /// destructures (`fn add((a, b): (u32, u32)) -> u32`), as in `mp_pool`.
+    ///
+    /// # Errors
+    ///
+    /// As [`PoolProxy::map`].
+    starmap(Option<usize>) -> Vec<R>, via map_call;
+    /// `pool.map_async(f, items, chunksize)`.
+    ///
+    /// # Errors
+    ///
+    /// As [`PoolProxy::apply`], for the submission.
+    map_async(Option<usize>) -> MapResultProxy<R>, via map_async_call;
+    /// `pool.starmap_async(f, items, chunksize)`.
+    ///
+    /// # Errors
+    ///
+    /// As [`PoolProxy::apply`], for the submission.
+    starmap_async(Option<usize>) -> MapResultProxy<R>, via map_async_call;
+    /// `pool.imap(f, items, chunksize)`: the results in order, one
+    /// `next` at a time. The items are sent to the manager whole (as
+    /// CPython's proxy sends its iterable); the manager's pool feeds them
+    /// to the workers lazily.
+    ///
+    /// # Errors
+    ///
+    /// As [`PoolProxy::apply`], for the submission.
+    imap(usize) -> PoolIterProxy<R>, via map_async_call;
+    /// `pool.imap_unordered(f, items, chunksize)`: the results in the
+    /// order they finish.
+    ///
+    /// # Errors
+    ///
+    /// As [`PoolProxy::apply`], for the submission.
+    imap_unordered(usize) -> PoolIterProxy<R>, via map_async_call;
 }
 
 /// `wait`, `ready` and `successful` of the result proxies.
