@@ -880,6 +880,41 @@ fn a_killed_pool_worker_gives_the_client_worker_lost() {
     assert!(!r.successful().unwrap());
     // The pool replaced the worker and goes on.
     assert_eq!(pool.apply(square, &3).unwrap(), 9);
+    // What a client that is not a Rust PoolProxy might send: refused with
+    // a TypeError each, and the pool goes on.
+    use mp_manager::ProxyType;
+    use mp_value::Value;
+    let raw = pool.proxy();
+    let garbage = Value::Bytes(b"not an FnRef".to_vec().into());
+    for (method, args) in [
+        (
+            "apply",
+            vec![Value::from("len"), Value::Tuple(Default::default())],
+        ),
+        (
+            "apply",
+            vec![garbage.clone(), Value::Bytes(Vec::new().into())],
+        ),
+        ("map", vec![garbage.clone(), Value::from(3)]),
+        ("imap", vec![garbage, Value::List(Default::default())]),
+    ] {
+        let err = raw
+            .call::<Value>(method, &Value::Tuple(args.into()))
+            .unwrap_err();
+        assert!(err.is("TypeError"), "{method}: {err:?}");
+    }
+    let mut kw = mp_value::Dict::new();
+    kw.insert("callback", Value::from(1)).unwrap();
+    let f = Value::Bytes(
+        postcard::to_allocvec(&mp_context::FnRef::new(square))
+            .unwrap()
+            .into(),
+    );
+    let err = raw
+        .call_kw::<Value>("apply_async", &(f, Value::Bytes(Vec::new().into())), kw)
+        .unwrap_err();
+    assert!(err.is("TypeError"), "{err:?}");
+    assert_eq!(pool.apply(square, &4).unwrap(), 16);
     drop((pool, r));
     assert_no_objects(&m);
 }
