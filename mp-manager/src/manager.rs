@@ -238,9 +238,10 @@ impl<R: Registrar> BaseManager<R> {
     ///
     /// # Errors
     ///
-    /// A state error if already started or shut down; [`Error::Process`]
-    /// if the process cannot be started; [`Error::Start`] if the server
-    /// could not bind its address.
+    /// A state error if already started or shut down; [`Error::Connection`]
+    /// if the address cannot be bound (this process binds it and hands the
+    /// listening socket to the server); [`Error::Process`] if the process
+    /// cannot be started.
     pub fn start(&self) -> Result<()> {
         self.start_inner::<NoInit>(None)
     }
