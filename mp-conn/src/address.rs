@@ -342,6 +342,26 @@ pub(crate) fn remove_our_temp_dir(dir: &Path) {
     }
 }
 
+/// Stops treating `dir` as one this process made (its listener was given
+/// to another process, which removes it).
+pub(crate) fn forget_our_temp_dir(dir: &Path) {
+    lock_dirs().retain(|d| d != dir);
+}
+
+/// Treats `dir` as one this process made, if it is a private `pymp-`
+/// directory (a listener a parent bound to an [`arbitrary_address`] and
+/// gave to this process).
+pub(crate) fn adopt_our_temp_dir(dir: &Path) {
+    let ours = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("pymp-"));
+    let mut dirs = lock_dirs();
+    if ours && !dirs.iter().any(|d| d == dir) {
+        dirs.push(dir.to_path_buf());
+    }
+}
+
 fn random_hex(bytes: usize) -> Result<String> {
     let mut buf = [0u8; 16];
     let buf = &mut buf[..bytes];

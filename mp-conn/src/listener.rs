@@ -13,7 +13,10 @@ use rustix::event::{PollFd, PollFlags};
 use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketFlags, SocketType};
 
-use crate::address::{Address, Family, arbitrary_address, remove_our_temp_dir};
+use crate::address::{
+    Address, Family, adopt_our_temp_dir, arbitrary_address, forget_our_temp_dir,
+    remove_our_temp_dir,
+};
 use crate::error::AtPlace;
 use crate::handshake::{Auth, Handshake, Want};
 use crate::sys;
@@ -313,6 +316,30 @@ impl Listener {
         }
     }
 
+    /// Gives the listening socket away, for another process to listen on
+    /// with [`ListenerBuilder::adopt`] (a server process that a parent
+    /// bound the address for, so that clients may connect before the child
+    /// runs): returns the socket and its address. This listener stops
+    /// owning the path: the adopting one unlinks it (and its private
+    /// `pymp-` directory) when it closes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] after [`Listener::close`]; [`Error::Io`] if the
+    /// socket cannot be duplicated.
+    pub fn into_socket(mut self) -> Result<(OwnedFd, Address)> {
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        let socket = self.socket.try_clone()?;
+        if let Some((path, _)) = self.unlink.take() {
+            if let Some(dir) = path.parent() {
+                forget_our_temp_dir(dir);
+            }
+        }
+        Ok((socket, self.address.clone()))
+    }
+
     /// Accepts one client unless `deadline` passes first.
     fn accept_plain(&mut self, deadline: Option<Instant>) -> Result<Option<OwnedFd>> {
         loop {
@@ -562,7 +589,7 @@ impl ListenerBuilder {
     ///   refuses MD5;
     /// - [`Error::Io`]: the socket calls failed, for example `EADDRINUSE`
     ///   when another socket is bound to the address (CONN-14).
-    pub fn bind(self) -> Result<Listener> {
+    pub fn bind(mut self) -> Result<Listener> {
         let family = match (&self.address, self.family) {
             (Some(address), Some(family)) if address.family() != family => {
                 return Err(Error::BadAddress(format!(
@@ -577,7 +604,7 @@ impl ListenerBuilder {
             .check(self.digest)
             .map_err(Error::Authentication)?;
         let arbitrary = self.address.is_none();
-        let address = match self.address {
+        let address = match self.address.take() {
             Some(address) => address,
             None => arbitrary_address(family)?,
         };
@@ -593,6 +620,40 @@ impl ListenerBuilder {
                 return Err(e);
             }
         };
+        Ok(self.finish(socket, bound_address))
+    }
+
+    /// Listens on `socket`, a socket already bound to `address` and
+    /// listening (from [`Listener::into_socket`] in a parent process),
+    /// with this builder's key and handshake settings (its address, family
+    /// and backlog were the binder's). The new listener owns the path as
+    /// if it had bound it: it unlinks it, and the private `pymp-` directory
+    /// of an [`arbitrary_address`], when it closes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BadAddress`] if `socket` is not a listening socket;
+    /// [`Error::Authentication`] for MD5 challenges under a policy that
+    /// refuses MD5.
+    pub fn adopt(self, socket: OwnedFd, address: Address) -> Result<Listener> {
+        self.policy
+            .check(self.digest)
+            .map_err(Error::Authentication)?;
+        if !rustix::net::sockopt::socket_acceptconn(&socket).unwrap_or(false) {
+            return Err(Error::BadAddress(format!(
+                "the socket given for {address} is not listening"
+            )));
+        }
+        if let Address::Unix(path) = &address {
+            if let Some(dir) = path.parent() {
+                adopt_our_temp_dir(dir);
+            }
+        }
+        Ok(self.finish(socket, address))
+    }
+
+    /// The listener on a bound, listening `socket`.
+    fn finish(self, socket: OwnedFd, address: Address) -> Listener {
         let unlink = match &address {
             Address::Unix(path) => Some((path.clone(), rustix::process::getpid())),
             _ => None,
@@ -605,16 +666,16 @@ impl ListenerBuilder {
                 timeout: self.handshake_timeout,
             })
         });
-        Ok(Listener {
+        Listener {
             socket,
             closed: false,
-            address: bound_address,
+            address,
             last_accepted: None,
             unlink,
             auth,
             pending: Vec::new(),
             max_pending: self.max_pending,
-        })
+        }
     }
 }
 

@@ -181,6 +181,29 @@ pub use function::{CallError, FnRef, FnRefError, ResolvedFn};
 pub use logging::{LOGGER_NAME, LevelFilter, Logger, get_logger, log_to_stderr};
 pub use process::{Process, Sentinel};
 
+/// Makes this process ignore SIGINT (`signal.signal(signal.SIGINT,
+/// signal.SIG_IGN)`), as CPython's manager server and fork server do, so
+/// that Ctrl-C in the terminal, which the kernel sends to the whole
+/// foreground process group, leaves a helper process running until its
+/// parent shuts it down (bpo-36368). The setting is inherited by the
+/// processes it starts, under every start method (an ignored signal
+/// stays ignored across `fork` and `exec`).
+///
+/// # Errors
+///
+/// `sigaction`'s error (none is expected for SIGINT).
+///
+/// # Examples
+///
+/// ```no_run
+/// // In a helper process's target, before it serves:
+/// mp_context::ignore_sigint()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn ignore_sigint() -> std::io::Result<()> {
+    sys::ignore_sigint()
+}
+
 /// Runs the finalizers of priority 0 and above, terminates daemonic
 /// children, joins every child, then runs the remaining finalizers
 /// (CPython's `util._exit_function`; see [`register_finalizer`]). Runs by

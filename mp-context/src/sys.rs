@@ -1,5 +1,5 @@
 //! The syscalls and pointer tricks that need `unsafe`: `fork`, `_exit`,
-//! `atexit`, and turning a function's offset back into a function pointer.
+//! `atexit`, `sigaction` (SIGINT ignored), and turning a function's offset back into a function pointer.
 //!
 //! # Safety
 //!
@@ -49,6 +49,23 @@ pub(crate) fn register_atexit(f: extern "C" fn()) {
     unsafe {
         libc::atexit(f);
     }
+}
+
+/// Sets SIGINT's disposition to `SIG_IGN` (`sigaction(2)`).
+pub(crate) fn ignore_sigint() -> io::Result<()> {
+    // SAFETY: `sigaction` with a zeroed, then filled-in struct whose
+    // handler is `SIG_IGN`: no handler of ours ever runs, so there is no
+    // async-signal-safety to uphold, and the call only changes the
+    // process's disposition (thread-safe in the kernel).
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = libc::SIG_IGN;
+        libc::sigemptyset(&mut action.sa_mask);
+        if libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut()) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// The run-time address of this executable's entry point

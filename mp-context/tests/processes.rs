@@ -1000,6 +1000,35 @@ fn set_executable_runs_a_worker_binary() {
     assert_eq!(run(&ctx("spawn").process(nothing, ())), Some(0));
 }
 
+/// Ignores SIGINT, then sends it to itself: still here to exit with 7.
+fn ignores_sigint(_: ()) {
+    mp_context::ignore_sigint().unwrap();
+    rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::INT).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    mp_context::exit(7)
+}
+
+fn an_ignored_sigint_leaves_a_child_running() {
+    for method in ["fork", "spawn", "forkserver"] {
+        assert_eq!(
+            run(&ctx(method).process(ignores_sigint, ())),
+            Some(7),
+            "{method}"
+        );
+        // Without it, the same signal ends the child.
+        let p = ctx(method).process(sleeps, ());
+        p.start().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        p.interrupt().unwrap();
+        p.join(LONG).unwrap();
+        assert_eq!(p.exitcode().unwrap(), Some(-2), "{method}");
+    }
+}
+
+fn sleeps(_: ()) {
+    std::thread::sleep(std::time::Duration::from_secs(60));
+}
+
 fn main() {
     mp_context::init();
     if std::env::var("MP_CONTEXT_TEST_ROLE").as_deref() == Ok("forkserver-parent") {
@@ -1020,6 +1049,10 @@ fn main() {
         _ => {}
     }
     let tests: &[(&str, fn())] = &[
+        (
+            "an_ignored_sigint_leaves_a_child_running",
+            an_ignored_sigint_leaves_a_child_running,
+        ),
         (
             "child_stdin_is_the_null_device",
             child_stdin_is_the_null_device,

@@ -233,6 +233,10 @@ pub enum Error {
     /// The manager process did not report its address (it failed to bind,
     /// or died during start-up); the text says what it reported.
     Start(String),
+    /// A call of a manager's pool ([`PoolProxy`](crate::PoolProxy))
+    /// failed: the task's error ([`mp_pool::Error::WorkerLost`],
+    /// [`Panicked`](mp_pool::Error::Panicked), …) or the pool's.
+    Pool(mp_pool::Error),
 }
 
 impl Error {
@@ -240,6 +244,14 @@ impl Error {
     pub fn exception(&self) -> Option<&Exception> {
         match self {
             Error::Raised(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The error of a manager's pool, if that is what happened.
+    pub fn pool_error(&self) -> Option<&mp_pool::Error> {
+        match self {
+            Error::Pool(e) => Some(e),
             _ => None,
         }
     }
@@ -274,6 +286,7 @@ impl fmt::Display for Error {
             Error::State(what) => f.write_str(what),
             Error::Process(_) => f.write_str("could not start the manager process"),
             Error::Start(what) => write!(f, "the manager process failed to start: {what}"),
+            Error::Pool(_) => f.write_str("the manager's pool failed"),
         }
     }
 }
@@ -298,6 +311,7 @@ impl std::error::Error for Error {
             Error::Codec(e) => Some(e),
             Error::Convert(e) => Some(e),
             Error::Process(e) => Some(e),
+            Error::Pool(e) => Some(e),
             Error::Raised(_)
             | Error::Remote(_)
             | Error::Protocol(_)

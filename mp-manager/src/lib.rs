@@ -12,8 +12,9 @@
 //! - [`SyncManager`]: CPython's `SyncManager` types (`dict`, `list`,
 //!   `set`, `Queue`, `JoinableQueue`, `Lock`, `RLock`, `Semaphore`,
 //!   `BoundedSemaphore`, `Condition`, `Event`, `Barrier`, `Value`,
-//!   `Array`, `Namespace`) with typed proxies ([`DictProxy<K, V>`],
-//!   [`QueueProxy<T>`], …).
+//!   `Array`, `Namespace`, and `Pool`: a process pool of `mp-pool` held by
+//!   the manager) with typed proxies ([`DictProxy<K, V>`],
+//!   [`QueueProxy<T>`], [`PoolProxy`], …).
 //! - Your own types: [`shared`] on an `impl` block generates the dispatch
 //!   and a typed proxy with the type's own method signatures; register it
 //!   with [`Registry::register_type`] in a [`Registrar`].
@@ -159,9 +160,10 @@ pub use registry::{Constructor, NoTypes, Registrar, Registry, TypeSpec};
 pub use server::{Server, ServerHandle};
 pub use shared::{Args, AsAny, Bound, Call, Output, Raise, Shared, Wait, deadline_after};
 pub use sync::{
-    AcquireGuard, AcquirerProxy, ArrayProxy, BarrierProxy, ConditionProxy, DictProxy, EventProxy,
-    IteratorProxy, ListIter, ListProxy, LockLike, LockProxy, NamespaceProxy, QueueProxy,
-    RLockProxy, SemaphoreProxy, SetProxy, SyncManager, SyncTypes, ValueProxy,
+    AcquireGuard, AcquirerProxy, ArrayProxy, AsyncResultProxy, BarrierProxy, ConditionProxy,
+    DictProxy, EventProxy, IteratorProxy, ListIter, ListProxy, LockLike, LockProxy, MapResultProxy,
+    NamespaceProxy, PoolIterProxy, PoolProxy, QueueProxy, RLockProxy, SemaphoreProxy, SetProxy,
+    SyncManager, SyncTypes, ValueProxy,
 };
 pub use typed::{Locked, SharedType};
 pub use wire::Token;

@@ -41,6 +41,10 @@ struct Inner {
     /// The write end of the started server's control pipe: a byte asks it
     /// to shut down.
     control: Option<OwnedFd>,
+    /// Shuts the started server down when this process exits without
+    /// dropping the manager (CPython's `Finalize(self,
+    /// _finalize_manager, exitpriority=0)`).
+    finalizer: Option<mp_context::Finalizer>,
 }
 
 /// A manager: the handle to a server process that holds shared objects
@@ -125,6 +129,7 @@ impl<R: Registrar> BaseManager<R> {
                 process: None,
                 client: None,
                 control: None,
+                finalizer: None,
             }),
             _types: PhantomData,
         }
@@ -233,9 +238,10 @@ impl<R: Registrar> BaseManager<R> {
     ///
     /// # Errors
     ///
-    /// A state error if already started or shut down; [`Error::Process`]
-    /// if the process cannot be started; [`Error::Start`] if the server
-    /// could not bind its address.
+    /// A state error if already started or shut down; [`Error::Connection`]
+    /// if the address cannot be bound (this process binds it and hands the
+    /// listening socket to the server); [`Error::Process`] if the process
+    /// cannot be started.
     pub fn start(&self) -> Result<()> {
         self.start_inner::<NoInit>(None)
     }
@@ -257,27 +263,55 @@ impl<R: Registrar> BaseManager<R> {
     fn start_inner<I: Initializer>(&self, init: Option<Vec<u8>>) -> Result<()> {
         let mut inner = self.lock();
         self.check_initial(&inner)?;
-        let (mut reader, writer) =
-            mp_conn::pipe(false).map_err(|e| Error::Start(format!("no pipe: {e}")))?;
         let (control_r, control_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
             .map_err(|e| Error::Start(format!("no pipe: {e}")))?;
+        // Without an initializer, nothing can fail in the server before it
+        // serves but binding its address: bind it here and hand the server
+        // the listening socket, so that `start` need not wait for the new
+        // process (a client that connects first waits in the backlog).
+        // With one, the server binds once the initializer has run, and
+        // reports its address or the initializer's failure.
+        let (listener, report) = match init {
+            None => {
+                let listener = Server::listen(inner.address.as_ref(), &self.authkey)?;
+                let shown = listener.address().clone();
+                let (socket, address) = listener
+                    .into_socket()
+                    .map_err(|e| Error::connection(&shown, e))?;
+                (Some((Fd::from(socket), address)), None)
+            }
+            Some(_) => {
+                let pipe =
+                    mp_conn::pipe(false).map_err(|e| Error::Start(format!("no pipe: {e}")))?;
+                (None, Some(pipe))
+            }
+        };
+        let (reader, writer) = report.map_or((None, None), |(r, w)| (Some(r), Some(w)));
+        let bound = listener.as_ref().map(|(_, a)| a.clone());
         inner.control = Some(control_w);
         let args = ServerArgs {
             control: Fd::from(control_r),
-            address: inner.address.as_ref().map(ToString::to_string),
+            address: bound
+                .as_ref()
+                .or(inner.address.as_ref())
+                .map(ToString::to_string),
+            listener: listener.map(|(fd, _)| fd),
             authkey: self.authkey.clone(),
             codec: self.codec.name().to_owned(),
             writer,
             init,
         };
         let process = self.ctx.process(server_main::<R, I>, args);
-        self.finish_start(&mut inner, &mut reader, process)
+        self.finish_start(&mut inner, reader, bound, process)
     }
 
+    /// Starts the server process; its address is `bound`, or the one it
+    /// reports on `reader`.
     fn finish_start(
         &self,
         inner: &mut Inner,
-        reader: &mut Connection,
+        reader: Option<Connection>,
+        bound: Option<Address>,
         process: Process,
     ) -> Result<()> {
         let identity = process
@@ -286,12 +320,31 @@ impl<R: Registrar> BaseManager<R> {
             .map(u32::to_string)
             .collect::<Vec<_>>()
             .join(":");
-        let process = process
-            .with_name(format!("{}-{identity}", self.name))
-            .with_daemon(true);
+        // Not daemonic, as CPython's: the server may start processes of its
+        // own (a `Pool`'s workers). The finalizer below stops it at exit.
+        let process = process.with_name(format!("{}-{identity}", self.name));
         process.start()?;
-        // The child reports its address, or why it has none; EOF means it
-        // died first.
+        let address = match (bound, reader) {
+            (Some(address), _) => address,
+            (None, Some(mut reader)) => self.reported_address(&mut reader, &process)?,
+            (None, None) => return Err(Error::Start("no address and no report".into())),
+        };
+        inner.client = Some(Client::get(&address, &self.authkey, &self.codec));
+        inner.address = Some(address);
+        let control = inner.control.as_ref().and_then(|c| c.try_clone().ok());
+        let timeout = self.shutdown_timeout;
+        let at_exit = process.clone();
+        inner.finalizer = Some(mp_context::register_finalizer(0, move || {
+            let _ = stop_server(&at_exit, control, None, timeout);
+        }));
+        inner.process = Some(process);
+        inner.state = State::Started;
+        Ok(())
+    }
+
+    /// The address the server process reports, or why it has none.
+    fn reported_address(&self, reader: &mut Connection, process: &Process) -> Result<Address> {
+        // EOF means it died first.
         let report: std::result::Result<String, String> = match reader.recv() {
             Ok(r) => r,
             Err(e) => {
@@ -302,20 +355,15 @@ impl<R: Registrar> BaseManager<R> {
                 )));
             }
         };
-        let address: Address = match report {
+        match report {
             Ok(text) => text
                 .parse()
-                .map_err(|e| Error::Start(format!("bad address {text:?}: {e}")))?,
+                .map_err(|e| Error::Start(format!("bad address {text:?}: {e}"))),
             Err(why) => {
                 let _ = process.join(Some(self.shutdown_timeout));
-                return Err(Error::Start(why));
+                Err(Error::Start(why))
             }
-        };
-        inner.client = Some(Client::get(&address, &self.authkey, &self.codec));
-        inner.address = Some(address);
-        inner.process = Some(process);
-        inner.state = State::Started;
-        Ok(())
+        }
     }
 
     /// The server's address (once started or connected, the address it
@@ -441,38 +489,52 @@ impl<R: Registrar> BaseManager<R> {
                 return Ok(());
             }
             inner.state = State::Shutdown;
+            if let Some(f) = inner.finalizer.take() {
+                f.cancel();
+            }
             (
                 inner.process.take(),
                 inner.client.take(),
                 inner.control.take(),
             )
         };
-        let Some(process) = process else {
-            return Ok(());
-        };
-        if process.is_alive()? {
-            // Ask: one byte on the control pipe (the server's watcher stops
-            // it, as CPython's `shutdown` request would, without a
-            // connection and two handshakes); failing that, the request.
-            let asked = control.is_some_and(|w| rustix::io::write(&w, &[1]).is_ok());
-            if !asked {
-                if let Some(c) = &client {
-                    let _ = c.public_call("shutdown", Vec::new(), Dict::new());
-                }
-            }
-            drop(client);
-            process.join(Some(self.shutdown_timeout))?;
-            if process.is_alive()? {
-                process.terminate()?;
-                process.join(Some(self.shutdown_timeout))?;
-                if process.is_alive()? {
-                    process.kill()?;
-                    process.join(None)?;
-                }
+        match process {
+            Some(process) => stop_server(&process, control, client, self.shutdown_timeout),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Stops a started server: asks (one byte on the control pipe, the
+/// `shutdown` request failing that), waits `timeout`, terminates, waits
+/// again, kills.
+fn stop_server(
+    process: &Process,
+    control: Option<OwnedFd>,
+    client: Option<Arc<Client>>,
+    timeout: Duration,
+) -> Result<()> {
+    if process.is_alive()? {
+        // The server's watcher stops it, as CPython's `shutdown` request
+        // would, without a connection and two handshakes.
+        let asked = control.is_some_and(|w| rustix::io::write(&w, &[1]).is_ok());
+        if !asked {
+            if let Some(c) = &client {
+                let _ = c.public_call("shutdown", Vec::new(), Dict::new());
             }
         }
-        Ok(())
+        drop(client);
+        process.join(Some(timeout))?;
+        if process.is_alive()? {
+            process.terminate()?;
+            process.join(Some(timeout))?;
+            if process.is_alive()? {
+                process.kill()?;
+                process.join(None)?;
+            }
+        }
     }
+    Ok(())
 }
 
 impl<R: Registrar> Drop for BaseManager<R> {
@@ -514,8 +576,11 @@ struct ServerArgs {
     address: Option<String>,
     authkey: Vec<u8>,
     codec: String,
-    /// The parent reads the address (or the reason there is none) here.
-    writer: Connection,
+    /// The listening socket the parent bound to `address`, if it did.
+    listener: Option<Fd>,
+    /// Where the server reports its address (or the reason there is none),
+    /// when the parent did not bind it.
+    writer: Option<Connection>,
     /// Readable when the parent asks for a shutdown (a byte) or has gone
     /// (end of file, when no other process holds the write end).
     control: Fd,
@@ -526,6 +591,7 @@ struct ServerArgs {
 fn server_main<R: Registrar, I: Initializer>(args: ServerArgs) {
     let ServerArgs {
         address,
+        listener,
         authkey,
         codec,
         writer,
@@ -533,8 +599,16 @@ fn server_main<R: Registrar, I: Initializer>(args: ServerArgs) {
         init,
     } = args;
     let report = |r: std::result::Result<String, String>| {
-        let _ = writer.send(&r);
+        if let Some(w) = &writer {
+            let _ = w.send(&r);
+        }
     };
+    // Ctrl-C in the parent's terminal reaches this process too; the parent
+    // shuts it down (CPython's bpo-36368).
+    if let Err(e) = mp_context::ignore_sigint() {
+        report(Err(format!("could not ignore SIGINT: {e}")));
+        mp_context::exit(1);
+    }
     if let Some(bytes) = init {
         if let Err(e) = I::run(&bytes) {
             report(Err(format!("the initializer failed: {e}")));
@@ -551,7 +625,13 @@ fn server_main<R: Registrar, I: Initializer>(args: ServerArgs) {
     let codec = codec_by_name(&codec).unwrap_or_else(|| Arc::new(Postcard));
     let mut registry = Registry::new();
     R::register(&mut registry);
-    let server = match Server::bind(registry, address.as_ref(), &authkey, codec) {
+    let server = match (listener, address) {
+        (Some(socket), Some(address)) => {
+            Server::adopt(registry, socket.into_inner(), address, &authkey, codec)
+        }
+        (_, address) => Server::bind(registry, address.as_ref(), &authkey, codec),
+    };
+    let server = match server {
         Ok(s) => s,
         Err(e) => {
             report(Err(format!("{e:?}")));

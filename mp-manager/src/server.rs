@@ -159,18 +159,44 @@ impl Server {
         authkey: &[u8],
         codec: Arc<dyn Codec>,
     ) -> Result<Server> {
+        Server::on(registry, Server::listen(address, authkey)?, codec)
+    }
+
+    /// A server's listener, bound to `address` (`None`: a fresh AF_UNIX
+    /// path) with `authkey`.
+    pub(crate) fn listen(address: Option<&Address>, authkey: &[u8]) -> Result<Listener> {
         let mut builder = Listener::builder().backlog(128).authkey(authkey.to_vec());
         if let Some(a) = address {
             builder = builder.address(a.clone());
         }
-        let listener = builder.bind().map_err(|e| {
+        builder.bind().map_err(|e| {
             let shown =
                 address.map_or_else(|| "a fresh AF_UNIX address".to_owned(), |a| a.to_string());
             Error::Connection {
                 address: shown,
                 source: e,
             }
-        })?;
+        })
+    }
+
+    /// A server on a listening socket that another process bound
+    /// ([`mp_conn::Listener::into_socket`]), with `authkey`.
+    pub(crate) fn adopt(
+        registry: Registry,
+        socket: OwnedFd,
+        address: Address,
+        authkey: &[u8],
+        codec: Arc<dyn Codec>,
+    ) -> Result<Server> {
+        let listener = Listener::builder()
+            .authkey(authkey.to_vec())
+            .adopt(socket, address.clone())
+            .map_err(|e| Error::connection(&address, e))?;
+        Server::on(registry, listener, codec)
+    }
+
+    /// A server on `listener`.
+    fn on(registry: Registry, listener: Listener, codec: Arc<dyn Codec>) -> Result<Server> {
         let stop_fd = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC)
             .map_err(|e| Error::connection(listener.address(), e.into()))?;
         let mut prefix = [0u8; 4];

@@ -14,8 +14,8 @@ use mp_conn::Address;
 use mp_context::{Process, get_context};
 use mp_manager::{
     AcquirerProxy, BarrierProxy, BaseManager, ConditionProxy, DictProxy, Error, EventProxy,
-    Initializer, ListProxy, NamespaceProxy, Proxy, QueueProxy, Registrar, Registry, SyncManager,
-    ValueProxy,
+    Initializer, ListProxy, NamespaceProxy, PoolProxy, Proxy, QueueProxy, Registrar, Registry,
+    SyncManager, ValueProxy,
 };
 
 const METHODS: [&str; 3] = ["fork", "spawn", "forkserver"];
@@ -126,6 +126,82 @@ fn child_barrier((b, rounds): (BarrierProxy, usize)) {
     for _ in 0..rounds {
         b.wait(Some(Duration::from_secs(60))).unwrap();
     }
+}
+
+/// Where a barrier's action writes: it runs in the manager, so a file
+/// named after the test process (the manager's parent) is how the test
+/// sees it.
+fn barrier_log(test_pid: u32) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("mp-manager-barrier-{test_pid}"))
+}
+
+/// A barrier's action: appends a line to [`barrier_log`].
+fn barrier_tripped(_: ()) {
+    use std::io::Write;
+    let parent = mp_context::parent_process().unwrap().pid();
+    let path = barrier_log(parent as u32);
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .unwrap();
+    writeln!(f, "tripped by {}", std::process::id()).unwrap();
+}
+
+fn barrier_action_fails(_: ()) {
+    panic!("the action refuses (expected by the test)");
+}
+
+fn barrier_actions_run_in_the_manager() {
+    let log = barrier_log(std::process::id());
+    let _ = std::fs::remove_file(&log);
+    let c = ctx("fork");
+    let m = SyncManager::started(&c).unwrap();
+    let server = m.process().unwrap().pid().unwrap().unwrap();
+    let b = m.barrier_with_action(2, barrier_tripped, None).unwrap();
+    let child = c.process(child_barrier, (b.clone(), 2));
+    child.start().unwrap();
+    for _ in 0..2 {
+        b.wait(LONG).unwrap();
+    }
+    child.join(LONG).unwrap();
+    assert_eq!(child.exitcode().unwrap(), Some(0));
+    let lines = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(lines, format!("tripped by {server}\ntripped by {server}\n"));
+    let _ = std::fs::remove_file(&log);
+    drop(b);
+
+    // A failing action breaks the barrier.
+    let b = m
+        .barrier_with_action(2, barrier_action_fails, None)
+        .unwrap();
+    let other = b.clone();
+    let waiter = std::thread::spawn(move || other.wait(LONG));
+    std::thread::sleep(SHORT);
+    let mine = b.wait(LONG);
+    let theirs = waiter.join().unwrap();
+    let (tripped, released) = if mine.as_ref().is_err_and(|e| e.is("RuntimeError")) {
+        (mine, theirs)
+    } else {
+        (theirs, mine)
+    };
+    assert!(tripped.unwrap_err().is("RuntimeError"));
+    assert!(released.unwrap_err().is("threading.BrokenBarrierError"));
+    assert!(b.broken().unwrap());
+    drop(b);
+    // An action must take no arguments.
+    let wrong = postcard::to_allocvec(&mp_context::FnRef::new(square)).unwrap();
+    let mut kw = mp_value::Dict::new();
+    kw.insert("action", mp_value::Value::Bytes(wrong.into()))
+        .unwrap();
+    let err = m
+        .create_kw::<BarrierProxy>("Barrier", &(2,), kw)
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Remote(t) if t.contains("TypeError") && t.contains("fn(())")),
+        "{err:?}"
+    );
+    assert_no_objects(&m);
 }
 
 fn child_condition((c, counter): (ConditionProxy, ValueProxy<i64>)) {
@@ -539,6 +615,19 @@ fn manager_parent_role(method: &str) -> ! {
     std::process::exit(0);
 }
 
+/// Starts a manager, prints its pid, and exits without dropping it: the
+/// exit handler must stop the manager (or this process would wait for it
+/// forever).
+fn manager_forgotten_role() -> ! {
+    let m = SyncManager::started(&ctx("fork")).unwrap();
+    let pid = m.process().unwrap().pid().unwrap().unwrap();
+    println!("{pid}");
+    use std::io::Write;
+    std::io::stdout().flush().unwrap();
+    std::mem::forget(m);
+    mp_context::exit(0);
+}
+
 fn gone_or_zombie(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => true,
@@ -551,19 +640,25 @@ fn gone_or_zombie(pid: i32) -> bool {
     }
 }
 
+/// Runs this binary in `role`, which starts a manager and prints its pid
+/// first; gives the process and that pid.
+fn spawn_role(role: &str) -> (std::process::Child, i32) {
+    let mut parent = std::process::Command::new(std::env::current_exe().unwrap())
+        .env("MP_MANAGER_TEST_ROLE", role)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(parent.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (parent, line.trim().parse().unwrap())
+}
+
 fn manager_exits_when_its_parent_is_killed() {
     for method in METHODS {
-        let mut parent = std::process::Command::new(std::env::current_exe().unwrap())
-            .env("MP_MANAGER_TEST_ROLE", format!("manager-parent:{method}"))
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(parent.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let pid: i32 = line.trim().parse().unwrap();
+        let (mut parent, pid) = spawn_role(&format!("manager-parent:{method}"));
         assert!(!gone_or_zombie(pid));
         parent.kill().unwrap(); // SIGKILL: no exit handler runs
         parent.wait().unwrap();
@@ -573,6 +668,43 @@ fn manager_exits_when_its_parent_is_killed() {
             "  {method}: manager {pid} gone {:.0} ms after its parent",
             t.elapsed().as_secs_f64() * 1000.0
         );
+    }
+}
+
+fn exiting_without_dropping_the_manager_stops_it() {
+    let (mut parent, pid) = spawn_role("manager-forgotten");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !matches!(parent.try_wait(), Ok(Some(_))) {
+        if Instant::now() > deadline {
+            // Leave nothing behind: the two would wait for each other.
+            let _ = parent.kill();
+            let _ = parent.wait();
+            let _ = rustix::process::kill_process(
+                rustix::process::Pid::from_raw(pid).unwrap(),
+                rustix::process::Signal::KILL,
+            );
+            panic!("the process that forgot its manager did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    eventually("its manager to exit", || gone_or_zombie(pid));
+}
+
+fn sigint_leaves_a_started_manager_serving() {
+    for method in METHODS {
+        let m = SyncManager::started(&ctx(method)).unwrap();
+        let d = m.dict::<String, i64>().unwrap();
+        let server = m.process().unwrap();
+        // What Ctrl-C in the terminal sends the whole process group.
+        server.interrupt().unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(server.is_alive().unwrap(), "{method}");
+        d.set_item(&"k".into(), &1).unwrap();
+        assert_eq!(d.get_item(&"k".into()).unwrap(), 1);
+        drop(d);
+        m.shutdown().unwrap();
+        // It was asked, and exited by itself.
+        assert_eq!(server.exitcode().unwrap(), Some(0), "{method}");
     }
 }
 
@@ -588,7 +720,217 @@ fn proxies_to_a_dead_manager_fail_clearly() {
     let untyped: &Proxy = mp_manager::ProxyType::proxy(&d);
     assert!(untyped.call::<usize>("__len__", &()).is_err());
     drop(d);
+    // Nothing of this process keeps its listening socket open (the parent
+    // bound it): a new client is refused at once, not left in a backlog.
+    let t = Instant::now();
+    let r = mp_conn::ClientBuilder::new()
+        .authkey(m.authkey().to_vec())
+        .connect(&m.address().unwrap());
+    assert!(r.is_err());
+    assert!(t.elapsed() < Duration::from_secs(10));
     m.shutdown().unwrap();
+}
+
+/// A manager that dies before it ever serves: its clients fail, they do
+/// not wait.
+fn a_manager_that_dies_at_once_fails_its_clients() {
+    for method in METHODS {
+        let c = ctx(method);
+        let m = SyncManager::started(&c).unwrap();
+        let server = m.process().unwrap();
+        server.kill().unwrap();
+        server.join(LONG).unwrap();
+        let t = Instant::now();
+        assert!(m.dict::<i64, i64>().is_err(), "{method}");
+        assert!(t.elapsed() < Duration::from_secs(10), "{method}");
+        m.shutdown().unwrap();
+    }
+}
+
+// ----- the manager's Pool -----
+
+fn square(n: u64) -> u64 {
+    n * n
+}
+
+fn add((a, b): (u64, u64)) -> u64 {
+    a + b
+}
+
+fn worker_pid(_: u64) -> i32 {
+    std::thread::sleep(Duration::from_millis(20));
+    std::process::id() as i32
+}
+
+fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+fn killed_by_sigkill(_: ()) -> u64 {
+    let me = rustix::process::getpid();
+    let _ = rustix::process::kill_process(me, rustix::process::Signal::KILL);
+    std::thread::sleep(Duration::from_secs(60));
+    0
+}
+
+fn fails_on_three(n: u64) -> u64 {
+    assert!(n != 3, "three is refused (expected by the test)");
+    n
+}
+
+/// What a second process does with the pool proxy it was sent.
+fn child_uses_pool(pool: PoolProxy) {
+    assert_eq!(pool.map(square, 0..20u64, Some(3)).unwrap()[19], 361);
+    assert_eq!(pool.starmap(add, [(1, 2), (3, 4)], None).unwrap(), [3, 7]);
+    assert_eq!(pool.apply(square, &12).unwrap(), 144);
+    let r = pool.apply_async(square, &5).unwrap();
+    assert_eq!(r.get(LONG).unwrap(), 25);
+    let mut got: Vec<u64> = pool
+        .imap_unordered(square, 0..10u64, 2)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    got.sort_unstable();
+    assert_eq!(got, (0..10).map(|n| n * n).collect::<Vec<_>>());
+}
+
+fn pool_through_the_manager_from_two_processes() {
+    for method in METHODS {
+        let c = ctx(method);
+        let m = SyncManager::started(&c).unwrap();
+        let pool = m.pool(Some(2)).unwrap();
+        assert_eq!(pool.apply(square, &9).unwrap(), 81, "{method}");
+        assert_eq!(
+            pool.map(square, 0..100u64, None).unwrap(),
+            (0..100).map(|n| n * n).collect::<Vec<_>>()
+        );
+        let r = pool.apply_async(sleep_ms, &200).unwrap();
+        let all = pool.map_async(square, [1u64, 2, 3], None).unwrap();
+        let child = c.process(child_uses_pool, pool.clone());
+        child.start().unwrap();
+        assert_eq!(r.get(LONG).unwrap(), 200);
+        assert!(r.ready().unwrap() && r.successful().unwrap());
+        assert!(r.wait(LONG).unwrap());
+        assert_eq!(all.get(LONG).unwrap(), [1, 4, 9]);
+        let ordered: Vec<u64> = pool
+            .imap(square, 0..10u64, 3)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(ordered, (0..10).map(|n| n * n).collect::<Vec<_>>());
+        child.join(LONG).unwrap();
+        assert_eq!(child.exitcode().unwrap(), Some(0), "{method}");
+
+        // A task's error comes back with its kind, at its place.
+        let items: Vec<_> = pool.imap(fails_on_three, 0..5u64, 1).unwrap().collect();
+        assert!(
+            matches!(
+                items[3].as_ref().unwrap_err().pool_error(),
+                Some(mp_pool::Error::Panicked { .. })
+            ),
+            "{items:?}"
+        );
+        assert_eq!(*items[4].as_ref().unwrap(), 4);
+        let slow = pool.apply_async(sleep_ms, &2000).unwrap();
+        let early = slow.get(Some(SHORT)).unwrap_err();
+        assert!(
+            matches!(early, Error::Pool(mp_pool::Error::Timeout)),
+            "{early:?}"
+        );
+        assert!(matches!(
+            slow.successful(),
+            Err(Error::Pool(mp_pool::Error::NotReady))
+        ));
+        assert!(matches!(
+            pool.join(),
+            Err(Error::Pool(mp_pool::Error::StillRunning))
+        ));
+        pool.close().unwrap();
+        assert!(matches!(
+            pool.apply(square, &1),
+            Err(Error::Pool(mp_pool::Error::NotRunning(
+                mp_pool::PoolState::Closed
+            )))
+        ));
+        pool.join().unwrap();
+        assert_eq!(slow.get(LONG).unwrap(), 2000);
+        drop((pool, r, all, slow));
+        assert_no_objects(&m);
+        m.shutdown().unwrap();
+    }
+}
+
+fn a_killed_pool_worker_gives_the_client_worker_lost() {
+    let m = SyncManager::started(&ctx("fork")).unwrap();
+    let pool = m.pool(Some(1)).unwrap();
+    let err = pool.apply(killed_by_sigkill, &()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Pool(mp_pool::Error::WorkerLost { exitcode: -9, .. })
+        ),
+        "{err:?}"
+    );
+    let r = pool.apply_async(killed_by_sigkill, &()).unwrap();
+    assert!(matches!(
+        r.get(LONG),
+        Err(Error::Pool(mp_pool::Error::WorkerLost { .. }))
+    ));
+    assert!(!r.successful().unwrap());
+    // The pool replaced the worker and goes on.
+    assert_eq!(pool.apply(square, &3).unwrap(), 9);
+    // What a client that is not a Rust PoolProxy might send: refused with
+    // a TypeError each, and the pool goes on.
+    use mp_manager::ProxyType;
+    use mp_value::Value;
+    let raw = pool.proxy();
+    let garbage = Value::Bytes(b"not an FnRef".to_vec().into());
+    for (method, args) in [
+        (
+            "apply",
+            vec![Value::from("len"), Value::Tuple(Default::default())],
+        ),
+        (
+            "apply",
+            vec![garbage.clone(), Value::Bytes(Vec::new().into())],
+        ),
+        ("map", vec![garbage.clone(), Value::from(3)]),
+        ("imap", vec![garbage, Value::List(Default::default())]),
+    ] {
+        let err = raw
+            .call::<Value>(method, &Value::Tuple(args.into()))
+            .unwrap_err();
+        assert!(err.is("TypeError"), "{method}: {err:?}");
+    }
+    let mut kw = mp_value::Dict::new();
+    kw.insert("callback", Value::from(1)).unwrap();
+    let f = Value::Bytes(
+        postcard::to_allocvec(&mp_context::FnRef::new(square))
+            .unwrap()
+            .into(),
+    );
+    let err = raw
+        .call_kw::<Value>("apply_async", &(f, Value::Bytes(Vec::new().into())), kw)
+        .unwrap_err();
+    assert!(err.is("TypeError"), "{err:?}");
+    assert_eq!(pool.apply(square, &4).unwrap(), 16);
+    drop((pool, r));
+    assert_no_objects(&m);
+}
+
+fn the_pool_ends_with_the_manager() {
+    let m = SyncManager::started(&ctx("fork")).unwrap();
+    let pool = m.pool(Some(2)).unwrap();
+    let mut pids: Vec<i32> = pool.map(worker_pid, 0..40u64, Some(1)).unwrap();
+    pids.sort_unstable();
+    pids.dedup();
+    assert!(!pids.is_empty() && pids.iter().all(|p| !gone_or_zombie(*p)));
+    let _busy = pool.apply_async(sleep_ms, &30_000).unwrap();
+    m.shutdown().unwrap();
+    for pid in pids {
+        eventually("the manager's pool workers to exit", || gone_or_zombie(pid));
+    }
 }
 
 fn main() {
@@ -596,6 +938,9 @@ fn main() {
     if let Ok(role) = std::env::var("MP_MANAGER_TEST_ROLE") {
         if let Some(method) = role.strip_prefix("manager-parent:") {
             manager_parent_role(method);
+        }
+        if role == "manager-forgotten" {
+            manager_forgotten_role();
         }
         eprintln!("unknown role {role:?}");
         std::process::exit(2);
@@ -635,7 +980,37 @@ fn main() {
             "proxies_to_a_dead_manager_fail_clearly",
             proxies_to_a_dead_manager_fail_clearly,
         ),
+        (
+            "a_manager_that_dies_at_once_fails_its_clients",
+            a_manager_that_dies_at_once_fails_its_clients,
+        ),
+        (
+            "barrier_actions_run_in_the_manager",
+            barrier_actions_run_in_the_manager,
+        ),
+        (
+            "sigint_leaves_a_started_manager_serving",
+            sigint_leaves_a_started_manager_serving,
+        ),
+        (
+            "exiting_without_dropping_the_manager_stops_it",
+            exiting_without_dropping_the_manager_stops_it,
+        ),
+        (
+            "pool_through_the_manager_from_two_processes",
+            pool_through_the_manager_from_two_processes,
+        ),
+        (
+            "a_killed_pool_worker_gives_the_client_worker_lost",
+            a_killed_pool_worker_gives_the_client_worker_lost,
+        ),
+        (
+            "the_pool_ends_with_the_manager",
+            the_pool_ends_with_the_manager,
+        ),
     ];
+    // Panics the tests cause on purpose say so; only others are printed.
+    mp_testsupport::harness::silence_expected_panics("expected by the test");
     let passed = mp_testsupport::harness::run_tests(tests);
     mp_context::shutdown();
     std::process::exit(mp_testsupport::harness::exit_code(passed));

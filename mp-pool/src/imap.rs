@@ -6,19 +6,66 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use mp_context::FnRef;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
-use crate::job::{Outcome, Sink, Stream, deadline_after, decode_item};
+use crate::job::{Decode, Outcome, Raw, Sink, Stream, Typed, deadline_after};
 use crate::pool::Shared;
-use crate::wire::UnitRecord;
+use crate::wire::{ArgError, UnitRecord};
+
+/// The function an iterator's units call: how its items are encoded,
+/// submitted and decoded.
+pub(crate) trait Task {
+    /// One input item.
+    type Arg;
+    /// How its result is decoded.
+    type Out: Decode;
+    /// Appends one item to a unit.
+    fn push(record: &mut UnitRecord, item: &Self::Arg) -> Result<(), ArgError>;
+    /// Queues one unit.
+    fn submit(&self, shared: &Shared, unit: (UnitRecord, Sink)) -> Result<()>;
+}
+
+/// A typed function, `fn(A) -> R`.
+pub(crate) struct TypedTask<A, R>(fn(A) -> R);
+
+impl<A, R> Task for TypedTask<A, R>
+where
+    A: Serialize + DeserializeOwned + 'static,
+    R: Serialize + DeserializeOwned + 'static,
+{
+    type Arg = A;
+    type Out = Typed<R>;
+    fn push(record: &mut UnitRecord, item: &A) -> Result<(), ArgError> {
+        record.push(item)
+    }
+    fn submit(&self, shared: &Shared, unit: (UnitRecord, Sink)) -> Result<()> {
+        shared.submit(self.0, [unit])
+    }
+}
+
+/// A function given as an [`FnRef`], with encoded arguments and results.
+pub(crate) struct RawTask(pub(crate) FnRef);
+
+impl Task for RawTask {
+    type Arg = Vec<u8>;
+    type Out = Raw;
+    fn push(record: &mut UnitRecord, item: &Vec<u8>) -> Result<(), ArgError> {
+        record.push_encoded(item)
+    }
+    fn submit(&self, shared: &Shared, unit: (UnitRecord, Sink)) -> Result<()> {
+        shared.submit_to(|fns| fns.intern_raw(&self.0), [unit])
+    }
+}
 
 /// What both iterators share: the input, the units in flight, and the
-/// decoded results of the unit being yielded.
-struct Feeder<A, R, I> {
+/// decoded results of the unit being yielded (`O`, what `T`'s items
+/// decode to).
+struct Feeder<T, O, I> {
     shared: Arc<Shared>,
-    f: fn(A) -> R,
+    task: T,
     /// `None` once the input is used up (or a submission failed).
     input: Option<I>,
     chunksize: usize,
@@ -36,19 +83,19 @@ struct Feeder<A, R, I> {
     /// the units before it have been yielded (CPython's imap yields the
     /// chunks completed before a failing input, then raises).
     input_panic: Option<Box<dyn std::any::Any + Send>>,
-    ready: VecDeque<Result<R>>,
+    ready: VecDeque<Result<O>>,
 }
 
-impl<A, R, I> Feeder<A, R, I>
+impl<T, O, I> Feeder<T, O, I>
 where
-    A: Serialize + DeserializeOwned + 'static,
-    R: Serialize + DeserializeOwned + 'static,
-    I: Iterator<Item = A>,
+    T: Task,
+    T::Out: Decode<Out = O>,
+    I: Iterator<Item = T::Arg>,
 {
-    fn new(shared: Arc<Shared>, f: fn(A) -> R, input: I, chunksize: usize, ordered: bool) -> Self {
+    fn new(shared: Arc<Shared>, task: T, input: I, chunksize: usize, ordered: bool) -> Self {
         Feeder {
             shared,
-            f,
+            task,
             input: Some(input),
             chunksize,
             stream: Stream::new(),
@@ -71,7 +118,7 @@ where
             };
             let chunksize = self.chunksize;
             let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                input.by_ref().take(chunksize).collect::<Vec<A>>()
+                input.by_ref().take(chunksize).collect::<Vec<T::Arg>>()
             }));
             let chunk = match read {
                 Ok(chunk) => chunk,
@@ -87,7 +134,7 @@ where
             }
             let unit = self.made;
             let mut record = UnitRecord::with_capacity(chunk.len());
-            let encoded = chunk.iter().try_for_each(|item| record.push(item));
+            let encoded = chunk.iter().try_for_each(|item| T::push(&mut record, item));
             let count = chunk.len() as u32;
             match encoded {
                 Err(e) => {
@@ -101,7 +148,7 @@ where
                         unit,
                         ordered: self.ordered,
                     };
-                    if let Err(e) = self.shared.submit(self.f, [(record, sink)]) {
+                    if let Err(e) = self.task.submit(&self.shared, (record, sink)) {
                         self.error = Some(e);
                         self.input = None;
                         return;
@@ -113,7 +160,7 @@ where
         }
     }
 
-    fn next_timeout(&mut self, timeout: Option<Duration>) -> Option<Result<R>> {
+    fn next_timeout(&mut self, timeout: Option<Duration>) -> Option<Result<O>> {
         let deadline = deadline_after(timeout);
         loop {
             if let Some(r) = self.ready.pop_front() {
@@ -150,7 +197,7 @@ where
                 Outcome::Done(items) => self.ready.extend(
                     items
                         .iter()
-                        .map(|(status, bytes)| decode_item(status, bytes)),
+                        .map(|(status, bytes)| T::Out::item(status, bytes)),
                 ),
                 Outcome::Failed(e) => self.ready.extend((0..count).map(|_| Err(e.clone()))),
             }
@@ -162,7 +209,7 @@ macro_rules! result_iterator {
     ($(#[$doc:meta])* $name:ident, $ordered:expr) => {
         $(#[$doc])*
         pub struct $name<A, R, I> {
-            feeder: Feeder<A, R, I>,
+            feeder: Feeder<TypedTask<A, R>, R, I>,
         }
 
         impl<A, R, I> fmt::Debug for $name<A, R, I> {
@@ -182,7 +229,7 @@ macro_rules! result_iterator {
         {
             pub(crate) fn new(shared: Arc<Shared>, f: fn(A) -> R, input: I, chunksize: usize) -> Self {
                 $name {
-                    feeder: Feeder::new(shared, f, input, chunksize, $ordered),
+                    feeder: Feeder::new(shared, TypedTask(f), input, chunksize, $ordered),
                 }
             }
 
@@ -246,3 +293,48 @@ result_iterator!(
     IMapUnordered,
     false
 );
+
+/// The results of [`Pool::imap_raw`](crate::Pool::imap_raw): each item's
+/// result as the postcard bytes the worker sent, in input order (`ordered`)
+/// or in the order they finish. As [`IMap`] otherwise.
+pub struct IMapRaw<I> {
+    feeder: Feeder<RawTask, Vec<u8>, I>,
+}
+
+impl<I> fmt::Debug for IMapRaw<I> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IMapRaw")
+            .field("ordered", &self.feeder.ordered)
+            .field("in_flight", &self.feeder.counts.len())
+            .field("input_done", &self.feeder.input.is_none())
+            .finish()
+    }
+}
+
+impl<I: Iterator<Item = Vec<u8>>> IMapRaw<I> {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        f: FnRef,
+        input: I,
+        chunksize: usize,
+        ordered: bool,
+    ) -> Self {
+        IMapRaw {
+            feeder: Feeder::new(shared, RawTask(f), input, chunksize, ordered),
+        }
+    }
+
+    /// The next result, waiting at most `timeout`, as
+    /// [`IMap::next_timeout`].
+    pub fn next_timeout(&mut self, timeout: Option<Duration>) -> Option<Result<Vec<u8>>> {
+        self.feeder.next_timeout(timeout)
+    }
+}
+
+impl<I: Iterator<Item = Vec<u8>>> Iterator for IMapRaw<I> {
+    type Item = Result<Vec<u8>>;
+
+    fn next(&mut self) -> Option<Result<Vec<u8>>> {
+        self.feeder.next_timeout(None)
+    }
+}

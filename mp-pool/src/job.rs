@@ -120,7 +120,6 @@ impl fmt::Debug for Outcome {
 
 /// Decodes one item's result.
 pub(crate) fn decode_item<R: DeserializeOwned>(status: u8, bytes: &[u8]) -> Result<R> {
-    let text = || String::from_utf8_lossy(bytes).into_owned();
     match status {
         wire::OK => match postcard::take_from_bytes::<R>(bytes) {
             Ok((value, [])) => Ok(value),
@@ -129,9 +128,17 @@ pub(crate) fn decode_item<R: DeserializeOwned>(status: u8, bytes: &[u8]) -> Resu
             )),
             Err(e) => Err(Error::ResultNotDecodable(e)),
         },
+        _ => Err(item_failure(status, bytes)),
+    }
+}
+
+/// The error of an item whose status is not `OK`.
+fn item_failure(status: u8, bytes: &[u8]) -> Error {
+    let text = || String::from_utf8_lossy(bytes).into_owned();
+    match status {
         wire::PANICKED => {
             let text = text();
-            Err(match text.split_once('\0') {
+            match text.split_once('\0') {
                 Some((location, message)) => Error::Panicked {
                     message: message.to_owned(),
                     location: Some(location.to_owned()),
@@ -140,11 +147,42 @@ pub(crate) fn decode_item<R: DeserializeOwned>(status: u8, bytes: &[u8]) -> Resu
                     message: text,
                     location: None,
                 },
-            })
+            }
         }
-        wire::RESULT_UNSERIALIZABLE => Err(Error::ResultNotSerializable { message: text() }),
-        wire::ARGS_UNDECODABLE => Err(Error::ArgsNotDecodable { message: text() }),
-        _ => Err(Error::BadFunction { message: text() }),
+        wire::RESULT_UNSERIALIZABLE => Error::ResultNotSerializable { message: text() },
+        wire::ARGS_UNDECODABLE => Error::ArgsNotDecodable { message: text() },
+        _ => Error::BadFunction { message: text() },
+    }
+}
+
+/// How the bytes of one item's result become what the caller gets.
+pub(crate) trait Decode: 'static {
+    /// The value of one item.
+    type Out;
+    /// Decodes one item (its status and bytes, as the worker sent them).
+    fn item(status: u8, bytes: &[u8]) -> Result<Self::Out>;
+}
+
+/// Items decoded as `R` (the typed calls).
+pub(crate) struct Typed<R>(std::marker::PhantomData<fn() -> R>);
+
+impl<R: DeserializeOwned + 'static> Decode for Typed<R> {
+    type Out = R;
+    fn item(status: u8, bytes: &[u8]) -> Result<R> {
+        decode_item(status, bytes)
+    }
+}
+
+/// Items kept as the postcard bytes the worker sent (the raw calls).
+pub(crate) struct Raw;
+
+impl Decode for Raw {
+    type Out = Vec<u8>;
+    fn item(status: u8, bytes: &[u8]) -> Result<Vec<u8>> {
+        match status {
+            wire::OK => Ok(bytes.to_vec()),
+            _ => Err(item_failure(status, bytes)),
+        }
     }
 }
 
@@ -218,10 +256,10 @@ impl Job {
 }
 
 /// The result of an `apply_async`: its only item.
-pub(crate) fn decode_single<R: DeserializeOwned>(job: &Job) -> Result<R> {
+pub(crate) fn decode_single<D: Decode>(job: &Job) -> Result<D::Out> {
     match job.outcome(0) {
         Some(Outcome::Done(items)) => match items.iter().next() {
-            Some((status, bytes)) => decode_item(status, bytes),
+            Some((status, bytes)) => D::item(status, bytes),
             None => Err(Error::ArgsNotDecodable {
                 message: "the worker answered with no result".into(),
             }),
@@ -233,13 +271,13 @@ pub(crate) fn decode_single<R: DeserializeOwned>(job: &Job) -> Result<R> {
 
 /// The result of a `map_async`: every item in order, or the first error
 /// (by position).
-pub(crate) fn decode_map<R: DeserializeOwned>(job: &Job) -> Result<Vec<R>> {
+pub(crate) fn decode_map<D: Decode>(job: &Job) -> Result<Vec<D::Out>> {
     let mut out = Vec::with_capacity(job.items);
     for unit in 0..job.units.len() {
         match job.outcome(unit) {
             Some(Outcome::Done(items)) => {
                 for (status, bytes) in items.iter() {
-                    out.push(decode_item(status, bytes)?);
+                    out.push(D::item(status, bytes)?);
                 }
             }
             Some(Outcome::Failed(e)) => return Err(e.clone()),
@@ -557,15 +595,18 @@ mod tests {
         let job = Job::new(2, 3);
         assert!(!job.is_done());
         job.complete(1, done_items(&[(wire::OK, &[3])]));
-        assert!(matches!(decode_map::<u8>(&job), Err(Error::NotReady)));
+        assert!(matches!(
+            decode_map::<Typed<u8>>(&job),
+            Err(Error::NotReady)
+        ));
         job.complete(0, done_items(&[(wire::OK, &[1]), (wire::OK, &[2])]));
         assert!(job.is_done());
-        assert_eq!(decode_map::<u8>(&job).unwrap(), [1, 2, 3]);
+        assert_eq!(decode_map::<Typed<u8>>(&job).unwrap(), [1, 2, 3]);
 
         let job = Job::new(2, 2);
         job.complete(0, done_items(&[(wire::PANICKED, b"src/a.rs:1:2\0first")]));
         job.complete(1, Outcome::Failed(Error::Terminated));
-        match decode_map::<u8>(&job) {
+        match decode_map::<Typed<u8>>(&job) {
             Err(Error::Panicked { message, location }) => {
                 assert_eq!(message, "first");
                 assert_eq!(location.as_deref(), Some("src/a.rs:1:2"));
@@ -581,7 +622,7 @@ mod tests {
         let s = seen.clone();
         Callbacks::new()
             .on_success(move |v: u8| *lock(&s) = Some(v))
-            .install(&job, decode_single::<u8>);
+            .install(&job, decode_single::<Typed<u8>>);
         job.complete(0, done_items(&[(wire::OK, &[9])]));
         assert_eq!(*lock(&seen), Some(9));
         assert!(job.is_done());
@@ -589,7 +630,7 @@ mod tests {
         let job = Job::new(1, 1);
         Callbacks::new()
             .on_error(|_| panic!("this callback panic is expected by the test"))
-            .install(&job, decode_single::<u8>);
+            .install(&job, decode_single::<Typed<u8>>);
         job.complete(0, Outcome::Failed(Error::Terminated));
         assert!(job.is_done());
     }

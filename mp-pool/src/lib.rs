@@ -106,7 +106,7 @@ mod wire;
 mod worker;
 
 pub use error::{Error, PoolState, Result};
-pub use imap::{IMap, IMapUnordered};
+pub use imap::{IMap, IMapRaw, IMapUnordered};
 pub use job::{AsyncResult, Callbacks};
 pub use pool::{Builder, Pool};
 

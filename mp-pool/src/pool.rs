@@ -15,8 +15,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, PoolState, Result};
-use crate::imap::{IMap, IMapUnordered};
-use crate::job::{self, AsyncResult, Callbacks, Job, Notifier, Sink, Unit, lock};
+use crate::imap::{IMap, IMapRaw, IMapUnordered};
+use crate::job::{
+    self, AsyncResult, Callbacks, Decode, Job, Notifier, Raw, Sink, Typed, Unit, lock,
+};
 use crate::supervisor::{self, Driver, Supervisor};
 use crate::sys::EventFd;
 use crate::wire::{ArgError, UnitRecord};
@@ -39,6 +41,8 @@ pub(crate) struct Config {
 #[derive(Debug, Default)]
 pub(crate) struct FnTable {
     ids: HashMap<(usize, TypeId), u32>,
+    /// The functions submitted as an `FnRef` (the raw calls).
+    raw_ids: HashMap<FnRef, u32>,
     /// The postcard encoding of each function's `FnRef`.
     pub(crate) refs: Vec<Arc<[u8]>>,
 }
@@ -55,10 +59,30 @@ impl FnTable {
         if let Some(&id) = self.ids.get(&key) {
             return Ok(id);
         }
-        let bytes = postcard::to_allocvec(&FnRef::new(f)).map_err(Error::ArgsNotSerializable)?;
+        let id = self.push(&FnRef::new(f))?;
+        self.ids.insert(key, id);
+        Ok(id)
+    }
+
+    /// The number of a function given as an [`FnRef`] (made in another
+    /// process, say), checked here first: the workers run this binary, so
+    /// a reference this process cannot resolve would fail in every one.
+    pub(crate) fn intern_raw(&mut self, f: &FnRef) -> Result<u32> {
+        if let Some(&id) = self.raw_ids.get(f) {
+            return Ok(id);
+        }
+        f.resolve().map_err(|e| Error::BadFunction {
+            message: e.to_string(),
+        })?;
+        let id = self.push(f)?;
+        self.raw_ids.insert(f.clone(), id);
+        Ok(id)
+    }
+
+    fn push(&mut self, f: &FnRef) -> Result<u32> {
+        let bytes = postcard::to_allocvec(f).map_err(Error::ArgsNotSerializable)?;
         let id = self.refs.len() as u32;
         self.refs.push(bytes.into());
-        self.ids.insert(key, id);
         Ok(id)
     }
 }
@@ -106,7 +130,7 @@ impl Shared {
         }
     }
 
-    /// Queues `units` (all or none), calling `f`'s function.
+    /// Queues `units` (all or none), calling `f`.
     pub(crate) fn submit<A, R>(
         &self,
         f: fn(A) -> R,
@@ -116,6 +140,15 @@ impl Shared {
         A: DeserializeOwned + 'static,
         R: Serialize + 'static,
     {
+        self.submit_to(|fns| fns.intern(f), units)
+    }
+
+    /// Queues `units` (all or none), calling the function `intern` numbers.
+    pub(crate) fn submit_to(
+        &self,
+        intern: impl FnOnce(&mut FnTable) -> Result<u32>,
+        units: impl IntoIterator<Item = (UnitRecord, Sink)>,
+    ) -> Result<()> {
         let mut state = self.lock();
         match state.status {
             PoolState::Running => {}
@@ -127,7 +160,7 @@ impl Shared {
             }
             other => return Err(Error::NotRunning(other)),
         }
-        let fn_id = state.fns.intern(f)?;
+        let fn_id = intern(&mut state.fns)?;
         for (record, sink) in units {
             let id = state.next_id;
             state.next_id += 1;
@@ -684,18 +717,30 @@ impl Pool {
     {
         let mut record = UnitRecord::new();
         record.push(&args).map_err(arg_error)?;
+        self.submit_one::<Typed<R>>(record, callbacks, wait, |fns| fns.intern(f))
+    }
+
+    /// Submits one unit calling the function `intern` numbers; its result
+    /// is decoded by `D`.
+    fn submit_one<D: Decode>(
+        &self,
+        record: UnitRecord,
+        callbacks: Callbacks<D::Out>,
+        wait: Wait,
+        intern: impl FnOnce(&mut FnTable) -> Result<u32>,
+    ) -> Result<AsyncResult<D::Out>> {
         self.before_submitting(wait)?;
         let job = Job::new(1, 1);
-        callbacks.install(&job, job::decode_single::<R>);
+        callbacks.install(&job, job::decode_single::<D>);
         let sink = Sink::Job {
             job: job.clone(),
             unit: 0,
         };
-        self.shared.submit(f, [(record, sink)])?;
+        self.shared.submit_to(intern, [(record, sink)])?;
         Ok(AsyncResult::new(
             job,
             self.shared.notifier.clone(),
-            job::decode_single::<R>,
+            job::decode_single::<D>,
         ))
     }
 
@@ -781,6 +826,18 @@ impl Pool {
         R: Serialize + DeserializeOwned + 'static,
         I: IntoIterator<Item = A>,
     {
+        let records = self.map_records(iterable, chunksize, UnitRecord::push)?;
+        self.submit_records::<Typed<R>>(records, callbacks, wait, |fns| fns.intern(f))
+    }
+
+    /// A `map`'s input, read whole and cut into chunks of `chunksize`
+    /// items (`None`: CPython's default), each item added by `push`.
+    fn map_records<T>(
+        &self,
+        iterable: impl IntoIterator<Item = T>,
+        chunksize: Option<usize>,
+        push: fn(&mut UnitRecord, &T) -> std::result::Result<(), ArgError>,
+    ) -> Result<Vec<UnitRecord>> {
         if let Some(c) = chunksize {
             check_chunksize(c)?;
         }
@@ -789,18 +846,29 @@ impl Pool {
             // Checked before the input is read, as a closed pool reads nothing.
             return Err(self.not_running(state));
         }
-        let items: Vec<A> = iterable.into_iter().collect();
+        let items: Vec<T> = iterable.into_iter().collect();
         let chunksize =
             chunksize.unwrap_or_else(|| default_chunksize(items.len(), self.processes()));
         let mut records = Vec::with_capacity(items.len().div_ceil(chunksize.max(1)));
         for chunk in items.chunks(chunksize.max(1)) {
             let mut record = UnitRecord::with_capacity(chunk.len());
             for item in chunk {
-                record.push(item).map_err(arg_error)?;
+                push(&mut record, item).map_err(arg_error)?;
             }
             records.push(record);
         }
-        drop(items);
+        Ok(records)
+    }
+
+    /// Submits the units of a `map` calling the function `intern`
+    /// numbers; its items are decoded by `D`.
+    fn submit_records<D: Decode>(
+        &self,
+        records: Vec<UnitRecord>,
+        callbacks: Callbacks<Vec<D::Out>>,
+        wait: Wait,
+        intern: impl FnOnce(&mut FnTable) -> Result<u32>,
+    ) -> Result<AsyncResult<Vec<D::Out>>> {
         let job = Job::new(
             records.len(),
             records.iter().map(|r| r.count() as usize).sum(),
@@ -812,11 +880,11 @@ impl Pool {
             return Ok(AsyncResult::new(
                 job,
                 self.shared.notifier.clone(),
-                job::decode_map::<R>,
+                job::decode_map::<D>,
             ));
         }
         self.before_submitting(wait)?;
-        callbacks.install(&job, job::decode_map::<R>);
+        callbacks.install(&job, job::decode_map::<D>);
         let units = records.into_iter().enumerate().map(|(unit, record)| {
             let sink = Sink::Job {
                 job: job.clone(),
@@ -824,11 +892,111 @@ impl Pool {
             };
             (record, sink)
         });
-        self.shared.submit(f, units)?;
+        self.shared.submit_to(intern, units)?;
         Ok(AsyncResult::new(
             job,
             self.shared.notifier.clone(),
-            job::decode_map::<R>,
+            job::decode_map::<D>,
+        ))
+    }
+
+    /// Submits `f` given as an [`FnRef`] with its arguments already
+    /// encoded (postcard, as [`FnRef`]'s call expects them), and returns
+    /// at once: the raw form of [`apply_async`](Pool::apply_async), for a
+    /// caller that holds the function and its arguments as values, such
+    /// as a manager serving another process's pool calls. The result is
+    /// the postcard encoding of `f`'s result.
+    ///
+    /// The reference is checked here first ([`FnRef::resolve`]): the
+    /// workers run this process's binary.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BadFunction`] for a reference made by another build or with
+    /// mismatched types; otherwise as [`apply_async`](Pool::apply_async).
+    /// Arguments that do not decode as `f`'s fail the task with
+    /// [`Error::ArgsNotDecodable`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mp_context::FnRef;
+    ///
+    /// fn square(n: u64) -> u64 {
+    ///     n * n
+    /// }
+    ///
+    /// # fn main() -> Result<(), mp_pool::Error> {
+    /// mp_context::init();
+    /// let pool = mp_pool::Pool::builder().processes(1).start_method("fork").build()?;
+    /// let args = postcard::to_allocvec(&7u64).unwrap();
+    /// let r = pool.apply_async_raw(&FnRef::new(square), &args)?;
+    /// assert_eq!(postcard::from_bytes::<u64>(&r.get(None)?).unwrap(), 49);
+    /// let all = pool.map_async_raw(&FnRef::new(square), vec![args.clone(), args], None)?;
+    /// assert_eq!(all.get(None)?.len(), 2);
+    /// # Ok(()) }
+    /// ```
+    pub fn apply_async_raw(&self, f: &FnRef, args: &[u8]) -> Result<AsyncResult<Vec<u8>>> {
+        let mut record = UnitRecord::new();
+        record.push_encoded(args).map_err(arg_error)?;
+        self.submit_one::<Raw>(record, Callbacks::new(), Wait::Later, |fns| {
+            fns.intern_raw(f)
+        })
+    }
+
+    /// The raw form of [`map_async`](Pool::map_async): `f` as an
+    /// [`FnRef`], each item's arguments encoded (see
+    /// [`apply_async_raw`](Pool::apply_async_raw)); the result is each
+    /// item's encoded result, in order.
+    ///
+    /// # Errors
+    ///
+    /// As [`apply_async_raw`](Pool::apply_async_raw) and
+    /// [`map_async`](Pool::map_async).
+    pub fn map_async_raw(
+        &self,
+        f: &FnRef,
+        items: impl IntoIterator<Item = Vec<u8>>,
+        chunksize: Option<usize>,
+    ) -> Result<AsyncResult<Vec<Vec<u8>>>> {
+        let records =
+            self.map_records(items, chunksize, |r, item: &Vec<u8>| r.push_encoded(item))?;
+        self.submit_records::<Raw>(records, Callbacks::new(), Wait::Later, |fns| {
+            fns.intern_raw(f)
+        })
+    }
+
+    /// The raw form of [`imap`](Pool::imap) (`ordered`) and
+    /// [`imap_unordered`](Pool::imap_unordered): `f` as an [`FnRef`], each
+    /// item's arguments encoded, each result the encoded bytes (see
+    /// [`apply_async_raw`](Pool::apply_async_raw)). The input is read
+    /// lazily, as `imap` reads it.
+    ///
+    /// # Errors
+    ///
+    /// As [`imap`](Pool::imap), and [`Error::BadFunction`] for a bad
+    /// reference.
+    pub fn imap_raw<I>(
+        &self,
+        f: &FnRef,
+        items: I,
+        chunksize: usize,
+        ordered: bool,
+    ) -> Result<IMapRaw<I::IntoIter>>
+    where
+        I: IntoIterator<Item = Vec<u8>>,
+    {
+        f.resolve().map_err(|e| Error::BadFunction {
+            message: e.to_string(),
+        })?;
+        self.check_open()?;
+        self.before_submitting(Wait::Later)?;
+        Ok(IMapRaw::new(
+            self.shared.clone(),
+            f.clone(),
+            items.into_iter(),
+            check_chunksize(chunksize)?,
+            ordered,
         ))
     }
 

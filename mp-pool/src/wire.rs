@@ -354,6 +354,20 @@ impl UnitRecord {
         Ok(())
     }
 
+    /// Appends one item's arguments, already postcard-encoded (the raw
+    /// calls).
+    ///
+    /// # Errors
+    ///
+    /// [`ArgError::TooLong`] past 4 GiB.
+    pub(crate) fn push_encoded(&mut self, args: &[u8]) -> Result<(), ArgError> {
+        let at = open_len(&mut self.buf);
+        self.buf.extend_from_slice(args);
+        close_len(&mut self.buf, at).map_err(|_| ArgError::TooLong)?;
+        self.count += 1;
+        Ok(())
+    }
+
     /// How many items.
     pub(crate) fn count(&self) -> u32 {
         self.count

@@ -74,6 +74,47 @@ fn every_family_round_trips_with_and_without_a_key() {
 }
 
 #[test]
+fn a_listener_handed_to_another_owner_serves_and_unlinks_there() {
+    let key = b"handed over".to_vec();
+    let first = Listener::builder()
+        .family(Family::Unix)
+        .authkey(key.clone())
+        .bind()
+        .unwrap();
+    let (socket, address) = first.into_socket().unwrap();
+    let Address::Unix(path) = address.clone() else {
+        panic!()
+    };
+    // Given away: the first owner is gone, the path stays.
+    assert!(path.exists());
+    // A client may connect before the new owner accepts (the backlog).
+    let early = {
+        let address = address.clone();
+        let key = key.clone();
+        std::thread::spawn(move || round_trip(&address, Some(&key)))
+    };
+    let adopted = Listener::builder()
+        .authkey(key.clone())
+        .adopt(socket, address.clone())
+        .unwrap();
+    assert_eq!(adopted.address(), &address);
+    let (mut adopted, served) = echo_once(adopted).join().unwrap();
+    served.unwrap();
+    early.join().unwrap();
+    adopted.close();
+    assert!(!path.exists() && !path.parent().unwrap().exists());
+    // Only a listening socket is taken.
+    let (a, _b) = UnixStream::pair().unwrap();
+    let err = Listener::builder()
+        .adopt(
+            a.into(),
+            Address::Abstract(b"mp-conn-not-listening".to_vec()),
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::BadAddress(_)), "{err:?}");
+}
+
+#[test]
 fn second_bind_fails_and_close_unlinks() {
     // CONN-14: an address in use.
     for family in [Family::Unix, Family::Inet] {

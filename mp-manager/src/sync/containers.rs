@@ -496,6 +496,41 @@ pub(crate) const LIST_EXPOSED: &[&str] = &[
     "sort",
 ];
 
+/// The keys of `items` under a `sort(key=...)` key: the bytes of a
+/// pair of `mp_context::FnRef`s, a trampoline of the client's
+/// (`fn((FnRef, Value)) -> Value`, which converts an item to the key
+/// function's argument type and its key back to a value) and the key
+/// function itself. Nothing of the list changes if a key fails.
+fn sort_keys(key: &Value, items: &[Value]) -> Result<Vec<Value>, Raise> {
+    let refused = |why: String| Raise::from(Exception::type_error(format!("sort(key=...): {why}")));
+    let Value::Bytes(bytes) = key else {
+        return Err(refused(
+            "the key must be a Rust client's key function (ListProxy::sort_by_key); \
+             a Python callable cannot run here"
+                .into(),
+        ));
+    };
+    let (trampoline, user): (mp_context::FnRef, mp_context::FnRef) =
+        postcard::from_bytes(bytes).map_err(|e| refused(format!("not a key function: {e}")))?;
+    let call = trampoline.resolve().map_err(|e| refused(e.to_string()))?;
+    let mut keys = Vec::with_capacity(items.len());
+    let mut out = Vec::new();
+    for item in items {
+        let args = postcard::to_allocvec(&(&user, item))
+            .map_err(|e| refused(format!("cannot pass an item: {e}")))?;
+        out.clear();
+        call.call(&args, &mut out).map_err(|e| {
+            Raise::from(Exception::runtime_error(format!(
+                "sort(key=...): the key function failed: {e}"
+            )))
+        })?;
+        let k: Value = postcard::from_bytes(&out)
+            .map_err(|e| refused(format!("the key function's result: {e}")))?;
+        keys.push(k);
+    }
+    Ok(keys)
+}
+
 impl Shared for SharedList {
     fn type_name(&self) -> &str {
         "list"
@@ -633,35 +668,43 @@ impl Shared for SharedList {
                 ok(Value::List(List::from(items)))
             }
             "sort" => {
-                if kwds
-                    .get(&Value::from("key"))
-                    .ok()
-                    .flatten()
-                    .is_some_and(|k| !k.is_none())
-                {
-                    return Err(Exception::type_error(
-                        "sort(key=...): a key function cannot be sent to the manager",
-                    )
-                    .into());
-                }
                 let reverse = kwds
                     .get(&Value::from("reverse"))
                     .ok()
                     .flatten()
                     .is_some_and(crate::shared::truthy);
+                let key = kwds.get(&Value::from("key")).ok().flatten();
+                let keys = match key {
+                    None | Some(Value::None) => None,
+                    Some(k) => Some(sort_keys(k, &l)?),
+                };
                 let mut failure = None;
-                let mut items = std::mem::take(&mut *l);
-                items.sort_by(|x, y| match py_cmp(x, y) {
-                    Ok(o) => o,
-                    Err(e) => {
-                        failure.get_or_insert(e);
-                        Ordering::Equal
+                let mut cmp = |x: &Value, y: &Value| {
+                    // Reversed by comparing the other way round, so that
+                    // equal items keep their order, as Python's sort does.
+                    let (x, y) = if reverse { (y, x) } else { (x, y) };
+                    match py_cmp(x, y) {
+                        Ok(o) => o,
+                        Err(e) => {
+                            failure.get_or_insert(e);
+                            Ordering::Equal
+                        }
                     }
-                });
-                if reverse {
-                    items.reverse();
-                }
-                *l = items;
+                };
+                let items = std::mem::take(&mut *l);
+                let sorted = match keys {
+                    None => {
+                        let mut items = items;
+                        items.sort_by(|x, y| cmp(x, y));
+                        items
+                    }
+                    Some(keys) => {
+                        let mut pairs: Vec<(Value, Value)> = keys.into_iter().zip(items).collect();
+                        pairs.sort_by(|(kx, _), (ky, _)| cmp(kx, ky));
+                        pairs.into_iter().map(|(_, v)| v).collect()
+                    }
+                };
+                *l = sorted;
                 match failure {
                     Some(e) => Err(e),
                     None => none(),

@@ -2,6 +2,7 @@
 //! methods to create them.
 
 mod containers;
+mod pool;
 mod primitives;
 mod proxies;
 
@@ -20,6 +21,7 @@ use crate::manager::BaseManager;
 use crate::registry::{NoTypes, Registrar, Registry};
 use crate::shared::Shared;
 
+pub use pool::{AsyncResultProxy, MapResultProxy, PoolIterProxy, PoolProxy};
 pub use proxies::{
     AcquireGuard, AcquirerProxy, ArrayProxy, BarrierProxy, ConditionProxy, DictProxy, EventProxy,
     IteratorProxy, ListIter, ListProxy, LockLike, LockProxy, NamespaceProxy, QueueProxy,
@@ -39,9 +41,9 @@ impl<R: Registrar> Registrar for SyncTypes<R> {
 
 /// A manager with CPython's `SyncManager` types: `Queue`, `JoinableQueue`,
 /// `Event`, `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore`, `Condition`,
-/// `Barrier`, `list`, `dict`, `set`, `Value`, `Array` and `Namespace` (the
-/// `Pool` type waits for the process pool), each with a typed proxy. `R`
-/// adds a user's own types.
+/// `Barrier`, `list`, `dict`, `set`, `Value`, `Array`, `Namespace` and
+/// `Pool` (an `mp_pool::Pool` in the manager), each with a typed proxy.
+/// `R` adds a user's own types.
 ///
 /// It dereferences to its [`BaseManager`] for `start`, `connect`,
 /// `shutdown`, `create` and the rest.
@@ -179,6 +181,14 @@ impl SyncManager {
             .register("Namespace", |a, _| Ok(arc(Namespace::new(a)?)))
             .exposed(&["__getattribute__", "__setattr__", "__delattr__"])
             .proxytype("NamespaceProxy");
+        let pool = registry
+            .register("Pool", |a, _| Ok(arc(pool::SharedPool::new(a)?)))
+            .exposed(pool::POOL_EXPOSED)
+            .proxytype("PoolProxy");
+        for (method, typeid) in pool::POOL_METHOD_TO_TYPEID {
+            pool.method_to_typeid(method, typeid);
+        }
+        registry.register_result_type("AsyncResult");
         registry
             .register_result_type("Iterator")
             .exposed(&["__next__", "send", "throw", "close"])
@@ -365,6 +375,32 @@ impl<R: Registrar> SyncManager<R> {
         self.create_kw("Barrier", &(parties,), kw)
     }
 
+    /// `manager.Barrier(parties, action=action, timeout=timeout)`: `action`
+    /// runs in the manager, called by the waiter that trips the barrier,
+    /// before the others are released; if it panics, the barrier breaks
+    /// (that waiter gets a `RuntimeError`, the others
+    /// `threading.BrokenBarrierError`). It is a plain function of this
+    /// program taking `()`, sent as an `mp_context::FnRef` (the manager must
+    /// run this build of the program, as a started one does).
+    ///
+    /// # Errors
+    ///
+    /// As [`SyncManager::barrier`]; a `TypeError` from a manager that runs
+    /// another build.
+    pub fn barrier_with_action(
+        &self,
+        parties: usize,
+        action: fn(()),
+        timeout: Option<Duration>,
+    ) -> Result<BarrierProxy> {
+        let mut kw = Dict::new();
+        kw.insert("action", pool::fn_value(action))?;
+        if let Some(t) = timeout {
+            kw.insert("timeout", t.as_secs_f64())?;
+        }
+        self.create_kw("Barrier", &(parties,), kw)
+    }
+
     /// `manager.Value(typecode, value)`.
     ///
     /// # Errors
@@ -390,6 +426,30 @@ impl<R: Registrar> SyncManager<R> {
         items: &[T],
     ) -> Result<ArrayProxy<T>> {
         self.create("Array", &(typecode, items))
+    }
+
+    /// `manager.Pool(processes)`: a process pool held by the manager
+    /// (`None`: one worker per usable CPU), under the manager process's
+    /// default start method; see [`PoolProxy`].
+    ///
+    /// # Errors
+    ///
+    /// As [`BaseManager::create`]; a `ValueError` for 0 processes, and
+    /// [`Error::Raised`](crate::Error::Raised) with `mp_pool.Error` if the
+    /// workers cannot be started.
+    pub fn pool(&self, processes: Option<usize>) -> Result<PoolProxy> {
+        self.create("Pool", &(processes,))
+    }
+
+    /// `manager.Pool(processes, maxtasksperchild=n)`.
+    ///
+    /// # Errors
+    ///
+    /// As [`SyncManager::pool`].
+    pub fn pool_with(&self, processes: Option<usize>, maxtasksperchild: u64) -> Result<PoolProxy> {
+        let mut kw = Dict::new();
+        kw.insert("maxtasksperchild", maxtasksperchild)?;
+        self.create_kw("Pool", &(processes,), kw)
     }
 
     /// `manager.Namespace()`.

@@ -179,7 +179,7 @@ impl Lock {
     }
 }
 
-fn cancelled() -> Raise {
+pub(super) fn cancelled() -> Raise {
     Raise::Traceback(
         "the call was cancelled: the client disconnected or the server is stopping\n".into(),
     )
@@ -541,10 +541,13 @@ struct BarrierState {
     count: usize,
 }
 
-/// `threading.Barrier(parties, action=None, timeout=None)` (an action
-/// cannot travel from Rust; only `None` is accepted).
+/// `threading.Barrier(parties, action=None, timeout=None)`; the action is
+/// a plain function of the program (`fn(())`, as the bytes of an
+/// [`mp_context::FnRef`]), run in the manager by the waiter that trips
+/// the barrier.
 pub(crate) struct Barrier {
     parties: usize,
+    action: Option<mp_context::ResolvedFn>,
     timeout: Option<std::time::Duration>,
     state: Mutex<BarrierState>,
     cv: Condvar,
@@ -558,14 +561,20 @@ impl Barrier {
             .ok()
             .filter(|p| *p >= 1)
             .ok_or_else(|| Exception::value_error("parties must be >= 1"))?;
-        if !matches!(b.value(1), None | Some(Value::None)) {
-            return Err(Exception::type_error(
-                "Barrier(action=...): a manager barrier takes no action",
-            )
-            .into());
-        }
+        let action = match b.value(1) {
+            None | Some(Value::None) => None,
+            Some(Value::Bytes(bytes)) => Some(barrier_action(bytes)?),
+            Some(_) => {
+                return Err(Exception::type_error(
+                    "Barrier(action=...): the action must be the bytes of an mp_context::FnRef \
+                     of a fn(()) (a Python callable cannot run here)",
+                )
+                .into());
+            }
+        };
         Ok(Barrier {
             parties,
+            action,
             timeout: b.timeout(2)?,
             state: Mutex::new(BarrierState {
                 phase: BarrierPhase::Filling,
@@ -596,7 +605,20 @@ impl Barrier {
         let index = st.count;
         st.count += 1;
         if st.count == self.parties {
-            // The last one releases everybody (threading's `_release`).
+            // The last one runs the action, then releases everybody
+            // (threading's `_release`); a failed action breaks the barrier.
+            if let Some(action) = &self.action {
+                let mut out = Vec::new();
+                if let Err(e) = action.call(&[], &mut out) {
+                    st.phase = BarrierPhase::Broken;
+                    self.cv.notify_all();
+                    self.exit(&mut st);
+                    return Err(Exception::runtime_error(format!(
+                        "the barrier's action failed: {e}"
+                    ))
+                    .into());
+                }
+            }
             st.phase = BarrierPhase::Draining;
             self.cv.notify_all();
         } else {
@@ -635,6 +657,21 @@ impl Barrier {
             self.cv.notify_all();
         }
     }
+}
+
+/// A barrier's action, from the bytes of an `FnRef` of a `fn(())`.
+fn barrier_action(bytes: &[u8]) -> Result<mp_context::ResolvedFn, Raise> {
+    let bad =
+        |why: String| Raise::from(Exception::type_error(format!("Barrier(action=...): {why}")));
+    let f: mp_context::FnRef =
+        postcard::from_bytes(bytes).map_err(|e| bad(format!("not an mp_context::FnRef: {e}")))?;
+    if f.arg_type() != "()" {
+        return Err(bad(format!(
+            "the action takes no arguments (a fn(())), not {}",
+            f.arg_type()
+        )));
+    }
+    f.resolve().map_err(|e| bad(e.to_string()))
 }
 
 impl Shared for Barrier {

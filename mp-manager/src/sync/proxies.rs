@@ -303,6 +303,28 @@ impl<T: DeserializeOwned> Iterator for IteratorProxy<T> {
     }
 }
 
+/// What the manager calls for [`ListProxy::sort_by_key`]: the item as the
+/// key function's `T`, the key back as a value. A failure panics, which the
+/// manager's call catches and reports.
+fn sort_key<T, K>((key, item): (mp_context::FnRef, mp_value::Value)) -> mp_value::Value
+where
+    T: Serialize + DeserializeOwned,
+    K: Serialize + DeserializeOwned,
+{
+    let t: T = mp_value::from_value(&item).unwrap_or_else(|e| {
+        panic!(
+            "a list item does not fit {}: {e}",
+            std::any::type_name::<T>()
+        )
+    });
+    let args = postcard::to_allocvec(&t).unwrap_or_else(|e| panic!("cannot encode an item: {e}"));
+    let key = key.resolve().unwrap_or_else(|e| panic!("{e}"));
+    let mut out = Vec::new();
+    key.call(&args, &mut out).unwrap_or_else(|e| panic!("{e}"));
+    let k: K = postcard::from_bytes(&out).unwrap_or_else(|e| panic!("cannot decode a key: {e}"));
+    mp_value::to_value(&k).unwrap_or_else(|e| panic!("a key is not a value: {e}"))
+}
+
 crate::__proxy_type!(
     /// A proxy to a shared `list` (CPython's `ListProxy`) of `T`.
     ListProxy<T>,
@@ -453,6 +475,49 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// `TypeError` for items Python cannot order.
     pub fn sort(&self, reverse: bool) -> Result<()> {
         let mut kw = Dict::new();
+        kw.insert("reverse", reverse)?;
+        self.proxy.call_kw("sort", &(), kw)
+    }
+
+    /// `l.sort(key=key, reverse=reverse)`: `key` is a plain function of
+    /// this program, run in the manager on each item (converted to `T`),
+    /// its results compared as Python compares them; equal keys keep
+    /// their order. The manager must run this build of the program (a
+    /// started one does).
+    ///
+    /// # Errors
+    ///
+    /// `TypeError` for keys Python cannot order, or from a manager that
+    /// runs another build; `RuntimeError` if `key` panics or an item does
+    /// not fit `T` (the list is then unchanged).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn length(s: String) -> usize {
+    ///     s.len()
+    /// }
+    ///
+    /// # mp_context::init();
+    /// let manager = mp_manager::SyncManager::started(&mp_context::get_context(Some("fork"))?)?;
+    /// let l = manager.list_from(&["ccc".to_string(), "a".into(), "bb".into()])?;
+    /// l.sort_by_key(length, false)?;
+    /// assert_eq!(l.copy()?, ["a", "bb", "ccc"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn sort_by_key<K>(&self, key: fn(T) -> K, reverse: bool) -> Result<()>
+    where
+        T: 'static,
+        K: Serialize + DeserializeOwned + 'static,
+    {
+        let pair = (
+            mp_context::FnRef::new(sort_key::<T, K>),
+            mp_context::FnRef::new(key),
+        );
+        let bytes = postcard::to_allocvec(&pair)
+            .map_err(|e| crate::Error::Protocol(format!("cannot encode the key function: {e}")))?;
+        let mut kw = Dict::new();
+        kw.insert("key", mp_value::Value::Bytes(bytes.into()))?;
         kw.insert("reverse", reverse)?;
         self.proxy.call_kw("sort", &(), kw)
     }

@@ -126,6 +126,53 @@ fn list_methods_follow_python() {
     assert!(mixed.sort(false).unwrap_err().is("TypeError"));
 }
 
+fn last_digit(n: i64) -> i64 {
+    n % 10
+}
+
+fn refuses_negatives(n: i64) -> i64 {
+    assert!(n >= 0, "a negative item (expected by the test)");
+    n
+}
+
+#[test]
+fn list_sort_by_key_runs_the_key_in_the_manager() {
+    let s = Served::new();
+    let l = s.manager.list_from(&[21_i64, 13, 11, 3, 22, 1]).unwrap();
+    // Stable: equal keys keep their order, reversed or not (as Python's).
+    l.sort_by_key(last_digit, false).unwrap();
+    assert_eq!(l.copy().unwrap(), [21, 11, 1, 22, 13, 3]);
+    l.sort_by_key(last_digit, true).unwrap();
+    assert_eq!(l.copy().unwrap(), [13, 3, 22, 21, 11, 1]);
+    l.sort(true).unwrap();
+    assert_eq!(l.copy().unwrap(), [22, 21, 13, 11, 3, 1]);
+    // A failing key leaves the list as it was.
+    l.append(&-5).unwrap();
+    let err = l.sort_by_key(refuses_negatives, false).unwrap_err();
+    assert!(err.is("RuntimeError"), "{err:?}");
+    assert_eq!(l.copy().unwrap(), [22, 21, 13, 11, 3, 1, -5]);
+    // So does an item that does not fit the key's argument type.
+    let mixed = s
+        .manager
+        .list_from(&[Value::from(1), Value::from("a")])
+        .unwrap();
+    let typed: mp_manager::ListProxy<i64> =
+        mp_manager::ProxyType::from_proxy(mp_manager::ProxyType::proxy(&mixed).clone());
+    assert!(
+        typed
+            .sort_by_key(last_digit, false)
+            .unwrap_err()
+            .is("RuntimeError")
+    );
+    // A Python-style key (not a Rust key function) is refused.
+    let mut kw = mp_value::Dict::new();
+    kw.insert("key", Value::from("len")).unwrap();
+    let err = mp_manager::ProxyType::proxy(&l)
+        .call_kw::<()>("sort", &(), kw)
+        .unwrap_err();
+    assert!(err.is("TypeError"), "{err:?}");
+}
+
 #[test]
 fn list_iteration_sees_later_changes() {
     let s = Served::new();

@@ -13,6 +13,7 @@ mod bench_example;
 mod callers;
 mod lifecycle;
 mod never_hang;
+mod raw;
 
 use std::time::{Duration, Instant};
 
@@ -92,6 +93,7 @@ fn main() {
     tests.extend(never_hang::TESTS);
     tests.extend(callers::TESTS);
     tests.extend(bench_example::TESTS);
+    tests.extend(raw::TESTS);
     // Panics the tests cause on purpose say so; only others are printed.
     mp_testsupport::harness::silence_expected_panics("expected by the test");
     let passed = mp_testsupport::harness::run_tests(&tests);
