@@ -71,12 +71,19 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub mod backend;
+
 /// `multiprocessing.connection`: connections, listeners, clients, `wait`.
 pub use mp_conn as connection;
 /// The process machinery (`context.py`, `process.py`, the start methods).
 pub use mp_context as process;
+/// `multiprocessing.dummy`: the same API on threads (see [`backend`] for
+/// code that runs on either).
+pub use mp_dummy as dummy;
 /// Shared memory (`heap.py`, `sharedctypes.py`).
 pub use mp_heap as heap;
+/// `multiprocessing.pool`: the process pool.
+pub use mp_pool as pool;
 /// `multiprocessing.queues`.
 pub use mp_queue as queues;
 /// Fds inside values (`reduction.py`).
