@@ -1,12 +1,17 @@
-//! # mp-dummy — not built yet
+//! # mp-dummy
 //!
-//! The API of `multiprocessing` backed by threads, after CPython's `multiprocessing.dummy`.
+//! The API of `multiprocessing` backed by threads, after CPython's
+//! `multiprocessing.dummy`. So far: the thread [`Pool`] (CPython's
+//! `ThreadPool`), whose tasks are closures (see [`pool`]).
 //!
-//! It will hold a thread-backed `Process`, an in-process `Pipe` and
-//! `Listener`/`Client` made of queues, and a thread `Pool`, so that code
-//! written against the process API can run in one process.
-//!
-//! Nothing here works yet: this crate is an empty placeholder so that the
-//! workspace has its final shape. See the project's issues for its plan.
+//! ```
+//! let pool = mp_dummy::Pool::new(Some(2))?;
+//! assert_eq!(pool.map(|n: u32| n + 1, [1, 2, 3], None)?, [2, 3, 4]);
+//! # Ok::<(), mp_dummy::PoolError>(())
+//! ```
 
 #![forbid(unsafe_code)]
+
+pub mod pool;
+
+pub use pool::{AsyncResult, Pool, PoolBuilder, PoolError, PoolState};
