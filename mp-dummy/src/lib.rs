@@ -17,7 +17,9 @@
 //!   and mp-sync (`put(item, block, timeout)`, [`Error::Full`],
 //!   `acquire(block, timeout)`, [`Error::ReleasedTooManyTimes`], ...);
 //! - [`Value`], [`Array`], [`Namespace`], and [`Manager`], whose
-//!   [`DictProxy`] and [`ListProxy`] have mp-manager's proxy method names.
+//!   [`DictProxy`] and [`ListProxy`] have mp-manager's proxy method names;
+//! - the thread [`Pool`] (CPython's `ThreadPool`) with every call of
+//!   mp-pool's `Pool`, whose tasks are closures (see [`pool`]).
 //!
 //! Every error is an [`Error`] value; nothing here panics on a caller's
 //! mistake, and a poisoned mutex is recovered from.
@@ -72,7 +74,12 @@
 //!     assert_eq!(w.exitcode(), Some(0));
 //! }
 //! assert_eq!((squares, total.get()), (385, 55));
-//! # Ok::<(), mp_dummy::Error>(())
+//!
+//!
+//! // The thread pool: closures as tasks.
+//! let pool = mp_dummy::Pool::new(Some(2))?;
+//! assert_eq!(pool.map(|n: u64| n + 1, [1, 2, 3], None)?, [2, 3, 4]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 #![forbid(unsafe_code)]
@@ -80,6 +87,7 @@
 mod connection;
 mod error;
 mod manager;
+pub mod pool;
 mod process;
 mod queue;
 #[cfg(feature = "serde")]
@@ -91,6 +99,7 @@ mod wait;
 pub use connection::{Address, Connection, Listener, client, pipe};
 pub use error::{ActionError, Error, Result};
 pub use manager::{DictProxy, ListProxy, Manager, manager};
+pub use pool::{AsyncResult, Pool, PoolBuilder, PoolError, PoolState};
 pub use process::{DummyProcess, active_children, current_process, freeze_support};
 pub use queue::{JoinableQueue, Queue, SimpleQueue};
 pub use sync::{

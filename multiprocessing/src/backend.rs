@@ -16,7 +16,7 @@
 //! | [`BarrierApi`] | `mp_sync::Barrier` | `mp_dummy::Barrier` |
 //! | [`QueueApi`], [`JoinableQueueApi`], [`SimpleQueueApi`] | `mp_queue::Queue`, ... | `mp_dummy::Queue`, ... |
 //! | [`ProcessApi`] | `mp_context::Process` | `mp_dummy::DummyProcess` |
-//! | [`PoolApi`], [`AsyncResultApi`] | `mp_pool::Pool`, `AsyncResult` | (the thread pool, once it lands) |
+//! | [`PoolApi`], [`AsyncResultApi`] | `mp_pool::Pool`, `AsyncResult` | `mp_dummy::Pool`, `AsyncResult` |
 //!
 //! What crosses to a process is serde data, so the bounds are the process
 //! ones: items and arguments are [`Item`]s (serde + `Send + 'static`),
@@ -203,6 +203,16 @@ impl From<mp_dummy::Error> for Error {
 
 impl From<mp_pool::Error> for Error {
     fn from(e: mp_pool::Error) -> Error {
+        if e.is_task_error() {
+            Error::Task(e.into())
+        } else {
+            Error::Other(e.into())
+        }
+    }
+}
+
+impl From<mp_dummy::PoolError> for Error {
+    fn from(e: mp_dummy::PoolError) -> Error {
         if e.is_task_error() {
             Error::Task(e.into())
         } else {
@@ -861,98 +871,6 @@ impl ProcessApi for mp_context::Process {
     }
 }
 
-impl<R: Item> AsyncResultApi<R> for mp_pool::AsyncResult<R> {
-    fn get(&self, timeout: Option<Duration>) -> Result<R> {
-        Ok(mp_pool::AsyncResult::get(self, timeout)?)
-    }
-
-    fn wait(&self, timeout: Option<Duration>) -> bool {
-        mp_pool::AsyncResult::wait(self, timeout)
-    }
-
-    fn ready(&self) -> bool {
-        mp_pool::AsyncResult::ready(self)
-    }
-
-    fn successful(&self) -> Result<bool> {
-        Ok(mp_pool::AsyncResult::successful(self)?)
-    }
-}
-
-impl PoolApi for mp_pool::Pool {
-    type AsyncResult<R: Item> = mp_pool::AsyncResult<R>;
-
-    fn apply<A: Item, R: Item>(&self, f: fn(A) -> R, args: A) -> Result<R> {
-        Ok(mp_pool::Pool::apply(self, f, args)?)
-    }
-
-    fn apply_async<A: Item, R: Item>(
-        &self,
-        f: fn(A) -> R,
-        args: A,
-    ) -> Result<Self::AsyncResult<R>> {
-        Ok(mp_pool::Pool::apply_async(self, f, args)?)
-    }
-
-    fn map<A: Item, R: Item, I: IntoIterator<Item = A>>(
-        &self,
-        f: fn(A) -> R,
-        iterable: I,
-        chunksize: Option<usize>,
-    ) -> Result<Vec<R>> {
-        Ok(mp_pool::Pool::map(self, f, iterable, chunksize)?)
-    }
-
-    fn map_async<A: Item, R: Item, I: IntoIterator<Item = A>>(
-        &self,
-        f: fn(A) -> R,
-        iterable: I,
-        chunksize: Option<usize>,
-    ) -> Result<Self::AsyncResult<Vec<R>>> {
-        Ok(mp_pool::Pool::map_async(self, f, iterable, chunksize)?)
-    }
-
-    fn imap<A: Item, R: Item, I>(
-        &self,
-        f: fn(A) -> R,
-        iterable: I,
-        chunksize: usize,
-    ) -> Result<ResultIter<R>>
-    where
-        I: IntoIterator<Item = A>,
-        I::IntoIter: Send + 'static,
-    {
-        let results = mp_pool::Pool::imap(self, f, iterable, chunksize)?;
-        Ok(Box::new(results.map(|r| r.map_err(Error::from))))
-    }
-
-    fn imap_unordered<A: Item, R: Item, I>(
-        &self,
-        f: fn(A) -> R,
-        iterable: I,
-        chunksize: usize,
-    ) -> Result<ResultIter<R>>
-    where
-        I: IntoIterator<Item = A>,
-        I::IntoIter: Send + 'static,
-    {
-        let results = mp_pool::Pool::imap_unordered(self, f, iterable, chunksize)?;
-        Ok(Box::new(results.map(|r| r.map_err(Error::from))))
-    }
-
-    fn close(&self) {
-        mp_pool::Pool::close(self);
-    }
-
-    fn terminate(&self) {
-        mp_pool::Pool::terminate(self);
-    }
-
-    fn join(&self) -> Result<()> {
-        Ok(mp_pool::Pool::join(self)?)
-    }
-}
-
 // ---- The thread backend. ----
 
 impl Backend for Threads {
@@ -1037,6 +955,14 @@ impl LockApi for mp_dummy::RLock {
     }
 }
 
+impl PoolBackend for Threads {
+    type Pool = mp_dummy::Pool;
+
+    fn pool(&self, processes: Option<usize>) -> Result<Self::Pool> {
+        Ok(mp_dummy::Pool::new(processes)?)
+    }
+}
+
 impl ProcessApi for mp_dummy::DummyProcess {
     fn start(&self) -> Result<()> {
         Ok(mp_dummy::DummyProcess::start(self)?)
@@ -1060,6 +986,118 @@ impl ProcessApi for mp_dummy::DummyProcess {
 }
 
 // ---- What both backends' types share method for method. ----
+
+/// `PoolApi` and `AsyncResultApi` for a pool and its result type, whose
+/// inherent methods have mp-pool's names and arguments.
+macro_rules! pool_api {
+    ($pool:ty, $result:ident) => {
+        impl<R: Item> AsyncResultApi<R> for $result<R> {
+            fn get(&self, timeout: Option<Duration>) -> Result<R> {
+                Ok($result::get(self, timeout)?)
+            }
+
+            fn wait(&self, timeout: Option<Duration>) -> bool {
+                $result::wait(self, timeout)
+            }
+
+            fn ready(&self) -> bool {
+                $result::ready(self)
+            }
+
+            fn successful(&self) -> Result<bool> {
+                Ok($result::successful(self)?)
+            }
+        }
+
+        impl PoolApi for $pool {
+            type AsyncResult<R: Item> = $result<R>;
+
+            fn apply<A: Item, R: Item>(&self, f: fn(A) -> R, args: A) -> Result<R> {
+                Ok(<$pool>::apply(self, f, args)?)
+            }
+
+            fn apply_async<A: Item, R: Item>(
+                &self,
+                f: fn(A) -> R,
+                args: A,
+            ) -> Result<Self::AsyncResult<R>> {
+                Ok(<$pool>::apply_async(self, f, args)?)
+            }
+
+            fn map<A: Item, R: Item, I: IntoIterator<Item = A>>(
+                &self,
+                f: fn(A) -> R,
+                iterable: I,
+                chunksize: Option<usize>,
+            ) -> Result<Vec<R>> {
+                Ok(<$pool>::map(self, f, iterable, chunksize)?)
+            }
+
+            fn map_async<A: Item, R: Item, I: IntoIterator<Item = A>>(
+                &self,
+                f: fn(A) -> R,
+                iterable: I,
+                chunksize: Option<usize>,
+            ) -> Result<Self::AsyncResult<Vec<R>>> {
+                Ok(<$pool>::map_async(self, f, iterable, chunksize)?)
+            }
+
+            fn imap<A: Item, R: Item, I>(
+                &self,
+                f: fn(A) -> R,
+                iterable: I,
+                chunksize: usize,
+            ) -> Result<ResultIter<R>>
+            where
+                I: IntoIterator<Item = A>,
+                I::IntoIter: Send + 'static,
+            {
+                let results = <$pool>::imap(self, f, iterable, chunksize)?;
+                Ok(Box::new(results.map(|r| r.map_err(Error::from))))
+            }
+
+            fn imap_unordered<A: Item, R: Item, I>(
+                &self,
+                f: fn(A) -> R,
+                iterable: I,
+                chunksize: usize,
+            ) -> Result<ResultIter<R>>
+            where
+                I: IntoIterator<Item = A>,
+                I::IntoIter: Send + 'static,
+            {
+                let results = <$pool>::imap_unordered(self, f, iterable, chunksize)?;
+                Ok(Box::new(results.map(|r| r.map_err(Error::from))))
+            }
+
+            fn close(&self) {
+                <$pool>::close(self);
+            }
+
+            fn terminate(&self) {
+                <$pool>::terminate(self);
+            }
+
+            fn join(&self) -> Result<()> {
+                Ok(<$pool>::join(self)?)
+            }
+        }
+    };
+}
+
+mod process_pool {
+    use super::*;
+    use mp_pool::AsyncResult;
+
+    pool_api!(mp_pool::Pool, AsyncResult);
+}
+
+mod thread_pool {
+    use super::*;
+    use mp_dummy::AsyncResult;
+
+    pool_api!(mp_dummy::Pool, AsyncResult);
+}
 
 /// `SemaphoreApi` for a semaphore type whose `acquire` returns `bool`.
 macro_rules! semaphore_api {

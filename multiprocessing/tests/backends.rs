@@ -204,6 +204,9 @@ fn same_pool_results_on_every_backend() {
         failing_task: "task failed".to_owned(),
         after_failure: vec![4, 9],
     };
+    let (on_threads, task_pid) = pool_work(&Threads).unwrap();
+    assert_eq!(on_threads, expected, "threads");
+    assert_eq!(task_pid, std::process::id(), "threads: the tasks ran here");
     for m in ["fork", "spawn", "forkserver"] {
         let (results, task_pid) = pool_work(&processes(m)).unwrap();
         assert_eq!(results, expected, "{m}");

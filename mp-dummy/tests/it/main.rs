@@ -1,0 +1,3 @@
+//! mp-dummy's integration tests, a module per concern.
+
+mod pool;
