@@ -53,7 +53,9 @@ impl fmt::Debug for LockGuard<'_> {
 }
 
 fn guard_until(lock: &dyn RawLock, deadline: Option<Instant>) -> Option<LockGuard<'_>> {
-    lock.acquire_until(deadline).then_some(LockGuard { lock })
+    // `then`, not `then_some`: a guard made and dropped on failure would
+    // release a lock someone else holds.
+    lock.acquire_until(deadline).then(|| LockGuard { lock })
 }
 
 /// The acquire/lock methods every lock kind shares.
