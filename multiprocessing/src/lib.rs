@@ -16,6 +16,12 @@
 //! | `Queue`, `JoinableQueue`, `SimpleQueue` | [`Queue`], ... | mp-queue |
 //! | `Value`, `Array`, `RawValue`, `RawArray` | [`Value`], ... | mp-heap |
 //! | `Pipe`, `connection.Listener`, `connection.Client`, `connection.wait` | [`pipe()`], [`connection`] | mp-conn |
+//! | `Pool` | [`pool::Pool`] | mp-pool |
+//! | `multiprocessing.dummy` (threads) | [`dummy`] | mp-dummy |
+//!
+//! [`backend`] switches generic code between processes and threads in one
+//! line: traits that both kinds of object implement, and the backends
+//! [`Processes`](backend::Processes) and [`Threads`](backend::Threads).
 //!
 //! Start methods re-execute this binary (spawn, forkserver): call
 //! [`init()`] first thing in `main`. Everything made here works under every
