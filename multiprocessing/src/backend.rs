@@ -829,48 +829,6 @@ impl PoolBackend for Processes {
     }
 }
 
-impl LockApi for mp_sync::Lock {
-    fn acquire(&self, block: bool, timeout: Option<Duration>) -> Result<bool> {
-        Ok(mp_sync::Lock::acquire(self, block, timeout)?)
-    }
-
-    fn release(&self) -> Result<()> {
-        Ok(mp_sync::Lock::release(self)?)
-    }
-}
-
-impl LockApi for mp_sync::RLock {
-    fn acquire(&self, block: bool, timeout: Option<Duration>) -> Result<bool> {
-        Ok(mp_sync::RLock::acquire(self, block, timeout)?)
-    }
-
-    fn release(&self) -> Result<()> {
-        Ok(mp_sync::RLock::release(self)?)
-    }
-}
-
-impl ProcessApi for mp_context::Process {
-    fn start(&self) -> Result<()> {
-        Ok(mp_context::Process::start(self)?)
-    }
-
-    fn join(&self, timeout: Option<Duration>) -> Result<()> {
-        Ok(mp_context::Process::join(self, timeout)?)
-    }
-
-    fn is_alive(&self) -> Result<bool> {
-        Ok(mp_context::Process::is_alive(self)?)
-    }
-
-    fn exitcode(&self) -> Result<Option<i32>> {
-        Ok(mp_context::Process::exitcode(self)?)
-    }
-
-    fn name(&self) -> String {
-        mp_context::Process::name(self)
-    }
-}
-
 // ---- The thread backend. ----
 
 impl Backend for Threads {
@@ -935,53 +893,11 @@ impl Backend for Threads {
     }
 }
 
-impl LockApi for mp_dummy::Lock {
-    fn acquire(&self, block: bool, timeout: Option<Duration>) -> Result<bool> {
-        Ok(mp_dummy::Lock::acquire(self, block, timeout))
-    }
-
-    fn release(&self) -> Result<()> {
-        Ok(mp_dummy::Lock::release(self)?)
-    }
-}
-
-impl LockApi for mp_dummy::RLock {
-    fn acquire(&self, block: bool, timeout: Option<Duration>) -> Result<bool> {
-        Ok(mp_dummy::RLock::acquire(self, block, timeout))
-    }
-
-    fn release(&self) -> Result<()> {
-        Ok(mp_dummy::RLock::release(self)?)
-    }
-}
-
 impl PoolBackend for Threads {
     type Pool = mp_dummy::Pool;
 
     fn pool(&self, processes: Option<usize>) -> Result<Self::Pool> {
         Ok(mp_dummy::Pool::new(processes)?)
-    }
-}
-
-impl ProcessApi for mp_dummy::DummyProcess {
-    fn start(&self) -> Result<()> {
-        Ok(mp_dummy::DummyProcess::start(self)?)
-    }
-
-    fn join(&self, timeout: Option<Duration>) -> Result<()> {
-        Ok(mp_dummy::DummyProcess::join(self, timeout)?)
-    }
-
-    fn is_alive(&self) -> Result<bool> {
-        Ok(mp_dummy::DummyProcess::is_alive(self))
-    }
-
-    fn exitcode(&self) -> Result<Option<i32>> {
-        Ok(mp_dummy::DummyProcess::exitcode(self))
-    }
-
-    fn name(&self) -> String {
-        mp_dummy::DummyProcess::name(self)
     }
 }
 
@@ -1098,6 +1014,65 @@ mod thread_pool {
 
     pool_api!(mp_dummy::Pool, AsyncResult);
 }
+
+/// `LockApi`; `$acquired` turns the type's `acquire` result into a
+/// `Result<bool>` (mp-sync's can report a dead owner, mp-dummy's cannot).
+macro_rules! lock_api {
+    ($acquired:expr => $($t:ty),*) => {$(
+        impl LockApi for $t {
+            fn acquire(&self, block: bool, timeout: Option<Duration>) -> Result<bool> {
+                $acquired(<$t>::acquire(self, block, timeout))
+            }
+
+            fn release(&self) -> Result<()> {
+                Ok(<$t>::release(self)?)
+            }
+        }
+    )*};
+}
+
+lock_api!(|r: mp_sync::Result<bool>| Ok(r?) => mp_sync::Lock, mp_sync::RLock);
+lock_api!(|r: bool| Ok(r) => mp_dummy::Lock, mp_dummy::RLock);
+
+/// `ProcessApi`; `$alive` and `$code` turn the type's `is_alive` and
+/// `exitcode` answers into `Result`s (mp-context's ask the system and can
+/// fail, mp-dummy's cannot).
+macro_rules! process_api {
+    ($t:ty, $alive:expr, $code:expr) => {
+        impl ProcessApi for $t {
+            fn start(&self) -> Result<()> {
+                Ok(<$t>::start(self)?)
+            }
+
+            fn join(&self, timeout: Option<Duration>) -> Result<()> {
+                Ok(<$t>::join(self, timeout)?)
+            }
+
+            fn is_alive(&self) -> Result<bool> {
+                $alive(<$t>::is_alive(self))
+            }
+
+            fn exitcode(&self) -> Result<Option<i32>> {
+                $code(<$t>::exitcode(self))
+            }
+
+            fn name(&self) -> String {
+                <$t>::name(self)
+            }
+        }
+    };
+}
+
+process_api!(
+    mp_context::Process,
+    |r: mp_context::Result<bool>| Ok(r?),
+    |r: mp_context::Result<Option<i32>>| Ok(r?)
+);
+process_api!(
+    mp_dummy::DummyProcess,
+    |r: bool| Ok(r),
+    |r: Option<i32>| Ok(r)
+);
 
 /// `SemaphoreApi` for a semaphore type whose `acquire` returns `bool`.
 macro_rules! semaphore_api {
@@ -1217,60 +1192,39 @@ barrier_api!(mp_sync::Barrier, mp_dummy::Barrier);
 /// reference for the process queue, which encodes it; the item itself for
 /// the thread queue, which moves it).
 macro_rules! queue_api {
+    // `QueueApi` for `$for`, through `$queue`'s inherent methods (named
+    // by path: the joinable queue derefs to its queue, and `self.put(..)`
+    // there would call this trait's method, itself).
+    (@queue $for:ident, $queue:ident, |$i:ident| $item:expr) => {
+        impl<T: Item> QueueApi<T> for $for<T> {
+            fn put(&self, $i: T, block: bool, timeout: Option<Duration>) -> Result<()> {
+                Ok($queue::put(self, $item, block, timeout)?)
+            }
+
+            fn get(&self, block: bool, timeout: Option<Duration>) -> Result<T> {
+                Ok($queue::get(self, block, timeout)?)
+            }
+
+            fn qsize(&self) -> usize {
+                $queue::qsize(self)
+            }
+
+            fn empty(&self) -> bool {
+                $queue::empty(self)
+            }
+
+            fn full(&self) -> bool {
+                $queue::full(self)
+            }
+
+            fn shutdown(&self, immediate: bool) {
+                $queue::shutdown(self, immediate);
+            }
+        }
+    };
     ($queue:ident, $joinable:ident, $simple:ident, |$i:ident| $item:expr) => {
-        impl<T: Item> QueueApi<T> for $queue<T> {
-            fn put(&self, $i: T, block: bool, timeout: Option<Duration>) -> Result<()> {
-                Ok($queue::put(self, $item, block, timeout)?)
-            }
-
-            fn get(&self, block: bool, timeout: Option<Duration>) -> Result<T> {
-                Ok($queue::get(self, block, timeout)?)
-            }
-
-            fn qsize(&self) -> usize {
-                $queue::qsize(self)
-            }
-
-            fn empty(&self) -> bool {
-                $queue::empty(self)
-            }
-
-            fn full(&self) -> bool {
-                $queue::full(self)
-            }
-
-            fn shutdown(&self, immediate: bool) {
-                $queue::shutdown(self, immediate);
-            }
-        }
-
-        // The joinable queue derefs to its queue: each call names the
-        // queue's method, not this trait's (which would call itself).
-        impl<T: Item> QueueApi<T> for $joinable<T> {
-            fn put(&self, $i: T, block: bool, timeout: Option<Duration>) -> Result<()> {
-                Ok($queue::put(self, $item, block, timeout)?)
-            }
-
-            fn get(&self, block: bool, timeout: Option<Duration>) -> Result<T> {
-                Ok($queue::get(self, block, timeout)?)
-            }
-
-            fn qsize(&self) -> usize {
-                $queue::qsize(self)
-            }
-
-            fn empty(&self) -> bool {
-                $queue::empty(self)
-            }
-
-            fn full(&self) -> bool {
-                $queue::full(self)
-            }
-
-            fn shutdown(&self, immediate: bool) {
-                $queue::shutdown(self, immediate);
-            }
-        }
+        queue_api!(@queue $queue, $queue, |$i| $item);
+        queue_api!(@queue $joinable, $queue, |$i| $item);
 
         impl<T: Item> JoinableQueueApi<T> for $joinable<T> {
             fn task_done(&self) -> Result<()> {
