@@ -1269,3 +1269,49 @@ mod thread_queues {
 
     queue_api!(Queue, JoinableQueue, SimpleQueue, |item| item);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_prints_the_message_and_its_causes() {
+        assert_eq!(format!("{:?}", Error::Empty), "the queue is empty");
+        // Other is transparent: the backend's message, then its causes.
+        let e = Error::from(mp_dummy::Error::Spawn {
+            name: "Thread-1".into(),
+            source: std::io::Error::other("no threads left"),
+        });
+        assert_eq!(
+            format!("{e:?}"),
+            "cannot start a thread for Thread-1: no threads left"
+        );
+        assert_eq!(e.to_string(), "cannot start a thread for Thread-1");
+        // Task names the failure, its cause says which.
+        let e = Error::Task("the task panicked".into());
+        assert_eq!(format!("{e:?}"), "a pool task failed: the task panicked");
+        assert_eq!(e.to_string(), "a pool task failed");
+    }
+
+    #[test]
+    fn each_backend_maps_its_errors_to_the_same_variants() {
+        assert!(matches!(Error::from(mp_dummy::Error::Full), Error::Full));
+        assert!(matches!(Error::from(crate::QueueError::Full), Error::Full));
+        assert!(matches!(
+            Error::from(mp_dummy::Error::NotOwner),
+            Error::NotOwner
+        ));
+        assert!(matches!(
+            Error::from(crate::SyncError::NotOwner),
+            Error::NotOwner
+        ));
+        assert!(matches!(
+            Error::from(crate::SyncError::BrokenBarrier),
+            Error::BrokenBarrier
+        ));
+        assert!(matches!(
+            Error::from(mp_dummy::Error::BrokenBarrier),
+            Error::BrokenBarrier
+        ));
+    }
+}
