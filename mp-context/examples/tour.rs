@@ -642,53 +642,6 @@ fn manager_at_work() -> Outcome {
     ))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn steps_have_unique_names_and_help_lists_them() {
-        let help = usage();
-        for (i, s) in STEPS.iter().enumerate() {
-            assert!(help.contains(s.name) && help.contains(s.function), "{help}");
-            assert!(
-                STEPS[..i].iter().all(|t| t.name != s.name),
-                "{} twice",
-                s.name
-            );
-        }
-        assert!(help.contains("mp-context/examples/tour.rs"), "{help}");
-        let (text, code) = select(&["--help".to_string()]).err().unwrap();
-        assert_eq!((text, code), (help, 0));
-    }
-
-    #[test]
-    fn steps_can_be_chosen_by_name() {
-        let chosen = select(&["heap".to_string(), "pipe".to_string()])
-            .ok()
-            .unwrap();
-        let names: Vec<_> = chosen.iter().map(|s| s.name).collect();
-        assert_eq!(names, ["pipe", "heap"]);
-        assert_eq!(select(&[]).ok().unwrap().len(), STEPS.len());
-        let (text, code) = select(&["nope".to_string()]).err().unwrap();
-        assert_eq!(code, 2);
-        assert!(text.starts_with("tour: no step named \"nope\""), "{text}");
-    }
-
-    #[test]
-    fn the_summary_says_how_many_passed_and_which_failed() {
-        let took = Duration::from_millis(1200);
-        let all = summary(9, &[], took);
-        assert!(all.starts_with("11/11 ok (1.2s). "), "{all}");
-        assert!(all.contains("mp-context/examples/tour.rs"), "{all}");
-        let some = summary(9, &["cpython", "heap"], took);
-        assert!(
-            some.starts_with("7/9 ok, FAILED: cpython, heap (1.2s)"),
-            "{some}"
-        );
-    }
-}
-
 /// A worker of [`squares_on`]: waits for the start signal, then puts the
 /// squares of its numbers, each under the lock (a failure panics: the
 /// child exits 1 and the parent's `get` reports the missing results).
@@ -753,4 +706,51 @@ fn one_line_switch() -> Outcome {
         processes.name(),
         on_threads.0
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_have_unique_names_and_help_lists_them() {
+        let help = usage();
+        for (i, s) in STEPS.iter().enumerate() {
+            assert!(help.contains(s.name) && help.contains(s.function), "{help}");
+            assert!(
+                STEPS[..i].iter().all(|t| t.name != s.name),
+                "{} twice",
+                s.name
+            );
+        }
+        assert!(help.contains("mp-context/examples/tour.rs"), "{help}");
+        let (text, code) = select(&["--help".to_string()]).err().unwrap();
+        assert_eq!((text, code), (help, 0));
+    }
+
+    #[test]
+    fn steps_can_be_chosen_by_name() {
+        let chosen = select(&["heap".to_string(), "pipe".to_string()])
+            .ok()
+            .unwrap();
+        let names: Vec<_> = chosen.iter().map(|s| s.name).collect();
+        assert_eq!(names, ["pipe", "heap"]);
+        assert_eq!(select(&[]).ok().unwrap().len(), STEPS.len());
+        let (text, code) = select(&["nope".to_string()]).err().unwrap();
+        assert_eq!(code, 2);
+        assert!(text.starts_with("tour: no step named \"nope\""), "{text}");
+    }
+
+    #[test]
+    fn the_summary_says_how_many_passed_and_which_failed() {
+        let took = Duration::from_millis(1200);
+        let all = summary(9, &[], took);
+        assert!(all.starts_with("9/9 ok (1.2s). "), "{all}");
+        assert!(all.contains("mp-context/examples/tour.rs"), "{all}");
+        let some = summary(9, &["cpython", "heap"], took);
+        assert!(
+            some.starts_with("7/9 ok, FAILED: cpython, heap (1.2s)"),
+            "{some}"
+        );
+    }
 }
