@@ -388,6 +388,10 @@ const ROW_NOTES: &[(&str, &str)] = &[
         "raw.fork_waitpid and raw.fork_exec_true run in a freshly exec'ed copy of mp-bench, before it allocates anything (fork copies the parent's page tables, so the bench process itself would fork slower): the raw limit is a small program's.",
     ),
     (
+        "threadpool_",
+        "threadpool_*: two worker threads in the bench process; ours is mp-dummy's Pool, CPython's multiprocessing.pool.ThreadPool, the threadpool crate (apply_async: execute + an mpsc result channel); raw.std_pool_condvar_* is a plain pool of std threads taking boxed jobs from a Mutex<VecDeque> + Condvar, results over an mpsc channel (map: one job per chunk, reassembled in order); raw.std_pool_mpsc_jobs_* the same over an mpsc job channel behind a Mutex.",
+    ),
+    (
         "pool_",
         "pool_*: two workers (fork, or the named start method); ours is mp-pool's pool_bench example, CPython's multiprocessing.Pool, procspawn's Pool; cpu counts the workers; raw.pool_echo_* is two forked workers echoing batches of 8-byte tasks over pipes (no framing or encoding), raw.pool_start_2x_fork_rtt forks two children, one round trip each, waits.",
     ),

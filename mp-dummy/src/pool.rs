@@ -79,8 +79,10 @@ mod task;
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 pub use error::{PoolError, PoolState, Result};
 pub use imap::{IMap, IMapUnordered};
@@ -120,7 +122,38 @@ struct State {
 pub(crate) struct Shared {
     state: Mutex<State>,
     work: Condvar,
+    /// The queue's length, as last set under the lock: what an idle worker
+    /// watches while it spins, without the lock.
+    queued: AtomicUsize,
     config: Config,
+}
+
+/// How long an idle worker watches the queue before it sleeps. Tasks
+/// submitted one by one come faster than a sleeping thread wakes (a futex
+/// wake and a context switch, microseconds); a worker that sleeps at once
+/// pays that for nearly every task.
+const IDLE_SPIN: Duration = Duration::from_micros(20);
+
+/// Spins (then yields) until `ready()` or [`IDLE_SPIN`] has passed.
+fn spin_until(ready: impl Fn() -> bool) -> bool {
+    let start = Instant::now();
+    let mut round = 0u32;
+    loop {
+        if ready() {
+            return true;
+        }
+        if round < 6 {
+            for _ in 0..1u32 << round {
+                std::hint::spin_loop();
+            }
+        } else {
+            if start.elapsed() >= IDLE_SPIN {
+                return false;
+            }
+            std::thread::yield_now();
+        }
+        round += 1;
+    }
 }
 
 impl Shared {
@@ -144,6 +177,7 @@ impl Shared {
         }
         let before = state.queue.len();
         state.queue.extend(units);
+        self.queued.store(state.queue.len(), Ordering::Release);
         let wake = state.sleeping.min(state.queue.len() - before);
         drop(state);
         match wake {
@@ -164,6 +198,7 @@ impl Shared {
         state.status = PoolState::Broken;
         state.broken = Some(error.clone());
         let queued = std::mem::take(&mut state.queue);
+        self.queued.store(0, Ordering::Release);
         drop(state);
         self.work.notify_all();
         for q in queued {
@@ -197,6 +232,7 @@ impl Shared {
             }
         }
         let mut done = 0u64;
+        let mut spun = false;
         let mut state = self.lock();
         loop {
             state.running[slot] = None;
@@ -207,11 +243,23 @@ impl Shared {
                 if state.status == PoolState::Closed {
                     break;
                 }
+                if !spun {
+                    // Watch the queue a little while before sleeping
+                    // (the state is looked at again under the lock).
+                    drop(state);
+                    spun = true;
+                    spin_until(|| self.queued.load(Ordering::Acquire) > 0);
+                    state = self.lock();
+                    continue;
+                }
+                spun = false;
                 state.sleeping += 1;
                 state = self.work.wait(state).unwrap_or_else(|e| e.into_inner());
                 state.sleeping -= 1;
                 continue;
             };
+            spun = false;
+            self.queued.store(state.queue.len(), Ordering::Relaxed);
             state.running[slot] = Some(next.clone());
             drop(state);
             next.run();
@@ -368,6 +416,7 @@ impl PoolBuilder {
                 threads: Vec::with_capacity(threads),
             }),
             work: Condvar::new(),
+            queued: AtomicUsize::new(0),
             config: Config {
                 threads,
                 initializer: self.initializer,
@@ -780,6 +829,7 @@ impl Pool {
         }
         state.status = PoolState::Terminated;
         let queued = std::mem::take(&mut state.queue);
+        self.shared.queued.store(0, Ordering::Release);
         let running: Vec<Queued> = state.running.iter().flatten().cloned().collect();
         drop(state);
         self.shared.work.notify_all();
