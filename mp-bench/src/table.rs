@@ -389,7 +389,7 @@ const ROW_NOTES: &[(&str, &str)] = &[
     ),
     (
         "threadpool_",
-        "threadpool_*: two worker threads in the bench process; ours is mp-dummy's Pool, CPython's multiprocessing.pool.ThreadPool, the threadpool crate (apply_async: execute + an mpsc result channel); raw.std_pool_condvar_* is a plain pool of std threads taking boxed jobs from a Mutex<VecDeque> + Condvar, results over an mpsc channel (map: one job per chunk, reassembled in order); raw.std_pool_mpsc_jobs_* the same over an mpsc job channel behind a Mutex.",
+        "threadpool_*: two worker threads in the bench process; ours is mp-dummy's Pool, CPython's multiprocessing.pool.ThreadPool, the threadpool crate (apply_async: execute + an mpsc result channel); raw.std_pool_mpsc_jobs_* is a plain pool of std threads taking boxed jobs from an mpsc channel behind a Mutex, results over one mpsc channel (map: one job per chunk, reassembled in order); raw.std_pool_condvar_* the same on a Mutex<VecDeque> + Condvar; raw.std_pool_mpsc_jobs_slot_per_task_apply_async gives each task its own result slot (Arc<(Mutex<Option<u64>>, Condvar)>), as a result handle per task needs.",
     ),
     (
         "pool_",

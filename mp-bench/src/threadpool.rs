@@ -5,11 +5,14 @@
 //! - ours: mp-dummy's `Pool` (a closure per task);
 //! - CPython: `multiprocessing.pool.ThreadPool` (`python/threadpool.py`);
 //! - raw: the plain pool of std threads a Rust programmer writes in ten
-//!   lines: boxed jobs on a `Mutex<VecDeque>` with a `Condvar`, results
-//!   over an `mpsc` channel (for `map`, each job maps one chunk and sends
-//!   back its `Vec`, reassembled in order). The reference row
-//!   `raw.std_pool_mpsc_jobs` is the other textbook pool, jobs over an
-//!   `mpsc` channel whose receiver the workers share behind a `Mutex`;
+//!   lines: boxed jobs over an `mpsc` channel whose receiver the workers
+//!   share behind a `Mutex`, results over one `mpsc` channel (for `map`,
+//!   each job maps one chunk and sends back its `Vec`, reassembled in
+//!   order). References: the other textbook queue, a `Mutex<VecDeque>`
+//!   with a `Condvar` (`raw.std_pool_condvar_*`), and, for `apply_async`,
+//!   the channel pool with a result slot per task (an `Arc` of a `Mutex`
+//!   and a `Condvar`, waited for in order), which is what a result handle
+//!   per task, as `AsyncResult`, costs a plain pool;
 //! - the Rust crate, for `apply_async`: the `threadpool` crate
 //!   (`execute` of a closure that sends its result over an `mpsc`
 //!   channel).
@@ -303,6 +306,56 @@ fn plain<Q: JobQueue + Default>(op: Op, plan: &Plan) -> Result<Vec<Rep>, String>
     })
 }
 
+/// A reference: the plain pool on an `mpsc` job channel, each task with
+/// its own result slot (a `Mutex<Option<u64>>` and a `Condvar` in an
+/// `Arc`), waited for in order: what an `AsyncResult` per task costs a
+/// plain pool.
+fn plain_slots(plan: &Plan) -> Result<Vec<Rep>, String> {
+    type Slot = Arc<(Mutex<Option<u64>>, Condvar)>;
+    repeat(plan, |n| {
+        let pool = PlainPool::<ChannelQueue>::new();
+        let warm: Vec<Slot> = (0..WORKERS).map(|_| Arc::default()).collect();
+        let (t0, sum) = {
+            for s in &warm {
+                let s = s.clone();
+                pool.execute(move || {
+                    *s.0.lock().expect("no panics here") = Some(0);
+                    s.1.notify_all();
+                });
+            }
+            let take = |s: &Slot| {
+                let mut value = s.0.lock().expect("no panics here");
+                loop {
+                    if let Some(v) = value.take() {
+                        return v;
+                    }
+                    value = s.1.wait(value).expect("no panics here");
+                }
+            };
+            let warmed: u64 = warm.iter().map(take).sum();
+            if warmed != 0 {
+                return Err("error: wrong warm-up results".into());
+            }
+            let t0 = Instant::now();
+            let slots: Vec<Slot> = (0..n)
+                .map(|i| {
+                    let slot: Slot = Arc::default();
+                    let s = slot.clone();
+                    pool.execute(move || {
+                        *s.0.lock().expect("no panics here") = Some(inc(i));
+                        s.1.notify_all();
+                    });
+                    slot
+                })
+                .collect();
+            (t0, slots.iter().map(take).sum::<u64>())
+        };
+        let wall = t0.elapsed().as_secs_f64();
+        pool.join();
+        Ok((wall, sum))
+    })
+}
+
 /// The `threadpool` crate: `execute` of a closure that sends its result.
 fn threadpool_crate(plan: &Plan) -> Result<Vec<Rep>, String> {
     repeat(plan, |n| {
@@ -361,20 +414,27 @@ pub(crate) fn specs() -> Vec<Spec> {
                     });
                     ("threadpool", c)
                 });
-                let reference: Contender = contender(
+                let mut references: Vec<Contender> = vec![contender(
                     Who::Raw,
-                    format!("raw.std_pool_mpsc_jobs_{}", op.name()),
-                    move |_, plan| plain::<ChannelQueue>(op, &scaled(plan)),
-                );
+                    format!("raw.std_pool_condvar_{}", op.name()),
+                    move |_, plan| plain::<CondvarQueue>(op, &scaled(plan)),
+                )];
+                if op == Op::ApplyAsync {
+                    references.push(contender(
+                        Who::Raw,
+                        "raw.std_pool_mpsc_jobs_slot_per_task_apply_async",
+                        move |_, plan| plain_slots(&scaled(plan)),
+                    ));
+                }
                 Turns {
                     unit: TASKS,
                     plan: ctx.plan(n),
                     raw: contender(
                         Who::Raw,
-                        format!("raw.std_pool_condvar_{}", op.name()),
-                        move |_, plan| plain::<CondvarQueue>(op, &scaled(plan)),
+                        format!("raw.std_pool_mpsc_jobs_{}", op.name()),
+                        move |_, plan| plain::<ChannelQueue>(op, &scaled(plan)),
                     ),
-                    refs: vec![reference],
+                    refs: references,
                     ours: contender(Who::Ours, format!("ours.{name}"), move |_, plan| {
                         ours(op, &scaled(plan))
                     }),
@@ -413,5 +473,6 @@ mod tests {
             assert_eq!(plain::<ChannelQueue>(op, &plan).unwrap().len(), 2);
         }
         assert_eq!(threadpool_crate(&plan).unwrap().len(), 2);
+        assert_eq!(plain_slots(&plan).unwrap().len(), 2);
     }
 }
