@@ -244,53 +244,61 @@ impl Shared {
         let mut spun = false;
         let mut state = self.lock();
         loop {
-            state.running[slot] = None;
-            if !matches!(state.status, PoolState::Running | PoolState::Closed) {
-                break;
+            // The entry of the task just run: it may hold the last
+            // reference to the user's values, so it is dropped unlocked
+            // (their `Drop` may use the pool).
+            let finished = state.running[slot].take();
+            let stop = match state.status {
+                PoolState::Running => false,
+                PoolState::Closed => state.queue.is_empty(),
+                PoolState::Terminated | PoolState::Broken => true,
+            };
+            if stop {
+                drop(state);
+                drop(finished);
+                return;
+            }
+            if self.config.maxtasksperchild == Some(done) {
+                // Added before this thread ends, so that `join` waits for
+                // the replacement too.
+                match self.spawn(slot) {
+                    Ok(handle) => state.threads.push(handle),
+                    Err(e) => {
+                        drop(state);
+                        self.break_pool(PoolError::ThreadStart(Arc::new(e)));
+                    }
+                }
+                drop(finished);
+                return;
             }
             let Some(next) = state.queue.pop_front() else {
-                if state.status == PoolState::Closed {
-                    break;
-                }
+                drop(state);
+                drop(finished);
                 if !spun {
-                    // Watch the queue a little while before sleeping
-                    // (the state is looked at again under the lock).
-                    drop(state);
+                    // Watch the queue a little while before sleeping.
                     spun = true;
                     spin_until(|| self.queued.load(Ordering::Acquire) > 0);
                     state = self.lock();
                     continue;
                 }
                 spun = false;
-                state.sleeping += 1;
-                state = self.work.wait(state).unwrap_or_else(|e| e.into_inner());
-                state.sleeping -= 1;
+                state = self.lock();
+                if state.queue.is_empty() && state.status == PoolState::Running {
+                    state.sleeping += 1;
+                    state = self.work.wait(state).unwrap_or_else(|e| e.into_inner());
+                    state.sleeping -= 1;
+                }
                 continue;
             };
             spun = false;
             self.queued.store(state.queue.len(), Ordering::Relaxed);
             state.running[slot] = Some(next.clone());
             drop(state);
+            drop(finished);
             next.run();
             drop(next);
             done += 1;
             state = self.lock();
-            if self.config.maxtasksperchild == Some(done) {
-                state.running[slot] = None;
-                let wanted = state.status == PoolState::Running
-                    || (state.status == PoolState::Closed && !state.queue.is_empty());
-                if wanted {
-                    match self.spawn(slot) {
-                        Ok(handle) => state.threads.push(handle),
-                        Err(e) => {
-                            drop(state);
-                            self.break_pool(PoolError::ThreadStart(Arc::new(e)));
-                            return;
-                        }
-                    }
-                }
-                break;
-            }
         }
     }
 }
@@ -354,8 +362,9 @@ impl PoolBuilder {
     }
 
     /// The number of worker threads (CPython's `processes`; default: the
-    /// CPUs this process may use, `std::thread::available_parallelism`, as
-    /// CPython's `os.process_cpu_count()`).
+    /// CPUs this process may use, as CPython's `os.process_cpu_count()`:
+    /// `std::thread::available_parallelism`, which also honours a cgroup
+    /// CPU quota).
     pub fn processes(mut self, n: usize) -> PoolBuilder {
         self.processes = Some(n);
         self
@@ -450,6 +459,15 @@ impl PoolBuilder {
 fn default_chunksize(len: usize, processes: usize) -> usize {
     let per = 4 * processes.max(1);
     len / per + usize::from(len % per != 0)
+}
+
+/// `items` in chunks of `size` (the last one shorter).
+fn cut<A>(mut items: impl Iterator<Item = A>, size: usize) -> Vec<Vec<A>> {
+    std::iter::from_fn(|| {
+        let chunk: Vec<A> = items.by_ref().take(size).collect();
+        (!chunk.is_empty()).then_some(chunk)
+    })
+    .collect()
 }
 
 fn check_chunksize(chunksize: usize) -> Result<usize> {
@@ -654,22 +672,12 @@ impl Pool {
         }
         // Checked before the input is read, as a closed pool reads nothing.
         self.check_open()?;
-        let mut items = iterable.into_iter();
-        let chunks: Vec<Vec<A>> = match chunksize {
-            Some(size) => std::iter::from_fn(|| {
-                let chunk: Vec<A> = items.by_ref().take(size).collect();
-                (!chunk.is_empty()).then_some(chunk)
-            })
-            .collect(),
+        let chunks = match chunksize {
+            Some(size) => cut(iterable.into_iter(), size),
             None => {
-                let all: Vec<A> = items.collect();
+                let all: Vec<A> = iterable.into_iter().collect();
                 let size = default_chunksize(all.len(), self.processes()).max(1);
-                let mut all = all.into_iter();
-                std::iter::from_fn(|| {
-                    let chunk: Vec<A> = all.by_ref().take(size).collect();
-                    (!chunk.is_empty()).then_some(chunk)
-                })
-                .collect()
+                cut(all.into_iter(), size)
             }
         };
         if chunks.is_empty() {
