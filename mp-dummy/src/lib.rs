@@ -15,3 +15,8 @@
 pub mod pool;
 
 pub use pool::{AsyncResult, Pool, PoolBuilder, PoolError, PoolState};
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -923,9 +923,3 @@ mod tests {
         }
     }
 }
-
-/// The README's examples (its Pool section among them), compiled and run
-/// as doc tests.
-#[cfg(doctest)]
-#[doc = include_str!("../README.md")]
-struct ReadmeDoctests;
