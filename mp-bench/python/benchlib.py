@@ -116,3 +116,28 @@ def raise_nofile():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def proxy_op(m, name):
+    """The call of a manager benchmark through proxies of manager `m`:
+    dict_set, dict_get (one call each) or queue (put + get, two calls).
+    Returns the function and how many calls one run of it makes."""
+    if name in ("dict_set", "dict_get"):
+        d = m.dict()
+        d["key"] = 0
+        if name == "dict_set":
+            def op():
+                d["key"] = 1
+        else:
+            def op():
+                d["key"]
+        return op, 1
+    if name == "queue":
+        q = m.Queue()
+        put, get = q.put, q.get
+
+        def op():
+            put(1)
+            get()
+        return op, 2
+    raise ValueError(f"no proxy op {name!r}")

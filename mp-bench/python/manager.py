@@ -55,24 +55,9 @@ def main():
     def cpu():
         return benchlib.cpu_self() + proc_cpu(pid)
 
-    if args.op in ("dict_set", "dict_get"):
-        d = m.dict()
-        d["key"] = 0
-        if args.op == "dict_set":
-            def op():
-                d["key"] = 1
-        else:
-            def op():
-                d["key"]
-        count = args.count
-    elif args.op == "queue":
-        q = m.Queue()
-        put, get = q.put, q.get
-
-        def op():
-            put(1)
-            get()
-        count = args.count // 2
+    if args.op in ("dict_set", "dict_get", "queue"):
+        op, per_run = benchlib.proxy_op(m, args.op)
+        count = args.count // per_run
     elif args.op == "lock":
         lock = m.Lock()
         acquire, release = lock.acquire, lock.release

@@ -34,6 +34,7 @@ mod crates;
 mod docs;
 mod exact_reads;
 mod manager;
+mod manager_interop;
 mod measure;
 #[cfg(feature = "conn")]
 mod ours;
@@ -48,6 +49,7 @@ mod raw;
 mod sync;
 mod sys;
 mod table;
+mod threadpool;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -842,7 +844,9 @@ fn specs() -> Vec<Spec> {
     v.extend(sync::specs());
     v.extend(queue::specs());
     v.extend(pool::specs());
+    v.extend(threadpool::specs());
     v.extend(manager::specs());
+    v.extend(manager_interop::specs());
     v
 }
 
@@ -1016,6 +1020,9 @@ fn run(args: &[String]) -> Result<(), String> {
 
 /// Internal roles, run in a fresh copy of this executable.
 fn run_role(args: &[String]) -> Result<(), String> {
+    if args.first().map(String::as_str) == Some(manager_interop::ROLE_CANNED) {
+        return manager_interop::canned_role(&args[1..]);
+    }
     let plan = role_plan(args)?;
     match args[0].as_str() {
         "procspawn" => crates::procspawn_role(&plan).map_err(|e| e.to_string()),

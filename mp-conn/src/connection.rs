@@ -863,8 +863,26 @@ impl Connection {
     /// As [`recv_bytes`](Connection::recv_bytes); `buf`'s contents are
     /// unspecified after an error.
     pub fn recv_bytes_into_vec(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
+        self.recv_bytes_into_vec_max(buf, usize::MAX)
+    }
+
+    /// [`recv_bytes_into_vec`](Connection::recv_bytes_into_vec) of a
+    /// message of at most `maxlength` bytes: a server that reads every
+    /// request into one buffer, with a bound on what a peer may send.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MessageTooLong`] for a longer message, as
+    /// [`recv_bytes_max`](Connection::recv_bytes_max) (neither read nor
+    /// allocated); otherwise as
+    /// [`recv_bytes_into_vec`](Connection::recv_bytes_into_vec).
+    pub fn recv_bytes_into_vec_max(
+        &mut self,
+        buf: &mut Vec<u8>,
+        maxlength: usize,
+    ) -> Result<usize> {
         let result = self
-            .read_header(usize::MAX)
+            .read_header(maxlength)
             .and_then(|len| self.read_payload_vec(len, buf));
         self.prune_batches();
         self.note_read_ahead();

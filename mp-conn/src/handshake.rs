@@ -544,6 +544,9 @@ pub(crate) struct ClientChannel<'fd> {
     recvs: usize,
     /// Whether we sent something the listener has not answered yet.
     awaiting_answer: bool,
+    /// Whether to acknowledge each message at once (TCP only: cleared when
+    /// the socket refuses `TCP_QUICKACK`).
+    quick_ack: bool,
 }
 
 impl<'fd> ClientChannel<'fd> {
@@ -561,6 +564,7 @@ impl<'fd> ClientChannel<'fd> {
             deadline_from_first_byte: true,
             recvs: 0,
             awaiting_answer: false,
+            quick_ack: true,
         }
     }
 
@@ -611,10 +615,23 @@ impl<'fd> ClientChannel<'fd> {
                 Some(len) => {
                     let message = self.inbox.message(len).to_vec();
                     self.inbox.consume(len);
+                    self.ack_now();
                     return Ok(message);
                 }
                 None => self.awaiting_answer = true,
             }
+        }
+    }
+
+    /// Sends the ACK of what was just read at once. A CPython listener
+    /// writes its `#WELCOME#` and then, in a second write, its answer to
+    /// our challenge: its Nagle's algorithm holds that answer until our ACK
+    /// of the first, which the kernel would delay by up to 40 ms, since we
+    /// have nothing to send meanwhile.
+    fn ack_now(&mut self) {
+        if self.quick_ack && rustix::net::sockopt::set_tcp_quickack(self.fd, true).is_err() {
+            // Not TCP.
+            self.quick_ack = false;
         }
     }
 

@@ -10,9 +10,9 @@
 //! `backend`).
 //! Each step prints one line, the run ends with a summary line (`11/11 ok`,
 //! or which steps failed) and exits non-zero if a step failed; `--help`
-//! lists the steps, and naming steps runs only those. The CPython step
-//! talks to a real `multiprocessing.connection.Client` when `python3` is
-//! on PATH.
+//! lists the steps, and naming steps runs only those. The CPython steps
+//! talk to a real `multiprocessing.connection.Client` and a real
+//! `BaseManager` client when `python3` is on PATH.
 //!
 //! To add a step: write a `fn() -> Outcome` below and add one `step!` to
 //! [`STEPS`].
@@ -114,6 +114,11 @@ const STEPS: &[Step] = &[
         "manager",
         manager_at_work,
         "a SyncManager's queue, dict and lock shared by 3 processes"
+    ),
+    step!(
+        "cpython-mgr",
+        cpython_uses_our_manager,
+        "a CPython client's calls on a Rust manager's dict"
     ),
     step!(
         "switch",
@@ -640,6 +645,76 @@ fn manager_at_work() -> Outcome {
         "3 {} workers summed squares 1..10 = {sum} through a shared queue, dict and lock; {left} objects left",
         ctx.start_method()
     ))
+}
+
+/// A Rust manager server speaking pickle, and an unmodified CPython
+/// client (the documentation's remote-manager code) using its dict; the
+/// result is read back through a Rust proxy.
+fn cpython_uses_our_manager() -> Outcome {
+    let Ok(version) = Command::new("python3").arg("--version").output() else {
+        return Ok("skipped: no python3 on PATH".into());
+    };
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
+    let mut registry = mp_manager::Registry::new();
+    mp_manager::SyncManager::register_types(&mut registry);
+    let shared = registry
+        .instantiate("dict", mp_manager::Args::default())
+        .map_err(|e| format!("{e:?}"))?;
+    registry.register_shared("get_results", shared);
+    let server = mp_manager::Server::bind(
+        registry,
+        Some(&"127.0.0.1:0".parse()?),
+        b"tour key",
+        Arc::new(mp_manager::Pickle::new()),
+    )?;
+    let address = server.address().clone();
+    let handle = server.handle();
+    let serving = std::thread::spawn(move || server.serve_forever());
+    let mp_conn::Address::Inet(at) = &address else {
+        return Err("not a TCP address".into());
+    };
+    let script = format!(
+        "import sys\n\
+         from multiprocessing.managers import BaseManager\n\
+         class M(BaseManager): pass\n\
+         M.register('get_results')\n\
+         m = M(address=('{}', {}), authkey=b'tour key')\n\
+         m.connect()\n\
+         r = m.get_results()\n\
+         r.update(python=sys.version.split()[0], squares=[i * i for i in range(5)])\n\
+         try:\n\
+         \x20   r['missing']\n\
+         except KeyError as e:\n\
+         \x20   r['raised'] = type(e).__name__\n",
+        at.ip(),
+        at.port()
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .stderr(Stdio::piped())
+        .output()?;
+    let read_back = (|| -> Outcome {
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned().into());
+        }
+        let ctx = get_context(None)?;
+        let manager = mp_manager::BaseManager::<mp_manager::NoTypes>::new(&ctx)
+            .with_address(address.clone())
+            .with_authkey(*b"tour key")
+            .with_codec(Arc::new(mp_manager::Pickle::new()));
+        manager.connect()?;
+        let results: mp_manager::Proxy = manager.create("get_results", &())?;
+        let squares: Vec<i64> = results.call("__getitem__", &("squares",))?;
+        let raised: String = results.call("__getitem__", &("raised",))?;
+        drop(results);
+        let left = manager.number_of_objects()?;
+        Ok(format!(
+            "{version} client set squares {squares:?} and caught {raised} on our manager; {left} objects left"
+        ))
+    })();
+    handle.shutdown();
+    let _ = serving.join();
+    read_back
 }
 
 /// A worker of [`squares_on`]: waits for the start signal, then puts the

@@ -3,9 +3,9 @@
 
 use std::cell::Cell;
 use std::io::Write;
-use std::os::fd::OwnedFd;
-use std::sync::Arc;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -157,14 +157,54 @@ pub(crate) fn run_target(f: impl FnOnce()) -> i32 {
 /// parent for the terminal's or a pipe's input. Left as it is if the null
 /// device cannot be opened.
 pub(crate) fn stdin_to_null() {
+    if let Ok(null) = open_null_device() {
+        let _ = rustix::stdio::dup2_stdin(&null);
+    }
+}
+
+fn open_null_device() -> rustix::io::Result<OwnedFd> {
     // A `CStr` path: no allocation, which matters in a fork child.
-    if let Ok(null) = rustix::fs::open(
+    rustix::fs::open(
         c"/dev/null",
         rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
-    ) {
-        let _ = rustix::stdio::dup2_stdin(&null);
+    )
+}
+
+/// The null device, opened once per process (close-on-exec) for the stdin
+/// of its fork children: a child that inherits it needs a `dup2` where an
+/// `open` would look the path up, which costs a fork child more than the
+/// rest of its set-up. `None` if it cannot be opened.
+static NULL_DEVICE: OnceLock<Option<OwnedFd>> = OnceLock::new();
+
+/// [`NULL_DEVICE`], opened on first use: called by the parent before a
+/// fork, for [`fork_child_stdin_to_null`] in the child.
+pub(crate) fn null_device() -> Option<BorrowedFd<'static>> {
+    NULL_DEVICE
+        .get_or_init(|| open_null_device().ok())
+        .as_ref()
+        .map(AsFd::as_fd)
+}
+
+/// [`stdin_to_null`] in a fork child, from the parent's [`null_device`]
+/// (inherited). It is checked to still be the null device (a program may
+/// have closed fds it does not own, and the number been reused) before it
+/// becomes stdin; otherwise the device is opened as usual.
+pub(crate) fn fork_child_stdin_to_null(inherited: Option<BorrowedFd<'_>>) {
+    match inherited {
+        Some(null) if is_null_device(null) => {
+            let _ = rustix::stdio::dup2_stdin(null);
+        }
+        _ => stdin_to_null(),
     }
+}
+
+/// Whether `fd` is the null device (Linux's character device 1:3).
+fn is_null_device(fd: BorrowedFd<'_>) -> bool {
+    rustix::fs::fstat(fd).is_ok_and(|st| {
+        rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::CharacterDevice
+            && (rustix::fs::major(st.st_rdev), rustix::fs::minor(st.st_rdev)) == (1, 3)
+    })
 }
 
 /// The per-argument-type entry: checks the type, rebuilds the target and
@@ -374,5 +414,28 @@ pub fn init() {
             "unknown {} role {other:?}",
             mp_forkserver::ROLE_ENV
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_null_device_is_told_from_other_files() {
+        let null = open_null_device().unwrap();
+        assert!(is_null_device(null.as_fd()));
+        let cached = null_device().expect("/dev/null opens");
+        assert!(is_null_device(cached));
+        // Another character device, and a pipe (a reused fd number).
+        let zero = rustix::fs::open(
+            c"/dev/zero",
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .unwrap();
+        assert!(!is_null_device(zero.as_fd()));
+        let (r, _w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
+        assert!(!is_null_device(r.as_fd()));
     }
 }

@@ -782,6 +782,8 @@ fn start_fork(run: &mut dyn FnMut(), info: ProcessInfo, parent_name: String) -> 
     let _ = std::io::stdout().flush();
     // The child inherits the hook instead of writing one (see there).
     entry::install_panic_header();
+    // And the null device for its stdin.
+    let null = entry::null_device();
     let parent_pid = std::process::id() as i32;
     let mut child_state = Some((
         info,
@@ -835,7 +837,7 @@ fn start_fork(run: &mut dyn FnMut(), info: ProcessInfo, parent_name: String) -> 
             }
             current::COUNTER.store(1, Ordering::Relaxed);
             mp_forkserver::ForkServer::global().after_fork_in_child();
-            entry::stdin_to_null();
+            entry::fork_child_stdin_to_null(null);
             for h in &hooks {
                 (h.after_in_child)();
             }

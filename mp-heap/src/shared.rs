@@ -35,11 +35,39 @@ use crate::{Heap, HeapError, ProcessLock, SharedBuffer, heap::ALIGNMENT};
 /// pointers (meaningless in another process), have no `Drop` and are only
 /// ever used through shared references. Alignment above 8 bytes is
 /// refused at compile time.
+///
+/// Implemented for [`ProcessLock`], the fixed-width atomic integers
+/// (`AtomicU8` to `AtomicI64`: a counter shared as it is) and arrays of
+/// `SharedState` types.
 pub unsafe trait SharedState: Send + Sync + 'static {}
 
 // SAFETY: repr(C), atomics only (every bit pattern is a valid lock word,
 // kind, tid, count and stamp), no pointers, no Drop.
 unsafe impl SharedState for ProcessLock {}
+
+/// Fixed-width atomic integers: counters and flags shared as they are.
+macro_rules! atomic_states {
+    ($($t:ty),*) => {$(
+        // SAFETY: an atomic integer has its integer's layout, every bit
+        // pattern is a valid value, it holds no pointer and has no Drop.
+        unsafe impl SharedState for $t {}
+    )*};
+}
+atomic_states!(
+    std::sync::atomic::AtomicU8,
+    std::sync::atomic::AtomicU16,
+    std::sync::atomic::AtomicU32,
+    std::sync::atomic::AtomicU64,
+    std::sync::atomic::AtomicI8,
+    std::sync::atomic::AtomicI16,
+    std::sync::atomic::AtomicI32,
+    std::sync::atomic::AtomicI64
+);
+
+// SAFETY: an array lays its elements out one after another with no
+// padding between them, so it keeps every property of `T` (valid for every
+// bit pattern, no pointers, no Drop, used through `&`).
+unsafe impl<T: SharedState, const N: usize> SharedState for [T; N] {}
 
 /// Refuses, at compile time, a `T` the heap cannot hold as a `Shared`.
 const fn check_state<T: SharedState>() {

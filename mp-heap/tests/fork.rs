@@ -13,7 +13,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mp_heap::{Array, Heap, HeapError, RawArray, SharedBuffer, Value};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use mp_heap::{Array, Heap, HeapError, RawArray, Shared, SharedBuffer, Value};
 
 /// Forks a child that runs `f` and exits 0 on success, 1 on panic.
 fn fork_child(f: impl FnOnce()) -> libc::pid_t {
@@ -214,8 +216,32 @@ fn a_value_lock_held_by_a_dead_child_is_taken_over() {
     assert_eq!(v.get().unwrap(), 3);
 }
 
+/// Atomic counters in a `Shared` block: a clone moved into a fork child
+/// counts in the memory the parent reads (no mapping or fd of its own).
+fn atomic_counters_are_shared_with_a_child() {
+    let counters: Shared<[AtomicU64; 2]> =
+        Shared::new([AtomicU64::new(0), AtomicU64::new(7)]).unwrap();
+    let flag: Shared<AtomicU32> = Shared::new(AtomicU32::new(0)).unwrap();
+    let (theirs, their_flag) = (counters.clone(), flag.clone());
+    let pid = fork_child(move || {
+        for _ in 0..1000 {
+            theirs[0].fetch_add(1, Ordering::Relaxed);
+        }
+        theirs[1].store(8, Ordering::Relaxed);
+        their_flag.store(1, Ordering::Release);
+    });
+    assert_eq!(wait_child(pid), 0);
+    assert_eq!(flag.load(Ordering::Acquire), 1);
+    assert_eq!(counters[0].load(Ordering::Relaxed), 1000);
+    assert_eq!(counters[1].load(Ordering::Relaxed), 8);
+}
+
 fn main() -> ExitCode {
-    let tests: [(&str, fn()); 5] = [
+    let tests: [(&str, fn()); 6] = [
+        (
+            "atomic_counters_are_shared_with_a_child",
+            atomic_counters_are_shared_with_a_child,
+        ),
         (
             "a_value_lock_held_by_a_dead_child_is_taken_over",
             a_value_lock_held_by_a_dead_child_is_taken_over,

@@ -9,7 +9,21 @@
 //! A contract for other tools (tests, the interop suites): the first line
 //! of stdout is the bound address (`HOST:PORT` or a path); the process
 //! exits 0 once a client has called `shutdown`. `--serializer NAME` picks
-//! a registered codec (`postcard` here).
+//! a registered codec: `postcard` (the default, for Rust clients) or
+//! `pickle`, CPython's, so that unmodified CPython 3.11-3.15 clients use
+//! it:
+//!
+//! ```python
+//! from multiprocessing.managers import BaseManager, SyncManager
+//! class QueueManager(BaseManager): pass
+//! QueueManager.register("get_queue")
+//! m = QueueManager(address=("127.0.0.1", PORT), authkey=b"secret")
+//! m.connect()
+//! m.get_queue().put("hello")
+//! s = SyncManager(address=("127.0.0.1", PORT), authkey=b"secret")
+//! s.connect()
+//! d = s.dict()
+//! ```
 
 use std::process::ExitCode;
 
@@ -28,7 +42,7 @@ fn main() -> ExitCode {
             ("--serializer", Some(s)) => serializer = s,
             _ => {
                 eprintln!(
-                    "usage: manager_server --address ADDR --authkey KEY [--serializer postcard]"
+                    "usage: manager_server --address ADDR --authkey KEY [--serializer postcard|pickle]"
                 );
                 return ExitCode::from(2);
             }

@@ -21,7 +21,8 @@
 //!   replies `#RETURN`, `#ERROR`, `#TRACEBACK`, `#PROXY`,
 //!   `#UNSERIALIZABLE`; CPython's public functions and `Token`s. Messages
 //!   are [`mp_value::Value`]s and the bytes come from a [`Codec`] chosen per
-//!   manager ([`Postcard`] between Rust peers).
+//!   manager: [`Postcard`] between Rust peers, [`Pickle`] with CPython
+//!   clients and servers (3.11 to 3.15), in both directions.
 //! - References: an object lives exactly as long as a proxy to it exists
 //!   somewhere, including proxies stored in other shared objects and
 //!   proxies on their way to another process; a killed client's references
@@ -79,7 +80,7 @@ mod sync;
 mod typed;
 mod wire;
 
-pub use codec::{Codec, Postcard, codec_by_name, register_codec};
+pub use codec::{Codec, Pickle, Postcard, codec_by_name, register_codec};
 pub use error::{CodecError, Error, Exception, Result};
 pub use manager::{BaseManager, DEFAULT_SHUTDOWN_TIMEOUT, Initializer};
 /// Makes a Rust type shareable through a manager: on the type's `impl`

@@ -37,7 +37,7 @@ use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use mp_conn::{Address, Connection, Listener};
@@ -189,6 +189,7 @@ impl Server {
             next_conn: AtomicU64::new(1),
             max_message: DEFAULT_MAX_MESSAGE,
             gc: Mutex::new(()),
+            removals: AtomicU64::new(0),
         };
         Ok(Server {
             listener,
@@ -363,6 +364,9 @@ pub(crate) struct Entry {
     pub(crate) exposed: Vec<String>,
     exposed_set: HashSet<String>,
     pub(crate) method_to_typeid: Option<Arc<HashMap<String, String>>>,
+    /// Mirrors its slot's `holds`, so that a call on an object that never
+    /// received a proxy skips the collector without the table's lock.
+    holds: AtomicBool,
 }
 
 /// An object and what refers to it.
@@ -445,6 +449,9 @@ pub(crate) struct Core {
     max_message: usize,
     /// One collection at a time.
     gc: Mutex<()>,
+    /// How many objects were ever removed from the table: a connection's
+    /// cached entry is still the table's while this has not moved.
+    removals: AtomicU64,
 }
 
 impl Core {
@@ -537,6 +544,17 @@ impl Core {
         self.table().slots.get(ident).map(|s| Arc::clone(&s.entry))
     }
 
+    /// Takes `ident` out of the table.
+    fn remove_slot(&self, table: &mut Table, ident: &str) -> Option<Arc<Entry>> {
+        let slot = table.slots.remove(ident)?;
+        self.removals.fetch_add(1, Ordering::Release);
+        let ptr = Arc::as_ptr(&slot.entry.obj) as *const () as usize;
+        if table.by_ptr.get(&ptr).is_some_and(|id| &**id == ident) {
+            table.by_ptr.remove(&ptr);
+        }
+        Some(slot.entry)
+    }
+
     // ----- creating objects -----
 
     /// `create(typeid, *args, **kwds)`: a new object with one reference for
@@ -552,8 +570,14 @@ impl Core {
             .registry
             .get(typeid)
             .ok_or_else(|| Raise::Traceback(format!("KeyError: '{typeid}'\n")))?;
-        // The constructor may keep the proxies it was given.
-        let holds = args.args.iter().any(has_token) || args.kwds.values().any(has_token);
+        // The constructor may keep the proxies it was given: the new object
+        // holds them, and they may be held (a decref to zero then leaves
+        // them to the collector, as `note_nested` does for method calls).
+        let mut held: Vec<String> = Vec::new();
+        for v in args.args.iter().chain(args.kwds.values()) {
+            for_each_token(v, &mut |t| held.push(t.id.clone()));
+        }
+        let holds = !held.is_empty();
         let obj: Arc<dyn Shared> = match &spec.constructor {
             // CPython's create runs the callable on the public connection:
             // its exception is a traceback there.
@@ -571,6 +595,14 @@ impl Core {
                 Arc::new(Opaque(value))
             }
         };
+        if holds {
+            let mut table = self.table();
+            for id in &held {
+                if let Some(s) = table.slots.get_mut(id.as_str()) {
+                    s.nested = true;
+                }
+            }
+        }
         Ok(self.insert(spec, obj, owner, holds))
     }
 
@@ -595,6 +627,7 @@ impl Core {
                     exposed_set: exposed.iter().cloned().collect(),
                     exposed: exposed.clone(),
                     method_to_typeid: spec.method_to_typeid.clone(),
+                    holds: AtomicBool::new(holds),
                 };
                 table.by_ptr.insert(ptr, Arc::clone(&ident));
                 table.slots.insert(
@@ -682,11 +715,14 @@ impl Core {
         if slot.nested || slot.holds {
             return true;
         }
-        remove_slot(table, ident);
+        self.remove_slot(table, ident);
         false
     }
 
     fn hold_reply_refs(&self, ids: &[Arc<str>]) {
+        if ids.is_empty() {
+            return;
+        }
         let mut table = self.table();
         for id in ids {
             if let Some(s) = table.slots.get_mut(id) {
@@ -860,6 +896,7 @@ impl Core {
         let mut table = self.table();
         if let Some(s) = table.slots.get_mut(holder) {
             s.holds = true;
+            s.entry.holds.store(true, Ordering::Relaxed);
         }
         for id in ids {
             if let Some(s) = table.slots.get_mut(id.as_str()) {
@@ -917,7 +954,7 @@ impl Core {
                     continue;
                 }
                 if table.slots.get(id).is_some_and(|s| s.external() == 0) {
-                    if let Some(entry) = remove_slot(&mut table, id) {
+                    if let Some(entry) = self.remove_slot(&mut table, id) {
                         freed.push(entry);
                     }
                 }
@@ -931,7 +968,10 @@ impl Core {
 
     /// After a call on an object that holds proxies: objects it dropped
     /// may be unreachable now.
-    fn collect_after_call(&self, holder: &str) {
+    fn collect_after_call(&self, holder: &str, entry: Option<&Entry>) {
+        if entry.is_some_and(|e| !e.holds.load(Ordering::Relaxed)) {
+            return;
+        }
         let table = self.table();
         let holds = table.slots.get(holder).is_some_and(|s| s.holds);
         let any_unreferenced = holds && table.slots.values().any(|s| s.external() == 0);
@@ -1050,15 +1090,6 @@ fn add_ref(table: &mut Table, ident: &str, owner: Owner) {
     }
 }
 
-fn remove_slot(table: &mut Table, ident: &str) -> Option<Arc<Entry>> {
-    let slot = table.slots.remove(ident)?;
-    let ptr = Arc::as_ptr(&slot.entry.obj) as *const () as usize;
-    if table.by_ptr.get(&ptr).is_some_and(|id| &**id == ident) {
-        table.by_ptr.remove(&ptr);
-    }
-    Some(slot.entry)
-}
-
 /// A traceback-style text for `#TRACEBACK` replies: what CPython's
 /// `format_exc()` ends with.
 pub(crate) fn traceback(exception_line: &str) -> String {
@@ -1066,6 +1097,9 @@ pub(crate) fn traceback(exception_line: &str) -> String {
         "Traceback (most recent call last):\n  File \"<mp-manager server>\", in serve_client\n{exception_line}\n"
     )
 }
+
+/// The largest request buffer a connection keeps for the next request.
+const KEEP_INPUT: usize = 1 << 20;
 
 /// Why a connection stopped being served.
 enum Stop {
@@ -1081,7 +1115,16 @@ struct ClientConn {
     mode: Option<Mode>,
     /// References held for the last reply (see the module docs).
     reply_refs: Vec<Arc<str>>,
+    /// The request being read and the reply being written: one buffer
+    /// each, reused from call to call.
+    input: Vec<u8>,
     out: Vec<u8>,
+    /// The object of the last call, and `Core::removals` when it was
+    /// looked up: a client calls one proxy many times in a row. Weak, so
+    /// that an object the table lets go is dropped at once.
+    last: Option<(Arc<str>, Weak<Entry>, u64)>,
+    /// The last method called on that object, known to be exposed.
+    last_method: Option<Arc<str>>,
 }
 
 impl ClientConn {
@@ -1092,7 +1135,35 @@ impl ClientConn {
             id,
             mode: None,
             reply_refs: Vec::new(),
+            input: Vec::new(),
             out: Vec::new(),
+            last: None,
+            last_method: None,
+        }
+    }
+
+    /// The table's entry for `ident`: the last call's while no object has
+    /// been removed since (ids are never reused), else looked up.
+    fn entry(&mut self, ident: &Arc<str>) -> Option<Arc<Entry>> {
+        let removals = self.core.removals.load(Ordering::Acquire);
+        if let Some((id, entry, seen)) = &self.last {
+            if *seen == removals && id == ident {
+                if let Some(entry) = entry.upgrade() {
+                    return Some(entry);
+                }
+            }
+        }
+        let entry = self.core.lookup(ident)?;
+        self.last = Some((Arc::clone(ident), Arc::downgrade(&entry), removals));
+        self.last_method = None;
+        Some(entry)
+    }
+
+    /// The last call's entry if it was `ident`'s (and is still alive).
+    fn last_entry(&self, ident: &str) -> Option<Arc<Entry>> {
+        match &self.last {
+            Some((id, entry, _)) if &**id == ident => entry.upgrade(),
+            _ => None,
         }
     }
 
@@ -1187,8 +1258,12 @@ impl ClientConn {
     fn read_request(
         &mut self,
     ) -> std::result::Result<Option<std::result::Result<Request, String>>, Stop> {
-        let bytes = match self.conn.recv_bytes_max(self.core.max_message) {
-            Ok(bytes) => bytes,
+        let mut bytes = std::mem::take(&mut self.input);
+        let received = self
+            .conn
+            .recv_bytes_into_vec_max(&mut bytes, self.core.max_message);
+        let bytes = match received {
+            Ok(_) => bytes,
             Err(mp_conn::Error::Eof) => return Ok(None),
             Err(mp_conn::Error::MessageTooLong { len, max }) => {
                 let _ = self.send(&wire::reply(
@@ -1201,10 +1276,16 @@ impl ClientConn {
             }
             Err(_) => return Err(Stop::Closed),
         };
-        Ok(Some(match self.core.codec.decode(&bytes) {
+        let request = match self.core.codec.decode(&bytes) {
             Ok(v) => Request::from_value(v),
             Err(e) => Err(format!("ValueError: could not decode the request: {e}")),
-        }))
+        };
+        // The buffer serves the next request, unless one huge request made
+        // it huge.
+        if bytes.capacity() <= KEEP_INPUT {
+            self.input = bytes;
+        }
+        Ok(Some(request))
     }
 
     fn send(&mut self, msg: &Value) -> std::result::Result<(), Stop> {
@@ -1257,7 +1338,8 @@ impl ClientConn {
             // Objects the call dropped from its holder may be unreachable
             // now (those in the reply are held for it, above).
             if let Some(ident) = called {
-                self.core.collect_after_call(&ident);
+                self.core
+                    .collect_after_call(&ident, self.last_entry(&ident).as_deref());
             }
             if self.send(&reply).is_err() {
                 return;
@@ -1269,7 +1351,7 @@ impl ClientConn {
         let Some(ident) = req.ident else {
             return self.in_band(req.method, req.args, req.kwds);
         };
-        let Some(entry) = self.core.lookup(&ident) else {
+        let Some(entry) = self.entry(&ident) else {
             return wire::reply(
                 wire::TRACEBACK,
                 Value::from(traceback(&format!("KeyError: '{ident}'"))),
@@ -1279,7 +1361,15 @@ impl ClientConn {
         if req.args.iter().any(has_token) || req.kwds.values().any(has_token) {
             self.core.note_nested(&ident, &req.args, &req.kwds);
         }
-        if !entry.exposed_set.contains(method) {
+        // A client calls one method many times in a row: checked once.
+        let exposed = self.last_method.as_deref() == Some(method) || {
+            let known = entry.exposed_set.contains(method);
+            if known {
+                self.last_method = Some(Arc::clone(&req.method));
+            }
+            known
+        };
+        if !exposed {
             let fallback = match method {
                 "#GETVALUE" => Some(entry.obj.get_value()),
                 "__str__" => Some(Ok(Value::from(entry.obj.str()))),
@@ -1449,10 +1539,12 @@ fn raise_reply(r: Raise) -> Value {
 
 /// The fuzz target's entry point: decodes and dispatches one request as a
 /// served session connection would, with no socket, and returns the
-/// encoded reply. The first byte chooses: 0, the rest is a whole request;
-/// otherwise the rest is `(method, args, kwds)` for a call on a fresh
-/// object of the SyncManager type it names, freed afterwards. Blocking
-/// calls give up at once (the "client" is gone).
+/// encoded reply. The first byte chooses: its high bit the codec (set:
+/// pickle, as from a CPython client; clear: postcard); the rest of it 0,
+/// the remaining bytes are a whole request; otherwise they are `(method,
+/// args, kwds)` for a call on a fresh object of the SyncManager type it
+/// names, freed afterwards. Blocking calls give up at once (the "client"
+/// is gone).
 #[doc(hidden)]
 pub fn fuzz_request(bytes: &[u8]) -> Vec<u8> {
     use std::sync::OnceLock;
@@ -1472,22 +1564,32 @@ pub fn fuzz_request(bytes: &[u8]) -> Vec<u8> {
         "Array",
         "Namespace",
     ];
-    static CORE: OnceLock<Option<Arc<Core>>> = OnceLock::new();
-    let core = CORE.get_or_init(|| {
+    static POSTCARD: OnceLock<Option<Arc<Core>>> = OnceLock::new();
+    static PICKLE: OnceLock<Option<Arc<Core>>> = OnceLock::new();
+    let Some((&first, rest)) = bytes.split_first() else {
+        return Vec::new();
+    };
+    let pickled = first & 0x80 != 0;
+    let which = first & 0x7f;
+    let core = (if pickled { &PICKLE } else { &POSTCARD }).get_or_init(|| {
         let mut registry = Registry::new();
         crate::SyncManager::register_types(&mut registry);
+        let codec: Arc<dyn Codec> = if pickled {
+            Arc::new(crate::Pickle::new())
+        } else {
+            Arc::new(crate::Postcard)
+        };
+        let name = format!("mp-manager-fuzz-{}-{}", codec.name(), std::process::id());
         let server = Server::bind(
             registry,
-            Some(&Address::Abstract(
-                format!("mp-manager-fuzz-{}", std::process::id()).into_bytes(),
-            )),
+            Some(&Address::Abstract(name.into_bytes())),
             b"fuzz",
-            Arc::new(crate::Postcard),
+            codec,
         )
         .ok()?;
         Some(Arc::clone(&server.core))
     });
-    let (Some(core), Some((&which, rest))) = (core, bytes.split_first()) else {
+    let Some(core) = core else {
         return Vec::new();
     };
     let Ok((a, b)) = mp_conn::pipe(true) else {

@@ -189,6 +189,19 @@ impl RebuildProxy {
 /// Calls `f` with the id of every token inside `value`: bare tokens and the
 /// tokens of `RebuildProxy` objects, at any depth (iteratively).
 pub(crate) fn for_each_token(value: &Value, f: &mut dyn FnMut(&Token)) {
+    // Most arguments and results are scalars: no work list for them (this
+    // runs on every call's arguments and reply).
+    if !matches!(
+        value,
+        Value::List(_)
+            | Value::Tuple(_)
+            | Value::Dict(_)
+            | Value::Set(_)
+            | Value::FrozenSet(_)
+            | Value::Object(_)
+    ) {
+        return;
+    }
     let mut stack = vec![value];
     while let Some(v) = stack.pop() {
         match v {
@@ -262,29 +275,34 @@ impl Request {
     /// Reads `(id, methodname, args, kwds)`, with errors in the words of
     /// the Python that would fail on the same message.
     pub(crate) fn from_value(value: Value) -> Result<Request, String> {
-        let items = match value.as_seq() {
-            Some(items) => items,
-            None => {
-                let other = &value;
+        let items = match value {
+            // A request the reader just made is its only holder: its items
+            // move out without a copy.
+            Value::Tuple(t) => t.into_vec(),
+            Value::List(l) => l.into_vec(),
+            other => {
                 return Err(format!(
                     "TypeError: cannot unpack non-iterable {} object",
                     other.type_name()
                 ));
             }
         };
-        let [ident, method, args, kwds] = items else {
-            return Err(format!(
-                "ValueError: expected 4 values to unpack (got {})",
-                items.len()
-            ));
+        let [ident, method, args, kwds] = match <[Value; 4]>::try_from(items) {
+            Ok(four) => four,
+            Err(items) => {
+                return Err(format!(
+                    "ValueError: expected 4 values to unpack (got {})",
+                    items.len()
+                ));
+            }
         };
         let ident = match ident {
             Value::None => None,
-            Value::Str(s) => Some(s.clone()),
+            Value::Str(s) => Some(s),
             other => return Err(format!("KeyError: {other}")),
         };
         let method = match method {
-            Value::Str(s) => s.clone(),
+            Value::Str(s) => s,
             other => {
                 return Err(format!(
                     "TypeError: attribute name must be string, not '{}'",
@@ -293,8 +311,8 @@ impl Request {
             }
         };
         let args = match args {
-            Value::Tuple(t) => t.to_vec(),
-            Value::List(l) => l.to_vec(),
+            Value::Tuple(t) => t.into_vec(),
+            Value::List(l) => l.into_vec(),
             other => {
                 return Err(format!(
                     "TypeError: argument after * must be an iterable, not {}",
@@ -307,7 +325,7 @@ impl Request {
                 if d.keys().any(|k| !matches!(k, Value::Str(_))) {
                     return Err("TypeError: keywords must be strings".into());
                 }
-                d.clone()
+                d
             }
             other => {
                 return Err(format!(
@@ -385,7 +403,16 @@ impl Reply {
 
 /// `(kind, payload)`.
 pub(crate) fn reply(kind: &str, payload: Value) -> Value {
-    Value::from((kind, payload))
+    // The kinds are made once: a reply per call allocates no string.
+    static KINDS: std::sync::OnceLock<[Value; 5]> = std::sync::OnceLock::new();
+    let kinds =
+        KINDS.get_or_init(|| [RETURN, ERROR, TRACEBACK, PROXY, UNSERIALIZABLE].map(Value::from));
+    let kind = kinds
+        .iter()
+        .find(|k| k.as_str() == Some(kind))
+        .cloned()
+        .unwrap_or_else(|| Value::from(kind));
+    Value::Tuple(Tuple::from(vec![kind, payload]))
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 //! contains itself); the value model has no cycles, so that is an error
 //! ([`ErrorKind::Recursive`]), never a silent copy.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 
 use mp_value::{
@@ -100,21 +101,45 @@ pub fn loads_with(data: &[u8], limits: &Limits) -> Result<Value, Error> {
             0,
         ));
     }
-    Reader {
+    let spare = SPARE.with(Cell::take).unwrap_or_else(|| Buffers {
+        stack: Vec::with_capacity(16),
+        marks: Vec::with_capacity(4),
+        dense: Vec::with_capacity(16),
+    });
+    let mut reader = Reader {
         data,
         pos: 0,
         at: 0,
         limits,
-        stack: Vec::with_capacity(16),
-        marks: Vec::with_capacity(4),
+        stack: spare.stack,
+        marks: spare.marks,
         memo: Memo {
-            dense: Vec::with_capacity(16),
+            dense: spare.dense,
             ..Memo::default()
         },
         proto: 0,
         pushed: 0,
-    }
-    .run()
+    };
+    let result = reader.run();
+    reader.keep_buffers();
+    result
+}
+
+/// The machine's buffers, kept between the pickles one thread reads: a
+/// server reads a request per call, and these would otherwise be three
+/// allocations each time.
+struct Buffers {
+    stack: Vec<Item>,
+    marks: Vec<usize>,
+    dense: Vec<Option<Entry>>,
+}
+
+/// Buffers bigger than this many entries are freed rather than kept (one
+/// huge pickle must not pin its memory for the thread's life).
+const KEEP_BUFFERS: usize = 1024;
+
+thread_local! {
+    static SPARE: Cell<Option<Buffers>> = const { Cell::new(None) };
 }
 
 /// A value on the machine's stack, with its nesting depth and the memo
@@ -452,7 +477,32 @@ impl Reader<'_, '_> {
         }
     }
 
-    fn run(mut self) -> Result<Value, Error> {
+    /// Empties the buffers (dropping what a failed or finished read left
+    /// in them) and keeps them for the thread's next read, if small.
+    fn keep_buffers(&mut self) {
+        let mut stack = std::mem::take(&mut self.stack);
+        let mut marks = std::mem::take(&mut self.marks);
+        let mut dense = std::mem::take(&mut self.memo.dense);
+        if stack.capacity() > KEEP_BUFFERS
+            || dense.capacity() > KEEP_BUFFERS
+            || marks.capacity() > KEEP_BUFFERS
+        {
+            return;
+        }
+        stack.clear();
+        marks.clear();
+        dense.clear();
+        // `try_with`: during thread exit the slot may be gone already.
+        let _ = SPARE.try_with(|s| {
+            s.set(Some(Buffers {
+                stack,
+                marks,
+                dense,
+            }))
+        });
+    }
+
+    fn run(&mut self) -> Result<Value, Error> {
         loop {
             self.at = self.pos;
             let op = match self.data.get(self.pos) {

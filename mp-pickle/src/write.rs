@@ -20,6 +20,7 @@
 //!
 //! It works from an explicit task list, so any depth is fine.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -46,10 +47,11 @@ pub fn dumps(value: &Value) -> Vec<u8> {
 /// Appends the protocol 4 pickle of `value` to `out` (to reuse one buffer
 /// across messages).
 pub fn dump_into(value: &Value, out: &mut Vec<u8>) {
+    let memo = SPARE_MEMO.with(Cell::take).unwrap_or_default();
     let mut w = Writer {
         out,
         frame_start: 0,
-        memo: HashMap::default(),
+        memo,
         globals: HashMap::new(),
         builtins: None,
         next_memo: 0,
@@ -59,6 +61,22 @@ pub fn dump_into(value: &Value, out: &mut Vec<u8>) {
     w.run(value);
     w.out.push(STOP);
     w.close_frame();
+    // The memo table is kept for the thread's next pickle (a server writes
+    // one per reply), unless one big value made it big.
+    let mut memo = w.memo;
+    if memo.capacity() <= KEEP_MEMO {
+        memo.clear();
+        let _ = SPARE_MEMO.try_with(|s| s.set(Some(memo)));
+    }
+}
+
+type MemoTable = HashMap<usize, u32, BuildHasherDefault<AddressHasher>>;
+
+/// Memo tables bigger than this are freed rather than kept.
+const KEEP_MEMO: usize = 1024;
+
+thread_local! {
+    static SPARE_MEMO: Cell<Option<MemoTable>> = const { Cell::new(None) };
 }
 
 enum Task<'a> {
@@ -85,7 +103,7 @@ struct Writer<'a, 'o> {
     frame_start: usize,
     /// Memo indices by object address (values are borrowed for the whole
     /// write, so addresses are unique).
-    memo: HashMap<usize, u32, BuildHasherDefault<AddressHasher>>,
+    memo: MemoTable,
     /// Globals by name: a class is one object in Python, however many
     /// `Global` values name it.
     globals: HashMap<(&'a str, &'a str), u32>,

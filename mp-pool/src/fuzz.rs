@@ -1,11 +1,14 @@
 //! Entry points for the fuzz targets in `mp-fuzz`: the parsers of what a
 //! worker sends the pool (batches of results) and what the pool sends a
-//! worker (batches of tasks).
+//! worker (batches of tasks, and the frames they come in).
 //!
 //! **Not part of the API**: hidden from the docs, exempt from semver, and
 //! only what the fuzz targets need.
 
+use std::os::fd::AsFd;
+
 use crate::job::decode_item;
+use crate::sys::FrameReader;
 use crate::wire::{self, FromWorker, ToWorker};
 
 /// Parses a batch from a worker as the supervisor does, and decodes every
@@ -48,6 +51,28 @@ pub fn to_worker(payload: &[u8]) -> Result<usize, String> {
     })
     .map_err(|e| e.to_string())?;
     Ok(records)
+}
+
+/// Reads `stream` (at most a pipe's default 64 KiB of it) from a pipe as
+/// a worker reads its task pipe, parsing each frame as [`to_worker`]
+/// does. Returns how many frames were read, or the first error.
+pub fn task_frames(stream: &[u8]) -> Result<usize, String> {
+    let stream = &stream[..stream.len().min(64 * 1024)];
+    let (r, w) =
+        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| e.to_string())?;
+    let mut written = 0;
+    while written < stream.len() {
+        written += rustix::io::write(w.as_fd(), &stream[written..]).map_err(|e| e.to_string())?;
+    }
+    drop(w);
+    let mut reader = FrameReader::new(r);
+    let mut frame = Vec::new();
+    let mut frames = 0;
+    while reader.recv(&mut frame).map_err(|e| e.to_string())? {
+        frames += 1;
+        let _ = to_worker(&frame);
+    }
+    Ok(frames)
 }
 
 /// A well-formed batch from a worker (a seed for the fuzzer): ready, two

@@ -252,8 +252,9 @@ pub(crate) fn decode_map<R: DeserializeOwned>(job: &Job) -> Result<Vec<R>> {
 /// What to run when a result is ready: `on_success` with the value, or
 /// `on_error` with the error (CPython's `callback` and `error_callback`).
 ///
-/// Callbacks run on the pool's supervisor thread, which also moves every
-/// task and result: keep them short, as CPython advises. A panicking
+/// Callbacks run on the pool's supervisor thread (a submission with
+/// callbacks starts it), which also moves every task and result from then
+/// on: keep them short, as CPython advises. A panicking
 /// callback is reported on stderr and the pool goes on.
 ///
 /// # Examples

@@ -45,21 +45,25 @@
 //!
 //! ## How it works
 //!
-//! Each worker has its own pair of pipes, and one supervisor thread in the
+//! Each worker has its own pair of pipes, and one supervisor loop in the
 //! pool's process sends it units of work (one task, or one chunk of a
 //! `map`) and reads their results, many per system call, in CPython's
-//! framing. A worker finds a task's function through
-//! [`mp_context::FnRef`]: its offset in the binary, checked against the
-//! function's types once per function.
+//! framing. A caller that waits anyway (`apply`, `map`, `join`) drives that
+//! loop on its own thread while it waits; the first call that returns
+//! before its result is in (`apply_async`, `map_async`, `imap`, callbacks)
+//! moves it to a supervisor thread for good. A worker finds a task's
+//! function through [`mp_context::FnRef`]: its offset in the binary,
+//! checked against the function's types once per function.
 //!
 //! ## Calling `mp_context::init()`
 //!
 //! Workers started with spawn or forkserver re-execute the program, so
 //! `main` must call `mp_context::init()` first, as for any `Process`. Under
-//! fork, workers (and their replacements) are forked from the supervisor
-//! thread, as CPython forks them from a handler thread: a lock another
-//! thread holds at that moment stays held in the worker. Prefer
-//! forkserver, the default.
+//! fork, workers are forked from the thread that builds the pool, and
+//! their replacements from whichever thread drives the supervisor (a
+//! waiting caller's, or the supervisor thread, as CPython forks them from
+//! a handler thread): a lock another thread holds at that moment stays
+//! held in the worker. Prefer forkserver, the default.
 //!
 //! # Examples
 //!

@@ -3,7 +3,9 @@
 
 use std::any::TypeId;
 use std::collections::{HashMap, VecDeque};
+use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -15,6 +17,7 @@ use serde::de::DeserializeOwned;
 use crate::error::{Error, PoolState, Result};
 use crate::imap::{IMap, IMapUnordered};
 use crate::job::{self, AsyncResult, Callbacks, Job, Notifier, Sink, Unit, lock};
+use crate::supervisor::{self, Driver, Supervisor};
 use crate::sys::EventFd;
 use crate::wire::{ArgError, UnitRecord};
 
@@ -73,9 +76,12 @@ pub(crate) struct State {
     /// The live workers (for `terminate`, which kills them itself so that
     /// it returns promptly, and for `worker_pids`).
     pub(crate) workers: Vec<Process>,
+    /// An async submission waits to move the supervisor from the caller
+    /// that drives it to the supervisor thread (see [`Engine`]).
+    pub(crate) wants_thread: bool,
 }
 
-/// The part of a pool that its supervisor thread, results and iterators
+/// The part of a pool that its supervisor, results and iterators
 /// hold on to.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -395,7 +401,58 @@ impl Builder {
 #[derive(Debug)]
 pub struct Pool {
     shared: Arc<Shared>,
-    supervisor: Mutex<Option<JoinHandle<()>>>,
+    engine: Mutex<Engine>,
+}
+
+/// Where the supervisor (the loop that sends units, files results and
+/// replaces workers) runs.
+///
+/// A pool starts without a thread: a caller that waits anyway (a
+/// synchronous `apply` or `map`, `join`, `terminate`) drives the loop on
+/// its own thread while it waits, then parks it here. The first
+/// submission that returns before its result is in (`apply_async`,
+/// `map_async`, `imap`, anything with callbacks) moves the loop to the
+/// supervisor thread for good, so that callbacks, task timeouts and
+/// worker replacements never wait for a caller. A pool used only
+/// synchronously, such as one started for a single `map`, never starts a
+/// thread (one thread start less, and forks from a process that may have
+/// just one thread).
+enum Engine {
+    /// No thread, and no caller drives it now.
+    Parked(Supervisor),
+    /// A caller's thread drives it.
+    Driven,
+    /// The supervisor thread serves it (until it finishes); `None` once
+    /// joined.
+    Thread(Option<JoinHandle<()>>),
+    /// The pool has finished: nothing is left to drive.
+    Finished,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Engine::Parked(_) => "Parked",
+            Engine::Driven => "Driven",
+            Engine::Thread(_) => "Thread",
+            Engine::Finished => "Finished",
+        })
+    }
+}
+
+/// Starts the supervisor thread, which serves the supervisor sent on the
+/// returned channel. (A failed spawn drops its closure: the supervisor
+/// travels separately so that it is not lost with it.)
+fn spawn_supervisor() -> std::io::Result<(JoinHandle<()>, SyncSender<Supervisor>)> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Supervisor>(1);
+    let handle = std::thread::Builder::new()
+        .name("mp-pool".into())
+        .spawn(move || {
+            if let Ok(sup) = rx.recv() {
+                supervisor::run(sup)
+            }
+        })?;
+    Ok((handle, tx))
 }
 
 impl Pool {
@@ -426,35 +483,120 @@ impl Pool {
                 fns: FnTable::default(),
                 next_id: 0,
                 workers: Vec::new(),
+                wants_thread: false,
             }),
             config,
             notifier: Arc::new(Notifier::default()),
             wake: EventFd::new()?,
             sleeping: AtomicBool::new(false),
         });
-        // The supervisor thread starts first and waits for what it will
-        // serve, so that it is up by the time the workers are: starting a
-        // thread on a busy machine takes longer than the forks.
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let handle = std::thread::Builder::new()
-            .name("mp-pool".into())
-            .spawn(move || {
-                if let Ok(sup) = rx.recv() {
-                    crate::supervisor::run(sup)
-                }
-            })?;
-        match crate::supervisor::start(shared.clone()) {
-            Ok(supervisor) => {
-                let _ = tx.send(supervisor);
-                Ok(Pool {
-                    shared,
-                    supervisor: Mutex::new(Some(handle)),
-                })
+        // The workers start on this thread (a start error is the
+        // caller's, as from CPython's `Pool()`); no supervisor thread yet.
+        let sup = supervisor::start(shared.clone())?;
+        Ok(Pool {
+            shared,
+            engine: Mutex::new(Engine::Parked(sup)),
+        })
+    }
+
+    fn engine(&self) -> MutexGuard<'_, Engine> {
+        lock(&self.engine)
+    }
+
+    /// Drives the parked supervisor on this thread (`driver` says how
+    /// long) if no one else drives it; returns false if it was not parked
+    /// or is promised to an async submission.
+    fn drive_parked(&self, driver: Driver, enough: &dyn Fn() -> bool) -> bool {
+        let mut engine = self.engine();
+        if !matches!(*engine, Engine::Parked(_)) || self.shared.lock().wants_thread {
+            return false;
+        }
+        let Engine::Parked(sup) = std::mem::replace(&mut *engine, Engine::Driven) else {
+            unreachable!("matched above")
+        };
+        drop(engine);
+        let left = supervisor::drive(sup, driver, enough);
+        *self.engine() = match left {
+            Some(sup) => Engine::Parked(sup),
+            None => Engine::Finished,
+        };
+        // Other waiters may drive now (or see the pool finished).
+        self.shared.notifier.notify();
+        true
+    }
+
+    /// Waits until `done()`, driving the supervisor meanwhile whenever no
+    /// other thread does.
+    fn wait_driving(&self, done: &dyn Fn() -> bool) {
+        while !done() {
+            if self.drive_parked(Driver::Caller, done) {
+                continue;
             }
-            Err(e) => {
-                drop(tx);
-                let _ = handle.join();
-                Err(e)
+            if matches!(*self.engine(), Engine::Thread(_) | Engine::Finished) {
+                // The supervisor thread serves it (or all is over): wait
+                // for results as any caller does.
+                self.shared.notifier.wait_until(None, done);
+                return;
+            }
+            // Another caller drives it, or it is about to move to its
+            // thread: wait until that changes.
+            self.shared
+                .notifier
+                .wait_until(None, || done() || self.worth_a_look());
+        }
+    }
+
+    /// Whether a waiting caller should look again: the supervisor is
+    /// parked and free to drive, has its thread, or has finished.
+    fn worth_a_look(&self) -> bool {
+        match *self.engine() {
+            Engine::Parked(_) => !self.shared.lock().wants_thread,
+            Engine::Driven => false,
+            Engine::Thread(_) | Engine::Finished => true,
+        }
+    }
+
+    /// Makes sure the supervisor thread serves the pool, before a
+    /// submission that returns before its result is in.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the thread cannot be started (the pool goes on
+    /// without it).
+    fn ensure_thread(&self) -> Result<()> {
+        loop {
+            let mut engine = self.engine();
+            match &*engine {
+                Engine::Thread(_) | Engine::Finished => return Ok(()),
+                Engine::Parked(_) => {
+                    let result = match spawn_supervisor() {
+                        Ok((handle, tx)) => {
+                            let Engine::Parked(sup) =
+                                std::mem::replace(&mut *engine, Engine::Thread(Some(handle)))
+                            else {
+                                unreachable!("matched above")
+                            };
+                            // The thread waits for it: this cannot fail.
+                            let _ = tx.send(sup);
+                            Ok(())
+                        }
+                        Err(e) => Err(Error::Io(Arc::new(e))),
+                    };
+                    drop(engine);
+                    self.shared.lock().wants_thread = false;
+                    self.shared.notifier.notify();
+                    return result;
+                }
+                Engine::Driven => {
+                    drop(engine);
+                    // The driving caller hands it over at its next round
+                    // (woken here), taking no more submissions meanwhile.
+                    self.shared.lock().wants_thread = true;
+                    self.shared.wake.signal();
+                    self.shared
+                        .notifier
+                        .wait_until(None, || !matches!(*self.engine(), Engine::Driven));
+                }
             }
         }
     }
@@ -490,7 +632,9 @@ impl Pool {
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + 'static,
     {
-        self.apply_async(f, args)?.get(None)
+        let result = self.submit_apply(f, args, Callbacks::new(), Wait::Here)?;
+        self.wait_driving(&|| result.ready());
+        result.get(None)
     }
 
     /// Submits `f(args)` and returns at once (CPython's `apply_async`).
@@ -523,8 +667,24 @@ impl Pool {
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + 'static,
     {
+        self.submit_apply(f, args, callbacks, Wait::Later)
+    }
+
+    /// Submits one task; `wait` says whether the caller waits for it here.
+    fn submit_apply<A, R>(
+        &self,
+        f: fn(A) -> R,
+        args: A,
+        callbacks: Callbacks<R>,
+        wait: Wait,
+    ) -> Result<AsyncResult<R>>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+    {
         let mut record = UnitRecord::new();
         record.push(&args).map_err(arg_error)?;
+        self.before_submitting(wait)?;
         let job = Job::new(1, 1);
         callbacks.install(&job, job::decode_single::<R>);
         let sink = Sink::Job {
@@ -561,7 +721,9 @@ impl Pool {
         R: Serialize + DeserializeOwned + 'static,
         I: IntoIterator<Item = A>,
     {
-        self.map_async(f, iterable, chunksize)?.get(None)
+        let result = self.submit_map(f, iterable, chunksize, Callbacks::new(), Wait::Here)?;
+        self.wait_driving(&|| result.ready());
+        result.get(None)
     }
 
     /// [`map`](Pool::map) without waiting (CPython's `map_async`).
@@ -602,6 +764,23 @@ impl Pool {
         R: Serialize + DeserializeOwned + 'static,
         I: IntoIterator<Item = A>,
     {
+        self.submit_map(f, iterable, chunksize, callbacks, Wait::Later)
+    }
+
+    /// Submits a `map`; `wait` says whether the caller waits for it here.
+    fn submit_map<A, R, I>(
+        &self,
+        f: fn(A) -> R,
+        iterable: I,
+        chunksize: Option<usize>,
+        callbacks: Callbacks<Vec<R>>,
+        wait: Wait,
+    ) -> Result<AsyncResult<Vec<R>>>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+        I: IntoIterator<Item = A>,
+    {
         if let Some(c) = chunksize {
             check_chunksize(c)?;
         }
@@ -636,6 +815,7 @@ impl Pool {
                 job::decode_map::<R>,
             ));
         }
+        self.before_submitting(wait)?;
         callbacks.install(&job, job::decode_map::<R>);
         let units = records.into_iter().enumerate().map(|(unit, record)| {
             let sink = Sink::Job {
@@ -751,6 +931,7 @@ impl Pool {
         I: IntoIterator<Item = A>,
     {
         self.check_open()?;
+        self.before_submitting(Wait::Later)?;
         Ok(IMap::new(
             self.shared.clone(),
             f,
@@ -777,12 +958,23 @@ impl Pool {
         I: IntoIterator<Item = A>,
     {
         self.check_open()?;
+        self.before_submitting(Wait::Later)?;
         Ok(IMapUnordered::new(
             self.shared.clone(),
             f,
             iterable.into_iter(),
             check_chunksize(chunksize)?,
         ))
+    }
+
+    /// Before units are queued: a submission whose caller does not wait
+    /// for it here needs the supervisor thread (for a pool that is still
+    /// running: a closed one refuses the units anyway).
+    fn before_submitting(&self, wait: Wait) -> Result<()> {
+        if wait == Wait::Later && self.state() == PoolState::Running {
+            self.ensure_thread()?;
+        }
+        Ok(())
     }
 
     fn check_open(&self) -> Result<()> {
@@ -800,7 +992,10 @@ impl Pool {
             state.status = PoolState::Closed;
         }
         drop(state);
-        self.shared.wake.signal();
+        self.shared.wake();
+        // Without a thread, one round that does not wait: idle workers are
+        // told to exit now, as CPython's would be.
+        self.drive_parked(Driver::CallerOnce, &|| true);
     }
 
     /// Kills the workers at once and fails every unfinished task with
@@ -819,7 +1014,9 @@ impl Pool {
         for p in &workers {
             let _ = p.kill();
         }
-        self.shared.wake.signal();
+        if !matches!(*self.engine(), Engine::Finished) {
+            self.shared.wake.signal();
+        }
         self.join_supervisor();
     }
 
@@ -838,24 +1035,65 @@ impl Pool {
         Ok(())
     }
 
+    /// Waits until the supervisor has finished, driving it to the end if
+    /// it has no thread.
     fn join_supervisor(&self) {
-        let mut slot = lock(&self.supervisor);
-        if slot
-            .as_ref()
-            .is_some_and(|h| h.thread().id() == std::thread::current().id())
-        {
-            // Called from a callback, on the supervisor thread itself: it
-            // finishes once the callback returns.
-            return;
-        }
-        let handle = slot.take();
-        drop(slot);
-        if let Some(handle) = handle {
-            // The supervisor catches its own panics (failing every task),
-            // so a join error has nothing left to report.
-            let _ = handle.join();
+        loop {
+            if self.drive_parked(Driver::Caller, &|| false) {
+                continue;
+            }
+            let mut engine = self.engine();
+            match &mut *engine {
+                Engine::Finished => return,
+                Engine::Thread(handle) => {
+                    if handle
+                        .as_ref()
+                        .is_some_and(|h| h.thread().id() == std::thread::current().id())
+                    {
+                        // Called from a callback, on the supervisor thread
+                        // itself: it finishes once the callback returns.
+                        return;
+                    }
+                    match handle.take() {
+                        Some(handle) => {
+                            drop(engine);
+                            // The supervisor catches its own panics (failing
+                            // every task), so a join error has nothing left
+                            // to report.
+                            let _ = handle.join();
+                            *self.engine() = Engine::Finished;
+                            self.shared.notifier.notify();
+                            return;
+                        }
+                        None => {
+                            // Another thread joins it: wait for that.
+                            drop(engine);
+                            self.shared
+                                .notifier
+                                .wait_until(None, || matches!(*self.engine(), Engine::Finished));
+                            return;
+                        }
+                    }
+                }
+                Engine::Parked(_) | Engine::Driven => {
+                    drop(engine);
+                    self.shared
+                        .notifier
+                        .wait_until(None, || self.worth_a_look());
+                }
+            }
         }
     }
+}
+
+/// Whether the caller of a submission waits for its result on the spot.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// A synchronous call (`apply`, `map`): its thread may drive the
+    /// supervisor while it waits.
+    Here,
+    /// An async one: the supervisor thread must serve it.
+    Later,
 }
 
 /// Terminates the pool, as leaving CPython's `with` block does.

@@ -1,6 +1,10 @@
-//! The supervisor: one thread per pool that starts the workers, sends them
+//! The supervisor: the loop that starts a pool's workers, sends them
 //! units, files their results and replaces the ones that end (CPython's
-//! three handler threads in one).
+//! three handler threads in one). It runs in rounds ([`drive`]): on the
+//! thread of a caller that waits anyway (a synchronous call, `join`,
+//! `terminate`), or, from the first submission that returns before its
+//! result is in, on the pool's supervisor thread until the pool finishes
+//! (see `Engine` in `pool.rs`).
 //!
 //! It owns every worker's pipes and never blocks on one: its ends are
 //! nonblocking, results are framed with `mp-conn`'s sans-IO
@@ -27,16 +31,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use mp_conn::{Connection, FrameDecoder};
+use mp_conn::FrameDecoder;
 use mp_context::{Process, Sentinel, StartMethod};
-use mp_heap::RawArray;
 
 use crate::error::{Error, PoolState, Result, describe_exit};
 use crate::job::{Items, Outcome, Unit};
 use crate::pool::Shared;
 use crate::sys::{self, Epoll};
 use crate::wire::{self, FromWorker, WireError};
-use crate::worker::{self, READY, SLOT_LEN, STARTED, WorkerArgs};
+use crate::worker::{self, READY, STARTED, Slot, WorkerArgs};
 
 /// The epoll key of the wake-up eventfd.
 const WAKE_KEY: u64 = u64::MAX;
@@ -70,8 +73,12 @@ const MAX_INFLIGHT_BYTES: usize = 8 << 20;
 /// killed.
 const EOF_GRACE: Duration = Duration::from_secs(2);
 
-/// How much one read of a result pipe takes (a small buffer, since its
-/// pages are zeroed for every pool; a megabyte frame takes 64 reads).
+/// How long a worker told to quit may take to exit before it is killed
+/// (its result pipe is no longer watched then: nothing more is due on it).
+const QUIT_GRACE: Duration = Duration::from_secs(10);
+
+/// How much one read of a result pipe takes (a megabyte frame takes 64
+/// reads). Never cleared: only the pages the bytes land on are written.
 const READ_BUF: usize = 16 * 1024;
 
 /// How long to wait for a killed or exiting worker to be reaped.
@@ -93,7 +100,7 @@ struct Worker {
     tasks: OwnedFd,
     /// Our end of the result pipe (nonblocking).
     results: OwnedFd,
-    slot: RawArray<u64>,
+    slot: Slot,
     decoder: FrameDecoder,
     /// Bytes to write, from `out_at` on.
     out: Vec<u8>,
@@ -102,6 +109,10 @@ struct Worker {
     batch_at: Option<usize>,
     /// Whether the task pipe is in the epoll set (bytes left to write).
     watching_write: bool,
+    /// Whether the result pipe is in the epoll set.
+    watching_results: bool,
+    /// End of file (or an error) on the result pipe: nothing more to read.
+    results_done: bool,
     inflight: VecDeque<InFlight>,
     inflight_bytes: usize,
     /// Which functions it has been sent, by number.
@@ -119,7 +130,8 @@ struct Worker {
     eof_at: Option<Instant>,
     /// The sentinel is ready: it has exited.
     exited: bool,
-    quit_sent: bool,
+    /// When it was told to quit.
+    quit_at: Option<Instant>,
     /// Killed by the supervisor for running past the task timeout.
     timed_out: bool,
     killed: bool,
@@ -128,7 +140,7 @@ struct Worker {
 impl Worker {
     /// How many more units it may be sent now.
     fn capacity(&self, shared: &Shared) -> usize {
-        if self.exited || self.eof_at.is_some() || self.quit_sent || self.killed {
+        if self.exited || self.eof_at.is_some() || self.quit_at.is_some() || self.killed {
             return 0;
         }
         let config = &shared.config;
@@ -186,16 +198,34 @@ impl Worker {
         }
     }
 
-    /// Queues the request to exit (once).
-    fn quit(&mut self) {
-        if self.quit_sent {
+    /// Queues the request to exit (once). Nothing more is due on the
+    /// result pipe, so it is no longer watched (its end of file would only
+    /// wake the loop before the exit does; what is left on it is read when
+    /// the worker is reaped), and the worker gets [`QUIT_GRACE`] to exit.
+    fn quit(&mut self, epoll: &Epoll) {
+        if self.quit_at.is_some() {
             return;
         }
-        self.quit_sent = true;
+        self.quit_at = Some(Instant::now());
         let mut buf = [0; 12];
         self.out
             .extend_from_slice(mp_conn::encode_header(1, &mut buf));
         wire::quit(&mut self.out);
+        self.unwatch_results(epoll);
+    }
+
+    fn unwatch_results(&mut self, epoll: &Epoll) {
+        if self.watching_results {
+            epoll.remove(self.results.as_fd());
+            self.watching_results = false;
+        }
+    }
+
+    /// When it must have exited by, if it is on its way out.
+    fn exit_deadline(&self) -> Option<Instant> {
+        let after_eof = self.eof_at.map(|t| t + EOF_GRACE);
+        let after_quit = self.quit_at.map(|t| t + QUIT_GRACE);
+        after_eof.into_iter().chain(after_quit).min()
     }
 
     /// Writes what it can without blocking; watches the pipe for room if
@@ -232,23 +262,21 @@ impl Worker {
 
     /// Reads what the result pipe holds and files it; stops the worker if
     /// it sends something that is not the protocol.
-    fn read_results(&mut self, buf: &mut [u8], epoll: &Epoll) {
-        loop {
+    fn read_results(&mut self, buf: &mut Vec<u8>, epoll: &Epoll) {
+        while !self.results_done {
             match sys::read_nonblocking(self.results.as_fd(), buf) {
                 Ok(Some(0)) | Err(_) => {
-                    if self.eof_at.is_none() {
-                        self.eof_at = Some(Instant::now());
-                    }
-                    epoll.remove(self.results.as_fd());
-                    return;
+                    self.results_done = true;
+                    self.eof_at.get_or_insert_with(Instant::now);
+                    self.unwatch_results(epoll);
                 }
-                Ok(Some(n)) => {
-                    if let Err(e) = self.feed(&buf[..n]) {
+                Ok(Some(_)) => {
+                    if let Err(e) = self.feed(buf) {
                         eprintln!("mp-pool: worker process {}: {e}; killing it", self.pid);
                         self.kill();
-                        epoll.remove(self.results.as_fd());
+                        self.results_done = true;
                         self.eof_at.get_or_insert_with(Instant::now);
-                        return;
+                        self.unwatch_results(epoll);
                     }
                 }
                 Ok(None) => return,
@@ -364,6 +392,9 @@ pub(crate) struct Supervisor {
     rotate: usize,
     read_buf: Vec<u8>,
     ready: Vec<u64>,
+    /// Under fork: a pidfd of this process, which the workers inherit and
+    /// watch (see [`WorkerArgs::watch_pool`]).
+    pool_pidfd: Option<Arc<OwnedFd>>,
 }
 
 /// Starts a pool's workers, on the calling thread (as CPython's `Pool()`
@@ -381,15 +412,58 @@ pub(crate) fn start(shared: Arc<Shared>) -> Result<Supervisor> {
     Ok(sup)
 }
 
-/// The supervisor thread's body: serves the pool until it is finished.
-pub(crate) fn run(mut sup: Supervisor) {
+/// What one round of the supervisor's loop ended with.
+enum Step {
+    /// Go on.
+    Continue,
+    /// The pool has finished: every worker is gone, every unit answered
+    /// or failed.
+    Finished,
+    /// A caller drives it and an async submission waits to move it to the
+    /// supervisor thread: nothing was taken from the submitters.
+    HandOver,
+}
+
+/// Who drives the supervisor, and how long.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Driver {
+    /// The supervisor thread: until the pool has finished.
+    Thread,
+    /// A caller's thread, waiting for its own synchronous call, `join` or
+    /// `terminate`: the rounds block as the thread's would.
+    Caller,
+    /// A caller's thread that must not wait (`close`): one round that
+    /// sends what there is to send and does not wait.
+    CallerOnce,
+}
+
+/// Drives the supervisor on this thread until `enough()` holds (asked
+/// after each round), a submission waits to move it to the supervisor
+/// thread, or the pool has finished (then `None`: nothing is left to
+/// drive). A panic inside fails every task and stops the workers, as
+/// the supervisor thread's would.
+pub(crate) fn drive(
+    mut sup: Supervisor,
+    driver: Driver,
+    enough: &dyn Fn() -> bool,
+) -> Option<Supervisor> {
     let shared = sup.shared.clone();
-    let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sup.serve()));
+    let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<bool> {
+        loop {
+            match sup.round(driver)? {
+                Step::Finished => return Ok(true),
+                Step::HandOver => return Ok(false),
+                Step::Continue if driver == Driver::CallerOnce || enough() => return Ok(false),
+                Step::Continue => {}
+            }
+        }
+    }));
     let failure = match served {
-        Ok(Ok(())) => return,
+        Ok(Ok(false)) => return Some(sup),
+        Ok(Ok(true)) => return None,
         Ok(Err(e)) => e,
         Err(_) => Error::Io(Arc::new(std::io::Error::other(
-            "the pool's supervisor thread panicked (its message is on stderr)",
+            "the pool's supervisor panicked (its message is on stderr)",
         ))),
     };
     // Never leave a task waiting: stop the workers and fail everything.
@@ -399,12 +473,23 @@ pub(crate) fn run(mut sup: Supervisor) {
         state.broken = Some(failure.clone());
     }
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sup.shutdown(failure)));
+    shared.notifier.notify();
+    None
+}
+
+/// The supervisor thread's body: serves the pool until it is finished.
+pub(crate) fn run(sup: Supervisor) {
+    drive(sup, Driver::Thread, &|| false);
 }
 
 impl Supervisor {
     fn new(shared: Arc<Shared>) -> Result<Supervisor> {
         let epoll = Epoll::new()?;
         epoll.add(shared.wake.as_fd(), WAKE_KEY, false)?;
+        let pool_pidfd = match shared.config.context.start_method() {
+            StartMethod::Fork => Some(sys::pidfd_of_self()?),
+            StartMethod::Spawn | StartMethod::ForkServer => None,
+        };
         Ok(Supervisor {
             shared,
             epoll,
@@ -415,62 +500,71 @@ impl Supervisor {
             next_serial: 0,
             started: 0,
             rotate: 0,
-            // Filled on first use, on the supervisor thread: after the
-            // first workers are forked, so its pages are not shared with
-            // them (a page shared with a forked child is copied when written).
-            read_buf: Vec::new(),
+            read_buf: Vec::with_capacity(READ_BUF),
             ready: Vec::new(),
+            pool_pidfd,
         })
     }
 
-    fn serve(&mut self) -> Result<()> {
-        let mut events = sys::epoll_events();
-        loop {
-            self.pull();
-            match self.status {
-                PoolState::Terminated => {
-                    self.shutdown(Error::Terminated);
-                    return Ok(());
-                }
-                PoolState::Broken => {
-                    let e = self
-                        .shared
-                        .lock()
-                        .broken
-                        .clone()
-                        .unwrap_or(Error::Terminated);
-                    self.shutdown(e);
-                    return Ok(());
-                }
-                PoolState::Running | PoolState::Closed => {}
+    /// One round: takes what was submitted, keeps the workers up, sends
+    /// them units, then (but for [`Driver::CallerOnce`]) sleeps until
+    /// something happens and deals with it.
+    fn round(&mut self, driver: Driver) -> Result<Step> {
+        if !self.pull(driver) {
+            return Ok(Step::HandOver);
+        }
+        match self.status {
+            PoolState::Terminated => {
+                self.shutdown(Error::Terminated);
+                return Ok(Step::Finished);
             }
-            if let Err(e) = self.maintain() {
-                self.break_pool(e);
-                continue;
+            PoolState::Broken => {
+                let e = self
+                    .shared
+                    .lock()
+                    .broken
+                    .clone()
+                    .unwrap_or(Error::Terminated);
+                self.shutdown(e);
+                return Ok(Step::Finished);
             }
-            self.dispatch();
-            if self.status == PoolState::Closed
-                && self.queue.is_empty()
-                && self.workers.iter().all(|w| w.inflight.is_empty())
-            {
-                if self.workers.is_empty() {
-                    self.shared.lock().workers.clear();
-                    return Ok(());
-                }
-                for w in &mut self.workers {
-                    w.quit();
-                }
+            PoolState::Running | PoolState::Closed => {}
+        }
+        if let Err(e) = self.maintain() {
+            self.break_pool(e);
+            return Ok(Step::Continue);
+        }
+        self.dispatch();
+        if self.status == PoolState::Closed
+            && self.queue.is_empty()
+            && self.workers.iter().all(|w| w.inflight.is_empty())
+        {
+            if self.workers.is_empty() {
+                self.shared.lock().workers.clear();
+                return Ok(Step::Finished);
             }
             for w in &mut self.workers {
-                w.flush(&self.epoll);
+                w.quit(&self.epoll);
             }
-            self.wait(&mut events)?;
         }
+        for w in &mut self.workers {
+            w.flush(&self.epoll);
+        }
+        if driver != Driver::CallerOnce {
+            self.wait()?;
+        }
+        Ok(Step::Continue)
     }
 
-    /// Takes the submitted units and the pool's status.
-    fn pull(&mut self) {
+    /// Takes the submitted units and the pool's status; false (taking
+    /// nothing) when a caller drives and an async submission waits to move
+    /// the supervisor to its thread, so that a callback never runs on a
+    /// caller's thread.
+    fn pull(&mut self, driver: Driver) -> bool {
         let mut state = self.shared.lock();
+        if driver != Driver::Thread && state.wants_thread {
+            return false;
+        }
         self.status = state.status;
         if self.queue.is_empty() {
             std::mem::swap(&mut self.queue, &mut state.pending);
@@ -481,6 +575,7 @@ impl Supervisor {
         if state.fns.refs.len() > known {
             self.fn_refs.extend_from_slice(&state.fns.refs[known..]);
         }
+        true
     }
 
     /// Starts workers until there are enough, while there is work for
@@ -496,25 +591,22 @@ impl Supervisor {
     fn start_worker(&mut self) -> Result<()> {
         let heap =
             |e: mp_heap::HeapError| Error::Io(Arc::new(std::io::Error::other(e.to_string())));
-        let conn_err =
-            |e: mp_conn::Error| Error::Io(Arc::new(std::io::Error::other(e.to_string())));
         let (tasks_r, tasks) = sys::worker_pipe()?;
         let (results, results_w) = sys::worker_pipe()?;
         sys::set_nonblocking(tasks.as_fd())?;
         sys::set_nonblocking(results.as_fd())?;
-        let slot = RawArray::<u64>::zeroed(SLOT_LEN).map_err(heap)?;
-        let theirs = RawArray::from_buffer(slot.buffer().share().map_err(heap)?).map_err(heap)?;
+        let slot = worker::new_slot().map_err(heap)?;
         let config = &self.shared.config;
         let method = config.context.start_method();
         let args = WorkerArgs {
-            tasks: Connection::new(tasks_r, true, false).map_err(conn_err)?,
-            results: Connection::new(results_w, false, true).map_err(conn_err)?,
-            slot: theirs,
+            tasks: tasks_r,
+            results: results_w,
+            slot: slot.clone(),
             initializer: config.initializer.clone(),
             maxtasks: config.maxtasksperchild,
             max_memory: config.max_memory_per_child,
             report_ready: config.task_timeout.is_some(),
-            watch_pool: (method == StartMethod::Fork).then(|| std::process::id() as i32),
+            watch_pool: self.pool_pidfd.clone(),
         };
         self.started += 1;
         let prefix = match method {
@@ -563,6 +655,8 @@ impl Supervisor {
             out_at: 0,
             batch_at: None,
             watching_write: false,
+            watching_results: true,
+            results_done: false,
             inflight: VecDeque::new(),
             inflight_bytes: 0,
             defined: Vec::new(),
@@ -575,7 +669,7 @@ impl Supervisor {
             init_error: None,
             eof_at: None,
             exited: false,
-            quit_sent: false,
+            quit_at: None,
             timed_out: false,
             killed: false,
         });
@@ -615,13 +709,13 @@ impl Supervisor {
 
     /// Sleeps until something happens (or the next deadline), then deals
     /// with it.
-    fn wait(&mut self, events: &mut Vec<rustix::event::epoll::Event>) -> Result<()> {
+    fn wait(&mut self) -> Result<()> {
         let now = Instant::now();
         let limit = self.shared.config.task_timeout;
         let next = self
             .workers
             .iter()
-            .flat_map(|w| [w.deadline(limit), w.eof_at.map(|t| t + EOF_GRACE)])
+            .flat_map(|w| [w.deadline(limit), w.exit_deadline()])
             .flatten()
             .min();
         self.shared.sleeping.store(true, Ordering::SeqCst);
@@ -635,7 +729,7 @@ impl Supervisor {
             next.map(|d| d.saturating_duration_since(now))
         };
         self.ready.clear();
-        let waited = self.epoll.wait(timeout, events, &mut self.ready);
+        let waited = self.epoll.wait(timeout, &mut self.ready);
         self.shared.sleeping.store(false, Ordering::SeqCst);
         waited?;
         let ready = std::mem::take(&mut self.ready);
@@ -647,9 +741,6 @@ impl Supervisor {
             let Some(w) = self.workers.iter_mut().find(|w| w.serial == k >> 2) else {
                 continue;
             };
-            if self.read_buf.is_empty() {
-                self.read_buf = vec![0; READ_BUF];
-            }
             match k & 3 {
                 RESULTS => w.read_results(&mut self.read_buf, &self.epoll),
                 EXITED => w.exited = true,
@@ -685,7 +776,7 @@ impl Supervisor {
             if w.deadline(limit).is_some_and(|d| now >= d) {
                 w.timed_out = true;
                 w.kill();
-            } else if w.eof_at.is_some_and(|t| now >= t + EOF_GRACE) {
+            } else if w.exit_deadline().is_some_and(|d| now >= d) {
                 w.kill();
             }
         }
@@ -694,20 +785,24 @@ impl Supervisor {
     /// Deals with a worker that has exited: files its last results, fails
     /// the units it started without answering, queues the others again.
     fn reap(&mut self, mut w: Worker) {
-        if self.read_buf.is_empty() {
-            self.read_buf = vec![0; READ_BUF];
-        }
         w.read_results(&mut self.read_buf, &self.epoll);
-        self.epoll.remove(w.results.as_fd());
+        // Removed by hand: a sibling forked after this worker holds a copy
+        // of its sentinel, so closing ours would leave it in the set.
         self.epoll.remove(w.sentinel.as_fd());
         if w.watching_write {
             self.epoll.remove(w.tasks.as_fd());
         }
-        let _ = w.process.join(Some(REAP_PATIENCE));
-        let exitcode = w.process.exitcode().ok().flatten().unwrap_or(255);
+        // Its sentinel is ready, so it is reaped at once (one `waitpid`).
+        let exitcode = match w.process.exitcode() {
+            Ok(Some(code)) => code,
+            _ => {
+                let _ = w.process.join(Some(REAP_PATIENCE));
+                w.process.exitcode().ok().flatten().unwrap_or(255)
+            }
+        };
         // The worker has exited, so nothing writes the slot any more.
-        let started = w.slot[STARTED];
-        let ready = w.slot[READY] != 0;
+        let started = w.slot[STARTED].load(Ordering::Acquire);
+        let ready = w.slot[READY].load(Ordering::Acquire) != 0;
         let lost = started
             .saturating_sub(w.answered)
             .min(w.inflight.len() as u64) as usize;

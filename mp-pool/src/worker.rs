@@ -16,25 +16,31 @@
 //! started and go to another worker.
 
 use std::cell::{Cell, RefCell};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use mp_conn::Connection;
 use mp_context::{CallError, FnRef, ResolvedFn};
-use mp_heap::RawArray;
+use mp_heap::Shared;
 use rustix::event::{PollFd, PollFlags};
 use serde::{Deserialize, Serialize};
 
-use crate::sys::ResidentMemory;
+use crate::sys::{self, FrameReader, ResidentMemory};
 use crate::wire::{self, ToWorker};
 
 /// Slot index: units started so far.
 pub(crate) const STARTED: usize = 0;
 /// Slot index: 1 once the initializer has run.
 pub(crate) const READY: usize = 1;
-/// The slot's length in `u64`s.
-pub(crate) const SLOT_LEN: usize = 2;
+/// A worker's counts in shared memory ([`STARTED`], [`READY`]): clones
+/// share one block, so a fork worker's costs no mapping of its own.
+pub(crate) type Slot = Shared<[AtomicU64; 2]>;
+
+/// A fresh slot of zeros.
+pub(crate) fn new_slot() -> Result<Slot, mp_heap::HeapError> {
+    Shared::new([AtomicU64::new(0), AtomicU64::new(0)])
+}
 
 /// At the end of a unit, pending results that have waited this long (or
 /// whose unit took this long) are sent.
@@ -53,25 +59,35 @@ const FLUSH_BYTES: usize = 256 * 1024;
 const MEMORY_CHECK_EVERY: Duration = Duration::from_millis(2);
 
 /// What a worker process is started with.
+///
+/// The pipes are plain fds in CPython's framing, not `mp_conn`
+/// `Connection`s: the worker is their only reader and writer, so it reads
+/// ahead without the bookkeeping a connection keeps for copies of itself
+/// (and the pool makes them without probing each fd's kind).
 #[derive(Serialize, Deserialize)]
 pub(crate) struct WorkerArgs {
-    /// Batches of units from the pool.
-    pub(crate) tasks: Connection,
-    /// Batches of results to the pool.
-    pub(crate) results: Connection,
+    /// Batches of units from the pool (the read end).
+    #[serde(with = "mp_reduction::owned_fd")]
+    pub(crate) tasks: OwnedFd,
+    /// Batches of results to the pool (the write end).
+    #[serde(with = "mp_reduction::owned_fd")]
+    pub(crate) results: OwnedFd,
     /// [`STARTED`] and [`READY`], shared with the pool.
-    pub(crate) slot: RawArray<u64>,
+    pub(crate) slot: Slot,
     pub(crate) initializer: Option<(FnRef, Vec<u8>)>,
     pub(crate) maxtasks: Option<u64>,
     pub(crate) max_memory: Option<u64>,
     /// Send "ready" once the initializer has run (the pool has a task
     /// timeout, which counts from then).
     pub(crate) report_ready: bool,
-    /// Under fork: the pool's pid. Forked workers inherit copies of each
-    /// other's pipe ends, so end of file on the task pipe does not tell
-    /// that the pool is gone; the worker watches the pool process itself
-    /// (a pidfd) whenever it waits for work.
-    pub(crate) watch_pool: Option<i32>,
+    /// Under fork: a pidfd of the pool process, opened there once per
+    /// pool and inherited. Forked workers inherit copies of each other's
+    /// pipe ends, so end of file on the task pipe does not tell that the
+    /// pool is gone; the worker watches the pool process itself whenever
+    /// it waits for work. (Never serialized: spawn and forkserver workers
+    /// see end of file.)
+    #[serde(skip)]
+    pub(crate) watch_pool: Option<Arc<OwnedFd>>,
 }
 
 thread_local! {
@@ -124,7 +140,11 @@ fn call_task(
     IN_TASK.with(|t| t.set(true));
     let result = f.call(args, out);
     IN_TASK.with(|t| t.set(false));
-    let hooked = PANIC.with(|p| p.borrow_mut().take());
+    // Only after a panic: the first use of `PANIC` registers its
+    // destructor, which a worker that never panics need not pay for.
+    let hooked = matches!(result, Err(CallError::Panicked(_)))
+        .then(|| PANIC.with(|p| p.borrow_mut().take()))
+        .flatten();
     match result {
         Ok(()) => Ok(()),
         Err(CallError::Exit(code)) => Err(Ok(code)),
@@ -149,7 +169,8 @@ struct Pending {
     buf: Vec<u8>,
     /// When the oldest of them was added.
     since: Option<Instant>,
-    results: Connection,
+    /// The result pipe's write end (blocking).
+    results: OwnedFd,
     /// Sending failed: the pool is gone.
     broken: bool,
     /// The flusher waits without a deadline (and needs a wake-up).
@@ -162,7 +183,7 @@ impl Pending {
     fn flush(&mut self) -> bool {
         self.since = None;
         if !self.buf.is_empty() && !self.broken {
-            self.broken = self.results.send_bytes(&self.buf).is_err();
+            self.broken = sys::write_frame(self.results.as_fd(), &self.buf).is_err();
         }
         self.buf.clear();
         !self.broken
@@ -238,22 +259,9 @@ impl Outbox {
 /// The pool stopped reading: the worker should exit.
 struct Gone;
 
-/// A pidfd of the pool process `pid`, our parent, or `None` if it is gone.
-fn watch(pid: i32) -> Option<OwnedFd> {
-    let fd = rustix::process::pidfd_open(
-        rustix::process::Pid::from_raw(pid)?,
-        rustix::process::PidfdFlags::empty(),
-    )
-    .ok()?;
-    // Still our parent once the pidfd exists: it names the pool, not a
-    // process that took its pid after it died.
-    let parent = rustix::process::getppid().map(|p| p.as_raw_nonzero().get());
-    (parent == Some(pid)).then_some(fd)
-}
-
 /// Waits until `tasks` has something to read; false if the pool process
 /// (`pool`, a pidfd) ended first.
-fn wait_for_work(tasks: &Connection, pool: &OwnedFd) -> bool {
+fn wait_for_work(tasks: &FrameReader, pool: &OwnedFd) -> bool {
     loop {
         let mut fds = [
             PollFd::new(tasks, PollFlags::IN),
@@ -271,10 +279,10 @@ fn wait_for_work(tasks: &Connection, pool: &OwnedFd) -> bool {
 
 /// The worker's state between units.
 struct Worker {
-    tasks: Connection,
+    tasks: FrameReader,
     /// Under fork: a pidfd of the pool process.
-    pool: Option<OwnedFd>,
-    slot: RawArray<u64>,
+    pool: Option<Arc<OwnedFd>>,
+    slot: Slot,
     /// Functions by number: resolved, or why not.
     fns: Vec<Option<Result<ResolvedFn, String>>>,
     outbox: Arc<Outbox>,
@@ -303,14 +311,6 @@ enum Stop {
 
 /// The entry point of a worker process (a `Process` target).
 pub(crate) fn main(args: WorkerArgs) {
-    let pool = match args.watch_pool {
-        Some(pid) => match watch(pid) {
-            Some(fd) => Some(fd),
-            // The pool is gone already.
-            None => return,
-        },
-        None => None,
-    };
     install_panic_hook();
     let memory = args
         .max_memory
@@ -327,8 +327,8 @@ pub(crate) fn main(args: WorkerArgs) {
         wake: Condvar::new(),
     });
     let mut worker = Worker {
-        tasks: args.tasks,
-        pool,
+        tasks: FrameReader::new(args.tasks),
+        pool: args.watch_pool,
         slot: args.slot,
         fns: Vec::new(),
         outbox: outbox.clone(),
@@ -350,6 +350,12 @@ pub(crate) fn main(args: WorkerArgs) {
         outbox.stop_flusher();
         let _ = flusher.join();
     }
+    // The pipes close as the rest drops (the pool sees end of file before
+    // the exit); the slot (a mapping of its own under spawn and
+    // forkserver) and the pool's pidfd go with the process, without a
+    // system call each.
+    std::mem::forget(worker.slot);
+    std::mem::forget(worker.pool);
     if let Stop::Exit(code) = stop {
         mp_context::exit(code)
     }
@@ -377,7 +383,7 @@ impl Worker {
                 return Err(stop);
             }
         }
-        self.slot[READY] = 1;
+        self.slot[READY].store(1, Ordering::Release);
         if self.report_ready {
             let mut out = Vec::new();
             wire::ready(&mut out);
@@ -391,7 +397,7 @@ impl Worker {
         let mut batch = Vec::new();
         loop {
             // About to block: send what is pending first.
-            if self.tasks.buffered_len() == 0 {
+            if !self.tasks.has_buffered() {
                 if !self.outbox.flush() {
                     return Stop::Normal;
                 }
@@ -402,8 +408,9 @@ impl Worker {
                     }
                 }
             }
-            if self.tasks.recv_bytes_into_vec(&mut batch).is_err() {
-                // End of file (the pool is gone) or a broken pipe.
+            if !matches!(self.tasks.recv(&mut batch), Ok(true)) {
+                // End of file (the pool is gone), a broken pipe or a bad
+                // frame.
                 return Stop::Normal;
             }
             let mut stop = None;
@@ -449,7 +456,7 @@ impl Worker {
     /// Runs one unit and files its results; `Err` when the worker must
     /// stop afterwards.
     fn run_unit(&mut self, id: u64, fn_id: u32, args: wire::Args<'_>) -> Result<(), Stop> {
-        self.slot[STARTED] += 1;
+        self.slot[STARTED].fetch_add(1, Ordering::Release);
         if self.pending && self.flusher.is_none() {
             // Without a thread to be had, results still go out at the end
             // of every unit that took long and before the worker waits.

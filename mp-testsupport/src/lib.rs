@@ -20,7 +20,8 @@
 //! worker binary (mp-context's `set_executable` tests) both link, so that
 //! the two name them alike.
 //!
-//! [`harness::run_tests`] runs the tests of a `harness = false` target.
+//! [`harness::run_tests`] runs the tests of a `harness = false` target;
+//! [`each_cpython!`] defines one test per CPython version.
 //!
 //! It is published only so that the tests shipped inside mp-auth's,
 //! mp-conn's and mp-context's packages build from the `.crate`; it is not
@@ -207,6 +208,52 @@ pub fn examples_dir(package: &str, names: &[&str], manifest_dir: &str) -> PathBu
         "cargo build --examples -p {package} failed"
     );
     target.join("debug").join("examples")
+}
+
+/// Defines the tests `cpython_3_11` .. `cpython_3_15` in the calling
+/// module, each calling `$run(&python)` with that interpreter, or skipping
+/// as [`find`] decides (loudly; a failure under [`required`]).
+///
+/// ```
+/// fn talk_to(python: &mp_testsupport::Python) {
+///     assert!(python.minor >= 11);
+/// }
+/// mp_testsupport::each_cpython!(talk_to);
+/// ```
+#[macro_export]
+macro_rules! each_cpython {
+    ($run:path) => {
+        #[test]
+        fn cpython_3_11() {
+            if let Some(p) = $crate::find(11) {
+                $run(&p);
+            }
+        }
+        #[test]
+        fn cpython_3_12() {
+            if let Some(p) = $crate::find(12) {
+                $run(&p);
+            }
+        }
+        #[test]
+        fn cpython_3_13() {
+            if let Some(p) = $crate::find(13) {
+                $run(&p);
+            }
+        }
+        #[test]
+        fn cpython_3_14() {
+            if let Some(p) = $crate::find(14) {
+                $run(&p);
+            }
+        }
+        #[test]
+        fn cpython_3_15() {
+            if let Some(p) = $crate::find(15) {
+                $run(&p);
+            }
+        }
+    };
 }
 
 #[cfg(test)]

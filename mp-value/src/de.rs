@@ -7,7 +7,7 @@ use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
 
 use crate::error::Error;
 use crate::ser::{PASSTHROUGH, SLOT};
-use crate::value::{Constructor, Dict, Value};
+use crate::value::{Constructor, Dict, Object, Value};
 
 /// Converts `value` into a `T` (what is accepted is in [the crate
 /// docs](crate#the-serde-mapping)). `T` may borrow strings and bytes from `value`.
@@ -59,6 +59,30 @@ fn unexpected(v: &Value) -> de::Unexpected<'_> {
     }
 }
 
+/// The items of `builtins.list(x)`, `tuple(x)`, `set(x)` or
+/// `frozenset(x)` (or of the empty call): how CPython pickles a value that
+/// reduces itself to a built-in container, such as the `dict_keys` view a
+/// manager sends back (`multiprocessing.managers.rebuild_as_list`).
+fn container_reduction(o: &Object) -> Option<Items<'_>> {
+    if !o.ops().is_empty() || o.constructor() != Constructor::Reduce {
+        return None;
+    }
+    let g = o.global()?;
+    if g.module() != "builtins" || !matches!(g.name(), "list" | "tuple" | "set" | "frozenset") {
+        return None;
+    }
+    let Value::Tuple(args) = o.args() else {
+        return None;
+    };
+    match &args[..] {
+        [] => Some(Items::Values(args.iter())),
+        [Value::List(l)] => Some(Items::Values(l.iter())),
+        [Value::Tuple(t)] => Some(Items::Values(t.iter())),
+        [Value::Set(s) | Value::FrozenSet(s)] => Some(Items::Members(Box::new(s.iter()))),
+        _ => None,
+    }
+}
+
 impl<'de> Deser<'de> {
     fn child(&self, v: &'de Value) -> Result<Deser<'de>, Error> {
         if self.depth >= crate::MAX_SERDE_DEPTH {
@@ -87,6 +111,7 @@ impl<'de> Deser<'de> {
                     _ => return None,
                 }
             }
+            Value::Object(o) => return container_reduction(o),
             _ => return None,
         })
     }
@@ -274,7 +299,11 @@ impl<'de> de::Deserializer<'de> for Deser<'de> {
                 self.visit_seq(items, visitor)
             }
             Value::Dict(d) => self.visit_map(Entries::one(d), visitor),
-            Value::Global(_) | Value::Object(_) => self.invalid(&visitor),
+            Value::Object(o) => match container_reduction(o) {
+                Some(items) => self.visit_seq(items, visitor),
+                None => self.invalid(&visitor),
+            },
+            Value::Global(_) => self.invalid(&visitor),
         }
     }
 

@@ -71,6 +71,9 @@
 //!   class instance pickles it (`__dict__`, or `(dict, slots)`), or, for a
 //!   named tuple (created with arguments and no state), its arguments in
 //!   order for a struct or a sequence.
+//! - `builtins.list(x)`, `tuple(x)`, `set(x)` or `frozenset(x)` (an object
+//!   that reduces itself to a built-in container, as a CPython manager
+//!   sends a `dict_keys` view) wherever a sequence is expected.
 //!
 //! Strict: a `float` is not an integer, a `bool` is not an integer, a `str`
 //! is not bytes (nor a sequence of chars), `None` is only `()`, `None` or

@@ -459,6 +459,19 @@ fn conn39_too_long_message_is_refused_and_connection_unreadable() {
             ..
         })
     ));
+    // The same with a reused buffer: refused, nothing allocated.
+    let (mut conn, mut raw) = raw_peer();
+    raw.write_all(&[0x7f, 0xff, 0xff, 0xff]).unwrap();
+    let mut reused = Vec::new();
+    assert!(matches!(
+        conn.recv_bytes_into_vec_max(&mut reused, 1024),
+        Err(Error::MessageTooLong { .. })
+    ));
+    assert_eq!(reused.capacity(), 0);
+    let (mut a, b) = pipe(true).unwrap();
+    b.send_bytes(b"fits").unwrap();
+    assert_eq!(a.recv_bytes_into_vec_max(&mut reused, 4).unwrap(), 4);
+    assert_eq!(reused, b"fits");
     let mut long = vec![0xff; 4];
     long.extend((5u64 << 30).to_be_bytes());
     let (mut conn, mut raw) = raw_peer();

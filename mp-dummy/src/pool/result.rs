@@ -56,7 +56,9 @@ struct SlotState<T> {
     /// Threads blocked in [`Slot::wait_ready`]: the finisher wakes them
     /// only if there are any (a futex wake is a system call).
     waiters: usize,
-    callbacks: Option<Callbacks<T>>,
+    /// Boxed: most tasks have none, and a small task is a small
+    /// allocation.
+    callbacks: Option<Box<Callbacks<T>>>,
 }
 
 /// One task's (or one `map`'s) outcome, filled once.
@@ -71,7 +73,7 @@ impl<T> Slot<T> {
             state: Mutex::new(SlotState {
                 outcome: Outcome::Pending,
                 waiters: 0,
-                callbacks: (!callbacks.is_empty()).then_some(callbacks),
+                callbacks: (!callbacks.is_empty()).then(|| Box::new(callbacks)),
             }),
             ready: Condvar::new(),
         }

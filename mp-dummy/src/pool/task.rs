@@ -229,19 +229,10 @@ where
             }
         };
         // As CPython's `list(map(f, chunk))`, a chunk stops at its first
-        // failure: the map reports the first error by position anyway.
-        let mut out = Vec::with_capacity(items.len());
-        let mut outcome = Ok(());
-        for item in items {
-            match guarded(|| (self.f)(item)) {
-                Ok(r) => out.push(r),
-                Err(e) => {
-                    outcome = Err(e);
-                    break;
-                }
-            }
-        }
-        self.finish(index, outcome.map(|()| out));
+        // failure (the map reports the first error by position anyway), so
+        // one guard covers the chunk.
+        let out = guarded(|| items.into_iter().map(&self.f).collect());
+        self.finish(index, out);
     }
 
     fn cancel(&self, index: usize, error: &PoolError) {

@@ -741,3 +741,22 @@ proptest! {
         prop_assert_eq!(unordered, sorted);
     }
 }
+
+#[test]
+fn a_value_whose_drop_uses_the_pool_does_not_deadlock_it() {
+    // The last reference to a task's result may be the worker's; its Drop
+    // runs on that worker, which must not hold the pool's lock then.
+    struct Resubmits(Arc<Pool>, mpsc::Sender<bool>);
+    impl Drop for Resubmits {
+        fn drop(&mut self) {
+            let ok = self.0.apply_async(|()| (), ()).is_ok();
+            let _ = self.1.send(ok);
+        }
+    }
+    let pool = Arc::new(Pool::new(Some(1)).unwrap());
+    let (tx, rx) = mpsc::channel();
+    let p = pool.clone();
+    drop(pool.apply_async(move |()| Resubmits(p, tx), ()).unwrap());
+    assert!(rx.recv_timeout(PATIENCE).unwrap());
+    assert_eq!(pool.apply(square, 2).unwrap(), 4);
+}

@@ -12,7 +12,8 @@ const CAPTURED: [&str; 4] = [
     "8004951f00000000000000288c0c376664656438333064653530948c03707574944b0185947d9474942e",
 ];
 
-fn unhex(s: &str) -> Vec<u8> {
+/// Hex text (the captures' form) as bytes.
+pub(super) fn unhex(s: &str) -> Vec<u8> {
     (0..s.len() / 2)
         .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap_or(0))
         .collect()

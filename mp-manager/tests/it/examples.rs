@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 
 use mp_manager::{BaseManager, NoTypes, QueueProxy, SyncManager};
 
-fn examples_dir() -> &'static PathBuf {
+pub(crate) fn examples_dir() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         mp_testsupport::examples_dir(
             "mp-manager",
-            &["manager_server", "manager_bench"],
+            &["manager_server", "manager_bench", "queue_worker"],
             env!("CARGO_MANIFEST_DIR"),
         )
     })

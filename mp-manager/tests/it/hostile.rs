@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use mp_manager::ProxyType;
 use mp_value::{Dict, Value};
 
 use crate::support::{Raw, Served, no_args};
@@ -111,4 +112,86 @@ fn a_client_gone_mid_call_releases_its_references() {
     }
     q.put(&1).unwrap();
     assert_eq!(q.get().unwrap(), 1);
+}
+
+/// Pickles a CPython client could send, hostile ones included, on a
+/// pickle server: each bad one gets a `#TRACEBACK` on a connection that
+/// stays usable (never a crash, a deep recursion or a huge allocation),
+/// and a pickle naming something to run is only data.
+#[test]
+fn hostile_pickles_get_a_traceback_and_the_server_goes_on() {
+    use mp_manager::{Codec, Pickle};
+    let s = crate::cpython_client::served_for_cpython(None);
+    let mut conn = mp_conn::client(s.handle.address(), Some(crate::support::KEY)).unwrap();
+    let mut call = |bytes: &[u8]| -> Value {
+        conn.send_bytes(bytes).unwrap();
+        Pickle::new().decode(&conn.recv_bytes().unwrap()).unwrap()
+    };
+    let pickled = |v: &Value| {
+        let mut out = Vec::new();
+        Pickle::new().encode(v, &mut out).unwrap();
+        out
+    };
+    let accept = Value::from((
+        Value::None,
+        "accept_connection",
+        ("hostile",),
+        Value::Dict(Dict::new()),
+    ));
+    assert_eq!(
+        call(&pickled(&accept)).as_seq().unwrap()[0].as_str(),
+        Some("#RETURN")
+    );
+    let deep: Vec<u8> = [
+        &b"\x80\x04"[..],
+        &vec![b']'; 100_000],
+        &vec![b'a'; 99_999],
+        b".",
+    ]
+    .concat();
+    let mut huge = b"\x80\x04\x8d".to_vec();
+    huge.extend((1u64 << 62).to_le_bytes());
+    huge.push(b'.');
+    let valid = pickled(&Value::from((
+        Value::None,
+        "dummy",
+        no_args(),
+        Value::Dict(Dict::new()),
+    )));
+    let bad: [(&str, Vec<u8>); 6] = [
+        ("nested 100,000 deep", deep),
+        ("truncated", valid[..valid.len() - 3].to_vec()),
+        ("an unknown opcode", b"\x80\x04\xff.".to_vec()),
+        ("a memo index never stored", b"\x80\x04h\x05.".to_vec()),
+        ("a length of 2^62", huge),
+        ("a persistent id", b"\x80\x04\x8c\x01x\x94Q.".to_vec()),
+    ];
+    for (what, bytes) in bad {
+        let reply = call(&bytes);
+        let items = reply.as_seq().unwrap();
+        assert_eq!(items[0].as_str(), Some("#TRACEBACK"), "{what}: {reply}");
+        assert!(
+            items[1].as_str().unwrap().contains("could not decode"),
+            "{what}: {reply}"
+        );
+    }
+    // `os.system('...')` as a REDUCE is a value like any other: stored and
+    // given back as it came, never called.
+    let d = s.manager.dict::<String, Value>().unwrap();
+    let id = Value::from(d.proxy().token().id.as_str());
+    let run_me = Value::Object(mp_value::Object::reduce(
+        mp_value::Global::new("posix", "system"),
+        ("touch /tmp/never",),
+    ));
+    let set = Value::from((
+        id.clone(),
+        "__setitem__",
+        ("cmd", run_me.clone()),
+        Value::Dict(Dict::new()),
+    ));
+    assert_eq!(call(&pickled(&set)), Value::from(("#RETURN", Value::None)));
+    let get = Value::from((id, "__getitem__", ("cmd",), Value::Dict(Dict::new())));
+    assert_eq!(call(&pickled(&get)), Value::from(("#RETURN", run_me)));
+    assert!(!std::path::Path::new("/tmp/never").exists());
+    drop(d);
 }

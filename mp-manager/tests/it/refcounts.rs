@@ -29,6 +29,23 @@ fn nested_proxies_live_while_a_container_holds_them() {
 }
 
 #[test]
+fn proxies_given_to_a_constructor_live_while_the_new_object_holds_them() {
+    // `manager.list([manager.list([i]) for i in range(3)])` in CPython: the
+    // inner proxies are temporaries, the outer list keeps their referents.
+    let s = Served::new();
+    let m = &s.manager;
+    let inner: Vec<ListProxy<i64>> = (0..3).map(|i| m.list_from(&[i]).unwrap()).collect();
+    let outer = m.list_from(&inner).unwrap();
+    drop(inner);
+    assert_eq!(m.number_of_objects().unwrap(), 4);
+    for i in 0..3 {
+        assert_eq!(outer.get(i).unwrap().get(0).unwrap(), i);
+    }
+    drop(outer);
+    assert_eq!(m.number_of_objects().unwrap(), 0);
+}
+
+#[test]
 fn a_container_that_dies_frees_what_only_it_held() {
     let s = Served::new();
     let m = &s.manager;

@@ -115,40 +115,4 @@ pub(crate) fn unhex(s: &str) -> Vec<u8> {
         .collect()
 }
 
-/// The tests `cpython_3_11` .. `cpython_3_15`, each calling `$run` with
-/// that interpreter (or skipping, as the finder decides).
-macro_rules! each_cpython {
-    ($run:path) => {
-        #[test]
-        fn cpython_3_11() {
-            if let Some(p) = mp_testsupport::find(11) {
-                $run(&p);
-            }
-        }
-        #[test]
-        fn cpython_3_12() {
-            if let Some(p) = mp_testsupport::find(12) {
-                $run(&p);
-            }
-        }
-        #[test]
-        fn cpython_3_13() {
-            if let Some(p) = mp_testsupport::find(13) {
-                $run(&p);
-            }
-        }
-        #[test]
-        fn cpython_3_14() {
-            if let Some(p) = mp_testsupport::find(14) {
-                $run(&p);
-            }
-        }
-        #[test]
-        fn cpython_3_15() {
-            if let Some(p) = mp_testsupport::find(15) {
-                $run(&p);
-            }
-        }
-    };
-}
-pub(crate) use each_cpython;
+pub(crate) use mp_testsupport::each_cpython;

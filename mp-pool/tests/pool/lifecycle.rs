@@ -1,16 +1,18 @@
 //! Workers coming and going: `maxtasksperchild` (pids change),
 //! `terminate` with tasks in flight (prompt, no child left), dropping a
-//! pool, the lazy `imap` over an endless input, an input that panics, and
-//! a pool that cannot start.
+//! pool, the lazy `imap` over an endless input, an input that panics, a
+//! pool that cannot start, and workers that notice their pool's process
+//! die.
 
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mp_pool::{Error, Pool};
+use rustix::process::{Signal, kill_process};
 
-use crate::{LONG, METHODS, alive, pool};
+use crate::{LONG, METHODS, alive, pool, sleep_ms, square};
 
 pub(crate) const TESTS: &[(&str, fn())] = &[
     (
@@ -42,6 +44,10 @@ pub(crate) const TESTS: &[(&str, fn())] = &[
         "another_executable_is_refused_for_spawn_and_forkserver",
         another_executable_is_refused_for_spawn_and_forkserver,
     ),
+    (
+        "a_fork_childs_pool_watches_the_child",
+        a_fork_childs_pool_watches_the_child,
+    ),
 ];
 
 /// The environment variable that makes this binary run
@@ -66,12 +72,17 @@ pub(crate) fn refuse_another_executable() -> ! {
     std::process::exit(0)
 }
 
-fn another_executable_is_refused_for_spawn_and_forkserver() {
+/// Runs this binary again with `role` set; asserts that it succeeds.
+fn run_role(role: &str) {
     let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .env(OTHER_EXE_ROLE, "1")
+        .env(role, "1")
         .status()
         .unwrap();
-    assert!(status.success(), "{status}");
+    assert!(status.success(), "{role}: {status}");
+}
+
+fn another_executable_is_refused_for_spawn_and_forkserver() {
+    run_role(OTHER_EXE_ROLE);
 }
 
 /// The environment variable that makes this binary
@@ -88,7 +99,7 @@ pub(crate) fn start_pool_then_die(method: &str) -> ! {
     println!("{}", pids.join(" "));
     std::io::stdout().flush().unwrap();
     let me = rustix::process::getpid();
-    let _ = rustix::process::kill_process(me, rustix::process::Signal::KILL);
+    let _ = kill_process(me, Signal::KILL);
     unreachable!("SIGKILL ends the process")
 }
 
@@ -114,17 +125,57 @@ fn workers_exit_when_the_pool_process_dies() {
     }
 }
 
+/// The environment variable that makes this binary run
+/// [`child_pool_dies`] (it needs a process of its own, whose first fork
+/// pool is started before the child's).
+pub(crate) const CHILD_POOL_ROLE: &str = "MP_POOL_TEST_CHILD_POOL_DIES";
+
+/// Started in a fork child: a fork pool of its own, whose workers' pids go
+/// to `path`; then the child `SIGKILL`s itself.
+fn start_pool_in_child_then_die(path: String) {
+    let p = pool("fork", 2);
+    assert_eq!(p.apply(square, 3).unwrap(), 9);
+    let pids: Vec<String> = p.worker_pids().iter().map(i32::to_string).collect();
+    std::fs::write(format!("{path}.tmp"), pids.join(" ")).unwrap();
+    std::fs::rename(format!("{path}.tmp"), &path).unwrap();
+    let me = rustix::process::getpid();
+    let _ = kill_process(me, Signal::KILL);
+}
+
+/// A fork pool in a process that forked from a pool's process: its workers
+/// watch that process, not its parent (which lives on here), and exit
+/// when it dies. Exits 0 once they have.
+pub(crate) fn child_pool_dies() -> ! {
+    let own = pool("fork", 1);
+    assert_eq!(own.apply(square, 2).unwrap(), 4);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pids").to_string_lossy().into_owned();
+    let child = mp_context::get_context(Some("fork"))
+        .unwrap()
+        .process(start_pool_in_child_then_die, path.clone());
+    child.start().unwrap();
+    child.join(LONG).unwrap();
+    assert_eq!(child.exitcode().unwrap(), Some(-9));
+    let text = std::fs::read_to_string(&path).unwrap();
+    for pid in text.split_whitespace().map(|w| w.parse::<i32>().unwrap()) {
+        crate::eventually(&format!("worker {pid} of the dead child to exit"), || {
+            !alive(pid)
+        });
+    }
+    assert_eq!(
+        own.apply(square, 5).unwrap(),
+        25,
+        "this process's pool goes on"
+    );
+    std::process::exit(0)
+}
+
+fn a_fork_childs_pool_watches_the_child() {
+    run_role(CHILD_POOL_ROLE);
+}
+
 fn pid_of(_: u64) -> i32 {
     std::process::id() as i32
-}
-
-fn square(n: u64) -> u64 {
-    n * n
-}
-
-fn sleep_ms(ms: u64) -> u64 {
-    std::thread::sleep(Duration::from_millis(ms));
-    ms
 }
 
 fn maxtasksperchild_replaces_workers() {
@@ -164,13 +215,7 @@ fn terminate_with_tasks_in_flight() {
         std::thread::sleep(Duration::from_millis(100));
         let workers = p.worker_pids();
         assert_eq!(workers.len(), 2);
-        let t0 = Instant::now();
-        p.terminate();
-        let took = t0.elapsed();
-        assert!(
-            took < Duration::from_secs(20),
-            "{m}: terminate took {took:?}"
-        );
+        crate::terminate_promptly(&p, m);
         for w in &workers {
             assert!(!alive(*w), "{m}: worker {w} left behind");
         }

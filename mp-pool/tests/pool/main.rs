@@ -10,6 +10,7 @@
 
 mod basics;
 mod bench_example;
+mod callers;
 mod lifecycle;
 mod never_hang;
 
@@ -44,6 +45,27 @@ pub(crate) fn alive(pid: i32) -> bool {
     }
 }
 
+/// Calls `terminate` and checks that it returned promptly (generously, for
+/// a loaded machine).
+pub(crate) fn terminate_promptly(p: &Pool, method: &str) {
+    let t0 = Instant::now();
+    p.terminate();
+    let took = t0.elapsed();
+    assert!(
+        took < Duration::from_secs(20),
+        "{method}: terminate took {took:?}"
+    );
+}
+
+pub(crate) fn square(n: u64) -> u64 {
+    n * n
+}
+
+pub(crate) fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
 /// Waits until `cond` holds, at most `LONG`.
 pub(crate) fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     let t0 = Instant::now();
@@ -61,10 +83,14 @@ fn main() {
     if std::env::var_os(lifecycle::OTHER_EXE_ROLE).is_some() {
         lifecycle::refuse_another_executable();
     }
+    if std::env::var_os(lifecycle::CHILD_POOL_ROLE).is_some() {
+        lifecycle::child_pool_dies();
+    }
     let mut tests: Vec<(&str, fn())> = Vec::new();
     tests.extend(basics::TESTS);
     tests.extend(lifecycle::TESTS);
     tests.extend(never_hang::TESTS);
+    tests.extend(callers::TESTS);
     tests.extend(bench_example::TESTS);
     // Panics the tests cause on purpose say so; only others are printed.
     mp_testsupport::harness::silence_expected_panics("expected by the test");

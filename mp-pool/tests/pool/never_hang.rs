@@ -62,7 +62,7 @@ fn announce_then_sleep((path, ms): (String, u64)) -> u64 {
 }
 
 /// The pid a task announced at `path`.
-fn announced(path: &Path) -> i32 {
+pub(crate) fn announced(path: &Path) -> i32 {
     let mut pid = None;
     eventually("the task to announce its pid", || {
         pid = std::fs::read_to_string(path)
@@ -73,11 +73,27 @@ fn announced(path: &Path) -> i32 {
     pid.unwrap()
 }
 
-fn kill_9(pid: i32) {
+pub(crate) fn kill_9(pid: i32) {
     kill_process(Pid::from_raw(pid).unwrap(), Signal::KILL).unwrap();
 }
 
-fn scratch(name: &str) -> (tempfile::TempDir, PathBuf) {
+/// Checks that `outcome` is `WorkerLost` for worker `pid`, ended by
+/// `SIGKILL`.
+pub(crate) fn assert_lost_to_kill_9<T: std::fmt::Debug>(
+    outcome: mp_pool::Result<T>,
+    pid: i32,
+    m: &str,
+) {
+    match outcome {
+        Err(Error::WorkerLost {
+            pid: lost,
+            exitcode,
+        }) => assert_eq!((lost, exitcode), (pid, -9), "{m}"),
+        other => panic!("{m}: {other:?}"),
+    }
+}
+
+pub(crate) fn scratch(name: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(name);
     (dir, path)
@@ -96,15 +112,7 @@ fn kill_9_fails_the_running_task_alone() {
         let pid = announced(&path);
         kill_9(pid);
         let t0 = Instant::now();
-        match victim.get(LONG) {
-            Err(Error::WorkerLost {
-                pid: lost,
-                exitcode,
-            }) => {
-                assert_eq!((lost, exitcode), (pid, -9), "{m}");
-            }
-            other => panic!("{m}: {other:?}"),
-        }
+        assert_lost_to_kill_9(victim.get(LONG), pid, m);
         assert!(t0.elapsed() < Duration::from_secs(30), "{m}: noticed late");
         let e = victim.get(None).unwrap_err();
         assert!(
@@ -123,7 +131,7 @@ fn kill_9_fails_the_running_task_alone() {
 }
 
 /// Announces and sleeps for `Some(path)`, squares otherwise.
-fn slow_if_asked((path, n): (Option<String>, u64)) -> u64 {
+pub(crate) fn slow_if_asked((path, n): (Option<String>, u64)) -> u64 {
     match path {
         Some(path) => announce_then_sleep((path, 60_000)),
         None => n * n,
@@ -131,7 +139,7 @@ fn slow_if_asked((path, n): (Option<String>, u64)) -> u64 {
 }
 
 /// Items `0..n`, item `slow` announcing at `path` and sleeping.
-fn items_with_a_slow_one(n: u64, slow: u64, path: &Path) -> Vec<(Option<String>, u64)> {
+pub(crate) fn items_with_a_slow_one(n: u64, slow: u64, path: &Path) -> Vec<(Option<String>, u64)> {
     (0..n)
         .map(|i| ((i == slow).then(|| path.display().to_string()), i))
         .collect()

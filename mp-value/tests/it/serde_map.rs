@@ -133,6 +133,21 @@ fn lenient_where_python_is() {
         Point { x: 5, y: 6.5 }
     );
     assert_eq!(from_value::<(i32, f64)>(&nt.into()).unwrap(), (5, 6.5));
+    // A value that reduces itself to a built-in container: a manager's
+    // `dict.keys()` (`builtins.list(['a', 'b'])`), `set(())`.
+    let keys = Object::reduce(
+        Global::new("builtins", "list"),
+        (vec![Value::from("a"), Value::from("b")],),
+    );
+    assert_eq!(from_value::<Vec<String>>(&keys.into()).unwrap(), ["a", "b"]);
+    let empty = Object::reduce(Global::new("builtins", "set"), Tuple::new());
+    assert!(
+        from_value::<HashSet<i32>>(&empty.into())
+            .unwrap()
+            .is_empty()
+    );
+    let other = Object::reduce(Global::new("collections", "deque"), (vec![Value::Int(1)],));
+    assert!(from_value::<Vec<i32>>(&other.into()).is_err());
 }
 
 #[test]
