@@ -29,6 +29,11 @@ const HEADLINES: &[(&str, &str)] = &[
     ("proc_fork", "process start + join, fork"),
     ("proc_forkserver", "process start + join, forkserver"),
     ("proc_spawn", "process start + join, spawn"),
+    (
+        "threadpool_apply_async",
+        "thread `Pool.apply_async`, trivial task",
+    ),
+    ("threadpool_map", "thread `Pool.map`, trivial items"),
 ];
 
 /// The markers around the headline table in README.md.

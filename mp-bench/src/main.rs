@@ -49,6 +49,7 @@ mod raw;
 mod sync;
 mod sys;
 mod table;
+mod threadpool;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -843,6 +844,7 @@ fn specs() -> Vec<Spec> {
     v.extend(sync::specs());
     v.extend(queue::specs());
     v.extend(pool::specs());
+    v.extend(threadpool::specs());
     v.extend(manager::specs());
     v.extend(manager_interop::specs());
     v

@@ -388,6 +388,10 @@ const ROW_NOTES: &[(&str, &str)] = &[
         "raw.fork_waitpid and raw.fork_exec_true run in a freshly exec'ed copy of mp-bench, before it allocates anything (fork copies the parent's page tables, so the bench process itself would fork slower): the raw limit is a small program's.",
     ),
     (
+        "threadpool_",
+        "threadpool_*: two worker threads in the bench process; ours is mp-dummy's Pool, CPython's multiprocessing.pool.ThreadPool, the threadpool crate (apply_async: execute + an mpsc result channel); raw.std_pool_mpsc_jobs_* is a plain pool of std threads taking boxed jobs from an mpsc channel behind a Mutex, results over one mpsc channel (map: one job per chunk, reassembled in order); raw.std_pool_condvar_* the same on a Mutex<VecDeque> + Condvar; raw.std_pool_mpsc_jobs_slot_per_task_apply_async gives each task its own result slot (Arc<(Mutex<Option<u64>>, Condvar)>), as a result handle per task needs.",
+    ),
+    (
         "mgr_pyclient_",
         "mgr_pyclient_*: one CPython 3.13 client program (python/manager_interop.py, SyncManager(address, authkey).connect() proxies over AF_UNIX) against three server processes: ours is mp-manager's manager_server --serializer pickle, CPython's its SyncManager server, raw.canned_manager a server in mp-bench that answers every frame with canned bytes (no decoding, no objects); cpu is the server process's alone (every thread, from /proc/PID/task/*/schedstat).",
     ),

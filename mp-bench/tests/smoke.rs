@@ -22,9 +22,11 @@ fn raw_rows_fill_the_table_and_the_markdown_file() {
         output.status.success(),
         "mp-bench failed:\n{stdout}\n{stderr}"
     );
-    // An upper bound on "returns in time", not a speed check.
+    // An upper bound on "returns in time" (a hang guard), not a speed
+    // check: under a full `cargo xtask test` on a loaded 2-core machine the
+    // quick run has taken 127 s and 207 s, so the bound is generous.
     assert!(
-        t0.elapsed() < Duration::from_secs(120),
+        t0.elapsed() < Duration::from_secs(600),
         "took {:?}",
         t0.elapsed()
     );

@@ -4,9 +4,11 @@
 //! and the CPython handshake (mp-auth, mp-conn), shared memory (mp-heap),
 //! processes under every start method (mp-context, mp-forkserver), queues
 //! and a lock between processes (mp-queue, mp-sync), a process pool
-//! (mp-pool), and a manager whose shared objects several processes use
-//! (mp-manager).
-//! Each step prints one line, the run ends with a summary line (`9/9 ok`,
+//! (mp-pool), a manager whose shared objects several processes use
+//! (mp-manager), and one generic function run on threads (mp-dummy) and on
+//! processes, switched by one type (the `multiprocessing` facade's
+//! `backend`).
+//! Each step prints one line, the run ends with a summary line (`11/11 ok`,
 //! or which steps failed) and exits non-zero if a step failed; `--help`
 //! lists the steps, and naming steps runs only those. The CPython steps
 //! talk to a real `multiprocessing.connection.Client` and a real
@@ -118,6 +120,11 @@ const STEPS: &[Step] = &[
         cpython_uses_our_manager,
         "a CPython client's calls on a Rust manager's dict"
     ),
+    step!(
+        "switch",
+        one_line_switch,
+        "one generic function on threads and on processes, same results"
+    ),
 ];
 
 /// Long enough for a loaded machine, short enough that a hang is reported.
@@ -161,7 +168,7 @@ fn select(args: &[String]) -> Result<Vec<&'static Step>, (String, u8)> {
         .collect())
 }
 
-/// The last line: `9/9 ok`, or how many passed and which failed.
+/// The last line: `11/11 ok`, or how many passed and which failed.
 fn summary(ran: usize, failed: &[&str], took: Duration) -> String {
     let ok = ran - failed.len();
     let verdict = if failed.is_empty() {
@@ -708,6 +715,72 @@ fn cpython_uses_our_manager() -> Outcome {
     handle.shutdown();
     let _ = serving.join();
     read_back
+}
+
+/// A worker of [`squares_on`]: waits for the start signal, then puts the
+/// squares of its numbers, each under the lock (a failure panics: the
+/// child exits 1 and the parent's `get` reports the missing results).
+fn square_numbers<B: multiprocessing::backend::Backend>(
+    (numbers, results, lock, go): (Vec<u64>, B::Queue<u64>, B::Lock, B::Event),
+) {
+    use multiprocessing::backend::{EventApi, LockApi, QueueApi};
+    assert!(go.wait(Some(PATIENCE)), "the start signal never came");
+    for n in numbers {
+        assert!(lock.acquire(true, Some(PATIENCE)).expect("the lock"));
+        results.put(n * n, true, Some(PATIENCE)).expect("a put");
+        lock.release().expect("the lock");
+    }
+}
+
+/// The generic function: two workers and a pool square 1..=100 on backend
+/// `B`; the sums of what came back through the queue and from the pool.
+fn squares_on<B: multiprocessing::backend::PoolBackend>(
+    backend: &B,
+) -> Result<(u64, u64), multiprocessing::backend::Error> {
+    use multiprocessing::backend::{EventApi, PoolApi, ProcessApi, QueueApi};
+    let (results, lock, go) = (backend.queue(0)?, backend.lock()?, backend.event()?);
+    let workers: Vec<B::Process> = [1..=50, 51..=100]
+        .into_iter()
+        .map(|numbers| {
+            let args = (numbers.collect(), results.clone(), lock.clone(), go.clone());
+            backend.process(square_numbers::<B>, args)
+        })
+        .collect();
+    for w in &workers {
+        w.start()?;
+    }
+    go.set();
+    let mut through_queue = 0;
+    for _ in 0..100 {
+        through_queue += results.get(true, Some(PATIENCE))?;
+    }
+    for w in &workers {
+        w.join(Some(PATIENCE))?;
+    }
+    let pool = backend.pool(Some(2))?;
+    let from_pool = pool.map(square, 1..=100, None)?.iter().sum();
+    pool.close();
+    pool.join()?;
+    Ok((through_queue, from_pool))
+}
+
+/// The one-line switch: the same generic function on `Threads` and on
+/// `Processes` (the default start method), the same results.
+fn one_line_switch() -> Outcome {
+    use multiprocessing::backend::{Backend, Processes, Threads};
+    let on_threads = squares_on(&Threads)?;
+    let processes = Processes::default();
+    let on_processes = squares_on(&processes)?;
+    if on_threads != on_processes || on_threads != (338_350, 338_350) {
+        return Err(format!("threads gave {on_threads:?}, processes {on_processes:?}").into());
+    }
+    Ok(format!(
+        "squares_on::<B>: 2 workers + a queue + a lock + an event, then a pool map, on {} and on {}: \
+         both sum to {}",
+        Threads.name(),
+        processes.name(),
+        on_threads.0
+    ))
 }
 
 #[cfg(test)]

@@ -18,6 +18,11 @@
 //! | `Pipe`, `connection.Listener`, `connection.Client`, `connection.wait` | [`pipe()`], [`connection`] | mp-conn |
 //! | `Pool`, `pool.AsyncResult` | [`Pool`], [`Context::pool`], [`pool()`] | mp-pool |
 //! | `Manager`, `managers.BaseManager`, `managers.SyncManager` | [`SyncManager`], [`Context::manager`], [`manager()`] | mp-manager |
+//! | `multiprocessing.dummy` (threads) | [`dummy`] | mp-dummy |
+//!
+//! [`backend`] switches generic code between processes and threads in one
+//! line: traits that both kinds of object implement, and the backends
+//! [`Processes`](backend::Processes) and [`Threads`](backend::Threads).
 //!
 //! Start methods re-execute this binary (spawn, forkserver): call
 //! [`init()`] first thing in `main`. Everything made here works under every
@@ -73,15 +78,20 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub mod backend;
+
 /// `multiprocessing.connection`: connections, listeners, clients, `wait`.
 pub use mp_conn as connection;
 /// The process machinery (`context.py`, `process.py`, the start methods).
 pub use mp_context as process;
+/// `multiprocessing.dummy`: the same API on threads (see [`backend`] for
+/// code that runs on either).
+pub use mp_dummy as dummy;
 /// Shared memory (`heap.py`, `sharedctypes.py`).
 pub use mp_heap as heap;
 /// `multiprocessing.managers`.
 pub use mp_manager as managers;
-/// `multiprocessing.pool`.
+/// `multiprocessing.pool`: the process pool.
 pub use mp_pool as pool;
 /// `multiprocessing.queues`.
 pub use mp_queue as queues;
