@@ -22,9 +22,11 @@ fn raw_rows_fill_the_table_and_the_markdown_file() {
         output.status.success(),
         "mp-bench failed:\n{stdout}\n{stderr}"
     );
-    // An upper bound on "returns in time", not a speed check.
+    // An upper bound on "returns in time", not a speed check: about 10 s
+    // here alone, but 136 s was seen inside a full `cargo xtask test` on
+    // the shared 2-core machine under load, hence the margin.
     assert!(
-        t0.elapsed() < Duration::from_secs(120),
+        t0.elapsed() < Duration::from_secs(600),
         "took {:?}",
         t0.elapsed()
     );
