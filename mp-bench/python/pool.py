@@ -1,5 +1,7 @@
 """multiprocessing.Pool on trivial tasks (f(n) = n + 1), as mp-pool's
-pool_bench example measures itself:
+pool_bench example measures itself (with --threads,
+multiprocessing.pool.ThreadPool, as mp-bench's threadpool rows measure
+mp-dummy's Pool):
 
 - apply_async: COUNT apply_async calls, then every result collected;
 - map1: pool.map(f, range(COUNT), chunksize=1);
@@ -15,6 +17,7 @@ Pinned rows pin this process before it starts (the workers inherit it).
 
 import multiprocessing as mp
 import time
+from multiprocessing.pool import ThreadPool
 
 import benchlib
 
@@ -28,7 +31,10 @@ def main():
     p.add_argument("--op", choices=["apply_async", "map1", "map", "start"], required=True)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--method", choices=["fork", "spawn", "forkserver"], default="fork")
+    p.add_argument("--threads", action="store_true", help="a ThreadPool (not with --op start)")
     args = p.parse_args()
+    if args.threads and args.op == "start":
+        p.error("--threads measures tasks, not a pool's start")
     ctx = mp.get_context(args.method)
     n = args.count
     expected = sum(inc(i) for i in range(n))
@@ -49,9 +55,13 @@ def main():
         benchlib.report(args, benchlib.timed_blocks(args, op, benchlib.cpu_with_children))
         return
 
+    # A thread pool's CPU is this process's; a process pool's includes its
+    # waited-for workers.
+    cpu = benchlib.cpu_self if args.threads else benchlib.cpu_with_children
+
     def block():
-        c0 = benchlib.cpu_with_children()
-        pool = ctx.Pool(args.workers)
+        c0 = cpu()
+        pool = ThreadPool(args.workers) if args.threads else ctx.Pool(args.workers)
         pool.map(inc, range(args.workers), chunksize=1)
         t0 = time.perf_counter()
         if args.op == "apply_async":
@@ -66,7 +76,7 @@ def main():
         pool.join()
         if total != expected:
             raise SystemExit(f"wrong results: {total} != {expected}")
-        return wall, benchlib.cpu_with_children() - c0
+        return wall, cpu() - c0
 
     if args.warmup > 0:
         block()

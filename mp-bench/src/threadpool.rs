@@ -3,7 +3,8 @@
 //! chunk size, on two worker threads, in this process.
 //!
 //! - ours: mp-dummy's `Pool` (a closure per task);
-//! - CPython: `multiprocessing.pool.ThreadPool` (`python/threadpool.py`);
+//! - CPython: `multiprocessing.pool.ThreadPool` (`python/pool.py
+//!   --threads`);
 //! - raw: the plain pool of std threads a Rust programmer writes in ten
 //!   lines: boxed jobs over an `mpsc` channel whose receiver the workers
 //!   share behind a `Mutex`, results over one `mpsc` channel (for `map`,
@@ -403,6 +404,7 @@ pub(crate) fn specs() -> Vec<Spec> {
                     ..*plan
                 };
                 let py_args = vec![
+                    "--threads".to_string(),
                     "--op".to_string(),
                     op.name().to_string(),
                     "--workers".to_string(),
@@ -443,7 +445,7 @@ pub(crate) fn specs() -> Vec<Spec> {
                         format!("py.{name}"),
                         move |ctx, plan| {
                             let plan = Plan { warmup: 1, ..*plan };
-                            ctx.run_py("threadpool.py", &py_args, &plan)
+                            ctx.run_py("pool.py", &py_args, &plan)
                         },
                     )),
                     krate,
