@@ -150,10 +150,10 @@ pub fn parse_digest_prefix(message: &[u8]) -> Result<(Option<Digest>, &[u8]), Au
     if message.first() == Some(&b'{') {
         // CPython searches for `}` in message[1 : MAX_DIGEST_LEN + 2].
         let window = &message[1..message.len().min(MAX_DIGEST_NAME_LEN + 2)];
-        if let Some(close) = window.iter().position(|&b| b == b'}') {
-            if let Some(digest) = Digest::from_name(&window[..close]) {
-                return Ok((Some(digest), &message[close + 2..]));
-            }
+        if let Some(close) = window.iter().position(|&b| b == b'}')
+            && let Some(digest) = Digest::from_name(&window[..close])
+        {
+            return Ok((Some(digest), &message[close + 2..]));
         }
     }
     Err(AuthenticationError::UnsupportedDigest {

@@ -215,12 +215,13 @@ impl FromStr for Address {
                 "{s:?} is not an IPv6 address of the form [ADDR]:PORT"
             )));
         }
-        if let Some((host, port)) = s.rsplit_once(':') {
-            if !host.is_empty() && !host.contains('/') && !host.contains(':') {
-                if let Ok(port) = port.parse::<u16>() {
-                    return resolve(host, port).map(Address::Inet);
-                }
-            }
+        if let Some((host, port)) = s.rsplit_once(':')
+            && !host.is_empty()
+            && !host.contains('/')
+            && !host.contains(':')
+            && let Ok(port) = port.parse::<u16>()
+        {
+            return resolve(host, port).map(Address::Inet);
         }
         Ok(Address::Unix(PathBuf::from(s)))
     }
@@ -335,10 +336,10 @@ fn lock_dirs() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
 /// now empty.
 pub(crate) fn remove_our_temp_dir(dir: &Path) {
     let mut dirs = lock_dirs();
-    if let Some(i) = dirs.iter().position(|d| d == dir) {
-        if std::fs::remove_dir(dir).is_ok() {
-            dirs.swap_remove(i);
-        }
+    if let Some(i) = dirs.iter().position(|d| d == dir)
+        && std::fs::remove_dir(dir).is_ok()
+    {
+        dirs.swap_remove(i);
     }
 }
 

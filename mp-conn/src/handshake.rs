@@ -381,10 +381,10 @@ impl Handshake {
                     // reply: answer it in the same write as the verdict. A
                     // client that waits for the verdict has sent nothing
                     // more, so there is no read to try.
-                    if self.inbox.buffered() > 0 {
-                        if let Some(len) = self.read(CHALLENGE_AHEAD)? {
-                            self.answer(len)?;
-                        }
+                    if self.inbox.buffered() > 0
+                        && let Some(len) = self.read(CHALLENGE_AHEAD)?
+                    {
+                        self.answer(len)?;
                     }
                 }
                 Step::RecvChallenge => {

@@ -306,12 +306,12 @@ impl Listener {
                 let _ = rustix::net::shutdown(&self.socket, rustix::net::Shutdown::Both);
             }
         }
-        if let Some((path, owner)) = self.unlink.take() {
-            if rustix::process::getpid() == owner {
-                let _ = std::fs::remove_file(&path);
-                if let Some(dir) = path.parent() {
-                    remove_our_temp_dir(dir);
-                }
+        if let Some((path, owner)) = self.unlink.take()
+            && rustix::process::getpid() == owner
+        {
+            let _ = std::fs::remove_file(&path);
+            if let Some(dir) = path.parent() {
+                remove_our_temp_dir(dir);
             }
         }
     }
@@ -332,10 +332,10 @@ impl Listener {
             return Err(Error::Closed);
         }
         let socket = self.socket.try_clone()?;
-        if let Some((path, _)) = self.unlink.take() {
-            if let Some(dir) = path.parent() {
-                forget_our_temp_dir(dir);
-            }
+        if let Some((path, _)) = self.unlink.take()
+            && let Some(dir) = path.parent()
+        {
+            forget_our_temp_dir(dir);
         }
         Ok((socket, self.address.clone()))
     }
@@ -612,10 +612,10 @@ impl ListenerBuilder {
         let (socket, bound_address) = match bound {
             Ok(ok) => ok,
             Err(e) => {
-                if let (true, Address::Unix(path)) = (arbitrary, &address) {
-                    if let Some(dir) = path.parent() {
-                        remove_our_temp_dir(dir);
-                    }
+                if let (true, Address::Unix(path)) = (arbitrary, &address)
+                    && let Some(dir) = path.parent()
+                {
+                    remove_our_temp_dir(dir);
                 }
                 return Err(e);
             }
@@ -644,10 +644,10 @@ impl ListenerBuilder {
                 "the socket given for {address} is not listening"
             )));
         }
-        if let Address::Unix(path) = &address {
-            if let Some(dir) = path.parent() {
-                adopt_our_temp_dir(dir);
-            }
+        if let Address::Unix(path) = &address
+            && let Some(dir) = path.parent()
+        {
+            adopt_our_temp_dir(dir);
         }
         Ok(self.finish(socket, address))
     }

@@ -304,10 +304,10 @@ impl Popen {
             Handle::Status { .. } => {
                 // A blocking `poll` holds the lock while it reads the status
                 // pipe: skip only when the exit is known for sure.
-                if let Ok(exit) = self.exit.try_lock() {
-                    if exit.is_some() {
-                        return Ok(());
-                    }
+                if let Ok(exit) = self.exit.try_lock()
+                    && exit.is_some()
+                {
+                    return Ok(());
                 }
                 rustix::process::kill_process(self.pid_t(), sig)
             }
@@ -633,10 +633,10 @@ impl Process {
     /// [`Error::NotStarted`], [`Error::Closed`], or a failed wait.
     pub fn join(&self, timeout: Option<Duration>) -> Result<()> {
         let popen = self.popen("join")?;
-        if let Some(t) = timeout {
-            if !poll_readable(popen.ensure_sentinel()?, Some(t))? {
-                return Ok(());
-            }
+        if let Some(t) = timeout
+            && !poll_readable(popen.ensure_sentinel()?, Some(t))?
+        {
+            return Ok(());
         }
         if popen.poll(true)?.is_some() {
             current::forget_child(self);
@@ -752,10 +752,10 @@ impl Process {
     /// first).
     pub fn close(&self) -> Result<()> {
         let mut inner = self.lock();
-        if let State::Started(popen) = &inner.state {
-            if popen.poll(false)?.is_none() {
-                return Err(Error::StillRunning);
-            }
+        if let State::Started(popen) = &inner.state
+            && popen.poll(false)?.is_none()
+        {
+            return Err(Error::StillRunning);
         }
         inner.state = State::Closed;
         drop(inner);

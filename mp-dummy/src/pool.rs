@@ -226,19 +226,19 @@ impl Shared {
     /// A worker thread: its initializer, then tasks until the pool stops
     /// (or `maxtasksperchild`, when a replacement takes its place).
     fn work_loop(self: Arc<Self>, slot: usize) {
-        if let Some(init) = &self.config.initializer {
-            if let Err(e) = guarded(|| init()) {
-                let message = match e {
-                    PoolError::Panicked {
-                        message,
-                        location: Some(at),
-                    } => format!("panicked at {at}: {message}"),
-                    PoolError::Panicked { message, .. } => format!("panicked: {message}"),
-                    other => other.to_string(),
-                };
-                self.break_pool(PoolError::InitializerFailed { message });
-                return;
-            }
+        if let Some(init) = &self.config.initializer
+            && let Err(e) = guarded(|| init())
+        {
+            let message = match e {
+                PoolError::Panicked {
+                    message,
+                    location: Some(at),
+                } => format!("panicked at {at}: {message}"),
+                PoolError::Panicked { message, .. } => format!("panicked: {message}"),
+                other => other.to_string(),
+            };
+            self.break_pool(PoolError::InitializerFailed { message });
+            return;
         }
         let mut done = 0u64;
         let mut spun = false;
@@ -458,7 +458,7 @@ impl PoolBuilder {
 /// rounded up.
 fn default_chunksize(len: usize, processes: usize) -> usize {
     let per = 4 * processes.max(1);
-    len / per + usize::from(len % per != 0)
+    len / per + usize::from(!len.is_multiple_of(per))
 }
 
 /// `items` in chunks of `size` (the last one shorter).

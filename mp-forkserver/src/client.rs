@@ -234,13 +234,13 @@ fn remove_socket(address: &Path) {
 /// Drops what we know about a server that has died (or seems to), reaping
 /// it if it is our child and has exited.
 fn forget_server(inner: &mut Inner) {
-    if let Some(running) = inner.running.take() {
-        if running.is_child {
-            if let Some(pid) = Pid::from_raw(running.pid) {
-                let _ = waitpid(Some(pid), WaitOptions::NOHANG);
-            }
-            remove_socket(&running.address);
+    if let Some(running) = inner.running.take()
+        && running.is_child
+    {
+        if let Some(pid) = Pid::from_raw(running.pid) {
+            let _ = waitpid(Some(pid), WaitOptions::NOHANG);
         }
+        remove_socket(&running.address);
     }
 }
 

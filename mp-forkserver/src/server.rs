@@ -244,10 +244,8 @@ fn run(hooks: ServerHooks) -> io::Result<()> {
         // answers, as CPython 3.14's server) with a deadline, doing only
         // what the sockets allow now; a client that fails it is dropped.
         // One that passes has CLIENT_TIMEOUT to send its request.
-        if listener_ready {
-            if let Ok(Some(conn)) = listener.accept_timeout(Some(Duration::ZERO)) {
-                awaiting.push((conn, Instant::now() + CLIENT_TIMEOUT));
-            }
+        if listener_ready && let Ok(Some(conn)) = listener.accept_timeout(Some(Duration::ZERO)) {
+            awaiting.push((conn, Instant::now() + CLIENT_TIMEOUT));
         }
         let conn = request.map(|i| awaiting.swap_remove(i).0);
         // Clients too late with their request are dropped (after taking

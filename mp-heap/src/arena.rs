@@ -253,12 +253,11 @@ fn memfd_unavailable(e: &io::Error) -> bool {
 /// `size` bytes, else the temp dir.
 fn choose_dir(size: usize) -> PathBuf {
     let shm = Path::new("/dev/shm");
-    if cfg!(target_os = "linux") {
-        if let Ok(st) = rustix::fs::statvfs(shm) {
-            if st.f_bavail.saturating_mul(st.f_frsize) >= size as u64 {
-                return shm.to_path_buf();
-            }
-        }
+    if cfg!(target_os = "linux")
+        && let Ok(st) = rustix::fs::statvfs(shm)
+        && st.f_bavail.saturating_mul(st.f_frsize) >= size as u64
+    {
+        return shm.to_path_buf();
     }
     std::env::temp_dir()
 }

@@ -151,7 +151,7 @@ impl<T: SharedState> Shared<T> {
     /// `size_of::<T>()` bytes at an 8-aligned address.
     pub fn from_buffer(buf: SharedBuffer) -> Result<Self, HeapError> {
         const { check_state::<T>() };
-        if buf.len() != size_of::<T>() || buf.as_ptr() as usize % ALIGNMENT != 0 {
+        if buf.len() != size_of::<T>() || !(buf.as_ptr() as usize).is_multiple_of(ALIGNMENT) {
             return Err(HeapError::BadLayout {
                 what: std::any::type_name::<T>(),
                 need: size_of::<T>(),

@@ -89,9 +89,9 @@ fn check_buffer<T>(
     let need = exact.unwrap_or(0) * size_of::<T>();
     let fits = match exact {
         Some(_) => have == need,
-        None => have % size_of::<T>() == 0,
+        None => have.is_multiple_of(size_of::<T>()),
     };
-    if !fits || buf.as_ptr() as usize % ALIGNMENT != 0 {
+    if !fits || !(buf.as_ptr() as usize).is_multiple_of(ALIGNMENT) {
         return Err(HeapError::BadLayout { what, need, have });
     }
     Ok(())

@@ -326,16 +326,13 @@ fn split_result(output: &ReturnType) -> (Type, bool) {
         ReturnType::Default => return (syn::parse_quote!(()), false),
         ReturnType::Type(_, t) => (**t).clone(),
     };
-    if let Type::Path(p) = &ty {
-        if let Some(last) = p.path.segments.last() {
-            if last.ident == "Result" {
-                if let PathArguments::AngleBracketed(args) = &last.arguments {
-                    if let Some(GenericArgument::Type(ok)) = args.args.first() {
-                        return (ok.clone(), true);
-                    }
-                }
-            }
-        }
+    if let Type::Path(p) = &ty
+        && let Some(last) = p.path.segments.last()
+        && last.ident == "Result"
+        && let PathArguments::AngleBracketed(args) = &last.arguments
+        && let Some(GenericArgument::Type(ok)) = args.args.first()
+    {
+        return (ok.clone(), true);
     }
     (ty, false)
 }
@@ -343,12 +340,11 @@ fn split_result(output: &ReturnType) -> (Type, bool) {
 /// `&str` becomes `String` where a value must be owned (a proxy's result);
 /// other types are kept.
 fn owned_or_str(ty: &Type) -> Type {
-    if let Type::Reference(r) = ty {
-        if let Type::Path(p) = &*r.elem {
-            if p.path.is_ident("str") {
-                return syn::parse_quote!(::std::string::String);
-            }
-        }
+    if let Type::Reference(r) = ty
+        && let Type::Path(p) = &*r.elem
+        && p.path.is_ident("str")
+    {
+        return syn::parse_quote!(::std::string::String);
     }
     ty.clone()
 }

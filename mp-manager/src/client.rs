@@ -168,10 +168,12 @@ impl Client {
         let mut all = clients();
         all.retain(|w| w.strong_count() > 0);
         for w in all.iter() {
-            if let Some(c) = w.upgrade() {
-                if &c.address == address && c.authkey == authkey && c.codec.name() == codec.name() {
-                    return c;
-                }
+            if let Some(c) = w.upgrade()
+                && &c.address == address
+                && c.authkey == authkey
+                && c.codec.name() == codec.name()
+            {
+                return c;
             }
         }
         let kind = if cpython_servers().contains(address) {

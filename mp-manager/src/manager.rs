@@ -518,10 +518,8 @@ fn stop_server(
         // The server's watcher stops it, as CPython's `shutdown` request
         // would, without a connection and two handshakes.
         let asked = control.is_some_and(|w| rustix::io::write(&w, &[1]).is_ok());
-        if !asked {
-            if let Some(c) = &client {
-                let _ = c.public_call("shutdown", Vec::new(), Dict::new());
-            }
+        if !asked && let Some(c) = &client {
+            let _ = c.public_call("shutdown", Vec::new(), Dict::new());
         }
         drop(client);
         process.join(Some(timeout))?;
@@ -609,11 +607,11 @@ fn server_main<R: Registrar, I: Initializer>(args: ServerArgs) {
         report(Err(format!("could not ignore SIGINT: {e}")));
         mp_context::exit(1);
     }
-    if let Some(bytes) = init {
-        if let Err(e) = I::run(&bytes) {
-            report(Err(format!("the initializer failed: {e}")));
-            mp_context::exit(1);
-        }
+    if let Some(bytes) = init
+        && let Err(e) = I::run(&bytes)
+    {
+        report(Err(format!("the initializer failed: {e}")));
+        mp_context::exit(1);
     }
     let address = match address.map(|a| a.parse::<Address>()).transpose() {
         Ok(a) => a,

@@ -331,11 +331,11 @@ impl Proxy {
     fn to_rebuild(&self) -> Result<RebuildProxy> {
         let inner = &self.inner;
         let mut kwds = Dict::new();
-        if let Some(e) = &inner.exposed {
-            if self.class == "AutoProxy" {
-                let names: Vec<Value> = e.iter().map(|m| Value::from(m.as_str())).collect();
-                kwds.insert("exposed", Value::Tuple(Tuple::from(names)))?;
-            }
+        if let Some(e) = &inner.exposed
+            && self.class == "AutoProxy"
+        {
+            let names: Vec<Value> = e.iter().map(|m| Value::from(m.as_str())).collect();
+            kwds.insert("exposed", Value::Tuple(Tuple::from(names)))?;
         }
         if mp_reduction::collecting() {
             kwds.insert(
@@ -350,10 +350,9 @@ impl Proxy {
         if travels
             && !client::encoding_for(&inner.client)
             && inner.client.codec.name() == "postcard"
+            && let Some(key) = inner.client.transfer(&inner.ident)?
         {
-            if let Some(key) = inner.client.transfer(&inner.ident)? {
-                kwds.insert(TRANSFER_KWD, key)?;
-            }
+            kwds.insert(TRANSFER_KWD, key)?;
         }
         Ok(RebuildProxy {
             func: self.class.to_owned(),

@@ -292,10 +292,10 @@ impl Server {
             if self.core.stopping() {
                 return Ok(());
             }
-            if let Some(w) = &self.watch {
-                if w.parent.as_ref().is_some_and(|p| !p.is_alive()) {
-                    return Ok(());
-                }
+            if let Some(w) = &self.watch
+                && w.parent.as_ref().is_some_and(|p| !p.is_alive())
+            {
+                return Ok(());
             }
             let deadline = self.listener.next_handshake_deadline();
             let check = self
@@ -964,10 +964,10 @@ impl Core {
         while let Some(entry) = work.pop() {
             entry.obj.visit_values(&mut |v| {
                 for_each_token(v, &mut |t| {
-                    if let Some((id, e)) = unreferenced.get_key_value(t.id.as_str()) {
-                        if reached.insert(Arc::clone(id)) {
-                            work.push(Arc::clone(e));
-                        }
+                    if let Some((id, e)) = unreferenced.get_key_value(t.id.as_str())
+                        && reached.insert(Arc::clone(id))
+                    {
+                        work.push(Arc::clone(e));
                     }
                 });
             });
@@ -979,10 +979,10 @@ impl Core {
                 if reached.contains(id) {
                     continue;
                 }
-                if table.slots.get(id).is_some_and(|s| s.external() == 0) {
-                    if let Some(entry) = self.remove_slot(&mut table, id) {
-                        freed.push(entry);
-                    }
+                if table.slots.get(id).is_some_and(|s| s.external() == 0)
+                    && let Some(entry) = self.remove_slot(&mut table, id)
+                {
+                    freed.push(entry);
                 }
             }
         }
@@ -1107,10 +1107,8 @@ fn add_ref(table: &mut Table, ident: &str, owner: Owner) {
                 .sessions
                 .get_mut(&sess)
                 .is_some_and(|s| s.idents.insert(key));
-            if new {
-                if let Some(s) = table.slots.get_mut(ident) {
-                    s.sessions += 1;
-                }
+            if new && let Some(s) = table.slots.get_mut(ident) {
+                s.sessions += 1;
             }
         }
     }
@@ -1172,12 +1170,12 @@ impl ClientConn {
     /// been removed since (ids are never reused), else looked up.
     fn entry(&mut self, ident: &Arc<str>) -> Option<Arc<Entry>> {
         let removals = self.core.removals.load(Ordering::Acquire);
-        if let Some((id, entry, seen)) = &self.last {
-            if *seen == removals && id == ident {
-                if let Some(entry) = entry.upgrade() {
-                    return Some(entry);
-                }
-            }
+        if let Some((id, entry, seen)) = &self.last
+            && *seen == removals
+            && id == ident
+            && let Some(entry) = entry.upgrade()
+        {
+            return Some(entry);
         }
         let entry = self.core.lookup(ident)?;
         self.last = Some((Arc::clone(ident), Arc::downgrade(&entry), removals));

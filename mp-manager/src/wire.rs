@@ -215,20 +215,20 @@ pub(crate) fn for_each_token(value: &Value, f: &mut dyn FnMut(&Token)) {
             }
             Value::Set(s) | Value::FrozenSet(s) => stack.extend(s.iter()),
             Value::Object(o) => {
-                if let Some(g) = o.global() {
-                    if g.module() == MODULE {
-                        if g.name() == "Token" {
-                            if let Some(t) = Token::from_value(v) {
-                                f(&t);
-                            }
-                            continue;
+                if let Some(g) = o.global()
+                    && g.module() == MODULE
+                {
+                    if g.name() == "Token" {
+                        if let Some(t) = Token::from_value(v) {
+                            f(&t);
                         }
-                        if g.name() == "RebuildProxy" {
-                            if let Some(rp) = RebuildProxy::from_value(v) {
-                                f(&rp.token);
-                            }
-                            continue;
+                        continue;
+                    }
+                    if g.name() == "RebuildProxy" {
+                        if let Some(rp) = RebuildProxy::from_value(v) {
+                            f(&rp.token);
                         }
+                        continue;
                     }
                 }
                 stack.push(o.args());

@@ -914,7 +914,7 @@ impl Reader<'_, '_> {
     }
 
     fn set_items(&self, dict: &mut Dict, items: Vec<Value>) -> Result<(), Error> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err(self.err(invalid("odd number of items for SETITEMS or DICT")));
         }
         let mut it = items.into_iter();
@@ -954,7 +954,7 @@ impl Reader<'_, '_> {
     /// `items` (key, value, key, value…) into the target; `depth` is that
     /// of a container of them.
     fn setitems(&mut self, items: Vec<Value>, depth: usize) -> Result<(), Error> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err(self.err(invalid("odd number of items for SETITEMS")));
         }
         self.check_depth(depth)?;

@@ -237,11 +237,11 @@ impl Job {
     /// serves the whole pool) and marks the job done.
     pub(crate) fn finish(&self) {
         let callback = lock(&self.on_done).take();
-        if let Some(callback) = callback {
-            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| callback(self))).is_err() {
-                // The panic hook has printed the message.
-                eprintln!("mp-pool: a result callback panicked; the pool goes on");
-            }
+        if let Some(callback) = callback
+            && std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| callback(self))).is_err()
+        {
+            // The panic hook has printed the message.
+            eprintln!("mp-pool: a result callback panicked; the pool goes on");
         }
         self.done.store(true, Ordering::Release);
     }

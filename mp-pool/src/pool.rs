@@ -202,7 +202,7 @@ fn children_run_another_binary() -> bool {
 /// rounded up.
 pub(crate) fn default_chunksize(len: usize, processes: usize) -> usize {
     let per = 4 * processes.max(1);
-    len / per + usize::from(len % per != 0)
+    len / per + usize::from(!len.is_multiple_of(per))
 }
 
 fn check_chunksize(chunksize: usize) -> Result<usize> {

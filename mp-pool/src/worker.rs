@@ -402,10 +402,10 @@ impl Worker {
                     return Stop::Normal;
                 }
                 self.pending = false;
-                if let Some(pool) = &self.pool {
-                    if !wait_for_work(&self.tasks, pool) {
-                        return Stop::Normal;
-                    }
+                if let Some(pool) = &self.pool
+                    && !wait_for_work(&self.tasks, pool)
+                {
+                    return Stop::Normal;
                 }
             }
             if !matches!(self.tasks.recv(&mut batch), Ok(true)) {

@@ -175,7 +175,7 @@ impl Local {
         let mut budget = self.spin_ns.load(Ordering::Relaxed);
         if budget == 0 {
             let n = self.probe.fetch_add(1, Ordering::Relaxed);
-            if n % PROBE_EVERY != 0 {
+            if !n.is_multiple_of(PROBE_EVERY) {
                 return;
             }
             budget = max;

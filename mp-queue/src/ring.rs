@@ -563,7 +563,7 @@ impl<'a> Ring<'a> {
     fn indices(&self) -> Result<(u64, u64), Corrupt> {
         let head = self.h.head.load(Relaxed);
         let tail = self.h.tail.load(Relaxed);
-        if head % 8 != 0 || tail % 8 != 0 {
+        if !head.is_multiple_of(8) || !tail.is_multiple_of(8) {
             return Err(Corrupt("misaligned ring positions"));
         }
         match tail.checked_sub(head) {

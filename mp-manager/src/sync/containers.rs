@@ -424,14 +424,14 @@ impl Shared for Iter {
                 if st.done {
                     return Err(Exception::stop_iteration().into());
                 }
-                if let Some(dict) = st.dict.upgrade() {
-                    if lock(&dict).len() != st.len {
-                        st.done = true;
-                        return Err(Exception::runtime_error(
-                            "dictionary changed size during iteration",
-                        )
-                        .into());
-                    }
+                if let Some(dict) = st.dict.upgrade()
+                    && lock(&dict).len() != st.len
+                {
+                    st.done = true;
+                    return Err(Exception::runtime_error(
+                        "dictionary changed size during iteration",
+                    )
+                    .into());
                 }
                 match st.items.next() {
                     Some(v) => ok(v),

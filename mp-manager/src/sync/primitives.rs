@@ -302,12 +302,10 @@ impl Shared for Semaphore {
                     .filter(|n| *n >= 1)
                     .ok_or_else(|| Exception::value_error("n must be one or more"))?;
                 let mut v = lock(&self.value);
-                if let Some(bound) = self.bound {
-                    if *v + n > bound {
-                        return Err(
-                            Exception::value_error("Semaphore released too many times").into()
-                        );
-                    }
+                if let Some(bound) = self.bound
+                    && *v + n > bound
+                {
+                    return Err(Exception::value_error("Semaphore released too many times").into());
                 }
                 *v += n;
                 drop(v);
