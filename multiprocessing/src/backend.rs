@@ -821,11 +821,7 @@ impl PoolBackend for Processes {
     type Pool = mp_pool::Pool;
 
     fn pool(&self, processes: Option<usize>) -> Result<Self::Pool> {
-        let mut builder = mp_pool::Pool::builder().context(self.ctx.into());
-        if let Some(n) = processes {
-            builder = builder.processes(n);
-        }
-        Ok(builder.build()?)
+        Ok(self.ctx.pool(processes)?)
     }
 }
 
