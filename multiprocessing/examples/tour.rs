@@ -798,7 +798,7 @@ mod tests {
                 s.name
             );
         }
-        assert!(help.contains("mp-context/examples/tour.rs"), "{help}");
+        assert!(help.contains("multiprocessing/examples/tour.rs"), "{help}");
         let (text, code) = select(&["--help".to_string()]).err().unwrap();
         assert_eq!((text, code), (help, 0));
     }
@@ -821,7 +821,7 @@ mod tests {
         let took = Duration::from_millis(1200);
         let all = summary(9, &[], took);
         assert!(all.starts_with("9/9 ok (1.2s). "), "{all}");
-        assert!(all.contains("mp-context/examples/tour.rs"), "{all}");
+        assert!(all.contains("multiprocessing/examples/tour.rs"), "{all}");
         let some = summary(9, &["cpython", "heap"], took);
         assert!(
             some.starts_with("7/9 ok, FAILED: cpython, heap (1.2s)"),
