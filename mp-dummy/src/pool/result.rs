@@ -46,7 +46,9 @@ enum Outcome<T> {
     Pending,
     /// A callback is running with the value; ready once it returns.
     Completing,
-    Ready(Result<T>),
+    /// The error boxed: a pending task's slot is allocated per task and
+    /// kept until its `AsyncResult` goes, and `PoolError` is five words.
+    Ready(std::result::Result<T, Box<PoolError>>),
     /// The value was handed out (it was a success).
     Taken,
 }
@@ -55,7 +57,7 @@ struct SlotState<T> {
     outcome: Outcome<T>,
     /// Threads blocked in [`Slot::wait_ready`]: the finisher wakes them
     /// only if there are any (a futex wake is a system call).
-    waiters: usize,
+    waiters: u32,
     /// Boxed: most tasks have none, and a small task is a small
     /// allocation.
     callbacks: Option<Box<Callbacks<T>>>,
@@ -94,7 +96,7 @@ impl<T> Slot<T> {
             return;
         }
         let Some(callbacks) = state.callbacks.take() else {
-            state.outcome = Outcome::Ready(result);
+            state.outcome = Outcome::Ready(result.map_err(Box::new));
             self.wake(state);
             return;
         };
@@ -241,7 +243,7 @@ impl<T> Callbacks<T> {
                     let given = e.clone();
                     contained(move || f(given));
                 }
-                Outcome::Ready(Err(e))
+                Outcome::Ready(Err(Box::new(e)))
             }
         }
     }
@@ -302,8 +304,9 @@ impl<T> AsyncResult<T> {
         match std::mem::replace(&mut state.outcome, Outcome::Taken) {
             Outcome::Ready(Ok(v)) => Ok(v),
             Outcome::Ready(Err(e)) => {
-                state.outcome = Outcome::Ready(Err(e.clone()));
-                Err(e)
+                let error = (*e).clone();
+                state.outcome = Outcome::Ready(Err(e));
+                Err(error)
             }
             _ => Err(PoolError::ResultTaken),
         }

@@ -40,6 +40,47 @@ impl Queued {
     }
 }
 
+/// The chunks of one `map`, handed out in order to whichever workers hold
+/// a share of it: a `map` of many chunks is a few channel messages (one
+/// per worker at most), not one per chunk, and a chunk is taken with one
+/// atomic step.
+pub(crate) struct Batch {
+    unit: Arc<dyn Unit>,
+    /// The next chunk to hand out (past `end`: none left).
+    next: AtomicUsize,
+    end: usize,
+}
+
+impl Batch {
+    pub(crate) fn new(unit: Arc<dyn Unit>, chunks: usize) -> Batch {
+        Batch {
+            unit,
+            next: AtomicUsize::new(0),
+            end: chunks,
+        }
+    }
+
+    /// The next chunk, once (to a worker that runs it, or to a stopping
+    /// pool that fails it).
+    pub(crate) fn claim(&self) -> Option<Queued> {
+        if self.next.load(Ordering::Relaxed) >= self.end {
+            return None;
+        }
+        let index = self.next.fetch_add(1, Ordering::Relaxed);
+        (index < self.end).then(|| Queued {
+            unit: self.unit.clone(),
+            index,
+        })
+    }
+
+    /// Fails every chunk not handed out yet with `error`.
+    pub(crate) fn cancel_rest(&self, error: &PoolError) {
+        while let Some(q) = self.claim() {
+            q.cancel(error);
+        }
+    }
+}
+
 thread_local! {
     /// Set while this thread runs a task (or an initializer): the panic
     /// hook then records the panic instead of printing it.
