@@ -111,6 +111,22 @@ struct Config {
     imap_window: usize,
 }
 
+/// `T` alone on its cache lines (two: x86 fetches lines in pairs): the
+/// submitters' read lock, the workers' receiving end and each worker's
+/// `Running` are written by different threads for every task, and on one
+/// line they would slow each other down for nothing (false sharing).
+#[derive(Default)]
+#[repr(align(128))]
+struct CacheLine<T>(T);
+
+impl<T> std::ops::Deref for CacheLine<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
 /// A message of the job channel.
 enum Job {
     /// One unit: an `apply_async`, a chunk of an `imap`.
@@ -158,16 +174,16 @@ struct Intake {
 /// or breaking takes the write lock, so a submission is in the channel
 /// before it, or refused.
 pub(crate) struct Shared {
-    intake: RwLock<Intake>,
+    intake: CacheLine<RwLock<Intake>>,
     /// The receiving end, taken in turns by the idle workers (one waits
     /// in `recv`, the others for the lock).
-    jobs: Mutex<mpsc::Receiver<Job>>,
+    jobs: CacheLine<Mutex<mpsc::Receiver<Job>>>,
     /// Set (under `intake`'s write lock) when the pool is terminated or
     /// broken: a worker that has just taken a task checks it before it
     /// runs the task.
     stopped: AtomicBool,
     /// What each worker (by number) is running, for `terminate`.
-    running: Box<[Mutex<Running>]>,
+    running: Box<[CacheLine<Mutex<Running>>]>,
     /// The worker threads to join (a replacement adds itself here before
     /// the thread it replaces ends).
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -503,14 +519,14 @@ impl PoolBuilder {
         task::install_panic_hook();
         let (sender, receiver) = mpsc::channel();
         let shared = Arc::new(Shared {
-            intake: RwLock::new(Intake {
+            intake: CacheLine(RwLock::new(Intake {
                 status: PoolState::Running,
                 broken: None,
                 sender: Some(sender),
-            }),
-            jobs: Mutex::new(receiver),
+            })),
+            jobs: CacheLine(Mutex::new(receiver)),
             stopped: AtomicBool::new(false),
-            running: (0..threads).map(|_| Mutex::default()).collect(),
+            running: (0..threads).map(|_| CacheLine::default()).collect(),
             threads: Mutex::new(Vec::with_capacity(threads)),
             config: Config {
                 threads,
