@@ -688,7 +688,7 @@ impl Pool {
         A: Send + 'static,
         R: Send + 'static,
     {
-        let task = Arc::new(ApplyTask::new(f, args, Slot::new(callbacks)));
+        let task = Arc::new(ApplyTask::new(f, args, callbacks));
         self.shared.submit(Queued {
             unit: task.clone(),
             index: 0,

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::error::{PoolError, Result};
-use super::result::{HasSlot, Slot, lock};
+use super::result::{Callbacks, HasSlot, ResultSlot, Slot, lock};
 
 /// Work a worker thread can run, or drop when the pool stops.
 pub(crate) trait Unit: Send + Sync {
@@ -133,17 +133,15 @@ pub(crate) fn guarded<T>(f: impl FnOnce() -> T) -> Result<T> {
 }
 
 /// `apply_async`: the function and its argument until a worker takes them,
-/// and the result's slot.
+/// and then the result, in one slot (one lock, one allocation).
 pub(crate) struct ApplyTask<F, A, R> {
-    input: Mutex<Option<(F, A)>>,
-    slot: Slot<R>,
+    slot: Slot<R, (F, A)>,
 }
 
 impl<F, A, R> ApplyTask<F, A, R> {
-    pub(crate) fn new(f: F, args: A, slot: Slot<R>) -> ApplyTask<F, A, R> {
+    pub(crate) fn new(f: F, args: A, callbacks: Callbacks<R>) -> ApplyTask<F, A, R> {
         ApplyTask {
-            input: Mutex::new(Some((f, args))),
-            slot,
+            slot: Slot::with_input(callbacks, (f, args)),
         }
     }
 }
@@ -155,15 +153,12 @@ where
     R: Send,
 {
     fn run(&self, _: usize) {
-        let input = lock(&self.input).take();
-        if let Some((f, args)) = input {
+        if let Some((f, args)) = self.slot.take_input() {
             self.slot.complete(guarded(move || f(args)));
         }
     }
 
     fn cancel(&self, _: usize, error: &PoolError) {
-        let input = lock(&self.input).take();
-        drop(input);
         self.slot.complete(Err(error.clone()));
     }
 }
@@ -174,7 +169,7 @@ where
     A: Send,
     R: Send,
 {
-    fn slot(&self) -> &Slot<R> {
+    fn slot(&self) -> &dyn ResultSlot<R> {
         &self.slot
     }
 }
@@ -287,7 +282,7 @@ where
     A: Send,
     R: Send,
 {
-    fn slot(&self) -> &Slot<Vec<R>> {
+    fn slot(&self) -> &dyn ResultSlot<Vec<R>> {
         &self.slot
     }
 }
@@ -295,7 +290,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pool::result::{AsyncResult, Callbacks};
+    use crate::pool::result::AsyncResult;
 
     #[test]
     fn a_panic_becomes_the_error_with_its_location() {
