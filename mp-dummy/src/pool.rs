@@ -45,18 +45,19 @@
 //! ## How it is fast
 //!
 //! One submission is one allocation (the task, its input and its result
-//! slot together, shared by the queue and its [`AsyncResult`]). The queue
-//! is a `Mutex<VecDeque>` whose condition variable is signalled only when
-//! a worker sleeps, and an idle worker watches the queue's length for
-//! 20 us before it sleeps: tasks submitted one by one come a little slower
-//! than a worker runs trivial ones, and a worker that slept at once made
-//! the submitter pay a futex wake and a context switch for nearly every
-//! task (0.8M task/s here, against 3M). A `map` is cut into chunks queued
-//! under one lock. A worker writes a result straight into its slot, and
-//! wakes the waiter only if one waits. (Tried and measured: the queue as a
-//! std `mpsc` channel, whose receiver the workers share behind a mutex,
-//! was no faster for `apply_async` and slower for `map` with
-//! `chunksize=1`, which this queue takes under one lock.)
+//! slot together, shared by the queue and its [`AsyncResult`]), sent over
+//! a std `mpsc` channel: submitters and workers never take the same lock
+//! (a submitter takes only a read lock that `close` and `terminate` write,
+//! so a submission is queued before them or refused), and the channel
+//! wakes a parked worker only when one is parked. Idle workers take turns
+//! at the channel's receiving end, as in the plain pool of std threads a
+//! Rust programmer writes. A `map` sends one *share* of its chunks per
+//! worker at most, and a worker holding a share takes the next chunk with
+//! one atomic step, in order. A worker writes a result straight into its
+//! slot, and wakes the waiter only if one waits. (Measured before: the
+//! queue as one `Mutex<VecDeque>` that submitters and workers both took
+//! made the submitter wait for the workers' lock on every task, at 0.4 to
+//! 0.7 times the plain pool's `apply_async` rate; the channel makes 0.7.)
 //!
 //! `cargo xtask bench threadpool` compares it with CPython's `ThreadPool`,
 //! with a plain pool of std threads over a channel and with the
@@ -86,19 +87,17 @@ mod imap;
 mod result;
 mod task;
 
-use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, mpsc};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
 pub use error::{PoolError, PoolState, Result};
 pub use imap::{IMap, IMapUnordered};
 pub use result::{AsyncResult, Callbacks};
 
 use result::{HasSlot, Slot, lock};
-use task::{ApplyTask, MapTask, Queued, guarded};
+use task::{ApplyTask, Batch, MapTask, Queued, Unit, guarded};
 
 /// An initializer with its arguments bound.
 type Initializer = Arc<dyn Fn() + Send + Sync>;
@@ -112,120 +111,217 @@ struct Config {
     imap_window: usize,
 }
 
-/// What the pool's threads share, under [`Shared::state`].
-struct State {
+/// `T` alone on its cache lines (two: x86 fetches lines in pairs): the
+/// submitters' read lock, the workers' receiving end and each worker's
+/// `Running` are written by different threads for every task, and on one
+/// line they would slow each other down for nothing (false sharing).
+#[derive(Default)]
+#[repr(align(128))]
+struct CacheLine<T>(T);
+
+impl<T> std::ops::Deref for CacheLine<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// A message of the job channel.
+enum Job {
+    /// One unit: an `apply_async`, a chunk of an `imap`.
+    One(Queued),
+    /// A share of a `map`'s chunks: its holder takes chunks until none
+    /// are left (a `map` sends one share per worker at most).
+    Share(Arc<Batch>),
+}
+
+impl Job {
+    /// Fails what this message holds that has not run.
+    fn cancel(&self, error: &PoolError) {
+        match self {
+            Job::One(q) => q.cancel(error),
+            Job::Share(batch) => batch.cancel_rest(error),
+        }
+    }
+}
+
+/// What one worker is at, for `terminate`.
+#[derive(Default)]
+struct Running {
+    /// The unit it runs.
+    unit: Option<Queued>,
+    /// The share of a `map` it takes chunks from.
+    share: Option<Arc<Batch>>,
+}
+
+/// What the pool's submitters share: the job channel's sender while the
+/// pool takes tasks, and why it stopped taking them.
+struct Intake {
     status: PoolState,
     /// The error that broke the pool.
     broken: Option<PoolError>,
-    queue: VecDeque<Queued>,
-    /// Workers waiting on [`Shared::work`]: a submission signals only then.
-    sleeping: usize,
-    /// What each worker (by number) is running, for `terminate`.
-    running: Vec<Option<Queued>>,
-    /// The worker threads to join (a replacement adds itself here before
-    /// the thread it replaces ends).
-    threads: Vec<JoinHandle<()>>,
+    /// `None` once the pool stops taking tasks: the workers then drain
+    /// the channel and see it end.
+    sender: Option<mpsc::Sender<Job>>,
 }
 
 /// The part of a pool that its threads and iterators hold on to.
+///
+/// Submitters and workers meet only in the channel: a submitter takes
+/// `intake`'s read lock (shared with other submitters, never with a
+/// worker) and sends; workers take turns at `jobs`. Closing, terminating
+/// or breaking takes the write lock, so a submission is in the channel
+/// before it, or refused.
 pub(crate) struct Shared {
-    state: Mutex<State>,
-    work: Condvar,
-    /// The queue's length, as last set under the lock: what an idle worker
-    /// watches while it spins, without the lock.
-    queued: AtomicUsize,
+    intake: CacheLine<RwLock<Intake>>,
+    /// The receiving end, taken in turns by the idle workers (one waits
+    /// in `recv`, the others for the lock).
+    jobs: CacheLine<Mutex<mpsc::Receiver<Job>>>,
+    /// Set (under `intake`'s write lock) when the pool is terminated or
+    /// broken: a worker that has just taken a task checks it before it
+    /// runs the task.
+    stopped: AtomicBool,
+    /// What each worker (by number) is running, for `terminate`.
+    running: Box<[CacheLine<Mutex<Running>>]>,
+    /// The worker threads to join (a replacement adds itself here before
+    /// the thread it replaces ends).
+    threads: Mutex<Vec<JoinHandle<()>>>,
     config: Config,
 }
 
-/// How long an idle worker watches the queue before it sleeps. Tasks
-/// submitted one by one come faster than a sleeping thread wakes (a futex
-/// wake and a context switch, microseconds); a worker that sleeps at once
-/// pays that for nearly every task.
-const IDLE_SPIN: Duration = Duration::from_micros(20);
-
-/// Spins (then yields) until `ready()` or [`IDLE_SPIN`] has passed.
-fn spin_until(ready: impl Fn() -> bool) -> bool {
-    let start = Instant::now();
-    let mut round = 0u32;
-    loop {
-        if ready() {
-            return true;
-        }
-        if round < 6 {
-            for _ in 0..1u32 << round {
-                std::hint::spin_loop();
-            }
-        } else {
-            if start.elapsed() >= IDLE_SPIN {
-                return false;
-            }
-            std::thread::yield_now();
-        }
-        round += 1;
-    }
-}
-
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        lock(&self.state)
+    fn intake(&self) -> RwLockReadGuard<'_, Intake> {
+        self.intake.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The error for a submission in state `state`.
-    fn not_running(state: &State) -> PoolError {
-        match (&state.status, &state.broken) {
+    fn intake_mut(&self) -> RwLockWriteGuard<'_, Intake> {
+        self.intake.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The error for a submission to a pool in state `intake`.
+    fn not_running(intake: &Intake) -> PoolError {
+        match (&intake.status, &intake.broken) {
             (PoolState::Broken, Some(e)) => e.clone(),
             (status, _) => PoolError::NotRunning(*status),
         }
     }
 
-    /// Queues `units` (all or none) and wakes as many sleeping workers.
-    pub(crate) fn submit(&self, units: impl IntoIterator<Item = Queued>) -> Result<()> {
-        let mut state = self.lock();
-        if state.status != PoolState::Running {
-            return Err(Self::not_running(&state));
+    /// What a task of a stopped pool fails with.
+    fn stop_error(&self) -> PoolError {
+        let intake = self.intake();
+        match (&intake.status, &intake.broken) {
+            (PoolState::Broken, Some(e)) => e.clone(),
+            _ => PoolError::Terminated,
         }
-        let before = state.queue.len();
-        state.queue.extend(units);
-        self.queued.store(state.queue.len(), Ordering::Release);
-        let wake = state.sleeping.min(state.queue.len() - before);
-        drop(state);
-        match wake {
-            0 => {}
-            1 => self.work.notify_one(),
-            _ => self.work.notify_all(),
+    }
+
+    /// Queues one unit.
+    pub(crate) fn submit(&self, unit: Queued) -> Result<()> {
+        self.send(std::iter::once(Job::One(unit)))
+    }
+
+    /// Queues the `chunks` chunks of `unit`, to be run in order by as
+    /// many workers as are free.
+    fn submit_chunks(&self, unit: Arc<dyn Unit>, chunks: usize) -> Result<()> {
+        if chunks == 1 {
+            return self.submit(Queued { unit, index: 0 });
+        }
+        let batch = Arc::new(Batch::new(unit, chunks));
+        let shares = chunks.min(self.config.threads);
+        self.send((0..shares).map(|_| Job::Share(batch.clone())))
+    }
+
+    /// Sends `jobs` (all or none).
+    fn send(&self, jobs: impl Iterator<Item = Job>) -> Result<()> {
+        let intake = self.intake();
+        let (PoolState::Running, Some(sender)) = (intake.status, &intake.sender) else {
+            return Err(Self::not_running(&intake));
+        };
+        for job in jobs {
+            // A send fails only once the receiver is gone, and `self`
+            // holds it: the job fails rather than vanish.
+            if let Err(mpsc::SendError(job)) = sender.send(job) {
+                job.cancel(&PoolError::NotRunning(intake.status));
+            }
         }
         Ok(())
     }
 
-    /// Stops the pool with `error` (an initializer failed, a replacement
-    /// thread could not start): queued tasks fail with it.
-    fn break_pool(&self, error: PoolError) {
-        let mut state = self.lock();
-        if !matches!(state.status, PoolState::Running | PoolState::Closed) {
-            return;
+    /// Stops taking tasks and moves to `status`: `Closed` lets the
+    /// workers finish what is queued; `Terminated` and `Broken` (with the
+    /// error) fail the queued and running tasks. `false` if the pool was
+    /// already past that point.
+    fn stop(&self, status: PoolState, error: Option<PoolError>) -> bool {
+        let mut intake = self.intake_mut();
+        let allowed = match status {
+            PoolState::Running => false,
+            PoolState::Closed => intake.status == PoolState::Running,
+            PoolState::Terminated => intake.status != PoolState::Terminated,
+            PoolState::Broken => {
+                matches!(intake.status, PoolState::Running | PoolState::Closed)
+            }
+        };
+        if !allowed {
+            return false;
         }
-        state.status = PoolState::Broken;
-        state.broken = Some(error.clone());
-        let queued = std::mem::take(&mut state.queue);
-        self.queued.store(0, Ordering::Release);
-        drop(state);
-        self.work.notify_all();
-        for q in queued {
-            q.cancel(&error);
+        intake.status = status;
+        if status == PoolState::Broken {
+            intake.broken = error;
         }
+        // Dropping the sender wakes every worker waiting in `recv`.
+        let sender = intake.sender.take();
+        let failing = status != PoolState::Closed;
+        if failing {
+            self.stopped.store(true, Ordering::SeqCst);
+        }
+        drop(intake);
+        drop(sender);
+        if failing {
+            let error = self.stop_error();
+            // The queued tasks: none can be added now. A worker that took
+            // one just before has registered it in `running` (below) or
+            // will see `stopped` (it checks after registering).
+            let queued: Vec<Job> = lock(&self.jobs).try_iter().collect();
+            let running: Vec<(Option<Queued>, Option<Arc<Batch>>)> = self
+                .running
+                .iter()
+                .map(|r| {
+                    let r = lock(r);
+                    (r.unit.clone(), r.share.clone())
+                })
+                .collect();
+            for job in &queued {
+                job.cancel(&error);
+            }
+            for (unit, share) in &running {
+                if let Some(q) = unit {
+                    q.cancel(&error);
+                }
+                if let Some(batch) = share {
+                    batch.cancel_rest(&error);
+                }
+            }
+        }
+        true
     }
 
-    /// Starts worker number `slot`.
-    fn spawn(self: &Arc<Self>, slot: usize) -> std::io::Result<JoinHandle<()>> {
+    /// Starts worker number `slot`, holding `share` (a replaced worker's
+    /// share of a `map`) to begin with.
+    fn spawn(
+        self: &Arc<Self>,
+        slot: usize,
+        share: Option<Arc<Batch>>,
+    ) -> std::io::Result<JoinHandle<()>> {
         let shared = self.clone();
         std::thread::Builder::new()
             .name(format!("mp-dummy-pool-{slot}"))
-            .spawn(move || shared.work_loop(slot))
+            .spawn(move || shared.work_loop(slot, share))
     }
 
     /// A worker thread: its initializer, then tasks until the pool stops
     /// (or `maxtasksperchild`, when a replacement takes its place).
-    fn work_loop(self: Arc<Self>, slot: usize) {
+    fn work_loop(self: Arc<Self>, slot: usize, inherited: Option<Arc<Batch>>) {
         if let Some(init) = &self.config.initializer
             && let Err(e) = guarded(|| init())
         {
@@ -237,68 +333,65 @@ impl Shared {
                 PoolError::Panicked { message, .. } => format!("panicked: {message}"),
                 other => other.to_string(),
             };
-            self.break_pool(PoolError::InitializerFailed { message });
+            self.stop(
+                PoolState::Broken,
+                Some(PoolError::InitializerFailed { message }),
+            );
             return;
         }
         let mut done = 0u64;
-        let mut spun = false;
-        let mut state = self.lock();
+        let mut share = inherited;
         loop {
-            // The entry of the task just run: it may hold the last
-            // reference to the user's values, so it is dropped unlocked
-            // (their `Drop` may use the pool).
-            let finished = state.running[slot].take();
-            let stop = match state.status {
-                PoolState::Running => false,
-                PoolState::Closed => state.queue.is_empty(),
-                PoolState::Terminated | PoolState::Broken => true,
-            };
-            if stop {
-                drop(state);
-                drop(finished);
-                return;
-            }
             if self.config.maxtasksperchild == Some(done) {
                 // Added before this thread ends, so that `join` waits for
-                // the replacement too.
-                match self.spawn(slot) {
-                    Ok(handle) => state.threads.push(handle),
+                // the replacement too; it goes on with this thread's share
+                // of a `map`.
+                match self.spawn(slot, share.take()) {
+                    Ok(handle) => lock(&self.threads).push(handle),
                     Err(e) => {
-                        drop(state);
-                        self.break_pool(PoolError::ThreadStart(Arc::new(e)));
+                        self.stop(PoolState::Broken, Some(PoolError::ThreadStart(Arc::new(e))));
                     }
                 }
-                drop(finished);
                 return;
             }
-            let Some(next) = state.queue.pop_front() else {
-                drop(state);
-                drop(finished);
-                if !spun {
-                    // Watch the queue a little while before sleeping.
-                    spun = true;
-                    spin_until(|| self.queued.load(Ordering::Acquire) > 0);
-                    state = self.lock();
-                    continue;
+            let next = match share.as_ref().and_then(|b| b.claim()) {
+                Some(q) => q,
+                None => {
+                    if share.take().is_some() {
+                        let done_with = lock(&self.running[slot]).share.take();
+                        drop(done_with);
+                    }
+                    // The channel ends once the pool stops taking tasks
+                    // and what was queued has been taken.
+                    match lock(&self.jobs).recv() {
+                        Ok(Job::One(q)) => q,
+                        Ok(Job::Share(batch)) => {
+                            lock(&self.running[slot]).share = Some(batch.clone());
+                            share = Some(batch);
+                            continue;
+                        }
+                        Err(_) => return,
+                    }
                 }
-                spun = false;
-                state = self.lock();
-                if state.queue.is_empty() && state.status == PoolState::Running {
-                    state.sleeping += 1;
-                    state = self.work.wait(state).unwrap_or_else(|e| e.into_inner());
-                    state.sleeping -= 1;
-                }
-                continue;
             };
-            spun = false;
-            self.queued.store(state.queue.len(), Ordering::Relaxed);
-            state.running[slot] = Some(next.clone());
-            drop(state);
-            drop(finished);
+            lock(&self.running[slot]).unit = Some(next.clone());
+            if self.stopped.load(Ordering::SeqCst) {
+                let error = self.stop_error();
+                next.cancel(&error);
+                if let Some(batch) = &share {
+                    batch.cancel_rest(&error);
+                }
+                let entry = std::mem::take(&mut *lock(&self.running[slot]));
+                drop(entry);
+                return;
+            }
             next.run();
+            // The entry may hold the last reference to the user's values,
+            // so it is dropped unlocked (their `Drop` may use the pool).
+            let entry = lock(&self.running[slot]).unit.take();
+            drop(entry);
             drop(next);
             done += 1;
-            state = self.lock();
         }
     }
 }
@@ -424,17 +517,17 @@ impl PoolBuilder {
             return Err(PoolError::InvalidArgument("imap_window must be at least 1"));
         }
         task::install_panic_hook();
+        let (sender, receiver) = mpsc::channel();
         let shared = Arc::new(Shared {
-            state: Mutex::new(State {
+            intake: CacheLine(RwLock::new(Intake {
                 status: PoolState::Running,
                 broken: None,
-                queue: VecDeque::new(),
-                sleeping: 0,
-                running: vec![None; threads],
-                threads: Vec::with_capacity(threads),
-            }),
-            work: Condvar::new(),
-            queued: AtomicUsize::new(0),
+                sender: Some(sender),
+            })),
+            jobs: CacheLine(Mutex::new(receiver)),
+            stopped: AtomicBool::new(false),
+            running: (0..threads).map(|_| CacheLine::default()).collect(),
+            threads: Mutex::new(Vec::with_capacity(threads)),
             config: Config {
                 threads,
                 initializer: self.initializer,
@@ -444,8 +537,8 @@ impl PoolBuilder {
         });
         let pool = Pool { shared };
         for slot in 0..threads {
-            match pool.shared.spawn(slot) {
-                Ok(handle) => pool.shared.lock().threads.push(handle),
+            match pool.shared.spawn(slot, None) {
+                Ok(handle) => lock(&pool.shared.threads).push(handle),
                 // Dropping the pool stops the threads started so far.
                 Err(e) => return Err(PoolError::ThreadStart(Arc::new(e))),
             }
@@ -505,11 +598,9 @@ pub struct Pool {
 
 impl fmt::Debug for Pool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = self.shared.lock();
         f.debug_struct("Pool")
             .field("processes", &self.shared.config.threads)
-            .field("state", &state.status)
-            .field("queued", &state.queue.len())
+            .field("state", &self.state())
             .finish()
     }
 }
@@ -539,14 +630,14 @@ impl Pool {
 
     /// What the pool is doing.
     pub fn state(&self) -> PoolState {
-        self.shared.lock().status
+        self.shared.intake().status
     }
 
     fn check_open(&self) -> Result<()> {
-        let state = self.shared.lock();
-        match state.status {
+        let intake = self.shared.intake();
+        match intake.status {
             PoolState::Running => Ok(()),
-            _ => Err(Shared::not_running(&state)),
+            _ => Err(Shared::not_running(&intake)),
         }
     }
 
@@ -597,11 +688,11 @@ impl Pool {
         A: Send + 'static,
         R: Send + 'static,
     {
-        let task = Arc::new(ApplyTask::new(f, args, Slot::new(callbacks)));
-        self.shared.submit([Queued {
+        let task = Arc::new(ApplyTask::new(f, args, callbacks));
+        self.shared.submit(Queued {
             unit: task.clone(),
             index: 0,
-        }])?;
+        })?;
         Ok(AsyncResult::new(task))
     }
 
@@ -687,11 +778,8 @@ impl Pool {
             return Ok(AsyncResult::new(slot));
         }
         let task = Arc::new(MapTask::new(f, chunks, Slot::new(callbacks)));
-        let units = (0..task.chunk_count()).map(|index| Queued {
-            unit: task.clone(),
-            index,
-        });
-        self.shared.submit(units)?;
+        self.shared
+            .submit_chunks(task.clone(), task.chunk_count())?;
         Ok(AsyncResult::new(task))
     }
 
@@ -825,12 +913,7 @@ impl Pool {
     /// Takes no new tasks; the threads exit once every submitted task is
     /// done (CPython's `close`). Harmless on a pool that is not running.
     pub fn close(&self) {
-        let mut state = self.shared.lock();
-        if state.status == PoolState::Running {
-            state.status = PoolState::Closed;
-        }
-        drop(state);
-        self.shared.work.notify_all();
+        self.shared.stop(PoolState::Closed, None);
     }
 
     /// Stops the pool at once (CPython's `terminate`): queued tasks are
@@ -840,19 +923,7 @@ impl Pool {
     /// Returns without waiting for them; [`join`](Pool::join) waits.
     /// Harmless to call again.
     pub fn terminate(&self) {
-        let mut state = self.shared.lock();
-        if state.status == PoolState::Terminated {
-            return;
-        }
-        state.status = PoolState::Terminated;
-        let queued = std::mem::take(&mut state.queue);
-        self.shared.queued.store(0, Ordering::Release);
-        let running: Vec<Queued> = state.running.iter().flatten().cloned().collect();
-        drop(state);
-        self.shared.work.notify_all();
-        for q in queued.iter().chain(&running) {
-            q.cancel(&PoolError::Terminated);
-        }
+        self.shared.stop(PoolState::Terminated, None);
     }
 
     /// Waits for the worker threads to exit (CPython's `join`): after
@@ -867,15 +938,15 @@ impl Pool {
     pub fn join(&self) -> Result<()> {
         let me = std::thread::current().id();
         loop {
-            let mut state = self.shared.lock();
-            if state.status == PoolState::Running {
+            if self.state() == PoolState::Running {
                 return Err(PoolError::StillRunning);
             }
-            let (own, others): (Vec<_>, Vec<_>) = std::mem::take(&mut state.threads)
+            let mut threads = lock(&self.shared.threads);
+            let (own, others): (Vec<_>, Vec<_>) = std::mem::take(&mut *threads)
                 .into_iter()
                 .partition(|h| h.thread().id() == me);
-            state.threads.extend(own);
-            drop(state);
+            threads.extend(own);
+            drop(threads);
             if others.is_empty() {
                 return Ok(());
             }

@@ -180,7 +180,7 @@ where
                 unit: self.stream.clone(),
                 index,
             };
-            if let Err(e) = self.pool.submit([queued]) {
+            if let Err(e) = self.pool.submit(queued) {
                 let chunk = lock(&self.stream.state).units.remove(&index);
                 drop(chunk);
                 self.error = Some(e);

@@ -42,36 +42,52 @@ pub(crate) fn wait_on<'a, T>(
     }
 }
 
-enum Outcome<T> {
-    Pending,
+/// Where a slot is: for an `apply_async`, the input waits here too
+/// (`Pending`), so that a task is one lock and one small allocation.
+enum Outcome<T, I> {
+    /// Not started: the input (`()` for a `map`, whose chunks hold theirs).
+    Pending(I),
+    /// A worker took the input and runs it.
+    Running,
     /// A callback is running with the value; ready once it returns.
     Completing,
-    Ready(Result<T>),
+    /// The error boxed: a pending task's slot is allocated per task and
+    /// kept until its `AsyncResult` goes, and `PoolError` is five words.
+    Ready(std::result::Result<T, Box<PoolError>>),
     /// The value was handed out (it was a success).
     Taken,
 }
 
-struct SlotState<T> {
-    outcome: Outcome<T>,
+struct SlotState<T, I> {
+    outcome: Outcome<T, I>,
     /// Threads blocked in [`Slot::wait_ready`]: the finisher wakes them
     /// only if there are any (a futex wake is a system call).
-    waiters: usize,
+    waiters: u32,
     /// Boxed: most tasks have none, and a small task is a small
     /// allocation.
     callbacks: Option<Box<Callbacks<T>>>,
 }
 
-/// One task's (or one `map`'s) outcome, filled once.
-pub(crate) struct Slot<T> {
-    state: Mutex<SlotState<T>>,
+/// One task's (or one `map`'s) outcome, filled once, and until a worker
+/// takes it the task's input `I`.
+pub(crate) struct Slot<T, I = ()> {
+    state: Mutex<SlotState<T, I>>,
     ready: Condvar,
 }
 
 impl<T> Slot<T> {
+    /// A slot without an input (a `map`'s).
     pub(crate) fn new(callbacks: Callbacks<T>) -> Slot<T> {
+        Slot::with_input(callbacks, ())
+    }
+}
+
+impl<T, I> Slot<T, I> {
+    /// A slot holding `input` until a worker takes it.
+    pub(crate) fn with_input(callbacks: Callbacks<T>, input: I) -> Slot<T, I> {
         Slot {
             state: Mutex::new(SlotState {
-                outcome: Outcome::Pending,
+                outcome: Outcome::Pending(input),
                 waiters: 0,
                 callbacks: (!callbacks.is_empty()).then(|| Box::new(callbacks)),
             }),
@@ -82,31 +98,52 @@ impl<T> Slot<T> {
     /// Whether the outcome is still to come.
     #[cfg(test)]
     fn is_pending(&self) -> bool {
-        matches!(lock(&self.state).outcome, Outcome::Pending)
+        matches!(
+            lock(&self.state).outcome,
+            Outcome::Pending(_) | Outcome::Running
+        )
+    }
+
+    /// The input, once, for the worker that runs the task (`None` if the
+    /// task was cancelled or taken already).
+    pub(crate) fn take_input(&self) -> Option<I> {
+        let mut state = lock(&self.state);
+        if !matches!(state.outcome, Outcome::Pending(_)) {
+            return None;
+        }
+        match std::mem::replace(&mut state.outcome, Outcome::Running) {
+            Outcome::Pending(input) => Some(input),
+            _ => None,
+        }
     }
 
     /// Files the outcome (the first one counts; a later one is dropped).
     /// Runs the callback first, as CPython does before `ready()` turns
-    /// true: on the thread that calls this.
+    /// true: on the thread that calls this. An input not taken yet (a
+    /// cancelled task's) is dropped after the lock is released: its
+    /// `Drop` may use the pool.
     pub(crate) fn complete(&self, result: Result<T>) {
         let mut state = lock(&self.state);
-        if !matches!(state.outcome, Outcome::Pending) {
+        if !matches!(state.outcome, Outcome::Pending(_) | Outcome::Running) {
             return;
         }
         let Some(callbacks) = state.callbacks.take() else {
-            state.outcome = Outcome::Ready(result);
+            let before =
+                std::mem::replace(&mut state.outcome, Outcome::Ready(result.map_err(Box::new)));
             self.wake(state);
+            drop(before);
             return;
         };
-        state.outcome = Outcome::Completing;
+        let before = std::mem::replace(&mut state.outcome, Outcome::Completing);
         drop(state);
+        drop(before);
         let after = callbacks.run(result);
         let mut state = lock(&self.state);
         state.outcome = after;
         self.wake(state);
     }
 
-    fn wake(&self, state: MutexGuard<'_, SlotState<T>>) {
+    fn wake(&self, state: MutexGuard<'_, SlotState<T, I>>) {
         let waiters = state.waiters > 0;
         drop(state);
         if waiters {
@@ -116,7 +153,7 @@ impl<T> Slot<T> {
 
     /// Waits until the outcome is ready or `deadline` passes; the guard if
     /// it is ready.
-    fn wait_ready(&self, deadline: Option<Instant>) -> Option<MutexGuard<'_, SlotState<T>>> {
+    fn wait_ready(&self, deadline: Option<Instant>) -> Option<MutexGuard<'_, SlotState<T, I>>> {
         let mut state = lock(&self.state);
         loop {
             if matches!(state.outcome, Outcome::Ready(_) | Outcome::Taken) {
@@ -133,6 +170,42 @@ impl<T> Slot<T> {
     }
 }
 
+/// What an [`AsyncResult`] asks of its slot, whatever the input type.
+pub(crate) trait ResultSlot<T>: Send + Sync {
+    /// The value (moved out) or the error, once ready by `deadline`.
+    fn get(&self, deadline: Option<Instant>) -> Result<T>;
+    /// Whether the outcome is ready by `deadline`.
+    fn wait(&self, deadline: Option<Instant>) -> bool;
+    /// Whether the task succeeded; `None` while not ready.
+    fn succeeded(&self) -> Option<bool>;
+}
+
+impl<T: Send, I: Send> ResultSlot<T> for Slot<T, I> {
+    fn get(&self, deadline: Option<Instant>) -> Result<T> {
+        let Some(mut state) = self.wait_ready(deadline) else {
+            return Err(PoolError::Timeout);
+        };
+        match std::mem::replace(&mut state.outcome, Outcome::Taken) {
+            Outcome::Ready(Ok(v)) => Ok(v),
+            Outcome::Ready(Err(e)) => {
+                let error = (*e).clone();
+                state.outcome = Outcome::Ready(Err(e));
+                Err(error)
+            }
+            _ => Err(PoolError::ResultTaken),
+        }
+    }
+
+    fn wait(&self, deadline: Option<Instant>) -> bool {
+        self.wait_ready(deadline).is_some()
+    }
+
+    fn succeeded(&self) -> Option<bool> {
+        let state = self.wait_ready(deadline_after(Some(Duration::ZERO)))?;
+        Some(!matches!(state.outcome, Outcome::Ready(Err(_))))
+    }
+}
+
 /// Runs a callback, reporting its panic on stderr instead of unwinding
 /// into the worker thread.
 fn contained(call: impl FnOnce()) {
@@ -144,11 +217,11 @@ fn contained(call: impl FnOnce()) {
 
 /// What an [`AsyncResult`] reads: a [`Slot`] inside a task.
 pub(crate) trait HasSlot<T>: Send + Sync {
-    fn slot(&self) -> &Slot<T>;
+    fn slot(&self) -> &dyn ResultSlot<T>;
 }
 
-impl<T: Send> HasSlot<T> for Slot<T> {
-    fn slot(&self) -> &Slot<T> {
+impl<T: Send, I: Send> HasSlot<T> for Slot<T, I> {
+    fn slot(&self) -> &dyn ResultSlot<T> {
         self
     }
 }
@@ -227,7 +300,7 @@ impl<T> Callbacks<T> {
     /// Runs the callback that fits `result`, catching its panic (the
     /// thread that runs it serves the whole pool); what the slot holds
     /// afterwards.
-    fn run(self, result: Result<T>) -> Outcome<T> {
+    fn run<I>(self, result: Result<T>) -> Outcome<T, I> {
         match result {
             Ok(v) => match self.on_success {
                 Some(f) => {
@@ -241,7 +314,7 @@ impl<T> Callbacks<T> {
                     let given = e.clone();
                     contained(move || f(given));
                 }
-                Outcome::Ready(Err(e))
+                Outcome::Ready(Err(Box::new(e)))
             }
         }
     }
@@ -270,10 +343,7 @@ pub struct AsyncResult<T> {
 
 impl<T> fmt::Debug for AsyncResult<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ready = matches!(
-            lock(&self.task.slot().state).outcome,
-            Outcome::Ready(_) | Outcome::Taken
-        );
+        let ready = self.task.slot().wait(deadline_after(Some(Duration::ZERO)));
         f.debug_struct("AsyncResult")
             .field("ready", &ready)
             .finish()
@@ -296,26 +366,13 @@ impl<T> AsyncResult<T> {
     /// broke the pool. For a `map`, the error of the first item (by
     /// position) that failed.
     pub fn get(&self, timeout: Option<Duration>) -> Result<T> {
-        let Some(mut state) = self.task.slot().wait_ready(deadline_after(timeout)) else {
-            return Err(PoolError::Timeout);
-        };
-        match std::mem::replace(&mut state.outcome, Outcome::Taken) {
-            Outcome::Ready(Ok(v)) => Ok(v),
-            Outcome::Ready(Err(e)) => {
-                state.outcome = Outcome::Ready(Err(e.clone()));
-                Err(e)
-            }
-            _ => Err(PoolError::ResultTaken),
-        }
+        self.task.slot().get(deadline_after(timeout))
     }
 
     /// Waits up to `timeout` (`None`: until ready); returns whether the
     /// result is ready.
     pub fn wait(&self, timeout: Option<Duration>) -> bool {
-        self.task
-            .slot()
-            .wait_ready(deadline_after(timeout))
-            .is_some()
+        self.task.slot().wait(deadline_after(timeout))
     }
 
     /// Whether the result is ready.
@@ -330,14 +387,7 @@ impl<T> AsyncResult<T> {
     /// [`PoolError::NotReady`] before the result is ready (CPython's
     /// `ValueError`).
     pub fn successful(&self) -> Result<bool> {
-        match self
-            .task
-            .slot()
-            .wait_ready(deadline_after(Some(Duration::ZERO)))
-        {
-            None => Err(PoolError::NotReady),
-            Some(state) => Ok(!matches!(state.outcome, Outcome::Ready(Err(_)))),
-        }
+        self.task.slot().succeeded().ok_or(PoolError::NotReady)
     }
 }
 

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::error::{PoolError, Result};
-use super::result::{HasSlot, Slot, lock};
+use super::result::{Callbacks, HasSlot, ResultSlot, Slot, lock};
 
 /// Work a worker thread can run, or drop when the pool stops.
 pub(crate) trait Unit: Send + Sync {
@@ -37,6 +37,47 @@ impl Queued {
 
     pub(crate) fn cancel(&self, error: &PoolError) {
         self.unit.cancel(self.index, error)
+    }
+}
+
+/// The chunks of one `map`, handed out in order to whichever workers hold
+/// a share of it: a `map` of many chunks is a few channel messages (one
+/// per worker at most), not one per chunk, and a chunk is taken with one
+/// atomic step.
+pub(crate) struct Batch {
+    unit: Arc<dyn Unit>,
+    /// The next chunk to hand out (past `end`: none left).
+    next: AtomicUsize,
+    end: usize,
+}
+
+impl Batch {
+    pub(crate) fn new(unit: Arc<dyn Unit>, chunks: usize) -> Batch {
+        Batch {
+            unit,
+            next: AtomicUsize::new(0),
+            end: chunks,
+        }
+    }
+
+    /// The next chunk, once (to a worker that runs it, or to a stopping
+    /// pool that fails it).
+    pub(crate) fn claim(&self) -> Option<Queued> {
+        if self.next.load(Ordering::Relaxed) >= self.end {
+            return None;
+        }
+        let index = self.next.fetch_add(1, Ordering::Relaxed);
+        (index < self.end).then(|| Queued {
+            unit: self.unit.clone(),
+            index,
+        })
+    }
+
+    /// Fails every chunk not handed out yet with `error`.
+    pub(crate) fn cancel_rest(&self, error: &PoolError) {
+        while let Some(q) = self.claim() {
+            q.cancel(error);
+        }
     }
 }
 
@@ -92,17 +133,15 @@ pub(crate) fn guarded<T>(f: impl FnOnce() -> T) -> Result<T> {
 }
 
 /// `apply_async`: the function and its argument until a worker takes them,
-/// and the result's slot.
+/// and then the result, in one slot (one lock, one allocation).
 pub(crate) struct ApplyTask<F, A, R> {
-    input: Mutex<Option<(F, A)>>,
-    slot: Slot<R>,
+    slot: Slot<R, (F, A)>,
 }
 
 impl<F, A, R> ApplyTask<F, A, R> {
-    pub(crate) fn new(f: F, args: A, slot: Slot<R>) -> ApplyTask<F, A, R> {
+    pub(crate) fn new(f: F, args: A, callbacks: Callbacks<R>) -> ApplyTask<F, A, R> {
         ApplyTask {
-            input: Mutex::new(Some((f, args))),
-            slot,
+            slot: Slot::with_input(callbacks, (f, args)),
         }
     }
 }
@@ -114,15 +153,12 @@ where
     R: Send,
 {
     fn run(&self, _: usize) {
-        let input = lock(&self.input).take();
-        if let Some((f, args)) = input {
+        if let Some((f, args)) = self.slot.take_input() {
             self.slot.complete(guarded(move || f(args)));
         }
     }
 
     fn cancel(&self, _: usize, error: &PoolError) {
-        let input = lock(&self.input).take();
-        drop(input);
         self.slot.complete(Err(error.clone()));
     }
 }
@@ -133,7 +169,7 @@ where
     A: Send,
     R: Send,
 {
-    fn slot(&self) -> &Slot<R> {
+    fn slot(&self) -> &dyn ResultSlot<R> {
         &self.slot
     }
 }
@@ -246,7 +282,7 @@ where
     A: Send,
     R: Send,
 {
-    fn slot(&self) -> &Slot<Vec<R>> {
+    fn slot(&self) -> &dyn ResultSlot<Vec<R>> {
         &self.slot
     }
 }
@@ -254,7 +290,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pool::result::{AsyncResult, Callbacks};
+    use crate::pool::result::AsyncResult;
 
     #[test]
     fn a_panic_becomes_the_error_with_its_location() {

@@ -580,6 +580,55 @@ fn join_waits_for_every_submitted_task_after_close() {
 }
 
 #[test]
+fn a_map_submitted_before_close_finishes_in_order() {
+    // A map's chunks are handed out from shares that workers hold: after
+    // close, with the channel drained, the shares still run every chunk.
+    let pool = Pool::builder()
+        .processes(3)
+        .maxtasksperchild(7)
+        .build()
+        .unwrap();
+    let result = pool.map_async(square, 0..2_000, Some(1)).unwrap();
+    pool.close();
+    pool.join().unwrap();
+    let expected: Vec<u64> = (0..2_000).map(square).collect();
+    assert_eq!(result.get(None).unwrap(), expected);
+}
+
+#[test]
+fn terminate_during_a_map_runs_none_of_its_remaining_chunks() {
+    let pool = Pool::new(Some(2)).unwrap();
+    let gate = Gate::new();
+    let started = Arc::new(Barrier::new(3));
+    let ran = Arc::new(AtomicUsize::new(0));
+    let (g, s, r) = (gate.clone(), started.clone(), ran.clone());
+    // Both workers hold a share and block in their first chunk.
+    let result = pool
+        .map_async(
+            move |n: u64| {
+                if n < 2 {
+                    s.wait();
+                    g.wait();
+                }
+                r.fetch_add(1, Ordering::SeqCst);
+                n
+            },
+            0..10_000,
+            Some(1),
+        )
+        .unwrap();
+    started.wait();
+    pool.terminate();
+    assert!(matches!(
+        result.get(Some(PATIENCE)),
+        Err(PoolError::Terminated)
+    ));
+    gate.open();
+    pool.join().unwrap();
+    assert_eq!(ran.load(Ordering::SeqCst), 2, "only the running chunks ran");
+}
+
+#[test]
 fn join_from_a_callback_does_not_wait_for_its_own_thread() {
     let pool = Arc::new(Pool::new(Some(2)).unwrap());
     let (tx, rx) = mpsc::channel();
