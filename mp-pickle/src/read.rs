@@ -14,6 +14,11 @@
 //! is already shared is what only recursive structures need (a list that
 //! contains itself); the value model has no cycles, so that is an error
 //! ([`ErrorKind::Recursive`]), never a silent copy.
+//!
+//! Before the machine runs, one pass over the opcodes finds which memo
+//! entries a `GET` reads back (`scan_gets`); `MEMOIZE` keeps only those,
+//! since CPython memoizes every string and container and a manager
+//! message reads none of them back.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -101,28 +106,120 @@ pub fn loads_with(data: &[u8], limits: &Limits) -> Result<Value, Error> {
             0,
         ));
     }
-    let spare = SPARE.with(Cell::take).unwrap_or_else(|| Buffers {
+    let mut spare = SPARE.with(Cell::take).unwrap_or_else(|| Buffers {
         stack: Vec::with_capacity(16),
         marks: Vec::with_capacity(4),
         dense: Vec::with_capacity(16),
+        wanted: Vec::new(),
     });
-    let mut reader = Reader {
-        data,
-        pos: 0,
-        at: 0,
-        limits,
-        stack: spare.stack,
-        marks: spare.marks,
-        memo: Memo {
-            dense: spare.dense,
-            ..Memo::default()
-        },
-        proto: 0,
-        pushed: 0,
-    };
-    let result = reader.run();
+    let skip = scan_gets(data, &mut spare.wanted);
+    let mut reader = Reader::new(data, limits, spare, skip);
+    let mut result = reader.run();
+    if reader.rescan {
+        // A memo entry the scan said no GET reads was read: the scan and
+        // the machine disagree about an operand, so the pickle is read
+        // again keeping every entry (slower, never wrong).
+        let spare = reader.take_buffers();
+        reader = Reader::new(data, limits, spare, false);
+        result = reader.run();
+    }
     reader.keep_buffers();
     result
+}
+
+/// Finds which memo entries the pickle reads back, in one pass over its
+/// opcodes before the machine runs: most pickles memoize every string and
+/// container (CPython's pickler does) and read none of them back, and each
+/// entry kept is a reference count taken and dropped, which is most of
+/// what a `MEMOIZE` costs.
+///
+/// Returns whether `wanted` is exact: then the pickle memoizes only with
+/// `MEMOIZE` (so entry `i` is the `i`th `MEMOIZE`, whatever is skipped) and
+/// bit `i` of `wanted` is set for each `BINGET`/`LONG_BINGET` of `i`.
+/// `false` (keep every entry) for an explicit `PUT`, any text operand
+/// (protocols 0 and 1), an opcode the machine refuses, or bytes that end
+/// early: those pickles are rare, and the machine reports their errors.
+fn scan_gets(data: &[u8], wanted: &mut Vec<u64>) -> bool {
+    wanted.clear();
+    let mut pos = 0usize;
+    // An operand length that cannot fit is the machine's error to report.
+    let len_at = |pos: usize, n: usize| -> Option<u64> {
+        let b = data.get(pos..pos.checked_add(n)?)?;
+        let mut le = [0u8; 8];
+        le[..n].copy_from_slice(b);
+        Some(u64::from_le_bytes(le))
+    };
+    loop {
+        let Some(&op) = data.get(pos) else {
+            return false;
+        };
+        pos += 1;
+        let skip: u64 = match op {
+            STOP => return true,
+            MARK | POP | POP_MARK | DUP | NONE | NEWTRUE | NEWFALSE | EMPTY_TUPLE | TUPLE1
+            | TUPLE2 | TUPLE3 | TUPLE | EMPTY_LIST | LIST | EMPTY_DICT | DICT | EMPTY_SET
+            | FROZENSET | APPEND | APPENDS | SETITEM | SETITEMS | ADDITEMS | BUILD
+            | STACK_GLOBAL | REDUCE | NEWOBJ | NEWOBJ_EX | OBJ | MEMOIZE => 0,
+            PROTO | BININT1 => 1,
+            BININT2 => 2,
+            BININT => 4,
+            BINFLOAT | FRAME => 8,
+            SHORT_BINUNICODE | SHORT_BINBYTES | SHORT_BINSTRING | LONG1 => {
+                let Some(n) = len_at(pos, 1) else {
+                    return false;
+                };
+                1 + n
+            }
+            BINUNICODE | BINBYTES => {
+                let Some(n) = len_at(pos, 4) else {
+                    return false;
+                };
+                4 + n
+            }
+            BINSTRING | LONG4 => {
+                // Signed: a negative length is the machine's error.
+                let Some(n) = len_at(pos, 4) else {
+                    return false;
+                };
+                if n > i32::MAX as u64 {
+                    return false;
+                }
+                4 + n
+            }
+            BINUNICODE8 | BINBYTES8 | BYTEARRAY8 => {
+                let Some(n) = len_at(pos, 8) else {
+                    return false;
+                };
+                let Some(n) = n.checked_add(8) else {
+                    return false;
+                };
+                n
+            }
+            BINGET | LONG_BINGET => {
+                let width = if op == BINGET { 1 } else { 4 };
+                let Some(i) = len_at(pos, width) else {
+                    return false;
+                };
+                // Each entry is one MEMOIZE byte, so an index past the
+                // input's length is never set: no bit needed (the machine
+                // finds it missing), and `wanted` stays within
+                // `data.len() / 64` words.
+                if i < data.len() as u64 {
+                    let (word, bit) = ((i / 64) as usize, i % 64);
+                    if wanted.len() <= word {
+                        wanted.resize(word + 1, 0);
+                    }
+                    wanted[word] |= 1 << bit;
+                }
+                width as u64
+            }
+            _ => return false,
+        };
+        match usize::try_from(skip).ok().and_then(|n| pos.checked_add(n)) {
+            Some(next) if next <= data.len() => pos = next,
+            _ => return false,
+        }
+    }
 }
 
 /// The machine's buffers, kept between the pickles one thread reads: a
@@ -132,6 +229,8 @@ struct Buffers {
     stack: Vec<Item>,
     marks: Vec<usize>,
     dense: Vec<Option<Entry>>,
+    /// The bit set of [`scan_gets`].
+    wanted: Vec<u64>,
 }
 
 /// Buffers bigger than this many entries are freed rather than kept (one
@@ -215,6 +314,12 @@ struct Reader<'a, 'l> {
     memo: Memo,
     proto: u8,
     pushed: usize,
+    /// The memo entries a GET reads (see [`scan_gets`]), if known: then
+    /// `MEMOIZE` keeps only those.
+    wanted: Vec<u64>,
+    skip: bool,
+    /// Set when a GET reads an entry that was skipped (see `loads_with`).
+    rescan: bool,
 }
 
 fn invalid(what: impl Into<String>) -> ErrorKind {
@@ -236,7 +341,36 @@ fn container_depth(children: impl IntoIterator<Item = usize>) -> usize {
     children.into_iter().max().map_or(1, |d| d + 1)
 }
 
-impl Reader<'_, '_> {
+impl<'a, 'l> Reader<'a, 'l> {
+    fn new(data: &'a [u8], limits: &'l Limits, spare: Buffers, skip: bool) -> Reader<'a, 'l> {
+        Reader {
+            data,
+            pos: 0,
+            at: 0,
+            limits,
+            stack: spare.stack,
+            marks: spare.marks,
+            memo: Memo {
+                dense: spare.dense,
+                ..Memo::default()
+            },
+            proto: 0,
+            pushed: 0,
+            wanted: spare.wanted,
+            skip,
+            rescan: false,
+        }
+    }
+
+    /// Whether a GET reads memo entry `i` (always, unless the scan knows).
+    fn wanted(&self, i: u64) -> bool {
+        !self.skip
+            || usize::try_from(i / 64)
+                .ok()
+                .and_then(|w| self.wanted.get(w))
+                .is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
     fn err(&self, kind: ErrorKind) -> Error {
         Error::at(kind, self.at)
     }
@@ -415,6 +549,15 @@ impl Reader<'_, '_> {
         if self.stack.len() <= self.fence() {
             return Err(self.err(invalid("memoize with an empty stack")));
         }
+        if !self.wanted(i) {
+            // Only `MEMOIZE` memoizes here (see `scan_gets`), so `i` is
+            // `count`, a new index: counted as if kept.
+            self.memo.count += 1;
+            if self.memo.count > self.limits.max_memo {
+                return Err(self.err(ErrorKind::Limit(Limit::Memo, self.limits.max_memo)));
+            }
+            return Ok(());
+        }
         let pos = self.stack.len() - 1;
         let entry = if changeable(&self.stack[pos].value) {
             let item = &mut self.stack[pos];
@@ -438,7 +581,11 @@ impl Reader<'_, '_> {
 
     fn memo_get(&mut self, i: u64) -> Result<(), Error> {
         let (value, depth) = match self.memo.get(i) {
-            None => return Err(self.err(ErrorKind::MemoMissing(i))),
+            None => {
+                // Skipped although a GET reads it: the scan was wrong.
+                self.rescan = self.skip && i < self.memo.count as u64;
+                return Err(self.err(ErrorKind::MemoMissing(i)));
+            }
             Some(Entry::Value(v, d)) => (v.clone(), *d),
             Some(Entry::Open(pos)) => {
                 let pos = *pos;
@@ -480,26 +627,30 @@ impl Reader<'_, '_> {
     /// Empties the buffers (dropping what a failed or finished read left
     /// in them) and keeps them for the thread's next read, if small.
     fn keep_buffers(&mut self) {
-        let mut stack = std::mem::take(&mut self.stack);
-        let mut marks = std::mem::take(&mut self.marks);
-        let mut dense = std::mem::take(&mut self.memo.dense);
-        if stack.capacity() > KEEP_BUFFERS
-            || dense.capacity() > KEEP_BUFFERS
-            || marks.capacity() > KEEP_BUFFERS
+        let spare = self.take_buffers();
+        if spare.stack.capacity() > KEEP_BUFFERS
+            || spare.dense.capacity() > KEEP_BUFFERS
+            || spare.marks.capacity() > KEEP_BUFFERS
+            || spare.wanted.capacity() > KEEP_BUFFERS
         {
             return;
         }
-        stack.clear();
-        marks.clear();
-        dense.clear();
         // `try_with`: during thread exit the slot may be gone already.
-        let _ = SPARE.try_with(|s| {
-            s.set(Some(Buffers {
-                stack,
-                marks,
-                dense,
-            }))
-        });
+        let _ = SPARE.try_with(|s| s.set(Some(spare)));
+    }
+
+    /// The buffers, emptied.
+    fn take_buffers(&mut self) -> Buffers {
+        let mut spare = Buffers {
+            stack: std::mem::take(&mut self.stack),
+            marks: std::mem::take(&mut self.marks),
+            dense: std::mem::take(&mut self.memo.dense),
+            wanted: std::mem::take(&mut self.wanted),
+        };
+        spare.stack.clear();
+        spare.marks.clear();
+        spare.dense.clear();
+        spare
     }
 
     fn run(&mut self) -> Result<Value, Error> {
@@ -1167,6 +1318,53 @@ mod tests {
         let t = v.as_seq().unwrap();
         assert!(t[0].is(&t[1]));
         assert_eq!(v.to_string(), "([1], [1])");
+    }
+
+    #[test]
+    fn the_scan_finds_the_entries_gets_read() {
+        let mut wanted = Vec::new();
+        // EMPTY_LIST MEMOIZE BININT1 1 APPEND GET 0 TUPLE2.
+        assert!(scan_gets(b"\x80\x04]\x94K\x01ah\x00\x86.", &mut wanted));
+        assert_eq!(wanted, [1]);
+        // LONG_BINGET 70, past the input's length: never set, no bit.
+        assert!(scan_gets(b"\x80\x04N\x94j\x46\x00\x00\x00.", &mut wanted));
+        assert!(wanted.iter().all(|w| *w == 0));
+        // Explicit PUTs, text operands, truncation: not exact.
+        assert!(!scan_gets(b"K\x07q\x00h\x00.", &mut wanted));
+        assert!(!scan_gets(b"I1\n.", &mut wanted));
+        assert!(!scan_gets(b"\x80\x04\x8c\x05ab", &mut wanted));
+        assert!(!scan_gets(
+            b"\x80\x04\x8d\xff\xff\xff\xff\xff\xff\xff\xff.",
+            &mut wanted
+        ));
+    }
+
+    #[test]
+    fn a_get_of_a_skipped_entry_reads_the_pickle_again() {
+        // As if the scan had missed the GET: the machine notices and
+        // `loads_with` reads again keeping every entry.
+        let p = b"\x80\x04]\x94K\x01ah\x00\x86.";
+        let limits = Limits::default();
+        let spare = Buffers {
+            stack: Vec::new(),
+            marks: Vec::new(),
+            dense: Vec::new(),
+            wanted: Vec::new(),
+        };
+        let mut reader = Reader::new(p, &limits, spare, true);
+        assert!(reader.run().is_err());
+        assert!(reader.rescan);
+        let v = load(p).unwrap();
+        let t = v.as_seq().unwrap();
+        assert!(t[0].is(&t[1]));
+    }
+
+    #[test]
+    fn skipped_entries_still_count_against_the_limit() {
+        let p = b"\x80\x04N\x94\x94\x94.";
+        assert!(loads_with(p, &Limits::default().max_memo(3)).is_ok());
+        let e = loads_with(p, &Limits::default().max_memo(2)).unwrap_err();
+        assert_eq!(e.kind(), &ErrorKind::Limit(Limit::Memo, 2));
     }
 
     #[test]
