@@ -247,9 +247,9 @@ struct Item {
     value: Value,
     depth: usize,
     /// The first such memo index (the only one, nearly always: CPython
-    /// memoizes each object once), then any others.
+    /// memoizes each object once); any others are in `Reader::more_memo`,
+    /// so that an item, moved on every push and pop, stays small.
     memo: Option<u64>,
-    more_memo: Vec<u64>,
 }
 
 enum Entry {
@@ -320,6 +320,9 @@ struct Reader<'a, 'l> {
     skip: bool,
     /// Set when a GET reads an entry that was skipped (see `loads_with`).
     rescan: bool,
+    /// The memo indices of an open item past its first (`Item::memo`),
+    /// by stack position: only explicit `PUT`s make them.
+    more_memo: HashMap<usize, Vec<u64>>,
 }
 
 fn invalid(what: impl Into<String>) -> ErrorKind {
@@ -359,6 +362,7 @@ impl<'a, 'l> Reader<'a, 'l> {
             wanted: spare.wanted,
             skip,
             rescan: false,
+            more_memo: HashMap::new(),
         }
     }
 
@@ -457,7 +461,6 @@ impl<'a, 'l> Reader<'a, 'l> {
             value,
             depth,
             memo: None,
-            more_memo: Vec::new(),
         });
         Ok(())
     }
@@ -477,8 +480,14 @@ impl<'a, 'l> Reader<'a, 'l> {
         let Some(first) = item.memo.take() else {
             return;
         };
-        let more = std::mem::take(&mut item.more_memo);
         let (value, depth) = (item.value.clone(), item.depth);
+        // Every item leaves the stack through here (`pop`, `pop_mark`), so
+        // no other item at `pos` inherits these.
+        let more = if self.more_memo.is_empty() {
+            Vec::new()
+        } else {
+            self.more_memo.remove(&pos).unwrap_or_default()
+        };
         for i in std::iter::once(first).chain(more) {
             let here = |e: &Entry| matches!(e, Entry::Open(p) if *p == pos);
             match self.memo.slot(i) {
@@ -510,6 +519,13 @@ impl<'a, 'l> Reader<'a, 'l> {
     /// Pops everything above the last mark, and the mark: the values, and
     /// the depth of a container holding them.
     fn pop_mark(&mut self) -> Result<(Vec<Value>, usize), Error> {
+        let (mark, depth) = self.take_mark()?;
+        Ok((self.stack.drain(mark..).map(|i| i.value).collect(), depth))
+    }
+
+    /// Pops the last mark and readies the items above it to leave the
+    /// stack: where they start, and the depth of a container holding them.
+    fn take_mark(&mut self) -> Result<(usize, usize), Error> {
         let mark = self
             .marks
             .pop()
@@ -520,7 +536,7 @@ impl<'a, 'l> Reader<'a, 'l> {
             depth = depth.max(self.stack[pos].depth + 1);
         }
         self.check_depth(depth)?;
-        Ok((self.stack.drain(mark..).map(|i| i.value).collect(), depth))
+        Ok((mark, depth))
     }
 
     /// The item under the operands just popped: the one an `APPEND`,
@@ -563,7 +579,7 @@ impl<'a, 'l> Reader<'a, 'l> {
             let item = &mut self.stack[pos];
             match item.memo {
                 None => item.memo = Some(i),
-                Some(_) => item.more_memo.push(i),
+                Some(_) => self.more_memo.entry(pos).or_default().push(i),
             }
             Entry::Open(pos)
         } else {
@@ -874,10 +890,7 @@ impl<'a, 'l> Reader<'a, 'l> {
                     let (k, dk) = self.pop()?;
                     self.setitems(vec![k, v], dv.max(dk) + 1)?;
                 }
-                SETITEMS => {
-                    let (items, depth) = self.pop_mark()?;
-                    self.setitems(items, depth)?;
-                }
+                SETITEMS => self.setitems_marked()?,
                 ADDITEMS => {
                     let (items, depth) = self.pop_mark()?;
                     let at = self.at;
@@ -1099,6 +1112,41 @@ impl<'a, 'l> Reader<'a, 'l> {
             }
         }
         target.depth = target.depth.max(depth);
+        Ok(())
+    }
+
+    /// `SETITEMS`: the pairs above the last mark into the item under it.
+    /// For a dict (the common case: every dict CPython pickles), they go
+    /// straight from the stack, not through a `Vec` of their own; the
+    /// checks and their order are those of `pop_mark` then `setitems`.
+    fn setitems_marked(&mut self) -> Result<(), Error> {
+        let (mark, depth) = self.take_mark()?;
+        let n = self.stack.len() - mark;
+        if !n.is_multiple_of(2) {
+            return Err(self.err(invalid("odd number of items for SETITEMS")));
+        }
+        if mark <= self.fence() || !matches!(self.stack[mark - 1].value, Value::Dict(_)) {
+            let items = self.stack.drain(mark..).map(|i| i.value).collect();
+            return self.setitems(items, depth);
+        }
+        let at = self.at;
+        let (below, items) = self.stack.split_at_mut(mark);
+        let target = below.last_mut().expect("mark > fence >= 0");
+        let Value::Dict(d) = &mut target.value else {
+            return Err(Error::at(invalid("SETITEMS target changed"), at));
+        };
+        if d.is_shared() {
+            return Err(Error::at(ErrorKind::Recursive, at));
+        }
+        d.reserve(n / 2);
+        for pair in items.chunks_exact_mut(2) {
+            let k = std::mem::take(&mut pair[0].value);
+            let v = std::mem::take(&mut pair[1].value);
+            d.insert(k, v)
+                .map_err(|u| Error::at(ErrorKind::Unhashable(u), at))?;
+        }
+        target.depth = target.depth.max(depth);
+        self.stack.truncate(mark);
         Ok(())
     }
 
