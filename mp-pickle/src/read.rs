@@ -21,7 +21,7 @@
 //! message reads none of them back.
 
 use std::cell::Cell;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use mp_value::{
     BigInt, Constructor, Dict, Global, List, Object, ObjectData, ObjectOp, Set, Tuple, Value,
@@ -263,8 +263,11 @@ struct Memo {
     /// Indices 0..len, the common case (`MEMOIZE` counts up from 0).
     dense: Vec<Option<Entry>>,
     /// Any index far beyond the dense part (a hostile `PUT 4000000000`
-    /// must not allocate four billion slots).
-    sparse: HashMap<u64, Entry>,
+    /// must not allocate four billion slots). A `BTreeMap`, like
+    /// `Reader::more_memo`: making one costs nothing (a `HashMap` seeds its
+    /// hasher from a thread-local on every read), and it needs no hasher
+    /// that chosen indices could collide.
+    sparse: BTreeMap<u64, Entry>,
     /// Entries set, which is also the index `MEMOIZE` uses (as in CPython).
     count: usize,
 }
@@ -322,7 +325,7 @@ struct Reader<'a, 'l> {
     rescan: bool,
     /// The memo indices of an open item past its first (`Item::memo`),
     /// by stack position: only explicit `PUT`s make them.
-    more_memo: HashMap<usize, Vec<u64>>,
+    more_memo: BTreeMap<usize, Vec<u64>>,
 }
 
 fn invalid(what: impl Into<String>) -> ErrorKind {
@@ -362,7 +365,7 @@ impl<'a, 'l> Reader<'a, 'l> {
             wanted: spare.wanted,
             skip,
             rescan: false,
-            more_memo: HashMap::new(),
+            more_memo: BTreeMap::new(),
         }
     }
 
