@@ -1418,6 +1418,48 @@ mod tests {
         assert!(t[0].is(&t[1]));
     }
 
+    /// Reads `p` keeping every memo entry, as before the scan.
+    fn load_keeping_all(p: &[u8]) -> Result<Value, Error> {
+        let limits = Limits::default();
+        let spare = Buffers {
+            stack: Vec::new(),
+            marks: Vec::new(),
+            dense: Vec::new(),
+            wanted: Vec::new(),
+        };
+        Reader::new(p, &limits, spare, false).run()
+    }
+
+    #[test]
+    fn skipping_entries_changes_nothing_read() {
+        let shared = Value::from(vec![Value::Int(1), Value::from("s")]);
+        let inner = Value::from((shared.clone(), "t"));
+        let values = [
+            Value::from((shared.clone(), shared.clone(), inner.clone(), inner, "t")),
+            Value::from((Value::from("a"), Value::from("a"), shared)),
+            Value::from(vec![Value::Dict(mp_value::Dict::new()); 3]),
+        ];
+        let mut pickles: Vec<Vec<u8>> = values.iter().map(crate::dumps).collect();
+        let written = pickles.len();
+        // GETs of a str and of an open list, a tuple of them, DUP:
+        // ((['x'], 'x', ['x']), (['x'], 'x', ['x'])), one list, one tuple.
+        pickles.push(b"\x80\x04]\x94\x8c\x01x\x94ah\x01h\x00\x872\x86.".to_vec());
+        for (i, p) in pickles.iter().enumerate() {
+            let (skipped, kept) = (load(p).unwrap(), load_keeping_all(p).unwrap());
+            assert_eq!(skipped.to_string(), kept.to_string());
+            // The writer memoizes by identity: equal bytes, equal sharing.
+            assert_eq!(crate::dumps(&skipped), crate::dumps(&kept));
+            if i < written {
+                assert_eq!(&crate::dumps(&skipped), p);
+            }
+        }
+        let v = load(&pickles[written]).unwrap();
+        let t = v.as_seq().unwrap();
+        assert!(t[0].is(&t[1]));
+        let inner = t[0].as_seq().unwrap();
+        assert!(inner[0].is(&inner[2]));
+    }
+
     #[test]
     fn skipped_entries_still_count_against_the_limit() {
         let p = b"\x80\x04N\x94\x94\x94.";
