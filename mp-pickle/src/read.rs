@@ -482,7 +482,17 @@ impl<'a, 'l> Reader<'a, 'l> {
 
     /// Makes the item at `pos` shareable: memo entries that point at it
     /// get a clone.
+    #[inline(always)]
     fn freeze(&mut self, pos: usize) {
+        // Nearly every item has no memo entry while open: that test is
+        // inlined where items leave the stack, the rest is not.
+        if self.stack[pos].memo.is_some() {
+            self.freeze_open(pos);
+        }
+    }
+
+    #[inline(never)]
+    fn freeze_open(&mut self, pos: usize) {
         let item = &mut self.stack[pos];
         let Some(first) = item.memo.take() else {
             return;
