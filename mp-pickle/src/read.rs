@@ -578,13 +578,27 @@ impl<'a, 'l> Reader<'a, 'l> {
         Ok(d)
     }
 
+    /// Inlined for the common case, an entry no GET reads: a count.
+    #[inline(always)]
     fn memo_put(&mut self, i: u64) -> Result<(), Error> {
+        if self.stack.len() > self.fence()
+            && !self.wanted(i)
+            && self.memo.count < self.limits.max_memo
+        {
+            // Only `MEMOIZE` memoizes here (see `scan_gets`), so `i` is
+            // `count`, a new index: counted as if kept.
+            self.memo.count += 1;
+            return Ok(());
+        }
+        self.memo_put_slow(i)
+    }
+
+    #[inline(never)]
+    fn memo_put_slow(&mut self, i: u64) -> Result<(), Error> {
         if self.stack.len() <= self.fence() {
             return Err(self.err(invalid("memoize with an empty stack")));
         }
         if !self.wanted(i) {
-            // Only `MEMOIZE` memoizes here (see `scan_gets`), so `i` is
-            // `count`, a new index: counted as if kept.
             self.memo.count += 1;
             if self.memo.count > self.limits.max_memo {
                 return Err(self.err(ErrorKind::Limit(Limit::Memo, self.limits.max_memo)));
@@ -1064,6 +1078,7 @@ impl<'a, 'l> Reader<'a, 'l> {
     /// `Value`: a `Result<Value, _>` came back through memory a byte at a
     /// time and was reloaded whole, a store-forwarding stall on every
     /// string.
+    #[inline(always)]
     fn str_at(&mut self, n: u64) -> Result<std::sync::Arc<str>, Error> {
         let b = self.take(n)?;
         match std::str::from_utf8(b) {
