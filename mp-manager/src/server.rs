@@ -1151,6 +1151,9 @@ struct ClientConn {
     last_method: Option<Arc<str>>,
 }
 
+/// The object a method call was made on, and its id.
+type Called = (Arc<str>, Arc<Entry>);
+
 impl ClientConn {
     fn new(core: Arc<Core>, conn: Connection, id: u64) -> ClientConn {
         ClientConn {
@@ -1181,14 +1184,6 @@ impl ClientConn {
         self.last = Some((Arc::clone(ident), Arc::downgrade(&entry), removals));
         self.last_method = None;
         Some(entry)
-    }
-
-    /// The last call's entry if it was `ident`'s (and is still alive).
-    fn last_entry(&self, ident: &str) -> Option<Arc<Entry>> {
-        match &self.last {
-            Some((id, entry, _)) if &**id == ident => entry.upgrade(),
-            _ => None,
-        }
     }
 
     fn session(&self) -> Option<u64> {
@@ -1337,10 +1332,7 @@ impl ClientConn {
                 Ok(None) | Err(Stop::Closed) => return,
             };
             let (reply, called) = match request {
-                Ok(req) => {
-                    let ident = req.ident.clone();
-                    (self.handle(req), ident)
-                }
+                Ok(req) => self.handle(req),
                 Err(text) => (
                     wire::reply(wire::TRACEBACK, Value::from(traceback(&text))),
                     None,
@@ -1361,9 +1353,8 @@ impl ClientConn {
             self.core.release_reply_refs(old);
             // Objects the call dropped from its holder may be unreachable
             // now (those in the reply are held for it, above).
-            if let Some(ident) = called {
-                self.core
-                    .collect_after_call(&ident, self.last_entry(&ident).as_deref());
+            if let Some((ident, entry)) = called {
+                self.core.collect_after_call(&ident, Some(&entry));
             }
             if self.send(&reply).is_err() {
                 return;
@@ -1371,19 +1362,31 @@ impl ClientConn {
         }
     }
 
-    fn handle(&mut self, req: Request) -> Value {
-        let Some(ident) = req.ident else {
-            return self.in_band(req.method, req.args, req.kwds);
+    /// Answers one request; for a method call, also returns the object
+    /// called and its id (for `collect_after_call`: the entry looked up
+    /// here, rather than its id cloned and its weak reference upgraded
+    /// again on every call). An id the table does not have returns none:
+    /// there is nothing to collect after it.
+    fn handle(&mut self, mut req: Request) -> (Value, Option<Called>) {
+        let Some(ident) = req.ident.take() else {
+            return (self.in_band(req.method, req.args, req.kwds), None);
         };
         let Some(entry) = self.entry(&ident) else {
-            return wire::reply(
+            let reply = wire::reply(
                 wire::TRACEBACK,
                 Value::from(traceback(&format!("KeyError: '{ident}'"))),
             );
+            return (reply, None);
         };
+        let reply = self.call(&ident, &entry, req);
+        (reply, Some((ident, entry)))
+    }
+
+    /// A method call on `entry`, the object `ident`.
+    fn call(&mut self, ident: &str, entry: &Entry, req: Request) -> Value {
         let method = &*req.method;
         if req.args.iter().any(has_token) || req.kwds.values().any(has_token) {
-            self.core.note_nested(&ident, &req.args, &req.kwds);
+            self.core.note_nested(ident, &req.args, &req.kwds);
         }
         // A client calls one method many times in a row: checked once.
         let exposed = self.last_method.as_deref() == Some(method) || {
@@ -1627,7 +1630,7 @@ pub fn fuzz_request(bytes: &[u8]) -> Vec<u8> {
     let reply = match (which, decoded) {
         (_, Err(t)) => wire::reply(wire::TRACEBACK, Value::from(t)),
         (0, Ok(v)) => match Request::from_value(v) {
-            Ok(req) => client.handle(req),
+            Ok(req) => client.handle(req).0,
             Err(t) => wire::reply(wire::TRACEBACK, Value::from(t)),
         },
         (n, Ok(v)) => {
@@ -1646,7 +1649,7 @@ pub fn fuzz_request(bytes: &[u8]) -> Vec<u8> {
                     made = Some(Arc::clone(&ident));
                     let request = wire::request(Some(&Value::Str(ident)), method, args, kwds);
                     match Request::from_value(request) {
-                        Ok(req) => client.handle(req),
+                        Ok(req) => client.handle(req).0,
                         Err(t) => wire::reply(wire::TRACEBACK, Value::from(t)),
                     }
                 }

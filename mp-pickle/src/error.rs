@@ -63,33 +63,40 @@ pub enum ErrorKind {
 /// A failed read (with the byte offset of the opcode that failed) or a
 /// failed conversion.
 #[derive(Clone, PartialEq)]
-pub struct Error {
+pub struct Error(Box<Inner>);
+
+/// Boxed, so that the reader's `Result<Value, Error>`s, returned by every
+/// opcode step, are a pointer wide on the error side: the success path
+/// moves less.
+#[derive(Clone, PartialEq)]
+struct Inner {
     kind: ErrorKind,
     offset: Option<usize>,
 }
 
 impl Error {
+    #[cold]
     pub(crate) fn at(kind: ErrorKind, offset: usize) -> Error {
-        Error {
+        Error(Box::new(Inner {
             kind,
             offset: Some(offset),
-        }
+        }))
     }
 
     /// What went wrong.
     pub fn kind(&self) -> &ErrorKind {
-        &self.kind
+        &self.0.kind
     }
 
     /// The byte offset of the opcode that failed, for read errors.
     pub fn offset(&self) -> Option<usize> {
-        self.offset
+        self.0.offset
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.kind {
+        match &self.0.kind {
             ErrorKind::Truncated => f.write_str("pickle data was truncated")?,
             ErrorKind::UnknownOpcode(op) => write!(f, "invalid pickle opcode 0x{op:02x}")?,
             ErrorKind::UnsupportedProtocol(p) => {
@@ -107,7 +114,7 @@ impl fmt::Display for Error {
             }
             ErrorKind::Value(_) => f.write_str("pickle value does not convert")?,
         }
-        if let Some(at) = self.offset {
+        if let Some(at) = self.0.offset {
             write!(f, " (at byte {at})")?;
         }
         Ok(())
@@ -129,7 +136,7 @@ impl fmt::Debug for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match &self.kind {
+        match &self.0.kind {
             ErrorKind::Unhashable(u) => Some(u),
             ErrorKind::Value(e) => Some(e),
             _ => None,
@@ -139,9 +146,9 @@ impl std::error::Error for Error {
 
 impl From<mp_value::Error> for Error {
     fn from(e: mp_value::Error) -> Error {
-        Error {
+        Error(Box::new(Inner {
             kind: ErrorKind::Value(e),
             offset: None,
-        }
+        }))
     }
 }

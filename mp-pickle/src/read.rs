@@ -14,9 +14,14 @@
 //! is already shared is what only recursive structures need (a list that
 //! contains itself); the value model has no cycles, so that is an error
 //! ([`ErrorKind::Recursive`]), never a silent copy.
+//!
+//! Before the machine runs, one pass over the opcodes finds which memo
+//! entries a `GET` reads back (`scan_gets`); `MEMOIZE` keeps only those,
+//! since CPython memoizes every string and container and a manager
+//! message reads none of them back.
 
 use std::cell::Cell;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use mp_value::{
     BigInt, Constructor, Dict, Global, List, Object, ObjectData, ObjectOp, Set, Tuple, Value,
@@ -101,28 +106,120 @@ pub fn loads_with(data: &[u8], limits: &Limits) -> Result<Value, Error> {
             0,
         ));
     }
-    let spare = SPARE.with(Cell::take).unwrap_or_else(|| Buffers {
+    let mut spare = SPARE.with(Cell::take).unwrap_or_else(|| Buffers {
         stack: Vec::with_capacity(16),
         marks: Vec::with_capacity(4),
         dense: Vec::with_capacity(16),
+        wanted: Vec::new(),
     });
-    let mut reader = Reader {
-        data,
-        pos: 0,
-        at: 0,
-        limits,
-        stack: spare.stack,
-        marks: spare.marks,
-        memo: Memo {
-            dense: spare.dense,
-            ..Memo::default()
-        },
-        proto: 0,
-        pushed: 0,
-    };
-    let result = reader.run();
+    let skip = scan_gets(data, &mut spare.wanted);
+    let mut reader = Reader::new(data, limits, spare, skip);
+    let mut result = reader.run();
+    if reader.rescan {
+        // A memo entry the scan said no GET reads was read: the scan and
+        // the machine disagree about an operand, so the pickle is read
+        // again keeping every entry (slower, never wrong).
+        let spare = reader.take_buffers();
+        reader = Reader::new(data, limits, spare, false);
+        result = reader.run();
+    }
     reader.keep_buffers();
     result
+}
+
+/// Finds which memo entries the pickle reads back, in one pass over its
+/// opcodes before the machine runs: most pickles memoize every string and
+/// container (CPython's pickler does) and read none of them back, and each
+/// entry kept is a reference count taken and dropped, which is most of
+/// what a `MEMOIZE` costs.
+///
+/// Returns whether `wanted` is exact: then the pickle memoizes only with
+/// `MEMOIZE` (so entry `i` is the `i`th `MEMOIZE`, whatever is skipped) and
+/// bit `i` of `wanted` is set for each `BINGET`/`LONG_BINGET` of `i`.
+/// `false` (keep every entry) for an explicit `PUT`, any text operand
+/// (protocols 0 and 1), an opcode the machine refuses, or bytes that end
+/// early: those pickles are rare, and the machine reports their errors.
+fn scan_gets(data: &[u8], wanted: &mut Vec<u64>) -> bool {
+    wanted.clear();
+    let mut pos = 0usize;
+    // An operand length that cannot fit is the machine's error to report.
+    let len_at = |pos: usize, n: usize| -> Option<u64> {
+        let b = data.get(pos..pos.checked_add(n)?)?;
+        let mut le = [0u8; 8];
+        le[..n].copy_from_slice(b);
+        Some(u64::from_le_bytes(le))
+    };
+    loop {
+        let Some(&op) = data.get(pos) else {
+            return false;
+        };
+        pos += 1;
+        let skip: u64 = match op {
+            STOP => return true,
+            MARK | POP | POP_MARK | DUP | NONE | NEWTRUE | NEWFALSE | EMPTY_TUPLE | TUPLE1
+            | TUPLE2 | TUPLE3 | TUPLE | EMPTY_LIST | LIST | EMPTY_DICT | DICT | EMPTY_SET
+            | FROZENSET | APPEND | APPENDS | SETITEM | SETITEMS | ADDITEMS | BUILD
+            | STACK_GLOBAL | REDUCE | NEWOBJ | NEWOBJ_EX | OBJ | MEMOIZE => 0,
+            PROTO | BININT1 => 1,
+            BININT2 => 2,
+            BININT => 4,
+            BINFLOAT | FRAME => 8,
+            SHORT_BINUNICODE | SHORT_BINBYTES | SHORT_BINSTRING | LONG1 => {
+                let Some(n) = len_at(pos, 1) else {
+                    return false;
+                };
+                1 + n
+            }
+            BINUNICODE | BINBYTES => {
+                let Some(n) = len_at(pos, 4) else {
+                    return false;
+                };
+                4 + n
+            }
+            BINSTRING | LONG4 => {
+                // Signed: a negative length is the machine's error.
+                let Some(n) = len_at(pos, 4) else {
+                    return false;
+                };
+                if n > i32::MAX as u64 {
+                    return false;
+                }
+                4 + n
+            }
+            BINUNICODE8 | BINBYTES8 | BYTEARRAY8 => {
+                let Some(n) = len_at(pos, 8) else {
+                    return false;
+                };
+                let Some(n) = n.checked_add(8) else {
+                    return false;
+                };
+                n
+            }
+            BINGET | LONG_BINGET => {
+                let width = if op == BINGET { 1 } else { 4 };
+                let Some(i) = len_at(pos, width) else {
+                    return false;
+                };
+                // Each entry is one MEMOIZE byte, so an index past the
+                // input's length is never set: no bit needed (the machine
+                // finds it missing), and `wanted` stays within
+                // `data.len() / 64` words.
+                if i < data.len() as u64 {
+                    let (word, bit) = ((i / 64) as usize, i % 64);
+                    if wanted.len() <= word {
+                        wanted.resize(word + 1, 0);
+                    }
+                    wanted[word] |= 1 << bit;
+                }
+                width as u64
+            }
+            _ => return false,
+        };
+        match usize::try_from(skip).ok().and_then(|n| pos.checked_add(n)) {
+            Some(next) if next <= data.len() => pos = next,
+            _ => return false,
+        }
+    }
 }
 
 /// The machine's buffers, kept between the pickles one thread reads: a
@@ -132,6 +229,8 @@ struct Buffers {
     stack: Vec<Item>,
     marks: Vec<usize>,
     dense: Vec<Option<Entry>>,
+    /// The bit set of [`scan_gets`].
+    wanted: Vec<u64>,
 }
 
 /// Buffers bigger than this many entries are freed rather than kept (one
@@ -148,9 +247,9 @@ struct Item {
     value: Value,
     depth: usize,
     /// The first such memo index (the only one, nearly always: CPython
-    /// memoizes each object once), then any others.
+    /// memoizes each object once); any others are in `Reader::more_memo`,
+    /// so that an item, moved on every push and pop, stays small.
     memo: Option<u64>,
-    more_memo: Vec<u64>,
 }
 
 enum Entry {
@@ -164,8 +263,11 @@ struct Memo {
     /// Indices 0..len, the common case (`MEMOIZE` counts up from 0).
     dense: Vec<Option<Entry>>,
     /// Any index far beyond the dense part (a hostile `PUT 4000000000`
-    /// must not allocate four billion slots).
-    sparse: HashMap<u64, Entry>,
+    /// must not allocate four billion slots). A `BTreeMap`, like
+    /// `Reader::more_memo`: making one costs nothing (a `HashMap` seeds its
+    /// hasher from a thread-local on every read), and it needs no hasher
+    /// that chosen indices could collide.
+    sparse: BTreeMap<u64, Entry>,
     /// Entries set, which is also the index `MEMOIZE` uses (as in CPython).
     count: usize,
 }
@@ -215,6 +317,15 @@ struct Reader<'a, 'l> {
     memo: Memo,
     proto: u8,
     pushed: usize,
+    /// The memo entries a GET reads (see [`scan_gets`]), if known: then
+    /// `MEMOIZE` keeps only those.
+    wanted: Vec<u64>,
+    skip: bool,
+    /// Set when a GET reads an entry that was skipped (see `loads_with`).
+    rescan: bool,
+    /// The memo indices of an open item past its first (`Item::memo`),
+    /// by stack position: only explicit `PUT`s make them.
+    more_memo: BTreeMap<usize, Vec<u64>>,
 }
 
 fn invalid(what: impl Into<String>) -> ErrorKind {
@@ -236,7 +347,37 @@ fn container_depth(children: impl IntoIterator<Item = usize>) -> usize {
     children.into_iter().max().map_or(1, |d| d + 1)
 }
 
-impl Reader<'_, '_> {
+impl<'a, 'l> Reader<'a, 'l> {
+    fn new(data: &'a [u8], limits: &'l Limits, spare: Buffers, skip: bool) -> Reader<'a, 'l> {
+        Reader {
+            data,
+            pos: 0,
+            at: 0,
+            limits,
+            stack: spare.stack,
+            marks: spare.marks,
+            memo: Memo {
+                dense: spare.dense,
+                ..Memo::default()
+            },
+            proto: 0,
+            pushed: 0,
+            wanted: spare.wanted,
+            skip,
+            rescan: false,
+            more_memo: BTreeMap::new(),
+        }
+    }
+
+    /// Whether a GET reads memo entry `i` (always, unless the scan knows).
+    fn wanted(&self, i: u64) -> bool {
+        !self.skip
+            || usize::try_from(i / 64)
+                .ok()
+                .and_then(|w| self.wanted.get(w))
+                .is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
     fn err(&self, kind: ErrorKind) -> Error {
         Error::at(kind, self.at)
     }
@@ -311,6 +452,10 @@ impl Reader<'_, '_> {
         }
     }
 
+    // Inlined so that each opcode builds its value in the stack's slot:
+    // out of line, the value went through two stack temporaries whose
+    // reloads stalled on store forwarding (a quarter of `loads` in perf).
+    #[inline(always)]
     fn push(&mut self, value: Value, depth: usize) -> Result<(), Error> {
         self.pushed += 1;
         if self.pushed > self.limits.max_items {
@@ -323,7 +468,6 @@ impl Reader<'_, '_> {
             value,
             depth,
             memo: None,
-            more_memo: Vec::new(),
         });
         Ok(())
     }
@@ -338,13 +482,29 @@ impl Reader<'_, '_> {
 
     /// Makes the item at `pos` shareable: memo entries that point at it
     /// get a clone.
+    #[inline(always)]
     fn freeze(&mut self, pos: usize) {
+        // Nearly every item has no memo entry while open: that test is
+        // inlined where items leave the stack, the rest is not.
+        if self.stack[pos].memo.is_some() {
+            self.freeze_open(pos);
+        }
+    }
+
+    #[inline(never)]
+    fn freeze_open(&mut self, pos: usize) {
         let item = &mut self.stack[pos];
         let Some(first) = item.memo.take() else {
             return;
         };
-        let more = std::mem::take(&mut item.more_memo);
         let (value, depth) = (item.value.clone(), item.depth);
+        // Every item leaves the stack through here (`pop`, `pop_mark`), so
+        // no other item at `pos` inherits these.
+        let more = if self.more_memo.is_empty() {
+            Vec::new()
+        } else {
+            self.more_memo.remove(&pos).unwrap_or_default()
+        };
         for i in std::iter::once(first).chain(more) {
             let here = |e: &Entry| matches!(e, Entry::Open(p) if *p == pos);
             match self.memo.slot(i) {
@@ -376,6 +536,13 @@ impl Reader<'_, '_> {
     /// Pops everything above the last mark, and the mark: the values, and
     /// the depth of a container holding them.
     fn pop_mark(&mut self) -> Result<(Vec<Value>, usize), Error> {
+        let (mark, depth) = self.take_mark()?;
+        Ok((self.stack.drain(mark..).map(|i| i.value).collect(), depth))
+    }
+
+    /// Pops the last mark and readies the items above it to leave the
+    /// stack: where they start, and the depth of a container holding them.
+    fn take_mark(&mut self) -> Result<(usize, usize), Error> {
         let mark = self
             .marks
             .pop()
@@ -386,7 +553,7 @@ impl Reader<'_, '_> {
             depth = depth.max(self.stack[pos].depth + 1);
         }
         self.check_depth(depth)?;
-        Ok((self.stack.drain(mark..).map(|i| i.value).collect(), depth))
+        Ok((mark, depth))
     }
 
     /// The item under the operands just popped: the one an `APPEND`,
@@ -411,16 +578,39 @@ impl Reader<'_, '_> {
         Ok(d)
     }
 
+    /// Inlined for the common case, an entry no GET reads: a count.
+    #[inline(always)]
     fn memo_put(&mut self, i: u64) -> Result<(), Error> {
+        if self.stack.len() > self.fence()
+            && !self.wanted(i)
+            && self.memo.count < self.limits.max_memo
+        {
+            // Only `MEMOIZE` memoizes here (see `scan_gets`), so `i` is
+            // `count`, a new index: counted as if kept.
+            self.memo.count += 1;
+            return Ok(());
+        }
+        self.memo_put_slow(i)
+    }
+
+    #[inline(never)]
+    fn memo_put_slow(&mut self, i: u64) -> Result<(), Error> {
         if self.stack.len() <= self.fence() {
             return Err(self.err(invalid("memoize with an empty stack")));
+        }
+        if !self.wanted(i) {
+            self.memo.count += 1;
+            if self.memo.count > self.limits.max_memo {
+                return Err(self.err(ErrorKind::Limit(Limit::Memo, self.limits.max_memo)));
+            }
+            return Ok(());
         }
         let pos = self.stack.len() - 1;
         let entry = if changeable(&self.stack[pos].value) {
             let item = &mut self.stack[pos];
             match item.memo {
                 None => item.memo = Some(i),
-                Some(_) => item.more_memo.push(i),
+                Some(_) => self.more_memo.entry(pos).or_default().push(i),
             }
             Entry::Open(pos)
         } else {
@@ -438,7 +628,11 @@ impl Reader<'_, '_> {
 
     fn memo_get(&mut self, i: u64) -> Result<(), Error> {
         let (value, depth) = match self.memo.get(i) {
-            None => return Err(self.err(ErrorKind::MemoMissing(i))),
+            None => {
+                // Skipped although a GET reads it: the scan was wrong.
+                self.rescan = self.skip && i < self.memo.count as u64;
+                return Err(self.err(ErrorKind::MemoMissing(i)));
+            }
             Some(Entry::Value(v, d)) => (v.clone(), *d),
             Some(Entry::Open(pos)) => {
                 let pos = *pos;
@@ -480,26 +674,30 @@ impl Reader<'_, '_> {
     /// Empties the buffers (dropping what a failed or finished read left
     /// in them) and keeps them for the thread's next read, if small.
     fn keep_buffers(&mut self) {
-        let mut stack = std::mem::take(&mut self.stack);
-        let mut marks = std::mem::take(&mut self.marks);
-        let mut dense = std::mem::take(&mut self.memo.dense);
-        if stack.capacity() > KEEP_BUFFERS
-            || dense.capacity() > KEEP_BUFFERS
-            || marks.capacity() > KEEP_BUFFERS
+        let spare = self.take_buffers();
+        if spare.stack.capacity() > KEEP_BUFFERS
+            || spare.dense.capacity() > KEEP_BUFFERS
+            || spare.marks.capacity() > KEEP_BUFFERS
+            || spare.wanted.capacity() > KEEP_BUFFERS
         {
             return;
         }
-        stack.clear();
-        marks.clear();
-        dense.clear();
         // `try_with`: during thread exit the slot may be gone already.
-        let _ = SPARE.try_with(|s| {
-            s.set(Some(Buffers {
-                stack,
-                marks,
-                dense,
-            }))
-        });
+        let _ = SPARE.try_with(|s| s.set(Some(spare)));
+    }
+
+    /// The buffers, emptied.
+    fn take_buffers(&mut self) -> Buffers {
+        let mut spare = Buffers {
+            stack: std::mem::take(&mut self.stack),
+            marks: std::mem::take(&mut self.marks),
+            dense: std::mem::take(&mut self.memo.dense),
+            wanted: std::mem::take(&mut self.wanted),
+        };
+        spare.stack.clear();
+        spare.marks.clear();
+        spare.dense.clear();
+        spare
     }
 
     fn run(&mut self) -> Result<Value, Error> {
@@ -614,17 +812,17 @@ impl Reader<'_, '_> {
                 }
                 SHORT_BINUNICODE => {
                     let n = self.u8()?;
-                    let v = self.str_at(u64::from(n))?;
+                    let v = Value::Str(self.str_at(u64::from(n))?);
                     self.push(v, 0)?;
                 }
                 BINUNICODE => {
                     let n = self.u32()?;
-                    let v = self.str_at(u64::from(n))?;
+                    let v = Value::Str(self.str_at(u64::from(n))?);
                     self.push(v, 0)?;
                 }
                 BINUNICODE8 => {
                     let n = self.u64()?;
-                    let v = self.str_at(n)?;
+                    let v = Value::Str(self.str_at(n)?);
                     self.push(v, 0)?;
                 }
                 UNICODE => {
@@ -723,10 +921,7 @@ impl Reader<'_, '_> {
                     let (k, dk) = self.pop()?;
                     self.setitems(vec![k, v], dv.max(dk) + 1)?;
                 }
-                SETITEMS => {
-                    let (items, depth) = self.pop_mark()?;
-                    self.setitems(items, depth)?;
-                }
+                SETITEMS => self.setitems_marked()?,
                 ADDITEMS => {
                     let (items, depth) = self.pop_mark()?;
                     let at = self.at;
@@ -879,10 +1074,15 @@ impl Reader<'_, '_> {
         }
     }
 
-    fn str_at(&mut self, n: u64) -> Result<Value, Error> {
+    /// The next `n` bytes as a str. Returns the `Arc` rather than a
+    /// `Value`: a `Result<Value, _>` came back through memory a byte at a
+    /// time and was reloaded whole, a store-forwarding stall on every
+    /// string.
+    #[inline(always)]
+    fn str_at(&mut self, n: u64) -> Result<std::sync::Arc<str>, Error> {
         let b = self.take(n)?;
         match std::str::from_utf8(b) {
-            Ok(s) => Ok(Value::Str(s.into())),
+            Ok(s) => Ok(s.into()),
             Err(_) => Err(self.err(invalid(
                 "a str is not valid UTF-8 (a lone surrogate, which Rust strings cannot hold?)",
             ))),
@@ -948,6 +1148,41 @@ impl Reader<'_, '_> {
             }
         }
         target.depth = target.depth.max(depth);
+        Ok(())
+    }
+
+    /// `SETITEMS`: the pairs above the last mark into the item under it.
+    /// For a dict (the common case: every dict CPython pickles), they go
+    /// straight from the stack, not through a `Vec` of their own; the
+    /// checks and their order are those of `pop_mark` then `setitems`.
+    fn setitems_marked(&mut self) -> Result<(), Error> {
+        let (mark, depth) = self.take_mark()?;
+        let n = self.stack.len() - mark;
+        if !n.is_multiple_of(2) {
+            return Err(self.err(invalid("odd number of items for SETITEMS")));
+        }
+        if mark <= self.fence() || !matches!(self.stack[mark - 1].value, Value::Dict(_)) {
+            let items = self.stack.drain(mark..).map(|i| i.value).collect();
+            return self.setitems(items, depth);
+        }
+        let at = self.at;
+        let (below, items) = self.stack.split_at_mut(mark);
+        let target = below.last_mut().expect("mark > fence >= 0");
+        let Value::Dict(d) = &mut target.value else {
+            return Err(Error::at(invalid("SETITEMS target changed"), at));
+        };
+        if d.is_shared() {
+            return Err(Error::at(ErrorKind::Recursive, at));
+        }
+        d.reserve(n / 2);
+        for pair in items.chunks_exact_mut(2) {
+            let k = std::mem::take(&mut pair[0].value);
+            let v = std::mem::take(&mut pair[1].value);
+            d.insert(k, v)
+                .map_err(|u| Error::at(ErrorKind::Unhashable(u), at))?;
+        }
+        target.depth = target.depth.max(depth);
+        self.stack.truncate(mark);
         Ok(())
     }
 
@@ -1167,6 +1402,95 @@ mod tests {
         let t = v.as_seq().unwrap();
         assert!(t[0].is(&t[1]));
         assert_eq!(v.to_string(), "([1], [1])");
+    }
+
+    #[test]
+    fn the_scan_finds_the_entries_gets_read() {
+        let mut wanted = Vec::new();
+        // EMPTY_LIST MEMOIZE BININT1 1 APPEND GET 0 TUPLE2.
+        assert!(scan_gets(b"\x80\x04]\x94K\x01ah\x00\x86.", &mut wanted));
+        assert_eq!(wanted, [1]);
+        // LONG_BINGET 70, past the input's length: never set, no bit.
+        assert!(scan_gets(b"\x80\x04N\x94j\x46\x00\x00\x00.", &mut wanted));
+        assert!(wanted.iter().all(|w| *w == 0));
+        // Explicit PUTs, text operands, truncation: not exact.
+        assert!(!scan_gets(b"K\x07q\x00h\x00.", &mut wanted));
+        assert!(!scan_gets(b"I1\n.", &mut wanted));
+        assert!(!scan_gets(b"\x80\x04\x8c\x05ab", &mut wanted));
+        assert!(!scan_gets(
+            b"\x80\x04\x8d\xff\xff\xff\xff\xff\xff\xff\xff.",
+            &mut wanted
+        ));
+    }
+
+    #[test]
+    fn a_get_of_a_skipped_entry_reads_the_pickle_again() {
+        // As if the scan had missed the GET: the machine notices and
+        // `loads_with` reads again keeping every entry.
+        let p = b"\x80\x04]\x94K\x01ah\x00\x86.";
+        let limits = Limits::default();
+        let spare = Buffers {
+            stack: Vec::new(),
+            marks: Vec::new(),
+            dense: Vec::new(),
+            wanted: Vec::new(),
+        };
+        let mut reader = Reader::new(p, &limits, spare, true);
+        assert!(reader.run().is_err());
+        assert!(reader.rescan);
+        let v = load(p).unwrap();
+        let t = v.as_seq().unwrap();
+        assert!(t[0].is(&t[1]));
+    }
+
+    /// Reads `p` keeping every memo entry, as before the scan.
+    fn load_keeping_all(p: &[u8]) -> Result<Value, Error> {
+        let limits = Limits::default();
+        let spare = Buffers {
+            stack: Vec::new(),
+            marks: Vec::new(),
+            dense: Vec::new(),
+            wanted: Vec::new(),
+        };
+        Reader::new(p, &limits, spare, false).run()
+    }
+
+    #[test]
+    fn skipping_entries_changes_nothing_read() {
+        let shared = Value::from(vec![Value::Int(1), Value::from("s")]);
+        let inner = Value::from((shared.clone(), "t"));
+        let values = [
+            Value::from((shared.clone(), shared.clone(), inner.clone(), inner, "t")),
+            Value::from((Value::from("a"), Value::from("a"), shared)),
+            Value::from(vec![Value::Dict(mp_value::Dict::new()); 3]),
+        ];
+        let mut pickles: Vec<Vec<u8>> = values.iter().map(crate::dumps).collect();
+        let written = pickles.len();
+        // GETs of a str and of an open list, a tuple of them, DUP:
+        // ((['x'], 'x', ['x']), (['x'], 'x', ['x'])), one list, one tuple.
+        pickles.push(b"\x80\x04]\x94\x8c\x01x\x94ah\x01h\x00\x872\x86.".to_vec());
+        for (i, p) in pickles.iter().enumerate() {
+            let (skipped, kept) = (load(p).unwrap(), load_keeping_all(p).unwrap());
+            assert_eq!(skipped.to_string(), kept.to_string());
+            // The writer memoizes by identity: equal bytes, equal sharing.
+            assert_eq!(crate::dumps(&skipped), crate::dumps(&kept));
+            if i < written {
+                assert_eq!(&crate::dumps(&skipped), p);
+            }
+        }
+        let v = load(&pickles[written]).unwrap();
+        let t = v.as_seq().unwrap();
+        assert!(t[0].is(&t[1]));
+        let inner = t[0].as_seq().unwrap();
+        assert!(inner[0].is(&inner[2]));
+    }
+
+    #[test]
+    fn skipped_entries_still_count_against_the_limit() {
+        let p = b"\x80\x04N\x94\x94\x94.";
+        assert!(loads_with(p, &Limits::default().max_memo(3)).is_ok());
+        let e = loads_with(p, &Limits::default().max_memo(2)).unwrap_err();
+        assert_eq!(e.kind(), &ErrorKind::Limit(Limit::Memo, 2));
     }
 
     #[test]

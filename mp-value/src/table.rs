@@ -107,13 +107,14 @@ impl<V> Table<V> {
         self.entries.iter().flatten()
     }
 
-    /// Moves every key and value that is a `Value` into `out`.
+    /// Moves every key and value that holds values into `out`, freeing
+    /// the others (see `defer_drop`).
     pub(crate) fn drain_into(&mut self, out: &mut Vec<Value>)
     where
         V: IntoValues,
     {
         for e in self.entries.drain(..).flatten() {
-            out.push(e.key);
+            crate::value::defer_drop(out, e.key);
             e.value.into_values(out);
         }
         self.live = 0;
@@ -275,7 +276,7 @@ pub(crate) trait IntoValues {
 
 impl IntoValues for Value {
     fn into_values(self, out: &mut Vec<Value>) {
-        out.push(self);
+        crate::value::defer_drop(out, self);
     }
 }
 
@@ -285,9 +286,11 @@ impl IntoValues for () {
 
 impl<V> Drop for Table<V> {
     fn drop(&mut self) {
+        // Allocated only for keys that hold values (tuples, frozensets):
+        // string keys are freed here.
         let mut children = Vec::new();
         for e in self.entries.drain(..).flatten() {
-            children.push(e.key);
+            crate::value::defer_drop(&mut children, e.key);
             // Values of a `Table<Value>` are dropped here one level deep;
             // their own children go through `drop_iteratively`.
             drop(e.value);

@@ -166,6 +166,30 @@ impl Drop for Items {
     }
 }
 
+/// Whether freeing `v` may free values nested in it (a container or an
+/// object), which the iterative drop must take apart first; a string, a
+/// number or a global holds no values.
+fn holds_values(v: &Value) -> bool {
+    matches!(
+        v,
+        Value::List(_)
+            | Value::Tuple(_)
+            | Value::Dict(_)
+            | Value::Set(_)
+            | Value::FrozenSet(_)
+            | Value::Object(_)
+    )
+}
+
+/// Gives `v` to the iterative drop's work list if it holds values, else
+/// frees it here: the work list then grows only by containers (a dict of
+/// strings puts nothing on it, so freeing one allocates nothing).
+pub(crate) fn defer_drop(out: &mut Vec<Value>, v: Value) {
+    if holds_values(&v) {
+        out.push(v);
+    }
+}
+
 /// Frees `values` and everything only they hold, one level at a time:
 /// a container whose last reference this is gives its children to the
 /// work list before it is freed, so no `Drop` ever runs a deep recursion.
@@ -175,7 +199,9 @@ pub(crate) fn drop_iteratively(values: Vec<Value>) {
         match v {
             Value::List(List(a)) | Value::Tuple(Tuple(a)) => {
                 if let Some(mut items) = Arc::into_inner(a) {
-                    stack.append(&mut items.0);
+                    for v in items.0.drain(..) {
+                        defer_drop(&mut stack, v);
+                    }
                 }
             }
             Value::Dict(Dict(a)) => {
@@ -392,20 +418,27 @@ pub struct ObjectData {
 }
 
 impl ObjectData {
+    /// Moves the parts that hold values into `out` (see `defer_drop`).
     fn drain_into(&mut self, out: &mut Vec<Value>) {
-        out.push(std::mem::take(&mut self.callable));
-        out.push(std::mem::take(&mut self.args));
-        out.extend(self.kwargs.take());
+        defer_drop(out, std::mem::take(&mut self.callable));
+        defer_drop(out, std::mem::take(&mut self.args));
+        if let Some(kwargs) = self.kwargs.take() {
+            defer_drop(out, kwargs);
+        }
         for op in self.ops.drain(..) {
             match op {
-                ObjectOp::Append(mut items) => out.append(&mut items),
-                ObjectOp::SetItems(pairs) => {
-                    for (k, v) in pairs {
-                        out.push(k);
-                        out.push(v);
+                ObjectOp::Append(items) => {
+                    for v in items {
+                        defer_drop(out, v);
                     }
                 }
-                ObjectOp::Build(state) => out.push(state),
+                ObjectOp::SetItems(pairs) => {
+                    for (k, v) in pairs {
+                        defer_drop(out, k);
+                        defer_drop(out, v);
+                    }
+                }
+                ObjectOp::Build(state) => defer_drop(out, state),
             }
         }
     }
