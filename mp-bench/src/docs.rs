@@ -108,6 +108,22 @@ const RETIRED_WHY: &str = "\
   raw write/read loop's rate within the noise, so only the 64 MiB row,
   where ipc-channel faults in a fresh buffer per message and falls far
   behind, keeps that goal.
+- CPython clients of a Rust manager (`mgr_pyclient_*`, issue 12): at
+  least 1.3x the calls per second of CPython's `SyncManager` server and
+  at most half its server CPU per call. On the server's side a call is
+  one `recvmsg` and one `sendto` (strace), and nearly all of the server's
+  CPU goes to them and the context switches around them (perf puts 93% of
+  our server's samples in the kernel); CPython's server pays the same and
+  adds its interpreter. The canned server (mp-bench: authenticates, then
+  answers every frame with fixed bytes, decoding nothing) is the floor.
+  In the runs that settled issue 12 it reached 0.85-1.28x CPython's calls
+  per second (the one CPython client program is the bottleneck: every
+  server keeps up with it) and 0.57-0.93x CPython's server CPU, so no
+  server can halve CPython's there (an earlier day's run, with CPython's
+  server 1.5x slower, had the floor at 0.45-0.60x, and ours met 0.5x in
+  four placements of nine). The goals are now the house goals for
+  manager calls, as on the `mgr_*` rows: at least 0.8x the canned
+  server's rate and at most 1.3x its CPU.
 ";
 
 /// Each retired goal: the row it was on and the goal.
@@ -119,6 +135,24 @@ const RETIRED_GOALS: &[(&str, Goal)] = &[
     ("pipe_rtt_64B@same", Goal::CpuPy(1.0 / 3.0)),
     ("pipe_rtt_64B@split", Goal::CpuPy(1.0 / 3.0)),
     ("stream_1MiB", Goal::Crate(1.0)),
+    ("mgr_pyclient_dict_set", Goal::Py(1.3)),
+    ("mgr_pyclient_dict_set@same", Goal::Py(1.3)),
+    ("mgr_pyclient_dict_set@split", Goal::Py(1.3)),
+    ("mgr_pyclient_dict_get", Goal::Py(1.3)),
+    ("mgr_pyclient_dict_get@same", Goal::Py(1.3)),
+    ("mgr_pyclient_dict_get@split", Goal::Py(1.3)),
+    ("mgr_pyclient_queue", Goal::Py(1.3)),
+    ("mgr_pyclient_queue@same", Goal::Py(1.3)),
+    ("mgr_pyclient_queue@split", Goal::Py(1.3)),
+    ("mgr_pyclient_dict_set", Goal::CpuPy(0.5)),
+    ("mgr_pyclient_dict_set@same", Goal::CpuPy(0.5)),
+    ("mgr_pyclient_dict_set@split", Goal::CpuPy(0.5)),
+    ("mgr_pyclient_dict_get", Goal::CpuPy(0.5)),
+    ("mgr_pyclient_dict_get@same", Goal::CpuPy(0.5)),
+    ("mgr_pyclient_dict_get@split", Goal::CpuPy(0.5)),
+    ("mgr_pyclient_queue", Goal::CpuPy(0.5)),
+    ("mgr_pyclient_queue@same", Goal::CpuPy(0.5)),
+    ("mgr_pyclient_queue@split", Goal::CpuPy(0.5)),
 ];
 
 fn find<'r>(report: &'r Report, name: &str) -> Option<&'r Row> {

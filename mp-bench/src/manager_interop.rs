@@ -117,7 +117,11 @@ pub(crate) fn specs() -> Vec<Spec> {
                         py_args,
                     )),
                     krate: None,
-                    goals: vec![Goal::Py(1.3), Goal::CpuPy(0.5)],
+                    // Issue 12's goals against CPython (1.3x the calls,
+                    // half the server CPU) lie beyond the floor: see
+                    // RETIRED_WHY in docs.rs. These are the house goals
+                    // for manager calls (as the `mgr_*` rows).
+                    goals: vec![Goal::Raw(0.8), Goal::CpuRaw(1.3)],
                     name,
                 }
                 .measure(ctx, refs)
