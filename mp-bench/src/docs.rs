@@ -116,14 +116,16 @@ const RETIRED_WHY: &str = "\
   our server's samples in the kernel); CPython's server pays the same and
   adds its interpreter. The canned server (mp-bench: authenticates, then
   answers every frame with fixed bytes, decoding nothing) is the floor.
-  In the runs that settled issue 12 it reached 0.85-1.28x CPython's calls
-  per second (the one CPython client program is the bottleneck: every
-  server keeps up with it) and 0.57-0.93x CPython's server CPU, so no
-  server can halve CPython's there (an earlier day's run, with CPython's
-  server 1.5x slower, had the floor at 0.45-0.60x, and ours met 0.5x in
-  four placements of nine). The goals are now the house goals for
-  manager calls, as on the `mgr_*` rows: at least 0.8x the canned
-  server's rate and at most 1.3x its CPU.
+  In the two full runs that settled issue 12 it reached 0.78-1.04x
+  CPython's calls per second unpinned and on two CPUs (the one CPython
+  client program is the bottleneck: every server keeps up with it) and
+  1.28-1.45x on one CPU, where ours made 1.21-1.39x; and 0.55-0.80x
+  CPython's server CPU in every placement, so no server can halve
+  CPython's there (an earlier day's run, with CPython's server 1.5x
+  slower, had the floor at 0.45-0.60x, and ours met 0.5x in four
+  placements of nine). The goals are now the house goals for manager
+  calls, as on the `mgr_*` rows: at least 0.8x the canned server's rate
+  and at most 1.3x its CPU.
 ";
 
 /// Each retired goal: the row it was on and the goal.
