@@ -191,15 +191,7 @@ impl RebuildProxy {
 pub(crate) fn for_each_token(value: &Value, f: &mut dyn FnMut(&Token)) {
     // Most arguments and results are scalars: no work list for them (this
     // runs on every call's arguments and reply).
-    if !matches!(
-        value,
-        Value::List(_)
-            | Value::Tuple(_)
-            | Value::Dict(_)
-            | Value::Set(_)
-            | Value::FrozenSet(_)
-            | Value::Object(_)
-    ) {
+    if !value.holds_values() {
         return;
     }
     let mut stack = vec![value];

@@ -225,6 +225,7 @@ fn scan_gets(data: &[u8], wanted: &mut Vec<u64>) -> bool {
 /// The machine's buffers, kept between the pickles one thread reads: a
 /// server reads a request per call, and these would otherwise be three
 /// allocations each time.
+#[derive(Default)]
 struct Buffers {
     stack: Vec<Item>,
     marks: Vec<usize>,
@@ -1429,12 +1430,7 @@ mod tests {
         // `loads_with` reads again keeping every entry.
         let p = b"\x80\x04]\x94K\x01ah\x00\x86.";
         let limits = Limits::default();
-        let spare = Buffers {
-            stack: Vec::new(),
-            marks: Vec::new(),
-            dense: Vec::new(),
-            wanted: Vec::new(),
-        };
+        let spare = Buffers::default();
         let mut reader = Reader::new(p, &limits, spare, true);
         assert!(reader.run().is_err());
         assert!(reader.rescan);
@@ -1446,12 +1442,7 @@ mod tests {
     /// Reads `p` keeping every memo entry, as before the scan.
     fn load_keeping_all(p: &[u8]) -> Result<Value, Error> {
         let limits = Limits::default();
-        let spare = Buffers {
-            stack: Vec::new(),
-            marks: Vec::new(),
-            dense: Vec::new(),
-            wanted: Vec::new(),
-        };
+        let spare = Buffers::default();
         Reader::new(p, &limits, spare, false).run()
     }
 

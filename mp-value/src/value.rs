@@ -61,6 +61,22 @@ pub enum Value {
 
 /// The Python type name of a value (`"int"`, `"list"`, …), for messages.
 impl Value {
+    /// Whether this value holds other values: a container (list, tuple,
+    /// dict, set, frozenset) or an object; a string, a number or a global
+    /// holds none. A walk over nested values (the iterative drop, a
+    /// search for proxies' tokens) need not look into the others.
+    pub fn holds_values(&self) -> bool {
+        matches!(
+            self,
+            Value::List(_)
+                | Value::Tuple(_)
+                | Value::Dict(_)
+                | Value::Set(_)
+                | Value::FrozenSet(_)
+                | Value::Object(_)
+        )
+    }
+
     /// The name of the Python type this value stands for: `"NoneType"`,
     /// `"bool"`, `"int"`, `"float"`, `"str"`, `"bytes"`, `"bytearray"`,
     /// `"list"`, `"tuple"`, `"dict"`, `"set"`, `"frozenset"`, `"global"`,
@@ -166,26 +182,11 @@ impl Drop for Items {
     }
 }
 
-/// Whether freeing `v` may free values nested in it (a container or an
-/// object), which the iterative drop must take apart first; a string, a
-/// number or a global holds no values.
-fn holds_values(v: &Value) -> bool {
-    matches!(
-        v,
-        Value::List(_)
-            | Value::Tuple(_)
-            | Value::Dict(_)
-            | Value::Set(_)
-            | Value::FrozenSet(_)
-            | Value::Object(_)
-    )
-}
-
 /// Gives `v` to the iterative drop's work list if it holds values, else
 /// frees it here: the work list then grows only by containers (a dict of
 /// strings puts nothing on it, so freeing one allocates nothing).
 pub(crate) fn defer_drop(out: &mut Vec<Value>, v: Value) {
-    if holds_values(&v) {
+    if v.holds_values() {
         out.push(v);
     }
 }
