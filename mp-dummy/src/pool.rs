@@ -201,21 +201,22 @@ impl Shared {
         self.intake.write().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The error that broke the pool, if it is broken.
+    fn broken(intake: &Intake) -> Option<PoolError> {
+        match (&intake.status, &intake.broken) {
+            (PoolState::Broken, Some(e)) => Some(e.clone()),
+            _ => None,
+        }
+    }
+
     /// The error for a submission to a pool in state `intake`.
     fn not_running(intake: &Intake) -> PoolError {
-        match (&intake.status, &intake.broken) {
-            (PoolState::Broken, Some(e)) => e.clone(),
-            (status, _) => PoolError::NotRunning(*status),
-        }
+        Self::broken(intake).unwrap_or(PoolError::NotRunning(intake.status))
     }
 
     /// What a task of a stopped pool fails with.
     fn stop_error(&self) -> PoolError {
-        let intake = self.intake();
-        match (&intake.status, &intake.broken) {
-            (PoolState::Broken, Some(e)) => e.clone(),
-            _ => PoolError::Terminated,
-        }
+        Self::broken(&self.intake()).unwrap_or(PoolError::Terminated)
     }
 
     /// Queues one unit.
@@ -252,9 +253,9 @@ impl Shared {
 
     /// Stops taking tasks and moves to `status`: `Closed` lets the
     /// workers finish what is queued; `Terminated` and `Broken` (with the
-    /// error) fail the queued and running tasks. `false` if the pool was
-    /// already past that point.
-    fn stop(&self, status: PoolState, error: Option<PoolError>) -> bool {
+    /// error) fail the queued and running tasks. Nothing happens if the
+    /// pool is already past that point.
+    fn stop(&self, status: PoolState, error: Option<PoolError>) {
         let mut intake = self.intake_mut();
         let allowed = match status {
             PoolState::Running => false,
@@ -265,7 +266,7 @@ impl Shared {
             }
         };
         if !allowed {
-            return false;
+            return;
         }
         intake.status = status;
         if status == PoolState::Broken {
@@ -305,7 +306,6 @@ impl Shared {
                 }
             }
         }
-        true
     }
 
     /// Starts worker number `slot`, holding `share` (a replaced worker's
