@@ -302,15 +302,26 @@ impl Shared for Semaphore {
                     .filter(|n| *n >= 1)
                     .ok_or_else(|| Exception::value_error("n must be one or more"))?;
                 let mut v = lock(&self.value);
-                if let Some(bound) = self.bound
-                    && *v + n > bound
-                {
+                // A peer's `n` can be any size: checked, so that a huge one
+                // is an error instead of a wrapped count.
+                let Some(after) = v.checked_add(n) else {
+                    return Err(
+                        Exception::value_error("n is too large for the semaphore's value").into(),
+                    );
+                };
+                if self.bound.is_some_and(|bound| after > bound) {
                     return Err(Exception::value_error("Semaphore released too many times").into());
                 }
-                *v += n;
+                *v = after;
                 drop(v);
-                for _ in 0..n {
+                // Waking every waiter for a larger `n` (each takes its
+                // share under the lock, the rest wait again) rather than
+                // notifying `n` times: a peer's `n` must not cost a loop
+                // of that length.
+                if n == 1 {
                     self.cv.notify_one();
+                } else {
+                    self.cv.notify_all();
                 }
                 none()
             }

@@ -195,3 +195,32 @@ fn hostile_pickles_get_a_traceback_and_the_server_goes_on() {
     assert!(!std::path::Path::new("/tmp/never").exists());
     drop(d);
 }
+
+#[test]
+fn a_semaphore_release_of_a_huge_n_is_quick_and_never_wraps() {
+    // The request a fuzz run found: `release(n)` notified `n` times, a
+    // loop as long as the peer asked for. Through the fuzz entry point:
+    // the first byte picks the type (7: Semaphore, 8: BoundedSemaphore;
+    // 0x80: pickle), the rest is (method, args, kwds).
+    let call = |typeid: u8, n: i64| {
+        let request = Value::from((
+            "release",
+            Value::Tuple(mp_value::Tuple::from(vec![Value::Int(n)])),
+            Value::Dict(Dict::new()),
+        ));
+        let mut bytes = vec![0x80 | typeid];
+        bytes.extend(mp_pickle::dumps(&request));
+        let t = std::time::Instant::now();
+        let reply = mp_pickle::loads(&mp_manager::server::fuzz_request(&bytes)).unwrap();
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+        reply
+    };
+    let ok = call(7, i64::MAX);
+    assert_eq!(
+        mp_manager::server::decode_reply_kind(ok.clone()),
+        Ok("#RETURN"),
+        "{ok}"
+    );
+    let bounded = call(8, i64::MAX);
+    assert!(bounded.to_string().contains("ValueError"), "{bounded}");
+}
