@@ -10,6 +10,8 @@
 
 use std::panic;
 use std::process::ExitCode;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use mp_fuzz::{TARGETS, Target};
@@ -105,8 +107,43 @@ fn fuzz(target: &Target, budget: Duration, seed: u64) -> Result<u64, String> {
     Ok(runs)
 }
 
+/// Inputs finished so far, across targets: what the watchdog watches.
+static PROGRESS: AtomicU64 = AtomicU64::new(0);
+/// The target running now, for the watchdog's message.
+static RUNNING: Mutex<&str> = Mutex::new("");
+
+/// How long one input may run before the run counts as hung: every target
+/// answers an input in well under a millisecond, and a hang (a loop as long
+/// as a peer asks for) is as much a failure as a panic.
+const HANG: Duration = Duration::from_secs(30);
+
+/// Ends the process with a failure naming the target and the seed when no
+/// input has finished for [`HANG`]: the run replays with `--seed`.
+fn start_watchdog(seed: u64) {
+    std::thread::spawn(move || {
+        let mut last = (PROGRESS.load(Ordering::Relaxed), Instant::now());
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+            let now = PROGRESS.load(Ordering::Relaxed);
+            if now != last.0 {
+                last = (now, Instant::now());
+            } else if last.1.elapsed() >= HANG {
+                let target = *RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+                eprintln!(
+                    "fuzz: target {target} hung: no input finished in {} s (seed {seed}; \
+                     replay with mp-fuzz --seed {seed} {target})",
+                    HANG.as_secs()
+                );
+                std::process::exit(1);
+            }
+        }
+    });
+}
+
 fn check(target: &Target, input: &[u8], seed: u64) -> Result<(), String> {
-    panic::catch_unwind(|| (target.run)(input)).map_err(|_| {
+    let result = panic::catch_unwind(|| (target.run)(input));
+    PROGRESS.fetch_add(1, Ordering::Relaxed);
+    result.map_err(|_| {
         let hex: String = input.iter().map(|b| format!("{b:02x}")).collect();
         format!(
             "target {} panicked (seed {seed}) on input {hex}",
@@ -148,7 +185,9 @@ fn main() -> ExitCode {
     // Panics are expected to be reported by us, not printed twice.
     panic::set_hook(Box::new(|_| {}));
     let mut failed = false;
+    start_watchdog(seed);
     for target in selected {
+        *RUNNING.lock().unwrap_or_else(|e| e.into_inner()) = target.name;
         match fuzz(target, Duration::from_secs(seconds), seed) {
             Ok(runs) => println!(
                 "fuzz {}: {runs} inputs, no failure (seed {seed})",
