@@ -739,8 +739,13 @@ impl Shared for SharedList {
                 let total =
                     total.ok_or_else(|| Exception::builtin("MemoryError", "list too long"))?;
                 let mut out = Vec::with_capacity(total);
-                for _ in 0..n {
-                    out.extend(l.iter().cloned());
+                // An empty list times any `n` is empty: no loop of a
+                // peer's length (the bound above holds `n` only when the
+                // list has items).
+                if !l.is_empty() {
+                    for _ in 0..n {
+                        out.extend(l.iter().cloned());
+                    }
                 }
                 if method == "__imul__" {
                     *l = out;

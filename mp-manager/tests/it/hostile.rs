@@ -224,3 +224,23 @@ fn a_semaphore_release_of_a_huge_n_is_quick_and_never_wraps() {
     let bounded = call(8, i64::MAX);
     assert!(bounded.to_string().contains("ValueError"), "{bounded}");
 }
+
+#[test]
+fn an_empty_list_times_a_huge_n_is_quick() {
+    // `[] * n` looped n times extending nothing. Type 2 is list.
+    let request = Value::from((
+        "__mul__",
+        Value::Tuple(mp_value::Tuple::from(vec![Value::Int(i64::MAX)])),
+        Value::Dict(Dict::new()),
+    ));
+    let mut bytes = vec![0x80 | 2];
+    bytes.extend(mp_pickle::dumps(&request));
+    let t = std::time::Instant::now();
+    let reply = mp_pickle::loads(&mp_manager::server::fuzz_request(&bytes)).unwrap();
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    assert_eq!(
+        mp_manager::server::decode_reply_kind(reply.clone()),
+        Ok("#RETURN"),
+        "{reply}"
+    );
+}
